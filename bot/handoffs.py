@@ -1,0 +1,357 @@
+"""Handoffs across team boundaries: the rules, with no Slack in them.
+
+A handoff is created (round 1), then the receiving team accepts it or sends it back for rework or
+clarification with a reason; the sender resubmits (next round) until it is accepted, or cancels it.
+Every step is an event in `handoff_event`; the `handoff` row is kept consistent with the events in the
+same transaction, and `replay()` recomputes it from them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+from sqlalchemy import or_, update
+from sqlmodel import select
+
+from bot.process import Boundary, ProcessConfig, Team
+from storage.db import Database
+from storage.models import EventKind, Handoff, HandoffEvent, HandoffState
+
+TITLE_MAX = 150
+LINK_MAX = 500
+NOTES_MAX = 2000
+REASON_MAX = 1000
+_LINK = re.compile(r"^https?://[^\s<>|]+$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class HandoffError(Exception):
+    """A rule said no. The message is written for the person who asked."""
+
+
+class NotAllowed(HandoffError):
+    pass
+
+
+class NotFound(HandoffError):
+    pass
+
+
+@dataclass
+class Draft:
+    """What a sender fills in. `field_errors` maps a field name to a message for that field."""
+
+    from_team: str | None
+    to_team: str | None
+    title: str
+    link: str | None = None
+    due_date: date | None = None
+    notes: str | None = None
+    criteria_met: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    handoff: Handoff
+    changed: bool
+    event: HandoffEvent | None = None
+
+
+# -- authorization -------------------------------------------------------------------------------
+
+
+def reviewers(cfg: ProcessConfig, handoff: Handoff) -> set[str]:
+    """Who may accept or send back: the receiving team's members and the boundary's steward."""
+    team = cfg.team(handoff.to_team)
+    people = set(team.members) if team else set()
+    boundary = cfg.boundary(handoff.from_team, handoff.to_team)
+    if boundary:
+        people.add(boundary.steward)
+    return people
+
+
+def authors(cfg: ProcessConfig, handoff: Handoff) -> set[str]:
+    """Who may resubmit or cancel: the sender and the sending team's members."""
+    team = cfg.team(handoff.from_team)
+    return {handoff.sender} | (set(team.members) if team else set())
+
+
+def _require_reviewer(cfg: ProcessConfig, handoff: Handoff, user: str, verb: str) -> None:
+    if user in reviewers(cfg, handoff):
+        return
+    team = cfg.team(handoff.to_team)
+    boundary = cfg.boundary(handoff.from_team, handoff.to_team)
+    who = f"members of {team.name if team else handoff.to_team}"
+    if boundary:
+        who += f" and the boundary's steward <@{boundary.steward}>"
+    raise NotAllowed(f"Only {who} can {verb} this handoff.")
+
+
+def _require_author(cfg: ProcessConfig, handoff: Handoff, user: str, verb: str) -> None:
+    if user not in authors(cfg, handoff):
+        team = cfg.team(handoff.from_team)
+        raise NotAllowed(
+            f"Only <@{handoff.sender}> or members of {team.name if team else handoff.from_team} can {verb} this handoff."
+        )
+
+
+# -- drafting --------------------------------------------------------------------------------------
+
+
+def sender_teams(cfg: ProcessConfig, user: str) -> list[Team]:
+    return cfg.teams_of(user)
+
+
+def targets(cfg: ProcessConfig, from_teams: list[str]) -> list[Team]:
+    """The teams a handoff can go to from any of these teams (those with a boundary)."""
+    ids = {b.to_team for b in cfg.boundaries_from(from_teams)}
+    return [t for t in cfg.teams if t.id in ids]
+
+
+def parse_due(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _clean(text: str | None) -> str | None:
+    text = (text or "").strip()
+    return text or None
+
+
+def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> tuple[Boundary | None, dict[str, str]]:
+    """Validate a draft against the configuration. Returns the boundary and the errors by field."""
+    errors: dict[str, str] = {}
+    mine = [t.id for t in cfg.teams_of(sender)]
+    if not mine:
+        errors["from_team"] = "You are not a member of any team in Steward's process configuration."
+    elif draft.from_team not in mine:
+        errors["from_team"] = "Choose one of your teams."
+    to_team = cfg.team(draft.to_team or "")
+    boundary = None
+    if to_team is None:
+        errors["to_team"] = "Choose the receiving team."
+    elif draft.from_team in mine:
+        boundary = cfg.boundary(draft.from_team, to_team.id)
+        if boundary is None:
+            names = ", ".join(t.name for t in targets(cfg, [draft.from_team])) or "none"
+            errors["to_team"] = f"There is no boundary from {cfg.team(draft.from_team).name} to {to_team.name}. Teams with one: {names}."
+    if not draft.title.strip():
+        errors["title"] = "Say what is handed off."
+    elif len(draft.title) > TITLE_MAX:
+        errors["title"] = f"At most {TITLE_MAX} characters."
+    if draft.link and (len(draft.link) > LINK_MAX or not _LINK.match(draft.link)):
+        errors["link"] = "A link starts with http:// or https:// and has no spaces."
+    if draft.notes and len(draft.notes) > NOTES_MAX:
+        errors["notes"] = f"At most {NOTES_MAX} characters."
+    if draft.due_date and draft.due_date < today:
+        errors["due_date"] = "The due date is in the past."
+    if boundary is not None:
+        unknown = [c for c in draft.criteria_met if c not in boundary.criteria]
+        missing = [c for c in boundary.criteria if c not in draft.criteria_met]
+        if unknown:
+            errors["criteria"] = "These are not criteria of this boundary: " + ", ".join(unknown)
+        elif missing and cfg.model_of(boundary) == "centralized":
+            errors["criteria"] = "This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing)
+    return boundary, errors
+
+
+# -- transitions -----------------------------------------------------------------------------------
+
+
+def _event(handoff: Handoff, kind: str, actor: str, at: datetime, reason: str | None = None, **data) -> HandoffEvent:
+    return HandoffEvent(
+        handoff_id=handoff.id, seq=handoff.version, kind=kind, actor=actor, at=at, round=handoff.round, reason=reason, data=data
+    )
+
+
+def create(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: datetime | None = None) -> Handoff:
+    now = now or utcnow()
+    boundary, errors = check_draft(cfg, sender, draft, now.date())
+    if errors:
+        raise HandoffError(" ".join(errors.values()))
+    met = [c for c in boundary.criteria if c in draft.criteria_met]
+    with db.write() as s:
+        handoff = Handoff(
+            from_team=draft.from_team, to_team=draft.to_team, sender=sender, title=draft.title.strip(),
+            link=_clean(draft.link), due_date=draft.due_date, notes=_clean(draft.notes),
+            criteria=list(boundary.criteria), criteria_met=met, state=HandoffState.OPEN,
+            round=1, version=1, created_at=now, updated_at=now,
+        )
+        s.add(handoff)
+        s.flush()
+        s.add(_event(handoff, EventKind.CREATED, sender, now, criteria_met=met, title=handoff.title))
+    return handoff
+
+
+def get(db: Database, handoff_id: int) -> Handoff:
+    with db.read() as s:
+        handoff = s.get(Handoff, handoff_id)
+    if handoff is None:
+        raise NotFound(f"There is no handoff #{handoff_id}.")
+    return handoff
+
+
+def _transition(db, handoff_id, check, kind, actor, now, *, allowed_from, new_state, reason=None, new_round=False, changes=None, data=None) -> Outcome:
+    """Move a handoff from one of `allowed_from` to `new_state` and append the event, atomically.
+
+    The UPDATE is conditional on the version read, so of two concurrent clicks exactly one wins; the
+    other gets `changed=False` and the handoff as the winner left it.
+    """
+    try:
+        with db.write() as s:
+            handoff = s.get(Handoff, handoff_id)
+            if handoff is None:
+                raise NotFound(f"There is no handoff #{handoff_id}.")
+            check(handoff)
+            if handoff.state not in allowed_from:
+                return Outcome(handoff, changed=False)
+            values = dict(changes or {})
+            values.update(state=new_state, version=handoff.version + 1, updated_at=now)
+            if new_round:
+                values["round"] = handoff.round + 1
+            if new_state == HandoffState.ACCEPTED:
+                values["accepted_at"] = now
+            result = s.execute(
+                update(Handoff).where(Handoff.id == handoff_id, Handoff.version == handoff.version).values(**values)
+            )
+            if result.rowcount != 1:
+                raise _LostRace
+            for key, value in values.items():
+                setattr(handoff, key, value)
+            event = _event(handoff, kind, actor, now, reason, **(data or {}))
+            s.add(event)
+    except _LostRace:
+        return Outcome(get(db, handoff_id), changed=False)
+    return Outcome(handoff, changed=True, event=event)
+
+
+class _LostRace(Exception):
+    """Another transaction changed the handoff between our read and our update."""
+
+
+def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None) -> Outcome:
+    return _transition(
+        db, handoff_id, lambda h: _require_reviewer(cfg, h, actor, "accept"), EventKind.ACCEPTED, actor, now or utcnow(),
+        allowed_from=(HandoffState.OPEN,), new_state=HandoffState.ACCEPTED,
+    )
+
+
+def check_reason(reason: str | None) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise HandoffError("Give a reason, so the sender knows what to change.")
+    if len(reason) > REASON_MAX:
+        raise HandoffError(f"The reason can be at most {REASON_MAX} characters.")
+    return reason
+
+
+def send_back(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, kind: str, reason: str | None, now: datetime | None = None) -> Outcome:
+    if kind not in (EventKind.REWORK, EventKind.CLARIFICATION):
+        raise HandoffError(f"Unknown send-back kind {kind!r}.")
+    reason = check_reason(reason)
+    verb = "request rework on" if kind == EventKind.REWORK else "ask for clarification on"
+    return _transition(
+        db, handoff_id, lambda h: _require_reviewer(cfg, h, actor, verb), kind, actor, now or utcnow(),
+        allowed_from=(HandoffState.OPEN,), new_state=kind, reason=reason,
+    )
+
+
+def may_review(cfg: ProcessConfig, handoff_id_or_handoff, user: str, db: Database | None = None) -> None:
+    """Raise NotAllowed unless `user` may accept or send back (checked before a modal opens)."""
+    handoff = handoff_id_or_handoff if isinstance(handoff_id_or_handoff, Handoff) else get(db, handoff_id_or_handoff)
+    _require_reviewer(cfg, handoff, user, "review")
+
+
+def may_author(cfg: ProcessConfig, handoff: Handoff, user: str) -> None:
+    _require_author(cfg, handoff, user, "resubmit")
+
+
+def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, criteria_met: list[str], notes: str | None,
+             link: str | None, now: datetime | None = None) -> Outcome:
+    now = now or utcnow()
+    handoff = get(db, handoff_id)
+    boundary = cfg.boundary(handoff.from_team, handoff.to_team)
+    unknown = [c for c in criteria_met if c not in handoff.criteria]
+    if unknown:
+        raise HandoffError("These are not criteria of this handoff: " + ", ".join(unknown))
+    missing = [c for c in handoff.criteria if c not in criteria_met]
+    if missing and boundary and cfg.model_of(boundary) == "centralized":
+        raise HandoffError("This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing))
+    if link and (len(link) > LINK_MAX or not _LINK.match(link)):
+        raise HandoffError("A link starts with http:// or https:// and has no spaces.")
+    if notes and len(notes) > NOTES_MAX:
+        raise HandoffError(f"Notes can be at most {NOTES_MAX} characters.")
+    met = [c for c in handoff.criteria if c in criteria_met]
+    changes = {"criteria_met": met, "notes": _clean(notes), "link": _clean(link)}
+    return _transition(
+        db, handoff_id, lambda h: _require_author(cfg, h, actor, "resubmit"), EventKind.RESUBMITTED, actor, now,
+        allowed_from=HandoffState.WAITING_FOR_SENDER, new_state=HandoffState.OPEN, new_round=True,
+        changes=changes, data={"criteria_met": met},
+    )
+
+
+def cancel(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None) -> Outcome:
+    return _transition(
+        db, handoff_id, lambda h: _require_author(cfg, h, actor, "cancel"), EventKind.CANCELLED, actor, now or utcnow(),
+        allowed_from=HandoffState.ACTIVE, new_state=HandoffState.CANCELLED,
+    )
+
+
+def record_card(db: Database, handoff_id: int, channel: str, ts: str) -> None:
+    """Remember where the receiving team's card is, to update it in place."""
+    with db.write() as s:
+        s.execute(update(Handoff).where(Handoff.id == handoff_id).values(channel=channel, message_ts=ts))
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def history(db: Database, handoff_id: int) -> list[HandoffEvent]:
+    with db.read() as s:
+        return list(s.exec(select(HandoffEvent).where(HandoffEvent.handoff_id == handoff_id).order_by(HandoffEvent.seq)))
+
+
+def open_for(db: Database, cfg: ProcessConfig, user: str, limit: int = 20) -> tuple[list[Handoff], list[Handoff]]:
+    """The user's active handoffs: those they sent, and those waiting on a team they review for."""
+    teams = [t.id for t in cfg.teams_of(user)]
+    stewarded = [(b.from_team, b.to_team) for b in cfg.boundaries if b.steward == user]
+    with db.read() as s:
+        sent = list(s.exec(
+            select(Handoff).where(Handoff.sender == user, Handoff.state.in_(HandoffState.ACTIVE))
+            .order_by(Handoff.created_at.desc()).limit(limit)
+        ))
+        conditions = [Handoff.to_team.in_(teams)] if teams else []
+        conditions += [(Handoff.from_team == f) & (Handoff.to_team == t) for f, t in stewarded]
+        received = []
+        if conditions:
+            received = list(s.exec(
+                select(Handoff).where(or_(*conditions), Handoff.state.in_(HandoffState.ACTIVE), Handoff.sender != user)
+                .order_by(Handoff.created_at.desc()).limit(limit)
+            ))
+    return sent, received
+
+
+_EVENT_STATE = {
+    EventKind.CREATED: HandoffState.OPEN,
+    EventKind.RESUBMITTED: HandoffState.OPEN,
+    EventKind.REWORK: HandoffState.REWORK,
+    EventKind.CLARIFICATION: HandoffState.CLARIFICATION,
+    EventKind.ACCEPTED: HandoffState.ACCEPTED,
+    EventKind.CANCELLED: HandoffState.CANCELLED,
+}
+
+
+def replay(events: list[HandoffEvent]) -> dict:
+    """Recompute a handoff's state, round, version and acceptance time from its events alone."""
+    state, round_, accepted_at = None, 0, None
+    for ev in events:
+        state = _EVENT_STATE[ev.kind]
+        if ev.kind in (EventKind.CREATED, EventKind.RESUBMITTED):
+            round_ += 1
+        if ev.kind == EventKind.ACCEPTED:
+            accepted_at = ev.at
+    return {"state": state, "round": round_, "version": len(events), "accepted_at": accepted_at}

@@ -1,0 +1,199 @@
+"""The organisation's process configuration: teams, boundaries and their handoff criteria.
+
+Written by process owners in TOML and reviewed like code. `load_process()` validates the whole file and
+reports every problem at once, each naming its key (`boundaries[0].to: no team 'nowhere'`). Later
+features add their own tables ([fasttrack], [[rights]], [pulse], [schedule]) as further fields of
+`ProcessConfig`; unknown keys are refused so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Model = Literal["centralized", "decentralized", "hybrid"]
+
+USER_ID = r"^[UW][A-Z0-9]{2,}$"
+CHANNEL_ID = r"^[CG][A-Z0-9]{2,}$"
+TEAM_ID = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+
+
+_PATTERN_NAMES = {
+    USER_ID: "a Slack user id (U…)",
+    CHANNEL_ID: "a Slack channel id (C…)",
+    TEAM_ID: "a team id (lower case letters, digits, - and _)",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Organization(_Strict):
+    name: str = Field(min_length=1, max_length=80)
+    timezone: str = "UTC"
+    digest_channel: str = Field(pattern=CHANNEL_ID)
+    model: Model = "hybrid"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{value}'") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Team(_Strict):
+    id: str = Field(pattern=TEAM_ID)
+    name: str = Field(min_length=1, max_length=60)
+    channel: str = Field(pattern=CHANNEL_ID)
+    members: tuple[str, ...] = Field(default=(), max_length=500)
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        bad = [m for m in value if not re.match(USER_ID, m)]
+        if bad:
+            raise ValueError(f"not Slack user ids: {', '.join(map(repr, bad))}")
+        return value
+
+
+class Boundary(_Strict):
+    from_team: str = Field(alias="from")
+    to_team: str = Field(alias="to")
+    steward: str = Field(pattern=USER_ID)
+    sla_hours: int = Field(default=48, gt=0, le=24 * 90)
+    model: Model | None = None
+    criteria: tuple[str, ...] = Field(default=(), max_length=10)
+
+    @field_validator("criteria")
+    @classmethod
+    def _criteria(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not item.strip():
+                raise ValueError("a criterion is empty")
+            if len(item) > 70:
+                raise ValueError(f"criterion longer than 70 characters: {item[:30]!r}…")
+        if len(set(value)) != len(value):
+            raise ValueError("criteria repeat")
+        return value
+
+
+class ProcessConfig(_Strict):
+    organization: Organization
+    teams: tuple[Team, ...] = Field(min_length=1)
+    boundaries: tuple[Boundary, ...] = ()
+
+    # -- lookups used by the domain ------------------------------------------------------------
+    def team(self, team_id: str) -> Team | None:
+        return next((t for t in self.teams if t.id == team_id), None)
+
+    def find_team(self, text: str) -> Team | None:
+        """A team by id or name, any case."""
+        wanted = text.strip().casefold()
+        return next((t for t in self.teams if wanted in (t.id.casefold(), t.name.casefold())), None)
+
+    def teams_of(self, user_id: str) -> list[Team]:
+        return [t for t in self.teams if user_id in t.members]
+
+    def boundary(self, from_team: str, to_team: str) -> Boundary | None:
+        return next((b for b in self.boundaries if b.from_team == from_team and b.to_team == to_team), None)
+
+    def boundaries_from(self, team_ids: list[str]) -> list[Boundary]:
+        return [b for b in self.boundaries if b.from_team in team_ids]
+
+    def model_of(self, boundary: Boundary) -> Model:
+        return boundary.model or self.organization.model
+
+    def stewards(self) -> list[str]:
+        return sorted({b.steward for b in self.boundaries})
+
+
+class ProcessConfigError(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(file)"
+
+
+def _cross_check(cfg: ProcessConfig) -> list[str]:
+    problems = []
+    seen: dict[str, int] = {}
+    for i, team in enumerate(cfg.teams):
+        if team.id in seen:
+            problems.append(f"teams[{i}].id: '{team.id}' is already teams[{seen[team.id]}]")
+        seen.setdefault(team.id, i)
+    names: dict[str, int] = {}
+    for i, team in enumerate(cfg.teams):
+        key = team.name.casefold()
+        if key in names:
+            problems.append(f"teams[{i}].name: '{team.name}' is already teams[{names[key]}]")
+        names.setdefault(key, i)
+    pairs: dict[tuple[str, str], int] = {}
+    for i, b in enumerate(cfg.boundaries):
+        for key, team_id in (("from", b.from_team), ("to", b.to_team)):
+            if team_id not in seen:
+                problems.append(f"boundaries[{i}].{key}: no team '{team_id}'")
+        if b.from_team == b.to_team:
+            problems.append(f"boundaries[{i}]: 'from' and 'to' are the same team")
+        pair = (b.from_team, b.to_team)
+        if pair in pairs:
+            problems.append(f"boundaries[{i}]: {b.from_team} → {b.to_team} is already boundaries[{pairs[pair]}]")
+        pairs.setdefault(pair, i)
+    return problems
+
+
+def parse_process(data: dict) -> ProcessConfig:
+    try:
+        cfg = ProcessConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "string_pattern_mismatch":
+                msg = f"{err['input']!r} is not {_PATTERN_NAMES[err['ctx']['pattern']]}"
+            elif err["type"] == "too_short" and any(
+                other["loc"][: len(err["loc"])] == err["loc"] and other is not err for other in exc.errors()
+            ):
+                continue  # a follow-on of an error inside the list, already reported
+            problems.append(f"{_loc(err['loc'])}: {msg}")
+        raise ProcessConfigError(problems) from None
+    problems = _cross_check(cfg)
+    if problems:
+        raise ProcessConfigError(problems)
+    return cfg
+
+
+def load_process(path: str | Path) -> ProcessConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProcessConfigError([f"PROCESS_CONFIG: no file at {path}"]) from None
+    except OSError as exc:
+        raise ProcessConfigError([f"PROCESS_CONFIG: cannot read {path}: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProcessConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_process(data)

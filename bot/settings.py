@@ -1,0 +1,72 @@
+"""Deployment settings, read from the environment or `.env` (the public contract in the README)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: str = "sqlite:///steward.db"
+    process_config: str = "process.toml"
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        # slack-sdk joins method names onto the base URL: it needs the trailing slash.
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token (xoxb-…)")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token (xapp-…)")
+        return value
+
+    def missing(self, *names: str) -> list[str]:
+        """The names of required settings that are empty, as environment variable names."""
+        problems = []
+        for name in names:
+            value = getattr(self, name)
+            if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()):
+                problems.append(f"{name.upper()}: required but not set")
+        return problems
+
+
+class SettingsError(Exception):
+    """Raised with one line per problem, each naming the environment variable."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_settings(*required: str) -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+            problems.append(f"{name}: {err['msg']}")
+        raise SettingsError(problems) from None
+    problems = settings.missing(*required)
+    if problems:
+        raise SettingsError(problems)
+    return settings

@@ -1,0 +1,81 @@
+"""Tables. Every decision is an append-only event; `handoff` is the current-state projection of them.
+
+Conventions: datetimes are naive UTC; `handoff.version` equals the `seq` of its newest event, so a
+transition is a conditional UPDATE on (id, version) and two clicks can never both win.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class HandoffState:
+    OPEN = "open"  # submitted or resubmitted, waiting for the receiving team
+    REWORK = "rework_requested"
+    CLARIFICATION = "clarification_requested"
+    ACCEPTED = "accepted"
+    CANCELLED = "cancelled"
+
+    WAITING_FOR_SENDER = (REWORK, CLARIFICATION)
+    ACTIVE = (OPEN, REWORK, CLARIFICATION)
+    FINAL = (ACCEPTED, CANCELLED)
+
+
+class EventKind:
+    CREATED = "created"
+    REWORK = "rework_requested"
+    CLARIFICATION = "clarification_requested"
+    RESUBMITTED = "resubmitted"
+    ACCEPTED = "accepted"
+    CANCELLED = "cancelled"
+
+
+class Handoff(SQLModel, table=True):
+    __tablename__ = "handoff"
+    __table_args__ = (
+        Index("ix_handoff_to_state", "to_team", "state"),
+        Index("ix_handoff_from_state", "from_team", "state"),
+        Index("ix_handoff_sender_state", "sender", "state"),
+        Index("ix_handoff_accepted_at", "accepted_at"),
+        Index("ix_handoff_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    from_team: str = Field(max_length=40)
+    to_team: str = Field(max_length=40)
+    sender: str = Field(max_length=20)
+    title: str = Field(max_length=150)
+    link: str | None = Field(default=None, max_length=500)
+    due_date: date | None = None
+    notes: str | None = Field(default=None, sa_column=Column(Text))
+    criteria: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    criteria_met: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    state: str = Field(max_length=30)
+    round: int = 1
+    version: int = 1
+    channel: str | None = Field(default=None, max_length=20)
+    message_ts: str | None = Field(default=None, max_length=40)
+    created_at: datetime
+    updated_at: datetime
+    accepted_at: datetime | None = None
+
+
+class HandoffEvent(SQLModel, table=True):
+    __tablename__ = "handoff_event"
+    __table_args__ = (
+        UniqueConstraint("handoff_id", "seq", name="uq_handoff_event_seq"),
+        Index("ix_handoff_event_kind_at", "kind", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_id: int = Field(foreign_key="handoff.id")
+    seq: int
+    kind: str = Field(max_length=30)
+    actor: str = Field(max_length=20)
+    at: datetime
+    round: int
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,166 @@
+"""Block Kit messages and modals, one Jinja2 template per message (`<name>.json.j2`), rendered to dicts.
+
+Escaping is the default, not a choice: every `{{ expression }}` is escaped for mrkdwn (`&`, `<`, `>`) and
+then for JSON, unless a filter below has already made it safe. So no user text can ping @channel or a
+person, or disguise a link, in blocks or in the notification `text`.
+
+Filters:
+- `mrkdwn(n)`  escape for mrkdwn and clip to n characters (of the escaped text, never inside an entity)
+- `plain(n)`   clip to n characters for a plain_text field, which Slack shows literally
+- `user`       a mention built from a Slack user id (never from user text)
+- `channel`    a channel link built from a channel id
+- `when`       a datetime (naive UTC) as a Slack date token with a readable fallback
+- `url`        a link already validated by the domain (http/https, no spaces, < > |)
+- `json`       a value as a JSON fragment (lists of options built in Python)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+_HERE = Path(__file__).parent
+_ID = re.compile(r"^[UWCGD][A-Z0-9]{2,}$")
+_URL = re.compile(r"^https?://[^\s<>|]+$")
+ELLIPSIS = "…"
+
+
+class Safe(str):
+    """Text that is already safe for mrkdwn (or is plain_text): only JSON-escaped on output."""
+
+
+class Raw(Markup):
+    """A JSON fragment, output as it is. (Jinja's Markup marks output already finished: macro results are
+    Markup too, so a macro's text is escaped once, inside the macro, not again where it is used.)"""
+
+
+def escape_mrkdwn(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, ending in … when cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + ELLIPSIS
+
+
+def clip_escaped(text: str, limit: int) -> str:
+    """Escape, then clip to `limit` characters without cutting `&amp;` and friends in half."""
+    escaped = escape_mrkdwn(text)
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: max(limit - 1, 0)]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + ELLIPSIS
+
+
+def _finalize(value):
+    if isinstance(value, Markup):
+        return value
+    if value is None:
+        return Markup("")
+    if isinstance(value, bool):
+        raise TypeError("render booleans with |json")
+    if isinstance(value, (int, float)):
+        return Markup(str(value))
+    text = value if isinstance(value, Safe) else escape_mrkdwn(str(value))
+    return Markup(json.dumps(text, ensure_ascii=False)[1:-1])
+
+
+def _mrkdwn(value, limit: int = 3000) -> Safe:
+    return Safe(clip_escaped("" if value is None else str(value), limit))
+
+
+def _plain(value, limit: int = 3000) -> Safe:
+    return Safe(clip("" if value is None else str(value), limit))
+
+
+def _user(user_id: str) -> Safe:
+    if not _ID.match(user_id or ""):
+        raise ValueError(f"not a user id: {user_id!r}")
+    return Safe(f"<@{user_id}>")
+
+
+def _channel(channel_id: str) -> Safe:
+    if not _ID.match(channel_id or ""):
+        raise ValueError(f"not a channel id: {channel_id!r}")
+    return Safe(f"<#{channel_id}>")
+
+
+def _when(value: datetime | date | None, style: str = "{date_short_pretty} {time}") -> Safe:
+    if value is None:
+        return Safe("")
+    if isinstance(value, datetime):
+        aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        fallback = aware.strftime("%Y-%m-%d %H:%M UTC")
+    else:
+        aware = datetime(value.year, value.month, value.day, 12, tzinfo=timezone.utc)
+        style, fallback = "{date_long_pretty}", value.isoformat()
+    return Safe(f"<!date^{int(aware.timestamp())}^{style}|{fallback}>")
+
+
+def _url(value: str) -> Safe:
+    if not _URL.match(value or "") or len(value) > 3000:
+        raise ValueError("not a safe link")
+    return Safe(escape_mrkdwn(value))
+
+
+def _json(value) -> Raw:
+    return Raw(json.dumps(value, ensure_ascii=False))
+
+
+_env = Environment(
+    loader=FileSystemLoader(_HERE),
+    undefined=StrictUndefined,
+    finalize=_finalize,
+    autoescape=True,  # with _finalize: every expression is escaped for mrkdwn and JSON, exactly once
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+def _option(team) -> dict:
+    return {"text": {"type": "plain_text", "text": clip(team.name, 75)}, "value": team.id}
+
+
+def _options(teams) -> list[dict]:
+    return [_option(t) for t in teams][:100]
+
+
+def _criteria_options(criteria, chosen=None) -> list[dict]:
+    return [
+        {"text": {"type": "plain_text", "text": clip(c, 75)}, "value": str(i)}
+        for i, c in enumerate(criteria)
+        if chosen is None or c in chosen
+    ]
+
+
+def _age(start: datetime, now: datetime) -> str:
+    minutes = max(int((now - start).total_seconds() // 60), 0)
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} d"
+
+
+_env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options)
+_env.filters.update(mrkdwn=_mrkdwn, plain=_plain, user=_user, channel=_channel, when=_when, url=_url, json=_json)
+
+
+def render(name: str, **context) -> dict:
+    """Render `templates/<name>.json.j2` to a dict (a message's text and blocks, or a view)."""
+    source = _env.get_template(f"{name}.json.j2").render(**context)
+    try:
+        return json.loads(source)
+    except json.JSONDecodeError as exc:  # a template bug, never user input: the tests render them all
+        raise ValueError(f"template {name} rendered invalid JSON: {exc}") from None
+
+
+def names() -> list[str]:
+    return sorted(p.name.removesuffix(".json.j2") for p in _HERE.glob("*.json.j2"))
