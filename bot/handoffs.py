@@ -31,7 +31,11 @@ def utcnow() -> datetime:
 
 
 class HandoffError(Exception):
-    """A rule said no. The message is written for the person who asked."""
+    """A rule said no. The message is written for the person who asked; `field` names the form field."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class NotAllowed(HandoffError):
@@ -150,10 +154,9 @@ def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> t
     if draft.due_date and draft.due_date < today:
         errors["due_date"] = "The due date is in the past."
     if boundary is not None:
-        unknown = [c for c in draft.criteria_met if c not in boundary.criteria]
         missing = [c for c in boundary.criteria if c not in draft.criteria_met]
-        if unknown:
-            errors["criteria"] = "These are not criteria of this boundary: " + ", ".join(unknown)
+        if any(c not in boundary.criteria for c in draft.criteria_met):
+            errors["criteria"] = "Some of the chosen criteria are not criteria of this boundary."
         elif missing and cfg.model_of(boundary) == "centralized":
             errors["criteria"] = "This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing)
     return boundary, errors
@@ -172,7 +175,8 @@ def create(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
     now = now or utcnow()
     boundary, errors = check_draft(cfg, sender, draft, now.date())
     if errors:
-        raise HandoffError(" ".join(errors.values()))
+        field, message = next(iter(errors.items()))
+        raise HandoffError(message, field)
     met = [c for c in boundary.criteria if c in draft.criteria_met]
     with db.write() as s:
         handoff = Handoff(
@@ -243,9 +247,9 @@ def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: d
 def check_reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise HandoffError("Give a reason, so the sender knows what to change.")
+        raise HandoffError("Give a reason, so the sender knows what to change.", "reason")
     if len(reason) > REASON_MAX:
-        raise HandoffError(f"The reason can be at most {REASON_MAX} characters.")
+        raise HandoffError(f"The reason can be at most {REASON_MAX} characters.", "reason")
     return reason
 
 
@@ -275,16 +279,15 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
     now = now or utcnow()
     handoff = get(db, handoff_id)
     boundary = cfg.boundary(handoff.from_team, handoff.to_team)
-    unknown = [c for c in criteria_met if c not in handoff.criteria]
-    if unknown:
-        raise HandoffError("These are not criteria of this handoff: " + ", ".join(unknown))
+    if any(c not in handoff.criteria for c in criteria_met):
+        raise HandoffError("Some of the chosen criteria are not criteria of this handoff.", "criteria")
     missing = [c for c in handoff.criteria if c not in criteria_met]
     if missing and boundary and cfg.model_of(boundary) == "centralized":
-        raise HandoffError("This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing))
+        raise HandoffError("This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing), "criteria")
     if link and (len(link) > LINK_MAX or not _LINK.match(link)):
-        raise HandoffError("A link starts with http:// or https:// and has no spaces.")
+        raise HandoffError("A link starts with http:// or https:// and has no spaces.", "link")
     if notes and len(notes) > NOTES_MAX:
-        raise HandoffError(f"Notes can be at most {NOTES_MAX} characters.")
+        raise HandoffError(f"Notes can be at most {NOTES_MAX} characters.", "notes")
     met = [c for c in handoff.criteria if c in criteria_met]
     changes = {"criteria_met": met, "notes": _clean(notes), "link": _clean(link)}
     return _transition(

@@ -64,7 +64,7 @@ def load_settings(*required: str) -> Settings:
         problems = []
         for err in exc.errors():
             name = str(err["loc"][0]).upper() if err["loc"] else "settings"
-            problems.append(f"{name}: {err['msg']}")
+            problems.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
         raise SettingsError(problems) from None
     problems = settings.missing(*required)
     if problems:

@@ -1,0 +1,143 @@
+"""The app factory: a Bolt app with every feature's listeners, wrapped in a small WSGI app.
+
+`POST /slack/events` takes everything Slack sends; `GET /healthz` answers 200 when the database is
+reachable. Before Bolt sees a request, the wrapper refuses what is not Slack's (401: bad, stale or missing
+signature) and what Slack would never send (400: a body that is not a Slack payload, 413: too large), so
+no bad input can reach a listener or produce a 500.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import parse_qsl
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+
+from bot.handoffs import utcnow
+from bot.process import ProcessConfig
+from bot.settings import Settings
+from bot.slack import make_client
+from storage.db import Database
+from templates import render
+
+log = logging.getLogger("steward")
+MAX_BODY = 256 * 1024
+
+
+@dataclass
+class Deps:
+    """What listeners need: the process configuration, the database and the clock."""
+
+    cfg: ProcessConfig
+    db: Database
+    now: callable = field(default=utcnow)
+
+
+def user_of(body: dict) -> str | None:
+    user = body.get("user_id") or (body.get("user") or {}).get("id")
+    return user if isinstance(user, str) else None
+
+
+def report_error(error: Exception, body: dict, response, client) -> None:
+    """The one error handler: log with a reference, tell the user privately, never show a trace."""
+    ref = secrets.token_hex(4)
+    log.error("unhandled error ref=%s type=%s", ref, body.get("type") or body.get("command"), exc_info=error)
+    message = render("error", ref=ref)
+    if response is not None:  # not acknowledged yet: answer Slack with 200 so it shows no generic failure
+        response.status = 200
+        response.headers = {"content-type": ["application/json;charset=utf-8"]}
+        response.body = json.dumps(message) if body.get("command") else ""
+        if body.get("command"):
+            return
+    user = user_of(body)
+    if user:
+        try:
+            client.chat_postMessage(channel=user, text=message["text"], blocks=message["blocks"])
+        except SlackApiError as exc:
+            log.warning("could not tell %s about error ref=%s: %s", user, ref, exc.response.get("error"))
+
+
+def create_app(settings: Settings, deps: Deps) -> App:
+    from handlers import register_all
+
+    app = App(
+        client=make_client(settings),
+        signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
+        token_verification_enabled=False,  # `serve` checks the token once with auth.test at start
+        raise_error_for_unhandled_request=False,
+    )
+    app.error(report_error)
+    register_all(app, deps)
+    return app
+
+
+def _answer(start_response, status: str, body: dict | str, content_type: str = "application/json"):
+    data = (json.dumps(body) if isinstance(body, dict) else body).encode()
+    start_response(status, [("Content-Type", f"{content_type};charset=utf-8"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _is_slack_payload(body: bytes, content_type: str) -> bool:
+    """Is this a shape Slack sends: a JSON object (events), or a form with either `payload` holding a
+    JSON object (interactivity) or a `command` (slash commands)?"""
+    try:
+        text = body.decode("utf-8")
+        if content_type.startswith("application/json") or text.startswith("{"):
+            return isinstance(json.loads(text), dict)
+        form = dict(parse_qsl(text, keep_blank_values=True))
+        if "payload" in form:
+            payload = json.loads(form["payload"])
+            return isinstance(payload, dict) and isinstance(payload.get("type"), str)
+        return isinstance(form.get("command"), str)
+    except (UnicodeDecodeError, ValueError):
+        return False
+
+
+class WebApp:
+    """The WSGI application `serve` runs under gunicorn."""
+
+    def __init__(self, app: App, db: Database, signing_secret: str):
+        self.bolt = SlackRequestHandler(app)
+        self.db = db
+        self.verifier = SignatureVerifier(signing_secret)
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/healthz":
+            ok = self.db.ping()
+            return _answer(start_response, "200 OK" if ok else "503 Service Unavailable", {"ok": ok, "database": "up" if ok else "down"})
+        if path != "/slack/events":
+            return _answer(start_response, "404 Not Found", {"error": "not_found"})
+        if method != "POST":
+            return _answer(start_response, "405 Method Not Allowed", {"error": "method_not_allowed"})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            return _answer(start_response, "413 Payload Too Large", {"error": "too_large"})
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {
+            "x-slack-request-timestamp": environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),
+            "x-slack-signature": environ.get("HTTP_X_SLACK_SIGNATURE", ""),
+        }
+        if not self.verifier.is_valid_request(body, headers):
+            return _answer(start_response, "401 Unauthorized", {"error": "invalid_request"})
+        if not _is_slack_payload(body, environ.get("CONTENT_TYPE", "")):
+            return _answer(start_response, "400 Bad Request", {"error": "not_a_slack_payload"})
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            return self.bolt(environ, start_response)
+        except Exception as exc:  # Bolt itself failed on a signed request: log it, answer without a trace
+            ref = secrets.token_hex(4)
+            log.error("request failed ref=%s", ref, exc_info=exc)
+            return _answer(start_response, "400 Bad Request", {"error": "unprocessable", "ref": ref})

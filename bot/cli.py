@@ -1,0 +1,162 @@
+"""`python -m bot COMMAND`: the operator's commands. Problems are one line each, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from bot.process import ProcessConfigError, load_process
+from bot.settings import SettingsError, load_settings
+
+log = logging.getLogger("steward")
+
+
+class Fail(Exception):
+    """Exit non-zero with these lines on stderr."""
+
+    def __init__(self, *lines: str, code: int = 2):
+        super().__init__("\n".join(lines))
+        self.lines, self.code = lines, code
+
+
+def _settings(*required: str):
+    try:
+        return load_settings(*required)
+    except SettingsError as exc:
+        raise Fail(*exc.problems) from None
+
+
+def _process(path: str):
+    try:
+        return load_process(path)
+    except ProcessConfigError as exc:
+        raise Fail(*exc.problems) from None
+
+
+def _database(url: str, need_schema: bool = True):
+    from storage.db import Database
+    from storage.migrate import current, head
+
+    try:
+        db = Database(url)
+    except Exception as exc:  # a malformed URL or a missing driver
+        raise Fail(f"DATABASE_URL: cannot use it: {exc}") from None
+    if not db.ping():
+        raise Fail(f"DATABASE_URL: cannot connect to {db.engine.url.render_as_string(hide_password=True)}")
+    if need_schema and current(db.engine) != head():
+        raise Fail(f"DATABASE_URL: the schema is at {current(db.engine) or 'nothing'}, not {head()}: run `python -m bot migrate`")
+    return db
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def cmd_check_config(args) -> int:
+    settings = _settings()
+    cfg = _process(args.file or settings.process_config)
+    org = cfg.organization
+    print(f"{org.name}: {org.model} model, time zone {org.timezone}, digest to {org.digest_channel}")
+    print(f"{len(cfg.teams)} teams:")
+    for t in cfg.teams:
+        print(f"  {t.id:<14} {t.name} ({len(t.members)} members, channel {t.channel})")
+    print(f"{len(cfg.boundaries)} boundaries:")
+    for b in cfg.boundaries:
+        print(f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {len(b.criteria)} criteria, SLA {b.sla_hours} h, steward {b.steward}")
+    print(f"stewards: {', '.join(cfg.stewards()) or 'none'}")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from storage.migrate import upgrade
+
+    db = _database(_settings().database_url, need_schema=False)
+    before, after = upgrade(db.engine)
+    print(f"database at revision {after}" + (f" (was {before or 'empty'})" if before != after else " (already up to date)"))
+    return 0
+
+
+def cmd_manifest(args) -> int:
+    from bot.manifest import manifest
+
+    if args.url and not args.url.startswith("https://"):
+        raise Fail("--url: Slack only sends requests to https:// URLs")
+    print(json.dumps(manifest(args.url), indent=2))
+    return 0
+
+
+def build(settings):
+    """The process configuration, the database and the Bolt app, as `serve` runs them."""
+    from bot.app import Deps, create_app
+
+    cfg = _process(settings.process_config)
+    db = _database(settings.database_url)
+    return create_app(settings, Deps(cfg=cfg, db=db)), db
+
+
+def cmd_serve(args) -> int:
+    from slack_sdk.errors import SlackApiError
+
+    from bot.slack import make_client
+
+    socket_mode = bool(os.environ.get("SLACK_APP_TOKEN")) or bool(_settings().slack_app_token)
+    required = ("slack_bot_token", "slack_app_token") if socket_mode else ("slack_bot_token", "slack_signing_secret")
+    settings = _settings(*required)
+    _process(settings.process_config)
+    _database(settings.database_url).dispose()
+    try:
+        me = make_client(settings).auth_test()
+    except SlackApiError as exc:
+        raise Fail(f"SLACK_BOT_TOKEN: Slack refused it ({exc.response.get('error')})") from None
+    except Exception as exc:
+        raise Fail(f"SLACK_API_URL: cannot reach {settings.slack_api_url} ({type(exc).__name__})", code=1) from None
+    log.info("connected to %s as %s", me.get("team"), me.get("user"))
+
+    if socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        app, _db = build(settings)
+        SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+        return 0
+    from bot.web import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_later(args) -> int:
+    raise Fail(f"`{args.command}` is not built yet: it arrives with the monthly digest (issue #3).")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bot", description="Steward, a Slack bot for process stewardship.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="serve Slack's requests on $PORT (gunicorn), or Socket Mode with SLACK_APP_TOKEN").set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="bring the database schema up to date (idempotent)").set_defaults(func=cmd_migrate)
+    c = sub.add_parser("check-config", help="validate the process configuration and summarise it")
+    c.add_argument("--file", help="a process TOML file (default: $PROCESS_CONFIG)")
+    c.set_defaults(func=cmd_check_config)
+    m = sub.add_parser("manifest", help="print the Slack app manifest (JSON)")
+    m.add_argument("--url", help="https://host where Steward is served (omit for Socket Mode)")
+    m.set_defaults(func=cmd_manifest)
+    for name in ("clock", "run-job", "digest", "demo"):
+        later = sub.add_parser(name, help="(arrives with the monthly digest)")
+        later.add_argument("rest", nargs="*")
+        later.set_defaults(func=cmd_later)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Fail as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130

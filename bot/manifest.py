@@ -1,0 +1,40 @@
+"""The Slack app manifest, for "Create an app from a manifest"."""
+
+from __future__ import annotations
+
+COMMANDS = [
+    {"command": "/handoff", "description": "Hand work to another team, checked against the boundary's criteria",
+     "usage_hint": "[team] | list | cancel <number> | help"},
+]
+
+BOT_SCOPES = [
+    "commands",           # slash commands
+    "chat:write",         # cards, DMs, updates in place
+    "chat:write.public",  # post team cards in public channels Steward was not invited to
+]
+
+
+def manifest(url: str | None = None, name: str = "Steward") -> dict:
+    """With `url` (https://host), an HTTP app whose every request goes to /slack/events; without, Socket Mode."""
+    endpoint = f"{url.rstrip('/')}/slack/events" if url else None
+    commands = [dict(c, should_escape=False, **({"url": endpoint} if endpoint else {})) for c in COMMANDS]
+    settings = {
+        "interactivity": {"is_enabled": True, **({"request_url": endpoint} if endpoint else {})},
+        "org_deploy_enabled": False,
+        "socket_mode_enabled": endpoint is None,
+        "token_rotation_enabled": False,
+    }
+    return {
+        "display_information": {
+            "name": name,
+            "description": "Makes the seams between teams visible: handoffs, exceptions and the monthly sync.",
+            "background_color": "#2c3e50",
+        },
+        "features": {
+            "bot_user": {"display_name": name, "always_online": True},
+            "app_home": {"home_tab_enabled": False, "messages_tab_enabled": True, "messages_tab_read_only_enabled": True},
+            "slash_commands": commands,
+        },
+        "oauth_config": {"scopes": {"bot": BOT_SCOPES}},
+        "settings": settings,
+    }

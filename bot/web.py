@@ -1,0 +1,48 @@
+"""`serve` in HTTP mode: the WSGI app under gunicorn with threads (not Bolt's development server)."""
+
+from __future__ import annotations
+
+import os
+
+from gunicorn.app.base import BaseApplication
+
+from bot.settings import Settings
+
+
+def wsgi_app():
+    """Build the WSGI app from the environment (one per gunicorn worker)."""
+    from bot.app import WebApp
+    from bot.cli import build
+    from bot.settings import load_settings
+
+    settings = load_settings("slack_bot_token", "slack_signing_secret")
+    app, db = build(settings)
+    return WebApp(app, db, settings.slack_signing_secret.get_secret_value())
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, options: dict):
+        self.options = options
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return wsgi_app()
+
+
+def serve(settings: Settings) -> None:
+    _Gunicorn({
+        "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
+        "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
+        "worker_class": "gthread",
+        "threads": int(os.environ.get("WEB_THREADS", "8")),
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": os.environ.get("LOG_LEVEL", "info").lower(),
+        "proc_name": "steward-web",
+    }).run()
