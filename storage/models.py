@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -58,9 +58,9 @@ class Handoff(SQLModel, table=True):
     version: int = 1
     channel: str | None = Field(default=None, max_length=20)
     message_ts: str | None = Field(default=None, max_length=40)
-    created_at: datetime
-    updated_at: datetime
-    accepted_at: datetime | None = None
+    created_at: datetime = Field(sa_type=DateTime())
+    updated_at: datetime = Field(sa_type=DateTime())
+    accepted_at: datetime | None = Field(default=None, sa_type=DateTime())
 
 
 class HandoffEvent(SQLModel, table=True):
@@ -75,7 +75,7 @@ class HandoffEvent(SQLModel, table=True):
     seq: int
     kind: str = Field(max_length=30)
     actor: str = Field(max_length=20)
-    at: datetime
+    at: datetime = Field(sa_type=DateTime())
     round: int
     reason: str | None = Field(default=None, sa_column=Column(Text))
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,90 @@
+"""Fixtures: a database per backend (SQLite always, PostgreSQL when TEST_DATABASE_URL is set), the fake
+Slack Web API, and Steward served for real against both."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bot.process import load_process
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import SQLModel
+from tests.harness import Steward
+from tests.slack_fake import FakeSlack
+
+HERE = Path(__file__).parent
+PROCESS = HERE / "process.toml"
+BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+TABLES = ["handoff_event", "handoff"]  # children first
+
+
+def reset_schema(db: Database) -> None:
+    """Drop every table, Alembic's included, and migrate from nothing."""
+    with db.engine.begin() as conn:
+        SQLModel.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    upgrade(db.engine)
+
+
+def clean(db: Database) -> None:
+    with db.engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request, tmp_path_factory) -> str:
+    if request.param == "postgresql":
+        return os.environ["TEST_DATABASE_URL"]
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'steward.db'}"
+
+
+@pytest.fixture(scope="session")
+def _migrated(database_url) -> Database:
+    db = Database(database_url)
+    reset_schema(db)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def db(_migrated) -> Database:
+    clean(_migrated)
+    return _migrated
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    return load_process(PROCESS)
+
+
+@pytest.fixture(scope="session")
+def _fake() -> FakeSlack:
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake(_fake) -> FakeSlack:
+    _fake.reset()
+    yield _fake
+    assert not _fake.rejections, f"Slack would have refused: {[(m, e) for m, e, _ in _fake.rejections]}"
+
+
+@pytest.fixture(scope="session")
+def _served(_migrated, _fake) -> Steward:
+    server = Steward(_migrated.url, _fake.url, PROCESS).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def steward(_served, db, fake) -> Steward:
+    """Steward served on a clean database, with the fake's record cleared."""
+    yield _served
+    fake.settle(quiet=0.2)
