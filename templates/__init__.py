@@ -6,7 +6,9 @@ person, or disguise a link, in blocks or in the notification `text`.
 
 Filters:
 - `mrkdwn(n)`  escape for mrkdwn and clip to n characters (of the escaped text, never inside an entity)
-- `plain(n)`   clip to n characters for a plain_text field, which Slack shows literally
+- `plain(n)`   the same for a plain_text field (escaped too: nothing user-written goes out unescaped)
+- `input_value(n)` clip, unescaped, for the initial value of a text input (what the user typed before,
+               given back to them to edit; Slack neither renders nor parses it)
 - `user`       a mention built from a Slack user id (never from user text)
 - `channel`    a channel link built from a channel id
 - `when`       a datetime (naive UTC) as a Slack date token with a readable fallback
@@ -78,6 +80,10 @@ def _mrkdwn(value, limit: int = 3000) -> Safe:
 
 
 def _plain(value, limit: int = 3000) -> Safe:
+    return Safe(clip_escaped("" if value is None else str(value), limit))
+
+
+def _input_value(value, limit: int = 3000) -> Safe:
     return Safe(clip("" if value is None else str(value), limit))
 
 
@@ -125,7 +131,7 @@ _env = Environment(
     keep_trailing_newline=False,
 )
 def _option(team) -> dict:
-    return {"text": {"type": "plain_text", "text": clip(team.name, 75)}, "value": team.id}
+    return {"text": {"type": "plain_text", "text": clip_escaped(team.name, 75)}, "value": team.id}
 
 
 def _options(teams) -> list[dict]:
@@ -134,7 +140,7 @@ def _options(teams) -> list[dict]:
 
 def _criteria_options(criteria, chosen=None) -> list[dict]:
     return [
-        {"text": {"type": "plain_text", "text": clip(c, 75)}, "value": str(i)}
+        {"text": {"type": "plain_text", "text": clip_escaped(c, 75)}, "value": str(i)}
         for i, c in enumerate(criteria)
         if chosen is None or c in chosen
     ]
@@ -150,7 +156,7 @@ def _age(start: datetime, now: datetime) -> str:
 
 
 _env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options)
-_env.filters.update(mrkdwn=_mrkdwn, plain=_plain, user=_user, channel=_channel, when=_when, url=_url, json=_json)
+_env.filters.update(mrkdwn=_mrkdwn, plain=_plain, input_value=_input_value, user=_user, channel=_channel, when=_when, url=_url, json=_json)
 
 
 def render(name: str, **context) -> dict:

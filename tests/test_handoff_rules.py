@@ -1,0 +1,330 @@
+"""Every /handoff rule, driven through signed requests against the served app."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from sqlalchemy import text
+from sqlmodel import func, select
+
+from bot import handoffs
+from storage.models import Handoff, HandoffEvent
+from tests.harness import Steward, blocks_text, view_of
+from tests.test_handoff_flow import CRITERIA, fresh, open_modal, send
+
+
+def handoff_count(db) -> int:
+    with db.read() as s:
+        return s.exec(select(func.count()).select_from(Handoff)).one()
+
+
+def ephemeral_to(fake, user) -> str:
+    calls = [c for c in fake.wait("chat.postEphemeral") if c.args["user"] == user]
+    assert calls, f"no ephemeral to {user}"
+    return blocks_text(calls[-1].args)
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def test_help_unknown_words_and_unknown_team(steward, fake):
+    r = steward.command("U0ALICE", "help").json()
+    assert r["response_type"] == "ephemeral" and "/handoff list" in blocks_text(r)
+    r = steward.command("U0ALICE", "frobnicate the widgets").json()
+    assert r["response_type"] == "ephemeral" and "no team or command 'frobnicate the widgets'" in blocks_text(r)
+    assert "Engineering (eng)" in blocks_text(r) and "/handoff list" in blocks_text(r)
+    fake.settle(quiet=0.2)
+    assert fake.of("views.open") == []
+
+
+def test_team_by_id_or_name_any_case_preselects_it(steward, fake):
+    for text in ("ENG", "engineering", " Engineering "):
+        fresh(fake)
+        view = open_modal(steward, fake, text=text)
+        to = next(b for b in view["blocks"] if b.get("block_id") == "to_team")
+        assert to["element"]["initial_option"]["value"] == "eng"
+        labels = json.dumps(view)
+        assert "Wireframes" in labels and "centralized" in labels
+
+
+def test_user_in_no_team_is_told_privately(steward, fake):
+    r = steward.command("U0EVE", "").json()
+    assert r["response_type"] == "ephemeral" and "not a member of any team" in blocks_text(r)
+
+
+def test_no_boundary_says_so_and_lists_the_teams_that_have_one(steward, fake, db):
+    view = open_modal(steward, fake, "U0ALICE", "qa")
+    notice = next(b for b in view["blocks"] if b.get("block_id") == "no_boundary")
+    assert "no boundary from *Design* to *Quality*" in notice["text"]["text"] and "*Engineering*" in notice["text"]["text"]
+    r = steward.submit("U0ALICE", view, {"to_team": "qa", "title": "Something"}).json()
+    assert r["response_action"] == "errors" and "Teams with one: Engineering" in r["errors"]["to_team"]
+    assert handoff_count(db) == 0
+
+
+def test_choosing_a_team_updates_the_modal_with_that_boundarys_criteria(steward, fake):
+    view = open_modal(steward, fake, "U0AMY", "")  # Amy is in Design and Engineering: she chooses
+    assert any(b.get("block_id") == "from_team" for b in view["blocks"])
+    view = dict(view, state={"values": {"from_team": {"handoff_pick_from": {"type": "static_select", "selected_option": {"value": "eng"}}},
+                                        "to_team": {"handoff_pick_to": {"type": "static_select", "selected_option": {"value": "qa"}}}}})
+    steward.click("U0AMY", "handoff_pick_to", view=view, selected="qa")
+    updated = view_of(fake.wait("views.update")[0])
+    assert fake.of("views.update")[0].args["view_id"] == view["id"]
+    assert any(b.get("block_id") == "criteria-eng-qa" for b in updated["blocks"]) and "Test plan" in json.dumps(updated)
+
+
+def test_sender_in_two_teams_gets_the_team_with_a_boundary(steward, fake, db):
+    view = open_modal(steward, fake, "U0AMY", "qa")
+    from_block = next(b for b in view["blocks"] if b.get("block_id") == "from_team")
+    assert from_block["element"]["initial_option"]["value"] == "eng"
+    r = steward.submit("U0AMY", view, {"from_team": "eng", "to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["0"]})
+    assert r.status == 200 and r.raw == b""
+    fake.wait("chat.postMessage", 2)
+    with db.read() as s:
+        h = s.exec(select(Handoff)).one()
+    assert (h.from_team, h.to_team, h.criteria_met) == ("eng", "qa", ["Release notes"])
+
+
+# -- criteria by model ----------------------------------------------------------------------------
+
+
+def test_centralized_boundary_refuses_missing_criteria(steward, fake, db):
+    view = open_modal(steward, fake, "U0ALICE", "eng")
+    r = steward.submit("U0ALICE", view, {"to_team": "eng", "title": "Spec", CRITERIA: ["0"]}).json()
+    assert r["response_action"] == "errors"
+    assert "Wireframes" in r["errors"][CRITERIA] and "Glossary of terms" in r["errors"][CRITERIA]
+    assert handoff_count(db) == 0
+
+
+def test_hybrid_boundary_accepts_missing_criteria_and_the_card_shows_them(steward, fake, db):
+    view = open_modal(steward, fake, "U0BOB", "qa")
+    assert steward.submit("U0BOB", view, {"to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["1"]}).raw == b""
+    card = fake.wait("chat.postMessage", 2)[0]
+    assert card.args["channel"] == "C0QA"
+    body = blocks_text(card.args)
+    assert ":x: Release notes" in body and ":white_check_mark: Test plan" in body and "Missing:* 1 of 2" in body
+
+
+def test_bad_fields_are_refused_in_the_modal(steward, fake, db):
+    view = open_modal(steward, fake, "U0ALICE", "eng")
+    full = {"to_team": "eng", CRITERIA: ["0", "1", "2"]}
+    cases = [
+        ({"title": "   "}, "title"),
+        ({"title": "x" * 5000}, "title"),
+        ({"title": "ok", "link": "javascript:alert(1)"}, "link"),
+        ({"title": "ok", "link": "https://a.example/<!channel>|click"}, "link"),
+        ({"title": "ok", "due_date": "2001-01-01"}, "due_date"),
+        ({"title": "ok", "due_date": "not-a-date"}, "due_date"),
+        ({"title": "ok", "notes": "n" * 5000}, "notes"),
+        ({"title": "ok", CRITERIA: ["0", "1", "2", "7"]}, None),  # an unknown index is ignored: still centralized-complete
+    ]
+    for values, field in cases:
+        r = steward.submit("U0ALICE", view, {**full, **values})
+        if field is None:
+            assert r.raw == b""
+            continue
+        assert r.json()["response_action"] == "errors" and field in r.json()["errors"], (values, r.raw)
+    fake.settle(quiet=0.2)
+    assert handoff_count(db) == 1
+
+
+# -- send-back ------------------------------------------------------------------------------------
+
+
+def test_send_back_needs_a_reason(steward, fake, db):
+    h = send(steward, fake)
+    fresh(fake)
+    steward.click("U0BOB", "handoff_clarify", str(h.id))
+    modal = view_of(fake.wait("views.open")[0])
+    assert modal["title"]["text"] == "Needs clarification"
+    for reason in (None, "   \n "):
+        r = steward.submit("U0BOB", modal, {"reason": reason}).json()
+        assert r["response_action"] == "errors" and "reason" in r["errors"]
+    assert handoffs.get(db, h.id).state == "open"
+    assert steward.submit("U0BOB", modal, {"reason": "Which locale?"}).raw == b""
+    assert handoffs.get(db, h.id).state == "clarification_requested"
+
+
+def test_hostile_text_never_pings_or_disguises_a_link(steward, fake, db):
+    hostile = "<!channel> <@U0BOSS> <https://evil.example|bank> & more"
+    h = send(steward, fake, title=hostile)
+    fresh(fake)
+    steward.click("U0BOB", "handoff_rework", str(h.id))
+    modal = view_of(fake.wait("views.open")[0])
+    steward.submit("U0BOB", modal, {"reason": hostile})
+    fake.wait("chat.update")
+    dm = fake.wait("chat.postMessage")[0]
+    for call in fake.of("chat.update") + fake.of("chat.postMessage"):
+        blob = blocks_text(call.args)
+        assert "<!channel>" not in blob and "<@U0BOSS>" not in blob and "<https://evil" not in blob
+        assert "&lt;!channel&gt;" in blob
+    assert "&lt;!channel&gt;" in dm.args["text"]
+
+
+# -- authorization --------------------------------------------------------------------------------
+
+
+def test_only_the_receiving_team_and_the_steward_may_decide(steward, fake, db):
+    h = send(steward, fake)
+    for outsider in ("U0CAROL", "U0EVE", "U0ALICE"):  # another team, nobody, the sender herself
+        fresh(fake)
+        steward.click(outsider, "handoff_accept", str(h.id))
+        assert "Only members of Engineering" in ephemeral_to(fake, outsider)
+        steward.click(outsider, "handoff_rework", str(h.id))
+        fake.settle(quiet=0.2)
+        assert fake.of("views.open") == [] and fake.of("chat.update") == [] and fake.of("chat.postMessage") == []
+    assert [e.kind for e in handoffs.history(db, h.id)] == ["created"]
+    # A forged send-back submission from an outsider changes nothing either.
+    r = steward.submit("U0CAROL", {"type": "modal", "id": "V1", "callback_id": "handoff_sendback_submit",
+                                   "private_metadata": json.dumps({"id": h.id, "kind": "rework_requested"}),
+                                   "blocks": [{"type": "input", "block_id": "reason", "label": {"type": "plain_text", "text": "r"},
+                                               "element": {"type": "plain_text_input", "action_id": "value"}}]}, {"reason": "no"}).json()
+    assert "Only members of Engineering" in r["errors"]["reason"]
+    # The steward may.
+    fresh(fake)
+    steward.click("U0STEW", "handoff_accept", str(h.id))
+    fake.wait("chat.update")
+    assert handoffs.get(db, h.id).state == "accepted"
+
+
+def test_only_the_sending_side_may_resubmit(steward, fake, db):
+    h = send(steward, fake)
+    handoffs.send_back(db, handoffs_cfg(), h.id, "U0BOB", "rework_requested", "More")
+    fresh(fake)
+    steward.click("U0CAROL", "handoff_resubmit", str(h.id), channel="D0CAROL")
+    assert "Only" in ephemeral_to(fake, "U0CAROL")
+    assert fake.of("views.open") == []
+    steward.click("U0AMY", "handoff_resubmit", str(h.id), channel="D0AMY")  # a Design colleague may
+    fake.wait("views.open")
+
+
+def handoffs_cfg():
+    from tests.conftest import PROCESS
+    from bot.process import load_process
+
+    return load_process(PROCESS)
+
+
+# -- clicks, twice and at once ----------------------------------------------------------------------
+
+
+def dms_to(fake, user):
+    return [c for c in fake.of("chat.postMessage") if c.args["channel"] == user]
+
+
+def test_double_click_accepts_once(steward, fake, db):
+    h = send(steward, fake)
+    fresh(fake)
+    steward.click("U0BOB", "handoff_accept", str(h.id))
+    fake.wait("chat.update")
+    steward.click("U0BOB", "handoff_accept", str(h.id))
+    assert "already accepted" in ephemeral_to(fake, "U0BOB")
+    fake.settle(quiet=0.3)
+    assert len(dms_to(fake, "U0ALICE")) == 1
+    assert [e.kind for e in handoffs.history(db, h.id)] == ["created", "accepted"]
+
+
+def test_concurrent_clicks_accept_once(steward, fake, db):
+    h = send(steward, fake)
+    fresh(fake)
+    clickers = ["U0BOB", "U0AMY", "U0STEW"] * 4
+    barrier = threading.Barrier(len(clickers))
+    statuses = []
+
+    def click(user):
+        barrier.wait()
+        statuses.append(steward.click(user, "handoff_accept", str(h.id)).status)
+
+    threads = [threading.Thread(target=click, args=(u,)) for u in clickers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fake.settle(quiet=0.5)
+    assert statuses == [200] * len(clickers)
+    assert len(dms_to(fake, "U0ALICE")) == 1
+    assert len(fake.of("chat.postEphemeral")) == len(clickers) - 1
+    with db.read() as s:
+        accepted = s.exec(select(func.count()).select_from(HandoffEvent).where(HandoffEvent.kind == "accepted")).one()
+    assert accepted == 1 and handoffs.get(db, h.id).version == 2
+
+
+# -- /handoff list and cancel ----------------------------------------------------------------------
+
+
+def test_list_shows_sent_and_received_privately(steward, fake, db):
+    h = send(steward, fake, title="Pricing page")
+    r = steward.command("U0ALICE", "list").json()
+    assert r["response_type"] == "ephemeral"
+    sent, received = (b["text"]["text"] for b in r["blocks"])
+    assert f"#{h.id}* Pricing page" in sent and "Waiting for review" in sent and "Nothing open" in received
+    r = steward.command("U0BOB", "list").json()
+    assert f"#{h.id}* Pricing page" in r["blocks"][1]["text"]["text"]
+    assert "Nothing open" in steward.command("U0CAROL", "list").json()["blocks"][1]["text"]["text"]
+
+
+def test_cancel(steward, fake, db):
+    h = send(steward, fake)
+    fresh(fake)
+    assert "Only" in blocks_text(steward.command("U0CAROL", f"cancel {h.id}").json())
+    assert "cancelled" in blocks_text(steward.command("U0ALICE", f"cancel #{h.id}").json())
+    assert "Cancelled" in blocks_text(fake.wait("chat.update")[0].args)
+    assert "already cancelled" in blocks_text(steward.command("U0ALICE", f"cancel {h.id}").json())
+    assert "Say which handoff" in blocks_text(steward.command("U0ALICE", "cancel").json())
+
+
+# -- Slack's failures, and ours ----------------------------------------------------------------------
+
+
+def test_rate_limited_modal_is_retried(steward, fake):
+    fake.rate_limit("views.open", retry_after=1)
+    steward.command("U0ALICE", "eng")
+    calls = fake.wait("views.open", 2, timeout=15)
+    assert calls[1].at - calls[0].at >= 0.9
+
+
+def test_card_refused_by_slack_keeps_the_handoff_and_tells_the_sender(steward, fake, db):
+    fake.fail("chat.postMessage", "channel_not_found")
+    view = open_modal(steward, fake, "U0ALICE", "eng")
+    steward.submit("U0ALICE", view, {"to_team": "eng", "title": "Spec", CRITERIA: ["0", "1", "2"]})
+    calls = fake.wait("chat.postMessage", 3)  # the refused card, the sender's DM, the sender told why
+    assert calls[0].args["channel"] == "C0ENG"
+    told = [c for c in calls[1:] if c.args["channel"] == "U0ALICE" and "channel_not_found" in blocks_text(c.args)]
+    assert len(told) == 1 and "is saved" in blocks_text(told[0].args)
+    assert handoff_count(db) == 1
+
+
+def test_an_unexpected_error_gives_a_reference_not_a_trace(steward, fake, db):
+    h = send(steward, fake)
+    fresh(fake)
+    with db.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE handoff_event RENAME TO handoff_event_away"))
+    try:
+        steward.click("U0BOB", "handoff_accept", str(h.id))
+        dm = fake.wait("chat.postMessage")[0]
+    finally:
+        with db.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE handoff_event_away RENAME TO handoff_event"))
+    assert dm.args["channel"] == "U0BOB" and "reference" in dm.args["text"]
+    ref = dm.args["text"].split("reference ")[1].split(")")[0]
+    assert f"ref={ref}" in steward.output() and "Traceback" not in blocks_text(dm.args)
+    assert handoffs.get(db, h.id).state == "open"
+
+
+def test_data_survives_a_restart(_migrated, _fake, fake, db):
+    from tests.conftest import PROCESS
+
+    first = Steward(_migrated.url, _fake.url, PROCESS, workers=1).start()
+    try:
+        h = send(first, fake)
+    finally:
+        first.stop()
+    fresh(fake)
+    second = Steward(_migrated.url, _fake.url, PROCESS, workers=1).start()
+    try:
+        second.click("U0BOB", "handoff_accept", str(h.id))
+        update = fake.wait("chat.update")[0]
+        assert update.args["ts"] == h.message_ts and "Accepted" in blocks_text(update.args)
+    finally:
+        second.stop()
+    assert [e.kind for e in handoffs.history(db, h.id)] == ["created", "accepted"]

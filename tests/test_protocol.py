@@ -1,0 +1,84 @@
+"""What reaches POST /slack/events that Slack did not send, or sent oddly: refused, with no side effect."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlencode
+
+from sqlmodel import func, select
+
+from storage.models import Handoff
+from tests.harness import http
+
+
+def count(db) -> int:
+    with db.read() as s:
+        return s.exec(select(func.count()).select_from(Handoff)).one()
+
+
+def test_healthz_and_unknown_paths(steward):
+    r = http(steward.url + "/healthz")
+    assert r.status == 200 and r.json() == {"ok": True, "database": "up"}
+    assert http(steward.url + "/nope").status == 404
+    assert http(steward.url + "/slack/events").status == 405
+
+
+def command_body(text="eng", user="U0ALICE"):
+    return urlencode({"command": "/handoff", "text": text, "user_id": user, "trigger_id": "t1", "team_id": "T0ACME", "channel_id": "C0WORK"}).encode()
+
+
+def test_forged_stale_and_unsigned_requests_are_refused(steward, fake, db):
+    body = command_body()
+    assert steward.post(body, signed=False).status == 401
+    assert steward.post(body, headers={"X-Slack-Signature": "v0=" + "0" * 64}).status == 401
+    assert steward.post(body, timestamp=int(time.time()) - 301).status == 401
+    assert steward.post(body, timestamp=int(time.time()) + 301).status == 401
+    # Signed with another secret (a forged request).
+    from tests.harness import sign
+
+    assert steward.post(body, signed=False, headers=sign(body, secret="not-the-secret")).status == 401
+    # Unsigned garbage is 401 too, never a parse error.
+    assert steward.post(b"{not json", content_type="application/json", signed=False).status == 401
+    fake.settle(quiet=0.3)
+    assert fake.of("views.open") == [] and fake.of("chat.postMessage") == [] and count(db) == 0
+
+
+def test_signed_garbage_is_a_400_not_a_500(steward, fake):
+    for body, ctype in [
+        (b"{not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (urlencode({"payload": "{broken"}).encode(), "application/x-www-form-urlencoded"),
+        (urlencode({"payload": "[]"}).encode(), "application/x-www-form-urlencoded"),
+        (urlencode({"payload": json.dumps({"no": "type"})}).encode(), "application/x-www-form-urlencoded"),
+        (b"\xff\xfe\x00", "application/x-www-form-urlencoded"),
+        (b"hello=world", "application/x-www-form-urlencoded"),
+    ]:
+        r = steward.post(body, content_type=ctype)
+        assert r.status == 400, (body, r.status, r.raw)
+    assert steward.post(b"x" * (300 * 1024)).status == 413
+
+
+def test_signed_payloads_with_odd_shapes_get_no_5xx(steward, fake, db):
+    odd = [
+        {"type": "block_actions", "user": {"id": "U0BOB"}, "actions": [{"action_id": "handoff_accept", "value": "not-a-number"}], "channel": {"id": "C0ENG"}},
+        {"type": "block_actions", "user": {"id": "U0BOB"}, "actions": [{"action_id": "handoff_accept", "value": "999999"}], "channel": {"id": "C0ENG"}},
+        {"type": "block_actions", "user": {"id": "U0BOB"}, "actions": [{"action_id": "handoff_accept"}], "channel": {"id": "C0ENG"}},
+        {"type": "view_submission", "user": {"id": "U0BOB"}, "view": {"type": "modal", "id": "V0X", "callback_id": "handoff_sendback_submit", "private_metadata": "garbage", "state": {"values": {}}}},
+        {"type": "view_submission", "user": {"id": "U0BOB"}, "view": {"type": "modal", "id": "V0X", "callback_id": "handoff_resubmit_submit", "private_metadata": "x", "state": {"values": {}}}},
+        {"type": "view_submission", "user": {"id": "U0ALICE"}, "view": {"type": "modal", "id": "V0X", "callback_id": "handoff_submit", "private_metadata": "", "state": {"values": {}}}},
+        {"type": "block_actions", "user": {"id": "U0BOB"}, "actions": [{"action_id": "unknown_action", "value": "1"}]},
+        {"type": "shortcut", "user": {"id": "U0BOB"}, "callback_id": "nothing"},
+    ]
+    for payload in odd:
+        r = steward.interact(payload)
+        assert r.status < 500, (payload, r.status, r.raw)
+    fake.settle(quiet=0.3)
+    assert count(db) == 0
+    # Each odd click was answered privately, never with a trace.
+    for call in fake.of("chat.postEphemeral") + fake.of("chat.postMessage"):
+        assert "Traceback" not in json.dumps(call.args)
+    # A submission that names nothing gets field errors back, not a closed modal.
+    r = steward.interact(odd[5])
+    assert r.json()["response_action"] == "errors"
+    assert "Traceback" not in steward.output()[-2000:] or "ref=" in steward.output()
