@@ -278,6 +278,7 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
              link: str | None, now: datetime | None = None) -> Outcome:
     now = now or utcnow()
     handoff = get(db, handoff_id)
+    _require_author(cfg, handoff, actor, "resubmit")  # who asks comes before what they sent
     boundary = cfg.boundary(handoff.from_team, handoff.to_team)
     if any(c not in handoff.criteria for c in criteria_met):
         raise HandoffError("Some of the chosen criteria are not criteria of this handoff.", "criteria")

@@ -1,0 +1,108 @@
+"""Every template renders valid Block Kit (checked by slack_sdk's models) with hostile and oversized input."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+import pytest
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from bot.process import load_process
+from storage.models import Handoff, HandoffEvent
+from templates import clip_escaped, escape_mrkdwn, names, render
+from tests.conftest import PROCESS
+
+HOSTILE = "<!channel> <!here> <!everyone> <@U0BOSS> <!subteam^S1> <https://evil.example|your bank> & &amp; "
+BIG = HOSTILE * 200  # far past every limit
+
+
+def handoff(text: str, **kw) -> Handoff:
+    criteria = [f"Criterion {i} {text[:40]}" for i in range(10)]
+    return Handoff(
+        id=2**31 - 1, from_team="design", to_team="eng", sender="U0ALICE", title=text[:150] if kw.pop("fit", False) else text,
+        link="https://example.com/spec?a=1&b=2", due_date=date(2026, 12, 24), notes=text, criteria=criteria,
+        criteria_met=criteria[:3], state=kw.pop("state", "open"), round=99, version=5,
+        created_at=datetime(2026, 1, 1), updated_at=datetime(2026, 1, 2), **kw,
+    )
+
+
+def events(text: str, n: int = 8) -> list[HandoffEvent]:
+    kinds = ["created", "rework_requested", "resubmitted", "clarification_requested", "resubmitted", "accepted", "cancelled", "rework_requested"]
+    return [HandoffEvent(handoff_id=1, seq=i + 1, kind=kinds[i % len(kinds)], actor="U0BOB", at=datetime(2026, 1, 1, 12), round=i, reason=text) for i in range(n)]
+
+
+def contexts(text: str) -> dict[str, list[dict]]:
+    cfg = load_process(PROCESS)
+    b = cfg.boundary("design", "eng")
+    h = handoff(text)
+    states = ["open", "rework_requested", "clarification_requested", "accepted", "cancelled"]
+    return {
+        "handoff_card": [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward="U0STEW") for s in states],
+        "handoff_modal": [
+            dict(from_teams=cfg.teams, from_team=cfg.teams[0], to_teams=cfg.teams[1:], to_team=to, boundary=bd, model=m,
+                 criteria_block="criteria-design-eng", alternatives=list(cfg.teams))
+            for to, bd, m in [(None, None, None), (cfg.teams[1], b, "centralized"), (cfg.teams[2], None, None), (cfg.teams[1], b, "hybrid")]
+        ] + [dict(from_teams=cfg.teams[:1], from_team=cfg.teams[0], to_teams=cfg.teams[1:], to_team=None, boundary=None, model=None, criteria_block="c", alternatives=[])],
+        "handoff_resubmit_modal": [dict(h=h, to_team_name=text, last_reason=text, last_kind=k, model=m) for k, m in [("rework_requested", "centralized"), ("clarification_requested", "hybrid")]],
+        "handoff_sendback_modal": [dict(h=h, kind=k) for k in ("rework_requested", "clarification_requested")],
+        "handoff_submitted_dm": [dict(h=h, to_name=text, channel="C0ENG"), dict(h=h, to_name=text, channel=None)],
+        "handoff_sent_back_dm": [dict(h=h, to_name=text, actor="U0BOB", reason=text, kind=k) for k in ("rework_requested", "clarification_requested")],
+        "handoff_accepted_dm": [dict(h=h, to_name=text, actor="U0BOB")],
+        "handoff_list": [dict(sent=[h] * 20, received=[h] * 20, names={"eng": text, "design": text}, now=datetime(2026, 3, 1)),
+                         dict(sent=[], received=[], names={}, now=datetime(2026, 3, 1))],
+        "handoff_help": [dict(problem=text, command="/handoff"), dict(problem=None, command="/handoff")],
+        "notice": [dict(text=text)],
+        "error": [dict(ref="deadbeef")],
+    }
+
+
+def test_every_template_is_covered():
+    assert sorted(contexts("x")) == names()
+
+
+def user_texts(node):
+    """Every string Slack would render or parse, excluding ids, values and input initial values."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("text",) and isinstance(value, str):
+                yield value
+            elif key not in ("initial_value", "private_metadata", "value", "action_id", "block_id", "callback_id"):
+                yield from user_texts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from user_texts(item)
+
+
+@pytest.mark.parametrize("text", [HOSTILE, BIG, "", "plain words"])
+def test_templates_render_valid_block_kit_and_escape_user_text(text):
+    for name, cases in contexts(text).items():
+        for ctx in cases:
+            out = render(name, **ctx)
+            if out.get("type") == "modal":
+                View(**out).validate_json()
+                assert len(out["blocks"]) <= 100 and len(out.get("private_metadata", "")) <= 3000
+                assert len(json.dumps(out)) < 250_000
+            else:
+                assert len(out["blocks"]) <= 50 and len(out["text"]) <= 4000
+                for block in out["blocks"]:
+                    Block.parse(block).validate_json()
+                    if block["type"] == "section":
+                        assert len(block["text"]["text"]) <= 3000
+            for s in user_texts(out):
+                for ping in ("<!channel>", "<!here>", "<!everyone>", "<@U0BOSS>", "<!subteam", "<https://evil"):
+                    assert ping not in s, (name, s[:200])
+
+
+def test_escaping_and_clipping_rules():
+    assert escape_mrkdwn("a & <b> c") == "a &amp; &lt;b&gt; c"
+    assert escape_mrkdwn("*bold* _it_") == "*bold* _it_"  # nothing else is escaped
+    clipped = clip_escaped("&" * 10, 12)
+    assert clipped == "&amp;&amp;…" and len(clipped) <= 12
+    assert clip_escaped("short", 10) == "short"
+
+
+def test_mentions_come_only_from_ids():
+    with pytest.raises(ValueError):
+        render("handoff_accepted_dm", h=handoff("x"), to_name="E", actor="<!channel>")
