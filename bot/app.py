@@ -63,8 +63,8 @@ def report_error(error: Exception, body: dict, response, client) -> None:
     if user:
         try:
             client.chat_postMessage(channel=user, text=message["text"], blocks=message["blocks"])
-        except SlackApiError as exc:
-            log.warning("could not tell %s about error ref=%s: %s", user, ref, exc.response.get("error"))
+        except (SlackApiError, OSError) as exc:
+            log.warning("could not tell %s about error ref=%s: %s", user, ref, type(exc).__name__)
 
 
 def create_app(settings: Settings, deps: Deps) -> App:

@@ -264,13 +264,13 @@ def send_back(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, kin
     )
 
 
-def may_review(cfg: ProcessConfig, handoff_id_or_handoff, user: str, db: Database | None = None) -> None:
+def may_review(cfg: ProcessConfig, handoff: Handoff, user: str) -> None:
     """Raise NotAllowed unless `user` may accept or send back (checked before a modal opens)."""
-    handoff = handoff_id_or_handoff if isinstance(handoff_id_or_handoff, Handoff) else get(db, handoff_id_or_handoff)
     _require_reviewer(cfg, handoff, user, "review")
 
 
 def may_author(cfg: ProcessConfig, handoff: Handoff, user: str) -> None:
+    """Raise NotAllowed unless `user` may resubmit or cancel."""
     _require_author(cfg, handoff, user, "resubmit")
 
 

@@ -36,11 +36,15 @@ def metadata(view: dict) -> dict:
 
 
 def slack_call(method, **kwargs) -> dict | None:
-    """Call the Web API; a refusal from Slack is logged and returns None rather than failing the listener."""
+    """Call the Web API; a refusal from Slack, or Slack out of reach, is logged and returns None rather
+    than failing the listener."""
     try:
         return method(**kwargs).data
     except SlackApiError as exc:
         log.warning("slack %s refused: %s", getattr(method, "__name__", "call"), exc.response.get("error"))
+        return None
+    except OSError as exc:  # unreachable after the client's own retries
+        log.warning("slack %s unreachable: %s", getattr(method, "__name__", "call"), type(exc).__name__)
         return None
 
 

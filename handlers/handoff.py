@@ -190,18 +190,26 @@ def register(app: App, deps) -> None:
         refresh_card(client, h)
         dm(client, h.sender, render("handoff_accepted_dm", h=h, to_name=team_name(h.to_team), actor=user))
 
-    def open_send_back(ack, body, client, kind: str):
-        ack()
+    def clicked(body, client, may, states) -> Handoff | None:
+        """The handoff a button names, if the clicker may act on it and it is in one of `states`;
+        otherwise the clicker is told why, privately, and None is returned."""
         user, handoff_id = body["user"]["id"], action_int(body)
         if handoff_id is None:
             return tell(client, body, user, "That button does not name a handoff.")
         try:
             h = handoffs.get(db, handoff_id)
-            handoffs.may_review(cfg, h, user)
+            may(cfg, h, user)
         except HandoffError as exc:
             return tell(client, body, user, str(exc))
-        if h.state != HandoffState.OPEN:
+        if h.state not in states:
             return tell(client, body, user, unchanged(h))
+        return h
+
+    def open_send_back(ack, body, client, kind: str):
+        ack()
+        h = clicked(body, client, handoffs.may_review, (HandoffState.OPEN,))
+        if h is None:
+            return
         slack_call(client.views_open, trigger_id=body.get("trigger_id"), view=render("handoff_sendback_modal", h=h, kind=kind))
 
     @app.action("handoff_rework")
@@ -235,16 +243,9 @@ def register(app: App, deps) -> None:
     @app.action("handoff_resubmit")
     def open_resubmit(ack, body, client):
         ack()
-        user, handoff_id = body["user"]["id"], action_int(body)
-        if handoff_id is None:
-            return tell(client, body, user, "That button does not name a handoff.")
-        try:
-            h = handoffs.get(db, handoff_id)
-            handoffs.may_author(cfg, h, user)
-        except HandoffError as exc:
-            return tell(client, body, user, str(exc))
-        if h.state not in HandoffState.WAITING_FOR_SENDER:
-            return tell(client, body, user, unchanged(h))
+        h = clicked(body, client, handoffs.may_author, HandoffState.WAITING_FOR_SENDER)
+        if h is None:
+            return
         last = handoffs.history(db, h.id)[-1]
         boundary = cfg.boundary(h.from_team, h.to_team)
         view = render(
