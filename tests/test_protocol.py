@@ -80,5 +80,4 @@ def test_signed_payloads_with_odd_shapes_get_no_5xx(steward, fake, db):
         assert "Traceback" not in json.dumps(call.args)
     # A submission that names nothing gets field errors back, not a closed modal.
     r = steward.interact(odd[5])
-    assert r.json()["response_action"] == "errors"
-    assert "Traceback" not in steward.output()[-2000:] or "ref=" in steward.output()
+    assert r.json()["response_action"] == "errors" and set(r.json()["errors"]) >= {"to_team", "title"}
