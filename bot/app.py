@@ -16,7 +16,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from urllib.parse import parse_qsl
 
 from slack_bolt import App

@@ -107,18 +107,10 @@ def _require_author(cfg: ProcessConfig, handoff: Handoff, user: str, verb: str) 
 # -- drafting --------------------------------------------------------------------------------------
 
 
-def sender_teams(cfg: ProcessConfig, user: str) -> list[Team]:
-    return cfg.teams_of(user)
-
-
 def targets(cfg: ProcessConfig, from_teams: list[str]) -> list[Team]:
     """The teams a handoff can go to from any of these teams (those with a boundary)."""
     ids = {b.to_team for b in cfg.boundaries_from(from_teams)}
     return [t for t in cfg.teams if t.id in ids]
-
-
-def parse_due(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text else None
 
 
 def _clean(text: str | None) -> str | None:

@@ -7,7 +7,7 @@ import json
 from sqlmodel import select
 
 from bot import handoffs
-from storage.models import Handoff, HandoffEvent
+from storage.models import Handoff
 from tests.harness import blocks_text, view_of
 
 CRITERIA = "criteria-design-eng"

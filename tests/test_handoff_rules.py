@@ -39,9 +39,9 @@ def test_help_unknown_words_and_unknown_team(steward, fake):
 
 
 def test_team_by_id_or_name_any_case_preselects_it(steward, fake):
-    for text in ("ENG", "engineering", " Engineering "):
+    for words in ("ENG", "engineering", " Engineering "):
         fresh(fake)
-        view = open_modal(steward, fake, text=text)
+        view = open_modal(steward, fake, text=words)
         to = next(b for b in view["blocks"] if b.get("block_id") == "to_team")
         assert to["element"]["initial_option"]["value"] == "eng"
         labels = json.dumps(view)
