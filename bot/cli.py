@@ -101,9 +101,12 @@ def cmd_serve(args) -> int:
 
     from bot.slack import make_client
 
-    socket_mode = bool(os.environ.get("SLACK_APP_TOKEN")) or bool(_settings().slack_app_token)
+    settings = _settings()
+    socket_mode = settings.slack_app_token is not None and bool(settings.slack_app_token.get_secret_value())
     required = ("slack_bot_token", "slack_app_token") if socket_mode else ("slack_bot_token", "slack_signing_secret")
-    settings = _settings(*required)
+    problems = settings.missing(*required)
+    if problems:
+        raise Fail(*problems)
     _process(settings.process_config)
     _database(settings.database_url).dispose()
     try:

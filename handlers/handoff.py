@@ -6,6 +6,7 @@ import logging
 from datetime import date
 
 from slack_bolt import App
+from slack_sdk.errors import SlackApiError
 
 from bot import handoffs
 from bot.handoffs import Draft, HandoffError, NotAllowed
@@ -75,8 +76,8 @@ def register(app: App, deps) -> None:
         )
         try:
             result = client.chat_postMessage(channel=team.channel, text=message["text"], blocks=message["blocks"])
-        except Exception as exc:  # noqa: BLE001 - the handoff is saved; the sender is told what failed
-            error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error") or type(exc).__name__
+        except (SlackApiError, OSError) as exc:  # the handoff is saved; the sender is told what failed
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) else "unreachable"
             log.warning("handoff #%s: card not posted to %s: %s", h.id, team.channel, error)
             return error
         handoffs.record_card(db, h.id, result["channel"], result["ts"])
