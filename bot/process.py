@@ -91,10 +91,40 @@ class Boundary(_Strict):
         return value
 
 
+class Schedule(_Strict):
+    """When the clock acts, in the organisation's time zone."""
+
+    # crontab fields (minute hour day month day-of-week), all of which must match (APScheduler): this
+    # default fires on days 1-3 that are weekdays, so the first firing is the month's first weekday.
+    digest: str = "0 9 1-3 * mon-fri"
+    initiative_prompt_days: int = Field(default=3, ge=1, le=14)  # prompt teams this many days before
+    catch_up_days: int = Field(default=7, ge=0, le=27)  # post a missed digest up to this late
+    tick_minutes: int = Field(default=5, ge=1, le=60)  # how often the clock looks for due work
+
+    @field_validator("digest")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from datetime import datetime, timedelta, timezone
+
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            trigger = CronTrigger.from_crontab(value, timezone=timezone.utc)
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression (minute hour day month day-of-week): {exc}") from None
+        for month in range(1, 13):  # it must fire in the first four weeks of every month
+            start = datetime(2027, month, 1, tzinfo=timezone.utc)
+            fire = trigger.get_next_fire_time(None, start)
+            if fire is None or fire - start >= timedelta(days=28):
+                raise ValueError(f"'{value}' does not fire in the first 28 days of every month")
+        return value
+
+
 class ProcessConfig(_Strict):
     organization: Organization
     teams: tuple[Team, ...] = Field(min_length=1)
     boundaries: tuple[Boundary, ...] = ()
+    schedule: Schedule = Schedule()
 
     # -- lookups used by the domain ------------------------------------------------------------
     def team(self, team_id: str) -> Team | None:

@@ -79,3 +79,63 @@ class HandoffEvent(SQLModel, table=True):
     round: int
     reason: str | None = Field(default=None, sa_column=Column(Text))
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class LedgerStatus:
+    CLAIMED = "claimed"  # a run is sending it now (or died doing so: retried once the lease has passed)
+    SENT = "sent"
+    FAILED = "failed"  # Slack refused it; `error` says why; retried by a later run
+
+
+class JobLedger(SQLModel, table=True):
+    """One row per side effect of a scheduled job, claimed before it is sent: the unique key
+    (job, period, target) is what makes a rerun, a restart or a second clock post nothing twice."""
+
+    __tablename__ = "job_ledger"
+    __table_args__ = (
+        UniqueConstraint("job", "period", "target", name="uq_job_ledger_key"),
+        Index("ix_job_ledger_status", "status", "updated_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=40)
+    period: str = Field(max_length=20)
+    target: str = Field(max_length=80)
+    status: str = Field(max_length=10)
+    token: str = Field(max_length=32)  # the claiming run's random token: only it may mark the row
+    attempts: int = 1
+    channel: str | None = Field(default=None, max_length=20)
+    ref: str | None = Field(default=None, max_length=40)  # Slack's message ts, or a file id
+    error: str | None = Field(default=None, max_length=200)
+    claimed_at: datetime = Field(sa_type=DateTime())
+    updated_at: datetime = Field(sa_type=DateTime())
+
+
+class Initiative(SQLModel, table=True):
+    """A team's one improvement initiative, shared for a month's sync. Append-only: sharing again adds a
+    row and the newest one counts. The baseline is the target metric in the last full month before it
+    was shared, so later digests can say how the metric moved since."""
+
+    __tablename__ = "initiative"
+    __table_args__ = (Index("ix_initiative_team_period", "team", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str = Field(max_length=40)
+    period: str = Field(max_length=7)  # YYYY-MM: the digest it is presented in
+    text: str = Field(max_length=300)
+    metric: str = Field(max_length=30)
+    owner: str = Field(max_length=20)
+    set_by: str = Field(max_length=20)
+    set_at: datetime = Field(sa_type=DateTime())
+    baseline_period: str = Field(max_length=7)
+    baseline: float | None = None
+
+
+class Headcount(SQLModel, table=True):
+    """Team sizes as they were when a month's digest was posted: the 'steady headcount' of the signals."""
+
+    __tablename__ = "headcount"
+
+    period: str = Field(primary_key=True, max_length=7)
+    team: str = Field(primary_key=True, max_length=40)
+    members: int

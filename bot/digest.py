@@ -1,0 +1,316 @@
+"""The monthly cross-team sync digest: figures, changes, signals, initiatives, the trend chart, and the
+messages that carry them. No Slack in here: the digest job posts what `messages()` returns.
+
+Everything a reader sees is computed from `storage.metrics.month()` for the digest's month and the five
+before it (the trend chart; the previous month gives each figure's change, the two before it the
+"rising for consecutive months" signal).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import select
+
+from bot import initiatives, schedule
+from bot.process import ProcessConfig
+from storage import metrics
+from storage.db import Database
+from storage.metrics import Month, Side
+from storage.models import Headcount, Initiative
+from templates import clip, render
+
+TREND_MONTHS = 6
+MAX_BLOCKS = 45  # per message (Slack allows 50): room for a part's own header and footer
+MIN_ACCEPTED = 5  # a failure rate from fewer accepted handoffs is not compared
+MIN_FOR_TREND = 3  # a median from fewer accepted handoffs does not count as rising
+CHART_TEAMS = 8
+TOP_REASONS = 3
+KIND_WORD = {"rework_requested": "rework", "clarification_requested": "clarification"}
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
+
+
+def percent(rate: float | None) -> str:
+    return "–" if rate is None else f"{round(rate * 100)}%"
+
+
+def _signed(number: float, unit: str = "", digits: int = 0) -> str:
+    text = f"{abs(number):.{digits}f}"
+    if float(text) == 0:
+        return f"±0{unit}"
+    return ("+" if number > 0 else "−") + text + unit
+
+
+def change_count(now: int, before: int) -> str:
+    return _signed(now - before)
+
+
+def change_rate(now: float | None, before: float | None) -> str:
+    if now is None or before is None:
+        return "new" if before is None and now is not None else "–"
+    return _signed((now - before) * 100, " pts")
+
+
+def change_duration(now: float | None, before: float | None) -> str:
+    if now is None or before is None:
+        return "new" if before is None and now is not None else "–"
+    delta = now - before
+    if max(abs(now), abs(before)) >= 48 * 3600:
+        return _signed(delta / 86400, " d", 1)
+    return _signed(delta / 3600, " h", 1)
+
+
+def metric_text(metric: str, value: float | None) -> str:
+    return duration(value) if metric == "cycle_time" else percent(value)
+
+
+# -- the digest ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Signal:
+    text: str  # plain text, escaped by the template
+    people: list[str] = field(default_factory=list)  # user ids to name (the boundary's steward, say)
+
+
+@dataclass
+class TeamView:
+    id: str
+    name: str
+    now: metrics.TeamMonth
+    before: metrics.TeamMonth
+    reasons: list[str]
+    initiative: Initiative | None
+    initiative_now: float | None
+
+
+@dataclass
+class BoundaryView:
+    from_name: str
+    to_name: str
+    steward: str | None
+    now: metrics.BoundaryMonth
+    before: metrics.BoundaryMonth
+    reasons: list[str]
+
+
+@dataclass
+class Digest:
+    period: str
+    label: str
+    organization: str
+    channel: str
+    months: list[Month]  # oldest first, the digest's month last
+    teams: list[TeamView]
+    boundaries: list[BoundaryView]
+    signals: list[Signal]
+    headcount: dict[tuple[str, str], int]
+
+    @property
+    def month(self) -> Month:
+        return self.months[-1]
+
+    @property
+    def previous(self) -> Month:
+        return self.months[-2]
+
+
+def _reasons(counter, wording: dict[str, str], limit: int = TOP_REASONS) -> list[str]:
+    ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
+    return [f"{KIND_WORD.get(kind, kind)}: “{clip(wording.get(key, key), 120)}” ×{n}" for (kind, key), n in ranked[:limit]]
+
+
+def _months(db: Database, cfg: ProcessConfig, period: str) -> list[Month]:
+    tz = cfg.organization.tz
+    team_ids = [t.id for t in cfg.teams]
+    out = []
+    for back in range(TREND_MONTHS - 1, -1, -1):
+        p = schedule.shift(period, -back)
+        start, end = schedule.bounds(p, tz)
+        out.append(metrics.month(db, p, start, end, team_ids))
+    return out
+
+
+def _headcounts(db: Database, periods: list[str]) -> dict[tuple[str, str], int]:
+    with db.read() as session:
+        rows = session.exec(select(Headcount).where(Headcount.period.in_(periods)))
+        return {(r.period, r.team): r.members for r in rows}
+
+
+def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
+    """Remember team sizes for `period` (the first record stands): posted digests call this."""
+    with db.write() as session:
+        known = {h.team for h in session.exec(select(Headcount).where(Headcount.period == period))}
+        for team in cfg.teams:
+            if team.id not in known:
+                session.add(Headcount(period=period, team=team.id, members=len(team.members)))
+
+
+def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict) -> list[Signal]:
+    out: list[Signal] = []
+    now = months[-1]
+    last3 = months[-3:]
+    for team in cfg.teams:
+        # 1. cycle time rising for consecutive months while headcount is steady
+        sides = [m.teams[team.id].as_sender for m in last3]
+        medians = [s.cycle.get(0.5) for s in sides]
+        if all(s.accepted >= MIN_FOR_TREND for s in sides) and medians[0] < medians[1] < medians[2]:
+            sizes = [headcount.get((m.period, team.id)) for m in last3]
+            if None in sizes:
+                staff = f"headcount {len(team.members)} today, not recorded for every month"
+            elif max(sizes) <= min(sizes) * 1.1:
+                staff = f"headcount steady at {sizes[-1]}"
+            else:
+                staff = None  # the team grew or shrank: that explains it
+            if staff:
+                trail = " → ".join(duration(v) for v in medians)
+                out.append(Signal(f"{team.name}: cycle time rising for 2 consecutive months ({trail}, median) with {staff}."))
+        # 2. a failure rate far above the others
+        mine = now.teams[team.id].as_sender
+        rest_accepted = now.total.side.accepted - mine.accepted
+        rest_failed = now.total.side.failed - mine.failed
+        if mine.accepted >= MIN_ACCEPTED and rest_accepted >= MIN_ACCEPTED:
+            rate, rest = mine.failure_rate, rest_failed / rest_accepted
+            if rate >= 2 * rest and rate - rest >= 0.15:
+                out.append(Signal(
+                    f"{team.name}: {percent(rate)} of its handoffs needed another round ({mine.failed} of {mine.accepted}), "
+                    f"against {percent(rest)} for the rest of the organisation ({rest_failed} of {rest_accepted})."
+                ))
+    return out
+
+
+def compose(db: Database, cfg: ProcessConfig, period: str) -> Digest:
+    schedule.parse_period(period)
+    months = _months(db, cfg, period)
+    now, before = months[-1], months[-2]
+    headcount = _headcounts(db, [m.period for m in months[-3:]])
+    shared = initiatives.current(db, period)
+    teams = [
+        TeamView(
+            id=t.id, name=t.name, now=now.teams[t.id], before=before.teams[t.id],
+            reasons=_reasons(now.teams[t.id].reasons, now.wording), initiative=shared.get(t.id),
+            initiative_now=initiatives.value(now, t.id, shared[t.id].metric) if t.id in shared else None,
+        )
+        for t in cfg.teams
+    ]
+    boundaries = []
+    for b in cfg.boundaries:
+        key = (b.from_team, b.to_team)
+        row_now = now.boundaries.get(key) or metrics.BoundaryMonth(*key)
+        row_before = before.boundaries.get(key) or metrics.BoundaryMonth(*key)
+        boundaries.append(BoundaryView(cfg.team(b.from_team).name, cfg.team(b.to_team).name, b.steward, row_now, row_before, _reasons(row_now.reasons, now.wording)))
+    return Digest(
+        period=period, label=schedule.label(period), organization=cfg.organization.name,
+        channel=cfg.organization.digest_channel, months=months, teams=teams, boundaries=boundaries,
+        signals=_signals(cfg, months, headcount), headcount=headcount,
+    )
+
+
+# -- messages --------------------------------------------------------------------------------------
+
+
+def messages(d: Digest) -> list[dict]:
+    """The digest as Slack messages: the first carries the summary and signals, the rest (thread replies)
+    what did not fit. Each has at most MAX_BLOCKS blocks; every text is clipped to Slack's limits."""
+    full = render("digest", d=d, side_rate=Side.failure_rate.fget, duration=duration, percent=percent,
+                  change_count=change_count, change_rate=change_rate, change_duration=change_duration,
+                  metric_text=metric_text, metric_label=initiatives.METRICS, short=schedule.short_label)
+    blocks = full["blocks"]
+    parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)] or [[]]
+    out = []
+    for i, part in enumerate(parts, 1):
+        text = full["text"] if i == 1 else f"{d.organization} sync digest, {d.label} (part {i} of {len(parts)})"
+        if len(parts) > 1:
+            part = part + [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"Part {i} of {len(parts)}"}]}]
+        out.append({"text": text, "blocks": part})
+    return out
+
+
+_TOKEN = re.compile(r"<(?:!date\^\d+\^[^|>]*\|([^>]*)|@([A-Z0-9]+)|#([A-Z0-9]+)(?:\|[^>]*)?|(https?://[^|>]+)(?:\|([^>]*))?)>")
+
+
+def _plain(mrkdwn: str) -> str:
+    def token(m: re.Match) -> str:
+        date, user, channel, url, text = m.groups()
+        if date is not None:
+            return date
+        if user:
+            return f"@{user}"
+        if channel:
+            return f"#{channel}"
+        return f"{text} ({url})" if text else url
+
+    return html.unescape(_TOKEN.sub(token, mrkdwn)).replace("*", "")
+
+
+def preview(parts: list[dict]) -> str:
+    """The messages as terminal text: what `digest --month` prints."""
+    lines: list[str] = []
+    for i, message in enumerate(parts):
+        if i:
+            lines += ["", f"── in the thread, part {i + 1} " + "─" * 40]
+        for block in message["blocks"]:
+            kind = block["type"]
+            if kind == "header":
+                title = _plain(block["text"]["text"])
+                lines += ["", title, "═" * len(title)]
+            elif kind == "section":
+                lines += ["", _plain(block["text"]["text"])]
+            elif kind == "context":
+                lines += [_plain(e.get("text", "")) for e in block["elements"]]
+            elif kind == "divider":
+                lines += ["", "─" * 60]
+    return "\n".join(lines).strip() + "\n"
+
+
+# -- the trend chart -------------------------------------------------------------------------------
+
+
+def chart(d: Digest) -> bytes:
+    """A PNG: median cycle time and handoff failure rate (as sender) per team over the last months,
+    for the busiest teams."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    volume = {t.id: sum(m.teams[t.id].sent + m.teams[t.id].received for m in d.months) for t in d.teams}
+    shown = sorted(d.teams, key=lambda t: (-volume[t.id], t.name))[:CHART_TEAMS]
+    labels = [schedule.short_label(m.period) for m in d.months]
+    x = list(range(len(labels)))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, dpi=100)
+    for team in shown:
+        cycle = [m.teams[team.id].as_sender.cycle.get(0.5) for m in d.months]
+        rate = [m.teams[team.id].as_sender.failure_rate for m in d.months]
+        top.plot(x, [c / 86400 if c is not None else float("nan") for c in cycle], marker="o", label=team.name)
+        bottom.plot(x, [r * 100 if r is not None else float("nan") for r in rate], marker="o", label=team.name)
+    top.set_ylabel("cycle time, median (days)")
+    bottom.set_ylabel("handoff failure rate (%)")
+    top.set_title(f"{d.organization}: handoffs sent, {labels[0]} – {labels[-1]}")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        ax.set_xlim(-0.3, len(x) - 0.7)
+        ax.set_ylim(bottom=0)
+    bottom.set_xticks(x, labels)
+    if shown:
+        top.legend(fontsize=8, loc="upper left", ncols=2)
+    if len(d.teams) > len(shown):
+        fig.text(0.01, 0.01, f"{len(shown)} busiest of {len(d.teams)} teams", fontsize=8)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return out.getvalue()

@@ -1,0 +1,83 @@
+"""Improvement initiatives: each team shares one for the monthly sync, with the metric it should move.
+No Slack in here."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from bot import schedule
+from bot.handoffs import HandoffError, NotAllowed, utcnow
+from bot.process import USER_ID, ProcessConfig
+from storage import metrics
+from storage.db import Database
+from storage.metrics import Month
+from storage.models import Initiative
+
+TEXT_MAX = 300
+
+# metric id → (label, how to read it from a month, unit, "lower is better")
+METRICS = {
+    "cycle_time": "Cycle time (median, handoffs sent)",
+    "failure_rate_sent": "Handoff failure rate (as sender)",
+    "failure_rate_received": "Handoff failure rate (as receiver)",
+}
+
+
+def value(month: Month, team: str, metric: str) -> float | None:
+    """The metric's value for a team in a month: seconds for cycle time, a fraction for rates."""
+    row = month.teams.get(team)
+    if row is None:
+        return None
+    if metric == "cycle_time":
+        return row.as_sender.cycle.get(0.5)
+    if metric == "failure_rate_sent":
+        return row.as_sender.failure_rate
+    if metric == "failure_rate_received":
+        return row.as_receiver.failure_rate
+    return None
+
+
+def may_share(cfg: ProcessConfig, team_id: str, user: str) -> None:
+    team = cfg.team(team_id)
+    if team is None:
+        raise HandoffError("That team is no longer in the process configuration.")
+    if user not in team.members:
+        raise NotAllowed(f"Only members of {team.name} can share its improvement initiative.")
+
+
+def share(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str, text: str | None, metric: str | None,
+          owner: str | None, now: datetime | None = None) -> Initiative:
+    """Record a team's initiative for `period`. Raises HandoffError with the form field at fault."""
+    now = now or utcnow()
+    may_share(cfg, team_id, user)
+    schedule.parse_period(period)
+    text = " ".join((text or "").split())
+    if not text:
+        raise HandoffError("Say what the team will change.", "text")
+    if len(text) > TEXT_MAX:
+        raise HandoffError(f"At most {TEXT_MAX} characters.", "text")
+    if metric not in METRICS:
+        raise HandoffError("Choose the metric it should move.", "metric")
+    if not owner or not re.match(USER_ID, owner):
+        raise HandoffError("Choose who owns it.", "owner")
+    tz = cfg.organization.tz
+    baseline_period = schedule.shift(schedule.period_of(now, tz), -1)
+    start, end = schedule.bounds(baseline_period, tz)
+    baseline = value(metrics.month(db, baseline_period, start, end, [team_id]), team_id, metric)
+    row = Initiative(team=team_id, period=period, text=text, metric=metric, owner=owner, set_by=user, set_at=now,
+                     baseline_period=baseline_period, baseline=baseline)
+    with db.write() as session:
+        session.add(row)
+    return row
+
+
+def current(db: Database, period: str) -> dict[str, Initiative]:
+    """Each team's newest initiative shared for `period` or before."""
+    with db.read() as session:
+        newest = select(func.max(Initiative.id)).where(Initiative.period <= period).group_by(Initiative.team)
+        rows = session.exec(select(Initiative).where(Initiative.id.in_(newest)))
+        return {row.team: row for row in rows}
