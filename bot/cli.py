@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from datetime import datetime, timedelta
 
 from bot.process import ProcessConfigError, load_process
 from bot.settings import SettingsError, load_settings
@@ -129,8 +130,97 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def cmd_later(args) -> int:
-    raise Fail(f"`{args.command}` is not built yet: it arrives with the monthly digest (issue #3).")
+def _moment(text: str | None, cfg):
+    """--now: an ISO-8601 moment, in the organisation's time zone unless it has an offset; naive UTC."""
+    from datetime import timezone
+
+    from bot.handoffs import utcnow
+
+    if text is None:
+        return utcnow()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Fail(f"--now: {text!r} is not an ISO-8601 date and time (e.g. 2026-11-02T09:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=cfg.organization.tz)
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _month(text: str | None) -> str | None:
+    from bot.schedule import parse_period
+
+    if text is None:
+        return None
+    try:
+        parse_period(text)
+    except ValueError:
+        raise Fail(f"--month: {text!r} is not a month (YYYY-MM)") from None
+    return text
+
+
+def _slack(settings):
+    from bot.slack import make_client
+
+    problems = settings.missing("slack_bot_token")
+    if problems:
+        raise Fail(*problems)
+    return make_client(settings)
+
+
+def cmd_run_job(args) -> int:
+    from bot.clock import JOBS, Run, run_job
+
+    if args.name not in JOBS:
+        raise Fail(f"run-job: no job '{args.name}'; jobs: {', '.join(JOBS)}")
+    settings = _settings()
+    cfg = _process(settings.process_config)
+    month, now = _month(args.month), _moment(args.now, cfg)
+    client = _slack(settings)
+    run = Run(cfg, _database(settings.database_url), client, now, force=True)
+    run_job(run, args.name, month)
+    for line in run.done:
+        print(line)
+    return 1 if run.failures else 0
+
+
+def cmd_clock(args) -> int:
+    from bot import clock
+    from bot.handoffs import utcnow
+
+    settings = _settings()
+    cfg = _process(settings.process_config)
+    offset = _moment(args.now, cfg) - utcnow() if args.now else timedelta(0)
+    db = _database(settings.database_url)
+    client = _slack(settings)
+    clock.serve(cfg, db, client, now=lambda: utcnow() + offset)
+    return 0
+
+
+def cmd_digest(args) -> int:
+    from bot import digest, schedule
+    from bot.handoffs import utcnow
+
+    settings = _settings()
+    cfg = _process(settings.process_config)
+    period = _month(args.month) or schedule.shift(schedule.period_of(utcnow(), cfg.organization.tz), -1)
+    d = digest.compose(_database(settings.database_url), cfg, period)
+    parts = digest.messages(d)
+    if args.blocks:
+        print(json.dumps(parts, indent=2, ensure_ascii=False))
+    else:
+        print(digest.preview(parts), end="")
+    if args.chart:
+        with open(args.chart, "wb") as f:
+            f.write(digest.chart(d))
+        print(f"chart written to {args.chart}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from bot.demo import run
+
+    return run(args.dir)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -144,10 +234,22 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("manifest", help="print the Slack app manifest (JSON)")
     m.add_argument("--url", help="https://host where Steward is served (omit for Socket Mode)")
     m.set_defaults(func=cmd_manifest)
-    for name in ("clock", "run-job", "digest", "demo"):
-        later = sub.add_parser(name, help="(arrives with the monthly digest)")
-        later.add_argument("rest", nargs="*")
-        later.set_defaults(func=cmd_later)
+    c = sub.add_parser("clock", help="run the scheduler (the digest, initiative prompts, catch-up) until stopped")
+    c.add_argument("--now", help="rehearse: the clock believes it started at this moment (ISO-8601)")
+    c.set_defaults(func=cmd_clock)
+    r = sub.add_parser("run-job", help="run one job once, now: digest, initiative-prompt or catch-up")
+    r.add_argument("name", metavar="NAME")
+    r.add_argument("--now", help="the moment the job believes it is (ISO-8601; organisation time zone unless an offset is given)")
+    r.add_argument("--month", help="the month (YYYY-MM): digest defaults to the previous month, prompts to the current one")
+    r.set_defaults(func=cmd_run_job)
+    d = sub.add_parser("digest", help="print a month's digest in the terminal, without posting")
+    d.add_argument("--month", help="YYYY-MM (default: the previous month)")
+    d.add_argument("--blocks", action="store_true", help="print the Block Kit messages as JSON instead")
+    d.add_argument("--chart", metavar="FILE", help="also write the trend chart PNG to FILE")
+    d.set_defaults(func=cmd_digest)
+    e = sub.add_parser("demo", help="a generated organisation in a throwaway SQLite database: its digest, chart and Block Kit")
+    e.add_argument("--dir", help="where to write the demo (default: a new temporary directory)")
+    e.set_defaults(func=cmd_demo)
     return p
 
 

@@ -22,12 +22,13 @@ from storage import metrics
 from storage.db import Database
 from storage.metrics import Month, Side
 from storage.models import Headcount, Initiative
-from templates import clip, render
+from templates import clip, clip_escaped, render
 
 TREND_MONTHS = 6
 MAX_BLOCKS = 45  # per message (Slack allows 50): room for a part's own header and footer
 MIN_ACCEPTED = 5  # a failure rate from fewer accepted handoffs is not compared
-MIN_FOR_TREND = 3  # a median from fewer accepted handoffs does not count as rising
+MIN_FOR_TREND = 5  # a median from fewer accepted handoffs does not count as rising
+RISE = 1.25  # "rising": up in each of the last two months, and by a quarter or more over both
 CHART_TEAMS = 8
 TOP_REASONS = 3
 KIND_WORD = {"rework_requested": "rework", "clarification_requested": "clarification"}
@@ -167,7 +168,7 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict) -> list[S
         # 1. cycle time rising for consecutive months while headcount is steady
         sides = [m.teams[team.id].as_sender for m in last3]
         medians = [s.cycle.get(0.5) for s in sides]
-        if all(s.accepted >= MIN_FOR_TREND for s in sides) and medians[0] < medians[1] < medians[2]:
+        if all(s.accepted >= MIN_FOR_TREND for s in sides) and medians[0] < medians[1] < medians[2] and medians[2] >= RISE * medians[0]:
             sizes = [headcount.get((m.period, team.id)) for m in last3]
             if None in sizes:
                 staff = f"headcount {len(team.members)} today, not recorded for every month"
@@ -232,7 +233,7 @@ def messages(d: Digest) -> list[dict]:
     parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)] or [[]]
     out = []
     for i, part in enumerate(parts, 1):
-        text = full["text"] if i == 1 else f"{d.organization} sync digest, {d.label} (part {i} of {len(parts)})"
+        text = full["text"] if i == 1 else f"{clip_escaped(d.organization, 80)} sync digest, {d.label} (part {i} of {len(parts)})"
         if len(parts) > 1:
             part = part + [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"Part {i} of {len(parts)}"}]}]
         out.append({"text": text, "blocks": part})
@@ -287,8 +288,8 @@ def chart(d: Digest) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    volume = {t.id: sum(m.teams[t.id].sent + m.teams[t.id].received for m in d.months) for t in d.teams}
-    shown = sorted(d.teams, key=lambda t: (-volume[t.id], t.name))[:CHART_TEAMS]
+    volume = {t.id: sum(m.teams[t.id].as_sender.accepted for m in d.months) for t in d.teams}
+    shown = sorted((t for t in d.teams if volume[t.id]), key=lambda t: (-volume[t.id], t.name))[:CHART_TEAMS]
     labels = [schedule.short_label(m.period) for m in d.months]
     x = list(range(len(labels)))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, dpi=100)
@@ -308,7 +309,7 @@ def chart(d: Digest) -> bytes:
     if shown:
         top.legend(fontsize=8, loc="upper left", ncols=2)
     if len(d.teams) > len(shown):
-        fig.text(0.01, 0.01, f"{len(shown)} busiest of {len(d.teams)} teams", fontsize=8)
+        fig.text(0.01, 0.01, f"{len(shown)} of {len(d.teams)} teams: those whose handoffs were accepted most", fontsize=8)
     fig.tight_layout()
     out = io.BytesIO()
     fig.savefig(out, format="png")

@@ -11,6 +11,8 @@ BOT_SCOPES = [
     "commands",           # slash commands
     "chat:write",         # cards, DMs, updates in place
     "chat:write.public",  # post team cards in public channels Steward was not invited to
+    "files:write",        # the digest's trend chart (files_upload_v2)
+    "channels:join",      # join the public digest channel when an upload needs membership
 ]
 
 

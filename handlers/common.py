@@ -23,6 +23,8 @@ def state_value(values: dict, block_id: str):
         return [o.get("value") for o in element.get("selected_options") or []]
     if kind == "datepicker":
         return element.get("selected_date")
+    if kind == "users_select":
+        return element.get("selected_user")
     value = element.get("value")
     return value if isinstance(value, str) else None
 

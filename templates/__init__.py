@@ -10,6 +10,7 @@ Filters:
 - `input_value(n)` clip, unescaped, for the initial value of a text input (what the user typed before,
                given back to them to edit; Slack neither renders nor parses it)
 - `user`       a mention built from a Slack user id (never from user text)
+- `user_id`    a Slack user id, checked, for fields such as `initial_user`
 - `channel`    a channel link built from a channel id
 - `when`       a datetime (naive UTC) as a Slack date token with a readable fallback
 - `url`        a link already validated by the domain (http/https, no spaces, < > |)
@@ -87,10 +88,14 @@ def _input_value(value, limit: int = 3000) -> Safe:
     return Safe(clip("" if value is None else str(value), limit))
 
 
-def _user(user_id: str) -> Safe:
+def _user_id(user_id: str) -> Safe:
     if not _ID.match(user_id or ""):
         raise ValueError(f"not a user id: {user_id!r}")
-    return Safe(f"<@{user_id}>")
+    return Safe(user_id)
+
+
+def _user(user_id: str) -> Safe:
+    return Safe(f"<@{_user_id(user_id)}>")
 
 
 def _channel(channel_id: str) -> Safe:
@@ -156,7 +161,7 @@ def _age(start: datetime, now: datetime) -> str:
 
 
 _env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options)
-_env.filters.update(mrkdwn=_mrkdwn, plain=_plain, input_value=_input_value, user=_user, channel=_channel, when=_when, url=_url, json=_json)
+_env.filters.update(mrkdwn=_mrkdwn, plain=_plain, input_value=_input_value, user=_user, user_id=_user_id, channel=_channel, when=_when, url=_url, json=_json)
 
 
 def render(name: str, **context) -> dict:

@@ -33,6 +33,13 @@ def sign(body: bytes, timestamp: int | None = None, secret: str = SECRET) -> dic
     return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": signature}
 
 
+def cli(*args, env: dict | None = None, cwd=ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`python -m bot ARGS` as an operator runs it: no Slack settings but those given."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
+
+
 class Response:
     def __init__(self, status: int, body: bytes):
         self.status, self.raw = status, body
@@ -160,6 +167,8 @@ def fill(view: dict, values: dict) -> dict:
             entry = {"type": kind, "selected_options": [{"value": v, "text": {"type": "plain_text", "text": v}} for v in (value or [])]}
         elif kind == "datepicker":
             entry = {"type": kind, "selected_date": value}
+        elif kind == "users_select":
+            entry = {"type": kind, "selected_user": value}
         else:
             raise ValueError(kind)
         state[block_id] = {element["action_id"]: entry}

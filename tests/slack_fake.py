@@ -55,6 +55,7 @@ def _check_blocks(method: str, args: dict) -> str | None:
 class FakeSlack:
     def __init__(self):
         self.calls: list[Call] = []
+        self.uploads: dict[str, bytes] = {}  # file id → the bytes POSTed to its upload URL
         self.rejections: list[tuple[str, str, dict]] = []
         self._faults: dict[str, list[tuple[str, object]]] = {}
         self._lock = threading.Lock()
@@ -70,6 +71,14 @@ class FakeSlack:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
+                if self.path.startswith("/upload/"):  # step 2 of files_upload_v2: the bytes, not an API call
+                    with fake._lock:
+                        fake.uploads[self.path.rsplit("/", 1)[-1]] = self.rfile.read(length)
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"OK")
+                    return
                 raw = self.rfile.read(length).decode()
                 if self.headers.get("Content-Type", "").startswith("application/json"):
                     args = json.loads(raw or "{}")
@@ -103,6 +112,7 @@ class FakeSlack:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.uploads.clear()
             self.rejections.clear()
             self._faults.clear()
 
@@ -180,6 +190,20 @@ class FakeSlack:
             view = args.get("view")
             view = json.loads(view) if isinstance(view, str) else view
             return {"ok": True, "view": dict(view, id=args.get("view_id") or f"V{n:08d}", hash=f"h{n}")}
+        if method == "files.getUploadURLExternal":
+            if not args.get("filename") or not str(args.get("length", "")).isdigit():
+                return {"ok": False, "error": "invalid_arguments"}
+            file_id = f"F{n:08d}"
+            return {"ok": True, "file_id": file_id, "upload_url": self.url.removesuffix("api/") + f"upload/{file_id}"}
+        if method == "files.completeUploadExternal":
+            files = args.get("files")
+            files = json.loads(files) if isinstance(files, str) else files
+            missing = [f["id"] for f in files if f["id"] not in self.uploads]
+            if missing:
+                return {"ok": False, "error": "file_not_found"}
+            return {"ok": True, "files": [{"id": f["id"], "title": f.get("title"), "channels": [args.get("channel_id")]} for f in files]}
+        if method == "conversations.join":
+            return {"ok": True, "channel": {"id": args.get("channel")}}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(args.get("users", "X"))[1:]}}
         return {"ok": True}

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from bot.process import ProcessConfigError, load_process, parse_process
-from tests.harness import ROOT
+from tests.harness import ROOT, cli
 
 GOOD = {
     "organization": {"name": "Acme", "timezone": "Europe/Berlin", "digest_channel": "C0SYNC"},
@@ -54,10 +54,7 @@ def test_errors_name_the_key_several_at_once():
     assert any(p.startswith("boundaries[0].sla_hours:") for p in found)
 
 
-def run(*args, env=None, cwd=ROOT):
-    full = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
-    full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=60)
+run = cli
 
 
 def test_check_config_summarises_and_refuses_bad_files(tmp_path):
@@ -112,7 +109,7 @@ def test_manifest():
     assert m["features"]["slash_commands"][0]["url"] == "https://steward.example.com/slack/events"
     assert m["settings"]["interactivity"]["request_url"] == "https://steward.example.com/slack/events"
     assert m["settings"]["socket_mode_enabled"] is False
-    assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public"}
+    assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public", "files:write", "channels:join"}
     assert m["features"]["app_home"]["messages_tab_enabled"] is True
     socket = json.loads(run("manifest").stdout)
     assert socket["settings"]["socket_mode_enabled"] is True and "url" not in socket["features"]["slash_commands"][0]

@@ -1,0 +1,212 @@
+"""`python -m bot demo`: a generated organisation, six months of handoffs, and its latest digest.
+
+No Slack and no configuration needed: everything goes into a throwaway directory (a process.toml, a
+SQLite database, the chart and the Block Kit JSON). The history is made through the same domain
+functions the Slack handlers call, so the digest shown is exactly what Steward would post.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bot import digest, handoffs, initiatives, schedule
+from bot.handoffs import Draft, utcnow
+from bot.process import load_process
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import Headcount
+
+MONTHS = 6
+PROCESS = """\
+# A generated organisation for `python -m bot demo`.
+[organization]
+name = "Northwind"
+timezone = "Europe/Berlin"
+digest_channel = "C0SYNC"
+model = "hybrid"
+
+[[teams]]
+id = "product"
+name = "Product"
+channel = "C0PRODUCT"
+members = ["U0PAT", "U0PIA", "U0PAL"]
+
+[[teams]]
+id = "design"
+name = "Design"
+channel = "C0DESIGN"
+members = ["U0DANA", "U0DEV", "U0DORA", "U0DUKE"]
+
+[[teams]]
+id = "eng"
+name = "Engineering"
+channel = "C0ENG"
+members = ["U0ERIN", "U0ELI", "U0EMMA", "U0EZRA", "U0EVAN", "U0ENZO"]
+
+[[teams]]
+id = "data"
+name = "Data"
+channel = "C0DATA"
+members = ["U0DAX", "U0DINA"]
+
+[[teams]]
+id = "qa"
+name = "Quality"
+channel = "C0QA"
+members = ["U0QUIN", "U0QUEN", "U0QIAN"]
+
+[[teams]]
+id = "ops"
+name = "Operations"
+channel = "C0OPS"
+members = ["U0OLA", "U0OMAR", "U0ORLA"]
+
+[[boundaries]]
+from = "product"
+to = "design"
+steward = "U0STEW"
+criteria = ["Problem statement", "Success metric", "Priority agreed"]
+
+[[boundaries]]
+from = "design"
+to = "eng"
+steward = "U0STEW"
+model = "centralized"
+criteria = ["Specification with acceptance criteria", "Wireframes", "Glossary of terms"]
+
+[[boundaries]]
+from = "product"
+to = "eng"
+steward = "U0PMO"
+criteria = ["Requirements", "Priority agreed"]
+
+[[boundaries]]
+from = "data"
+to = "eng"
+steward = "U0PMO"
+criteria = ["Schema documented", "Sample data"]
+
+[[boundaries]]
+from = "eng"
+to = "qa"
+steward = "U0STEW"
+sla_hours = 24
+criteria = ["Release notes", "Test plan"]
+
+[[boundaries]]
+from = "qa"
+to = "ops"
+steward = "U0PMO"
+criteria = ["Runbook", "Rollback plan", "Sign-off"]
+"""
+
+# boundary → (handoffs a month, chance of a send-back per round, review hours, monthly drift of review hours)
+PROFILE = {
+    ("product", "design"): (14, 0.20, 20, 0),
+    ("design", "eng"): (22, 0.22, 8, 14),  # reviews slow down every month: a signal
+    ("product", "eng"): (10, 0.18, 30, 0),
+    ("data", "eng"): (6, 0.15, 26, 0),
+    ("eng", "qa"): (26, 0.15, 10, 0),
+    ("qa", "ops"): (12, 0.50, 14, 0),  # far more send-backs than anyone: a signal
+}
+# receiving team → reasons it gives, by kind
+REASONS = {
+    "design": {"rework_requested": ["Success metric missing", "Problem statement too vague"],
+               "clarification_requested": ["Which users is this for?"]},
+    "eng": {"rework_requested": ["Acceptance criteria incomplete", "Wireframes missing for the mobile layout", "Sample data missing"],
+            "clarification_requested": ["Which API version is meant?", "Unclear scope of the change"]},
+    "qa": {"rework_requested": ["Test plan does not cover the migration", "Release notes missing"],
+           "clarification_requested": ["Which environments are in scope?"]},
+    "ops": {"rework_requested": ["Rollback plan missing", "Runbook out of date"],
+            "clarification_requested": ["Who is on call for the release?"]},
+}
+# (months back, team, initiative, metric, owner)
+INITIATIVES = [
+    (3, "design", "Walk Engineering through every spec before handing it off", "cycle_time", "U0DANA"),
+    (1, "design", "Pair a designer with the reviewing engineer for the first day", "cycle_time", "U0DEV"),
+    (3, "qa", "Runbook template with a rollback section, checked before handoff", "failure_rate_sent", "U0QUIN"),
+    (2, "eng", "Release notes drafted in the pull request, not after", "failure_rate_sent", "U0ERIN"),
+    (1, "product", "Agree the success metric in the kickoff, not in the handoff", "failure_rate_sent", "U0PAT"),
+]
+
+
+def generate(db: Database, cfg, now: datetime, seed: int = 7) -> int:
+    """Six months of handoffs before `now`'s month, plus the current month so far. Returns how many."""
+    rng = random.Random(seed)
+    tz = cfg.organization.tz
+    current = schedule.period_of(now, tz)
+    count = 0
+    for back in range(MONTHS, -1, -1):
+        period = schedule.shift(current, -back)
+        start, end = schedule.bounds(period, tz)
+        end = min(end, now - timedelta(days=2))
+        month_index = MONTHS - back
+        for (src, dst), (per_month, send_back, review_hours, drift) in PROFILE.items():
+            boundary = cfg.boundary(src, dst)
+            sender = cfg.team(src).members
+            receiver = cfg.team(dst).members
+            for _ in range(rng.randint(per_month - 3, per_month + 3)):
+                at = start + timedelta(seconds=rng.uniform(0, max((end - start).total_seconds() - 86400 * 5, 3600)))
+                if at >= end:
+                    continue
+                h = handoffs.create(db, cfg, rng.choice(sender), Draft(src, dst, f"{cfg.team(src).name} work item {count + 1}",
+                                    criteria_met=list(boundary.criteria)), now=at)
+                count += 1
+                for _round in range(4):
+                    at += timedelta(hours=rng.expovariate(1 / (review_hours + drift * month_index)) + 1)
+                    if at >= now:
+                        break
+                    if rng.random() < send_back and _round < 3:
+                        kind = rng.choice(["rework_requested", "rework_requested", "clarification_requested"])
+                        handoffs.send_back(db, cfg, h.id, rng.choice(receiver), kind, rng.choice(REASONS[dst][kind]), now=at)
+                        at += timedelta(hours=rng.expovariate(1 / 12) + 1)
+                        if at >= now:
+                            break
+                        handoffs.resubmit(db, cfg, h.id, h.sender, list(boundary.criteria), None, None, now=at)
+                    else:
+                        handoffs.accept(db, cfg, h.id, rng.choice(receiver), now=at)
+                        break
+        if back >= 1:
+            with db.write() as session:
+                for team in cfg.teams:
+                    hired = 2 if team.id == "eng" and back <= 2 else 0  # Engineering grew two months ago
+                    session.add(Headcount(period=period, team=team.id, members=len(team.members) - (0 if team.id != "eng" else 2 - hired)))
+            for when, team, text, metric, owner in INITIATIVES:
+                if when == back:
+                    initiatives.share(db, cfg, team, period, owner, text, metric, owner, now=end - timedelta(days=3))
+    return count
+
+
+def run(directory: str | None = None) -> int:
+    out = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="steward-demo-"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "process.toml").write_text(PROCESS, encoding="utf-8")
+    cfg = load_process(out / "process.toml")
+    path = out / "steward.db"
+    if path.exists():
+        path.unlink()
+    db = Database(f"sqlite:///{path}")
+    upgrade(db.engine)
+    now = utcnow()
+    print(f"Generating {cfg.organization.name}: {len(cfg.teams)} teams, {len(cfg.boundaries)} boundaries, {MONTHS} months of handoffs…")
+    count = generate(db, cfg, now)
+    period = schedule.shift(schedule.period_of(now, cfg.organization.tz), -1)
+    d = digest.compose(db, cfg, period)
+    parts = digest.messages(d)
+    print(f"{count} handoffs written. The digest Steward would post for {d.label}:\n")
+    print(digest.preview(parts))
+    (out / f"digest-{period}.json").write_text(json.dumps(parts, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / f"trend-{period}.png").write_bytes(digest.chart(d))
+    db.dispose()
+    print(f"""Written to {out}:
+  process.toml             the generated organisation's process configuration
+  steward.db               its SQLite database
+  digest-{period}.json   the Block Kit messages (paste one into https://app.slack.com/block-kit-builder)
+  trend-{period}.png     the trend chart that goes with them
+
+Explore it:  DATABASE_URL=sqlite:///{path} PROCESS_CONFIG={out}/process.toml python -m bot digest --month {schedule.shift(period, -1)}""")
+    return 0
