@@ -20,7 +20,7 @@ from bot import initiatives, schedule
 from bot.process import ProcessConfig
 from storage import metrics
 from storage.db import Database
-from storage.metrics import Month, Side
+from storage.metrics import Month
 from storage.models import Headcount, Initiative
 from templates import clip, clip_escaped, render
 
@@ -223,12 +223,17 @@ def compose(db: Database, cfg: ProcessConfig, period: str) -> Digest:
 # -- messages --------------------------------------------------------------------------------------
 
 
+def context(d: Digest) -> dict:
+    """What templates/digest.json.j2 needs: the digest and the formatting helpers."""
+    return dict(d=d, duration=duration, percent=percent, change_count=change_count, change_rate=change_rate,
+                change_duration=change_duration, metric_text=metric_text, metric_label=initiatives.METRICS,
+                short=schedule.short_label)
+
+
 def messages(d: Digest) -> list[dict]:
     """The digest as Slack messages: the first carries the summary and signals, the rest (thread replies)
     what did not fit. Each has at most MAX_BLOCKS blocks; every text is clipped to Slack's limits."""
-    full = render("digest", d=d, side_rate=Side.failure_rate.fget, duration=duration, percent=percent,
-                  change_count=change_count, change_rate=change_rate, change_duration=change_duration,
-                  metric_text=metric_text, metric_label=initiatives.METRICS, short=schedule.short_label)
+    full = render("digest", **context(d))
     blocks = full["blocks"]
     parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)] or [[]]
     out = []

@@ -60,10 +60,11 @@ def claim(db: Database, job: str, period: str, target: str, now: datetime, *, fo
     with db.write() as session:
         values = dict(job=job, period=period, target=target, status=LedgerStatus.CLAIMED, token=token,
                       attempts=1, claimed_at=now, updated_at=now)
-        inserted = session.execute(_insert(db).values(**values).on_conflict_do_nothing(index_elements=["job", "period", "target"]))
-        if inserted.rowcount == 1:
-            row = session.exec(select(JobLedger).where(JobLedger.job == job, JobLedger.period == period, JobLedger.target == target)).one()
-            return Claim(row.id, token, job, period, target, 1)
+        inserted = session.execute(
+            _insert(db).values(**values).on_conflict_do_nothing(index_elements=["job", "period", "target"]).returning(JobLedger.id)
+        ).scalar()
+        if inserted is not None:
+            return Claim(inserted, token, job, period, target, 1)
         row = session.exec(select(JobLedger).where(JobLedger.job == job, JobLedger.period == period, JobLedger.target == target)).one()
         if row.status == LedgerStatus.SENT:
             return None
@@ -71,6 +72,7 @@ def claim(db: Database, job: str, period: str, target: str, now: datetime, *, fo
             return None  # another run is sending it
         if row.status == LedgerStatus.FAILED and not force and now < row.updated_at + retry_after(row.attempts):
             return None
+        before = (row.status, row.attempts, row.claimed_at)
         taken = session.execute(
             update(JobLedger)
             .where(JobLedger.id == row.id, JobLedger.token == row.token, JobLedger.status == row.status)
@@ -78,9 +80,9 @@ def claim(db: Database, job: str, period: str, target: str, now: datetime, *, fo
         )
         if taken.rowcount != 1:
             return None
-        if row.status == LedgerStatus.CLAIMED:
-            log.warning("ledger: taking over %s/%s/%s, claimed at %s and never sent", job, period, target, row.claimed_at)
-        return Claim(row.id, token, job, period, target, row.attempts + 1)
+        if before[0] == LedgerStatus.CLAIMED:
+            log.warning("ledger: taking over %s/%s/%s, claimed at %s and never sent", job, period, target, before[2])
+        return Claim(row.id, token, job, period, target, before[1] + 1)
 
 
 def _finish(db: Database, claim: Claim, now: datetime, **values) -> bool:

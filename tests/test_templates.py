@@ -9,6 +9,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.initiatives import METRICS
 from bot.process import load_process
 from storage.models import Handoff, HandoffEvent
 from templates import clip_escaped, escape_mrkdwn, names, render
@@ -33,6 +34,36 @@ def events(text: str, n: int = 8) -> list[HandoffEvent]:
     return [HandoffEvent(handoff_id=1, seq=i + 1, kind=kinds[i % len(kinds)], actor="U0BOB", at=datetime(2026, 1, 1, 12), round=i, reason=text) for i in range(n)]
 
 
+def a_digest(text: str, active: bool = True):
+    """A digest whose every piece of text is `text`: team names, reasons, initiatives, signals."""
+    from collections import Counter
+
+    from bot import digest
+    from storage import metrics
+    from storage.models import Initiative
+
+    def team(t: str) -> metrics.TeamMonth:
+        row = metrics.TeamMonth(t, sent=3 * active, received=2 * active)
+        row.as_sender = metrics.Side(4 * active, 1 * active, {0.5: 3600.0, 0.85: 7200.0} if active else {})
+        row.reasons = Counter({("rework_requested", text.casefold()): 2}) if active else Counter()
+        return row
+
+    def month(period: str) -> metrics.Month:
+        teams = {t: team(t) for t in ("design", "eng", "qa")}
+        b = metrics.BoundaryMonth("design", "eng", created=3 * active, side=metrics.Side(2 * active, 1 * active, {0.5: 200000.0} if active else {}))
+        total = metrics.BoundaryMonth("*", "*", created=3 * active, side=b.side, sent_back=Counter({"rework_requested": 2 * active}))
+        return metrics.Month(period, teams, {("design", "eng"): b}, total, {text.casefold(): text})
+
+    months = [month(p) for p in ("2026-05", "2026-06", "2026-07", "2026-08", "2026-09", "2026-10")]
+    initiative = Initiative(team="design", period="2026-10", text=text[:300], metric="cycle_time", owner="U0AMY", set_by="U0ALICE",
+                            set_at=datetime(2026, 10, 28), baseline_period="2026-09", baseline=3600.0)
+    teams = [digest.TeamView(t, text, months[-1].teams[t], months[-2].teams[t], [text] * 3, initiative if t != "qa" else None, 1800.0)
+             for t in ("design", "eng", "qa")]
+    boundaries = [digest.BoundaryView(text, text, "U0STEW", months[-1].boundaries[("design", "eng")], months[-2].boundaries[("design", "eng")], [text] * 3)]
+    return digest.Digest("2026-10", "October 2026", text, "C0SYNC", months, teams, boundaries,
+                         [digest.Signal(text, ["U0STEW"]), digest.Signal(text)], {})
+
+
 def contexts(text: str) -> dict[str, list[dict]]:
     cfg = load_process(PROCESS)
     b = cfg.boundary("design", "eng")
@@ -55,7 +86,25 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "handoff_help": [dict(problem=text, command="/handoff"), dict(problem=None, command="/handoff")],
         "notice": [dict(text=text)],
         "error": [dict(ref="deadbeef")],
+        "digest": [digest_context(a_digest(text)), digest_context(a_digest(text, active=False))],
+        "initiative_prompt": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", due=datetime(2026, 12, 1, 8), initiative=i, metric_label=text)
+                              for i in (None, an_initiative(text))],
+        "initiative_modal": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", metrics=METRICS, current=c, user="U0ALICE")
+                             for c in (None, an_initiative(text))],
     }
+
+
+def digest_context(d) -> dict:
+    from bot.digest import context
+
+    return context(d)
+
+
+def an_initiative(text: str):
+    from storage.models import Initiative
+
+    return Initiative(team="design", period="2026-11", text=text, metric="failure_rate_sent", owner="U0AMY", set_by="U0ALICE",
+                      set_at=datetime(2026, 11, 28), baseline_period="2026-10", baseline=0.25)
 
 
 def test_every_template_is_covered():

@@ -1,0 +1,247 @@
+"""The digest and the clock through Slack's protocol: handoffs driven by signed requests, the digest
+posted by `run-job` and by `clock` processes against the fake Web API, exactly once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from bot import handoffs, ledger, schedule
+from bot.handoffs import Draft, utcnow
+from tests.conftest import PROCESS
+from tests.harness import ROOT, TOKEN, blocks_text, cli, view_of
+from tests.test_handoff_flow import fresh, send
+
+
+def env(db, fake, **extra) -> dict:
+    return {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url, "DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS),
+            "LOG_LEVEL": "WARNING", **extra}
+
+
+def to_sync(fake) -> list:
+    return [c for c in fake.of("chat.postMessage") if c.args["channel"] == "C0SYNC"]
+
+
+def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db, cfg):
+    period = schedule.period_of(utcnow(), cfg.organization.tz)
+    # 1: accepted at once. 2: sent back for rework, resubmitted, accepted. 3: still open.
+    first = send(steward, fake, title="Checkout spec")
+    steward.click("U0BOB", "handoff_accept", str(first.id))
+    fake.wait("chat.update")
+    second = send(steward, fake, title="Search spec")
+    fresh(fake)
+    steward.click("U0BOB", "handoff_rework", str(second.id))
+    steward.submit("U0BOB", view_of(fake.wait("views.open")[0]), {"reason": "Wireframes lack <!channel> the error states"})
+    fake.wait("chat.update")
+    fresh(fake)
+    steward.click("U0ALICE", "handoff_resubmit", str(second.id), channel="D0ALICE")
+    steward.submit("U0ALICE", view_of(fake.wait("views.open")[0]), {"criteria": ["0", "1", "2"]})
+    fake.wait("chat.update")
+    fresh(fake)
+    steward.click("U0AMY", "handoff_accept", str(second.id))
+    fake.wait("chat.update")
+    send(steward, fake, title="Profile spec")
+    fresh(fake)
+
+    r = cli("run-job", "digest", "--month", period, env=env(db, fake))
+    assert r.returncode == 0, r.stderr
+    assert f"digest {period}: posted 1 message to C0SYNC" in r.stdout and "trend chart uploaded" in r.stdout
+    (post,) = to_sync(fake)
+    text = blocks_text(post.args)
+    # the hand count: 3 sent by Design to Engineering, 2 accepted, 1 of them after a send-back
+    assert "3 handoffs sent" in post.args["text"] and "failure rate 50%" in post.args["text"]
+    assert "*3* handoffs sent across boundaries (+3 vs" in text
+    assert "*2* accepted, of which *1* needed another round: handoff failure rate *50%* (new)" in text
+    assert "*Design* · sent 3 (+3) · received 0 (±0)" in text
+    assert "Failure rate as sender 50% (1 of 2, new) · as receiver – (0 of 0, –)" in text
+    assert "*Engineering* · sent 0 (±0) · received 3 (+3)" in text and "as receiver 50% (1 of 2, new)" in text
+    assert "Sent back for: rework: “Wireframes lack &lt;!channel&gt; the error states” ×1" in text
+    assert "*Design → Engineering* · steward <@U0STEW> · 3 sent · failure rate 50% (1 of 2, new)" in text
+    assert "No handoffs and no initiative: Quality" in text
+    # the chart: uploaded in the digest's thread, as a PNG
+    (url,) = fake.of("files.getUploadURLExternal")
+    (done,) = fake.of("files.completeUploadExternal")
+    assert url.args["filename"] == f"steward-trend-{period}.png" and done.args["channel_id"] == "C0SYNC"
+    assert list(fake.uploads.values())[0].startswith(b"\x89PNG")
+    rows = ledger.entries(db, "digest", period)
+    assert [(r.target, r.status) for r in rows] == [("C0SYNC:1", "sent"), ("C0SYNC:chart", "sent")]
+    assert done.args["thread_ts"] == rows[0].ref
+
+    # a second run posts nothing
+    fake.reset()
+    again = cli("run-job", "digest", "--month", period, env=env(db, fake))
+    assert again.returncode == 0 and "already posted" in again.stdout
+    assert fake.calls == []
+
+
+def seed_october(db, cfg) -> None:
+    start = datetime(2026, 10, 6, 8)
+    for i in range(3):
+        h = handoffs.create(db, cfg, "U0ALICE", Draft("design", "eng", f"Spec {i}", criteria_met=list(cfg.boundary("design", "eng").criteria)), now=start)
+        handoffs.accept(db, cfg, h.id, "U0BOB", now=start + timedelta(hours=i + 1))
+
+
+def test_slack_refusals_are_recorded_and_retried(fake, db, cfg):
+    seed_october(db, cfg)
+    fake.fail("chat.postMessage", "channel_not_found")
+    r = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
+    assert r.returncode == 1 and "Slack refused (channel_not_found); retried by a later run" in r.stdout and "Traceback" not in r.stderr
+    (row,) = ledger.entries(db, "digest", "2026-10")
+    assert (row.status, row.error) == ("failed", "channel_not_found")
+    assert fake.of("files.getUploadURLExternal") == []  # nothing after the first message failed
+
+    # the next run sends it; the upload, refused for want of membership, joins the channel and succeeds
+    fake.reset()
+    fake.fail("files.completeUploadExternal", "not_in_channel")
+    r = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(to_sync(fake)) == 1 and [c.args["channel"] for c in fake.of("conversations.join")] == ["C0SYNC"]
+    assert len(fake.of("files.completeUploadExternal")) == 2
+    assert [(r.status, r.attempts) for r in ledger.entries(db, "digest", "2026-10")] == [("sent", 2), ("sent", 1)]
+
+
+def test_a_run_that_died_after_claiming_is_retried_once_the_lease_passes(fake, db, cfg):
+    seed_october(db, cfg)
+    claimed_at = datetime(2026, 11, 2, 8)
+    assert ledger.claim(db, "digest", "2026-10", "C0SYNC:1", claimed_at) is not None  # ...and the process died
+    soon = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:05+00:00", env=env(db, fake))
+    assert soon.returncode == 0 and "part 1: claimed, not sent by this run" in soon.stdout
+    assert to_sync(fake) == []
+    later = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:11+00:00", env=env(db, fake))
+    assert later.returncode == 0 and "posted 1 message" in later.stdout
+    assert len(to_sync(fake)) == 1 and ledger.entry(db, "digest", "2026-10", "C0SYNC:1").attempts == 2
+
+
+class Clock:
+    """`python -m bot clock` in a subprocess, believing it started at `now`."""
+
+    def __init__(self, db, fake, now: str, tmp_path, name: str):
+        self.log_path = tmp_path / f"clock-{name}.log"
+        self.log = open(self.log_path, "wb")
+        full = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SLACK_")}
+        full.update(env(db, fake, LOG_LEVEL="INFO"))
+        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "clock", "--now", now], cwd=ROOT, env=full,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"clock exited {self.proc.returncode}: {self.output()}")
+            time.sleep(0.1)
+        raise AssertionError(f"clock never logged {text!r}: {self.output()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def test_the_clock_catches_up_a_missed_digest_and_a_restart_posts_nothing(fake, db, cfg, tmp_path):
+    seed_october(db, cfg)
+    # The digest for October was due on Monday 2 November, 09:00 in Berlin; the clock was down until the 3rd.
+    first = Clock(db, fake, "2026-11-03T10:00", tmp_path, "first")
+    try:
+        first.wait_for("digest 2026-10: trend chart uploaded")
+    finally:
+        first.stop()
+    assert len(to_sync(fake)) == 1 and "3 handoffs sent" in to_sync(fake)[0].args["text"]
+    fake.reset()
+    second = Clock(db, fake, "2026-11-03T10:30", tmp_path, "second")
+    try:
+        second.wait_for("digest 2026-10: already posted")
+    finally:
+        second.stop()
+    assert to_sync(fake) == [] and fake.of("files.getUploadURLExternal") == []
+
+
+def test_two_clocks_at_once_post_one_digest(fake, db, cfg, tmp_path):
+    seed_october(db, cfg)
+    clocks = [Clock(db, fake, "2026-11-02T09:01", tmp_path, f"c{i}") for i in range(2)]
+    try:
+        for clock in clocks:
+            clock.wait_for("digest 2026-10")
+        fake.settle(quiet=1.0)
+    finally:
+        for clock in clocks:
+            clock.stop()
+    assert len(to_sync(fake)) == 1 and len(fake.of("files.completeUploadExternal")) == 1
+    assert [r.status for r in ledger.entries(db, "digest", "2026-10")] == ["sent", "sent"]
+
+
+def test_due_times_and_the_catch_up_window(cfg):
+    assert schedule.digest_due(cfg, "2026-10") == datetime(2026, 11, 2, 8)  # Mon 2 Nov, 09:00 Berlin
+    assert schedule.digest_due(cfg, "2026-07") == datetime(2026, 8, 3, 7)  # 1 Aug is a Saturday; 09:00 CEST
+    assert schedule.due_digests(cfg, datetime(2026, 11, 2, 7, 59)) == []
+    assert schedule.due_digests(cfg, datetime(2026, 11, 2, 8)) == ["2026-10"]
+    assert schedule.due_digests(cfg, datetime(2026, 11, 9, 8)) == ["2026-10"]  # 7 days late: still caught up
+    assert schedule.due_digests(cfg, datetime(2026, 11, 9, 8, 1)) == []  # beyond catch_up_days
+    assert schedule.prompt_due(cfg, "2026-11") == datetime(2026, 11, 28, 8)
+    assert schedule.due_prompts(cfg, datetime(2026, 11, 28, 8)) == ["2026-11"]
+    assert schedule.due_prompts(cfg, datetime(2026, 12, 1, 8)) == []  # the digest has gone out: too late
+
+
+def test_initiatives_through_slack(steward, fake, db, cfg):
+    r = cli("run-job", "initiative-prompt", "--month", "2026-11", env=env(db, fake))
+    assert r.returncode == 0 and "initiative prompts 2026-11: 3 sent" in r.stdout
+    prompts = {c.args["channel"]: c for c in fake.of("chat.postMessage")}
+    assert set(prompts) == {"C0DESIGN", "C0ENG", "C0QA"}
+    button = json.loads(json.dumps(prompts["C0DESIGN"].args["blocks"]))[-1]["elements"][0]
+    assert button["text"]["text"] == "Share our improvement initiative" and button["value"] == "design 2026-11"
+    assert cli("run-job", "initiative-prompt", "--month", "2026-11", env=env(db, fake)).stdout.startswith("initiative prompts 2026-11: 0 sent")
+
+    fresh(fake)
+    steward.click("U0BOB", "initiative_share", "design 2026-11", channel="C0DESIGN")
+    assert "Only members of Design" in blocks_text(fake.wait("chat.postEphemeral")[0].args)
+    steward.click("U0ALICE", "initiative_share", "nowhere 2026-11", channel="C0DESIGN")
+    assert "names no team" in blocks_text(fake.wait("chat.postEphemeral", 2)[1].args)
+    assert fake.of("views.open") == []
+
+    steward.click("U0ALICE", "initiative_share", "design 2026-11", channel="C0DESIGN")
+    modal = view_of(fake.wait("views.open")[0])
+    assert modal["callback_id"] == "initiative_submit"
+    empty = steward.submit("U0ALICE", modal, {"text": "", "metric": None, "owner": "U0ALICE"})
+    assert empty.json() == {"response_action": "errors", "errors": {"text": "Say what the team will change."}}
+    no_metric = steward.submit("U0ALICE", modal, {"text": "Review specs together", "metric": None, "owner": "U0ALICE"})
+    assert no_metric.json()["errors"] == {"metric": "Choose the metric it should move."}
+    ok = steward.submit("U0ALICE", modal, {"text": "Review specs <@U0EVE> together", "metric": "cycle_time", "owner": "U0AMY"})
+    assert ok.status == 200 and ok.raw in (b"", b"{}")
+    update = fake.wait("chat.update")[0]
+    prompt = ledger.entry(db, "initiative-prompt", "2026-11", "design")
+    assert (update.args["channel"], update.args["ts"]) == (prompt.channel, prompt.ref)
+    text = blocks_text(update.args)
+    assert "Shared by <@U0ALICE>: “Review specs &lt;@U0EVE&gt; together”" in text and "owner <@U0AMY>" in text
+    assert "Change our initiative" in json.dumps(update.args["blocks"])
+
+    preview = cli("digest", "--month", "2026-11", env={"DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS)})
+    assert preview.returncode == 0, preview.stderr
+    assert "Initiative: “Review specs <@U0EVE> together”, owner @U0AMY · Cycle time (median, handoffs sent)" in preview.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run-job", "nope"], "run-job: no job 'nope'; jobs: digest, initiative-prompt, catch-up"),
+    (["run-job", "digest", "--month", "2026-13"], "--month: '2026-13' is not a month (YYYY-MM)"),
+    (["run-job", "digest", "--now", "yesterday"], "--now: 'yesterday' is not an ISO-8601 date and time"),
+    (["digest", "--month", "October"], "--month: 'October' is not a month (YYYY-MM)"),
+])
+def test_cli_refuses_bad_arguments_in_one_line(db, fake, args, message):
+    r = cli(*args, env=env(db, fake))
+    assert r.returncode == 2 and r.stderr.strip().startswith(message) and "Traceback" not in r.stderr
+
+
+def test_run_job_needs_the_bot_token(db):
+    r = cli("run-job", "digest", env={"DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS)})
+    assert r.returncode == 2 and r.stderr.strip() == "SLACK_BOT_TOKEN: required but not set"
