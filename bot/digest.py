@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlmodel import select
 
 from bot import initiatives, schedule
+from bot.handoffs import utcnow
 from bot.process import ProcessConfig
 from storage import metrics
 from storage.db import Database
@@ -141,7 +142,7 @@ def _months(db: Database, cfg: ProcessConfig, period: str) -> list[Month]:
     for back in range(TREND_MONTHS - 1, -1, -1):
         p = schedule.shift(period, -back)
         start, end = schedule.bounds(p, tz)
-        out.append(metrics.month(db, p, start, end, team_ids))
+        out.append(metrics.figures(db, p, start, end, team_ids, utcnow()))
     return out
 
 

@@ -67,7 +67,7 @@ def share(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str
     tz = cfg.organization.tz
     baseline_period = schedule.shift(schedule.period_of(now, tz), -1)
     start, end = schedule.bounds(baseline_period, tz)
-    baseline = value(metrics.month(db, baseline_period, start, end, [team_id]), team_id, metric)
+    baseline = value(metrics.figures(db, baseline_period, start, end, [t.id for t in cfg.teams], utcnow()), team_id, metric)
     row = Initiative(team=team_id, period=period, text=text, metric=metric, owner=owner, set_by=user, set_at=now,
                      baseline_period=baseline_period, baseline=baseline)
     with db.write() as session:

@@ -13,19 +13,25 @@ Definitions (the digest states them too):
 - *send-back reasons*: the month's send-back events, by kind and by reason text (case and surrounding
   space ignored), most frequent first.
 
-Every query is bounded by the month: `handoff.created_at`, and `handoff_event (kind, at)` are indexed,
-and the join to `handoff` is by primary key, so the cost follows the month's activity, not the history.
+Every query is bounded by the month: `handoff (created_at, from_team, to_team)` and
+`handoff_event (kind, at)` are indexed, and the join to `handoff` is by primary key, so the cost follows
+the month's activity, not the history. A closed month never changes (events are appended at the time
+they happen), so its figures are kept in `month_rollup` once computed and read from there afterwards;
+`figures()` is the entry point that does so.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+import json
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.db import Database
+from storage.models import MonthRollup
 
 PERCENTILES = (0.5, 0.85)
 
@@ -90,39 +96,68 @@ def _rank_bounds(n: int, p: float) -> tuple[int, int, float]:
     return lo + 1, min(lo + 2, n), pos - lo
 
 
-def _percentiles(db: Database, start: datetime, end: datetime, columns: tuple[str, ...]) -> dict[tuple, dict[float, float]]:
-    """Median and p85 of cycle time per group of `columns` (none: the whole organisation), selecting
-    only the rows at the ranks needed, so at most four rows per group leave the database."""
-    # lo = floor(p*(n-1)) + 1 and hi = lo + 1, in integer SQL arithmetic
+def _accepted(db: Database, start: datetime, end: datetime) -> list[tuple]:
+    """The month's accepted handoffs, aggregated three ways in one statement: per boundary (f, t), per
+    sending team (f) and for the organisation: (level, f, t, n, fails, {percentile: seconds}), where n
+    counts them and fails those that needed another round."""
+    # `handoff.accepted_at` is the accepted event's time, written in the same transaction: repeating the
+    # month on it changes no result but bounds the handoff side of the join by an index, so no planner
+    # ever scans the whole history to join the month's events.
+    source = f"""
+        FROM handoff_event e
+        JOIN handoff h ON h.id = e.handoff_id AND h.accepted_at >= :start AND h.accepted_at < :end
+        WHERE e.kind = 'accepted' AND e.at >= :start AND e.at < :end"""
+    params = {"start": start, "end": end}
+    if db.engine.dialect.name == "postgresql":
+        sql = f"""
+            SELECT GROUPING(h.from_team, h.to_team), h.from_team, h.to_team, COUNT(*),
+                   SUM(CASE WHEN e.round > 1 THEN 1 ELSE 0 END),
+                   percentile_cont(ARRAY[{", ".join(str(p) for p in PERCENTILES)}])
+                       WITHIN GROUP (ORDER BY {_cycle_seconds("postgresql")})
+            {source}
+            GROUP BY GROUPING SETS ((h.from_team, h.to_team), (h.from_team), ())"""
+        level = {0: "b", 1: "t", 3: "o"}
+        with db.read() as session:
+            return [(level[g], f, t, int(n), int(fails or 0), dict(zip(PERCENTILES, map(float, cuts))))
+                    for g, f, t, n, fails, cuts in session.execute(text(sql), params) if n]  # () gives a row even for none
+
+    # SQLite has no percentile aggregate: rank the rows with window functions and keep only those at the
+    # ranks the percentiles need (at most four per group): lo = floor(p*(n-1)) + 1 and hi = lo + 1.
     ranks = " OR ".join(f"rn = ({round(p * 100)} * (n - 1)) / 100 + {k}" for p in PERCENTILES for k in (1, 2))
-    select = "".join(f"h.{c}, " for c in columns)
-    keys = "".join(f"{c}, " for c in columns)
-    over = f"PARTITION BY {', '.join(columns)}" if columns else ""
+
+    def ranked(columns: str) -> str:
+        over = f"PARTITION BY {columns}" if columns else ""
+        keys = f"{columns}, " if columns else ""
+        return (f"SELECT {keys}rn, n, fails, s FROM (SELECT {keys}s, ROW_NUMBER() OVER ({over} ORDER BY s) AS rn, "
+                f"COUNT(*) OVER ({over}) AS n, SUM(r) OVER ({over}) AS fails FROM c) w WHERE {ranks}")
+
     sql = f"""
-        WITH c AS (
-            SELECT {select}{_cycle_seconds(db.engine.dialect.name)} AS s
-            FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
-            WHERE e.kind = 'accepted' AND e.at >= :start AND e.at < :end
-        ), r AS (
-            SELECT {keys}s, ROW_NUMBER() OVER ({over} ORDER BY s) AS rn, COUNT(*) OVER ({over}) AS n FROM c
+        WITH c AS MATERIALIZED (
+            SELECT h.from_team AS f, h.to_team AS t, CASE WHEN e.round > 1 THEN 1 ELSE 0 END AS r,
+                   {_cycle_seconds(db.engine.dialect.name)} AS s
+            {source}
         )
-        SELECT {keys}rn, n, s FROM r WHERE {ranks}
+        SELECT 'b' AS level, f, t, rn, n, fails, s FROM ({ranked("f, t")}) b
+        UNION ALL SELECT 't', f, NULL, rn, n, fails, s FROM ({ranked("f")}) tf
+        UNION ALL SELECT 'o', NULL, NULL, rn, n, fails, s FROM ({ranked("")}) o
     """
-    ranked: dict[tuple, dict[int, float]] = defaultdict(dict)
-    sizes: dict[tuple, int] = {}
-    width = len(columns)
+    groups: dict[tuple, tuple[dict[int, float], int, int]] = {}
     with db.read() as session:
-        for row in session.execute(text(sql), {"start": start, "end": end}):
-            key = tuple(row[:width])
-            ranked[key][int(row[width])] = float(row[width + 2])
-            sizes[key] = int(row[width + 1])
-    out: dict[tuple, dict[float, float]] = {}
-    for key, values in ranked.items():
-        out[key] = {}
+        for lvl, f, t, rn, n, fails, seconds in session.execute(text(sql), params):
+            values, _, _ = groups.setdefault((lvl, f, t), ({}, int(n), int(fails or 0)))
+            values[int(rn)] = float(seconds)
+    out = []
+    for (lvl, f, t), (values, n, fails) in groups.items():
+        cuts = {}
         for p in PERCENTILES:
-            lo, hi, weight = _rank_bounds(sizes[key], p)
-            out[key][p] = values[lo] + (values[hi] - values[lo]) * weight
+            lo, hi, weight = _rank_bounds(n, p)
+            cuts[p] = values[lo] + (values[hi] - values[lo]) * weight
+        out.append((lvl, f, t, n, fails, cuts))
     return out
+
+
+def _fill(side: Side, n: int, fails: int, cuts: dict[float, float]) -> None:
+    side.accepted, side.failed, side.cycle = n, fails, cuts
 
 
 def _wording(reason: str | None) -> str:
@@ -153,16 +188,6 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
             team(t).received += n
             total.created += n
 
-        accepted = session.execute(text("""
-            SELECT h.from_team, h.to_team, COUNT(*), SUM(CASE WHEN e.round > 1 THEN 1 ELSE 0 END)
-            FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
-            WHERE e.kind = 'accepted' AND e.at >= :start AND e.at < :end
-            GROUP BY h.from_team, h.to_team"""), params)
-        for f, t, n, failed in accepted:
-            for side in (boundary(f, t).side, team(f).as_sender, team(t).as_receiver, total.side):
-                side.accepted += n
-                side.failed += int(failed or 0)
-
         reasons = session.execute(text("""
             SELECT h.from_team, h.to_team, e.kind, e.reason, COUNT(*)
             FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
@@ -176,9 +201,81 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
                 row.reasons[key] += n
                 row.sent_back[kind] += n
 
-    for (f,), cycle in _percentiles(db, start, end, ("from_team",)).items():
-        team(f).as_sender.cycle = cycle
-    for (f, t), cycle in _percentiles(db, start, end, ("from_team", "to_team")).items():
-        boundary(f, t).side.cycle = cycle
-    total.side.cycle = _percentiles(db, start, end, ()).get((), {})
+    for level, f, t, n, fails, cuts in _accepted(db, start, end):
+        if level == "b":
+            _fill(boundary(f, t).side, n, fails, cuts)
+            receiver = team(t).as_receiver  # a team's figures as receiver add up from its boundaries
+            receiver.accepted += n
+            receiver.failed += fails
+        elif level == "t":
+            _fill(team(f).as_sender, n, fails, cuts)
+        else:
+            _fill(total.side, n, fails, cuts)
     return Month(period, team_rows, boundaries, total, wording)
+
+
+# -- closed months, kept -------------------------------------------------------------------------------
+
+CLOSED_AFTER = timedelta(hours=1)  # a transaction that began before the month ended has committed by then
+
+
+def _side_json(side: Side) -> dict:
+    return {"accepted": side.accepted, "failed": side.failed, "cycle": {str(p): v for p, v in side.cycle.items()}}
+
+
+def _side(data: dict) -> Side:
+    return Side(data["accepted"], data["failed"], {float(p): v for p, v in data["cycle"].items()})
+
+
+def _counted(row) -> dict:
+    return {"reasons": [[k, r, n] for (k, r), n in row.reasons.items()], "sent_back": dict(row.sent_back)}
+
+
+def _recount(row, data: dict) -> None:
+    row.reasons = Counter({(k, r): n for k, r, n in data["reasons"]})
+    row.sent_back = Counter(data["sent_back"])
+
+
+def to_json(m: Month) -> dict:
+    return {
+        "period": m.period,
+        "teams": [{"team": t.team, "sent": t.sent, "received": t.received, "as_sender": _side_json(t.as_sender),
+                   "as_receiver": _side_json(t.as_receiver), **_counted(t)} for t in m.teams.values()],
+        "boundaries": [{"from": b.from_team, "to": b.to_team, "created": b.created, "side": _side_json(b.side), **_counted(b)}
+                       for b in [*m.boundaries.values(), m.total]],
+        "wording": m.wording,
+    }
+
+
+def from_json(data: dict, teams: list[str]) -> Month:
+    rows = {}
+    for t in data["teams"]:
+        rows[t["team"]] = row = TeamMonth(t["team"], t["sent"], t["received"], _side(t["as_sender"]), _side(t["as_receiver"]))
+        _recount(row, t)
+    for team in teams:
+        rows.setdefault(team, TeamMonth(team))
+    boundaries = {}
+    for b in data["boundaries"]:
+        row = BoundaryMonth(b["from"], b["to"], b["created"], _side(b["side"]))
+        _recount(row, b)
+        boundaries[(row.from_team, row.to_team)] = row
+    total = boundaries.pop(("*", "*"))
+    return Month(data["period"], rows, boundaries, total, data["wording"])
+
+
+def figures(db: Database, period: str, start: datetime, end: datetime, teams: list[str], now: datetime) -> Month:
+    """`month()`, read from `month_rollup` when the month is closed and was computed before; a closed
+    month computed now is kept there. `now` is the real time (naive UTC)."""
+    closed = end + CLOSED_AFTER <= now
+    if closed:
+        with db.read() as session:
+            kept = session.get(MonthRollup, period)
+        if kept is not None and kept.start == start and kept.end == end:
+            return from_json(kept.data, teams)
+    m = month(db, period, start, end, teams)
+    if closed:
+        insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(MonthRollup)
+        with db.write() as session:
+            session.execute(insert.values(period=period, start=start, end=end, computed_at=now, data=to_json(m))
+                            .on_conflict_do_nothing(index_elements=["period"]))
+    return m

@@ -40,7 +40,7 @@ class Handoff(SQLModel, table=True):
         Index("ix_handoff_from_state", "from_team", "state"),
         Index("ix_handoff_sender_state", "sender", "state"),
         Index("ix_handoff_accepted_at", "accepted_at"),
-        Index("ix_handoff_created_at", "created_at"),
+        Index("ix_handoff_created_teams", "created_at", "from_team", "to_team"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -139,3 +139,16 @@ class Headcount(SQLModel, table=True):
     period: str = Field(primary_key=True, max_length=7)
     team: str = Field(primary_key=True, max_length=40)
     members: int
+
+
+class MonthRollup(SQLModel, table=True):
+    """A closed month's figures (storage.metrics.to_json), computed once from the events. Deleting rows
+    is always safe: they are computed again from the events when next needed."""
+
+    __tablename__ = "month_rollup"
+
+    period: str = Field(primary_key=True, max_length=7)
+    start: datetime = Field(sa_type=DateTime())  # the month in UTC, as the organisation's time zone made it
+    end: datetime = Field(sa_type=DateTime())
+    computed_at: datetime = Field(sa_type=DateTime())
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

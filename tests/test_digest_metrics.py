@@ -208,3 +208,26 @@ def test_block_limits_with_many_teams(db):
     everything = "\n".join(blocks_text(p) for p in parts)
     assert "<!channel>" not in everything and "<@U0EVIL>" not in everything and "&lt;@U0EVIL&gt;" in everything
     assert "Team t119" in everything and "Part 1 of" in everything
+
+
+def test_a_closed_months_figures_are_kept_and_an_open_months_are_not(db, cfg, october):
+    from sqlalchemy import text
+
+    from storage.models import MonthRollup
+
+    start, end = schedule.bounds("2026-10", cfg.organization.tz)
+    teams = [t.id for t in cfg.teams]
+    first = metrics.figures(db, "2026-10", start, end, teams, now=end + timedelta(hours=2))
+    with db.read() as s:
+        assert s.get(MonthRollup, "2026-10") is not None
+    with db.write() as s:  # were the events to change (they never do), the kept figures would still be read
+        s.execute(text("DELETE FROM handoff_event WHERE kind = 'accepted'"))
+    kept = metrics.figures(db, "2026-10", start, end, teams + ["newteam"], now=end + timedelta(days=30))
+    assert metrics.to_json(kept)["boundaries"] == metrics.to_json(first)["boundaries"]
+    assert kept.teams["design"].as_sender == first.teams["design"].as_sender and kept.teams["newteam"].sent == 0
+    assert kept.wording == first.wording and kept.teams["design"].reasons == first.teams["design"].reasons
+    # a month not yet closed (less than an hour after its end) is computed every time, never kept
+    assert metrics.figures(db, "2026-11", *schedule.bounds("2026-11", cfg.organization.tz), teams,
+                           now=schedule.bounds("2026-11", cfg.organization.tz)[1] + timedelta(minutes=59)) is not None
+    with db.read() as s:
+        assert s.get(MonthRollup, "2026-11") is None

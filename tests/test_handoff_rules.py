@@ -240,6 +240,7 @@ def test_concurrent_clicks_accept_once(steward, fake, db):
         t.start()
     for t in threads:
         t.join()
+    fake.wait("chat.postEphemeral", len(clickers) - 1)  # on SQLite a click may wait its turn for the write lock
     fake.settle(quiet=0.5)
     assert statuses == [200] * len(clickers)
     assert len(dms_to(fake, "U0ALICE")) == 1

@@ -1,4 +1,5 @@
-"""The job ledger (exactly-once side effects), improvement initiatives and headcount records.
+"""The job ledger (exactly-once side effects), improvement initiatives, headcount records, closed months'
+figures, and an index that answers "handoffs created in a month, by boundary" on its own.
 
 Revision ID: 0002
 Revises: 0001
@@ -53,8 +54,22 @@ def upgrade() -> None:
         sa.Column("members", sa.Integer(), nullable=False),
     )
 
+    op.create_table(
+        "month_rollup",
+        sa.Column("period", sa.String(length=7), primary_key=True),
+        sa.Column("start", sa.DateTime(), nullable=False),
+        sa.Column("end", sa.DateTime(), nullable=False),
+        sa.Column("computed_at", sa.DateTime(), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+    )
+    op.create_index("ix_handoff_created_teams", "handoff", ["created_at", "from_team", "to_team"])
+    op.drop_index("ix_handoff_created_at", "handoff")
+
 
 def downgrade() -> None:
+    op.create_index("ix_handoff_created_at", "handoff", ["created_at"])
+    op.drop_index("ix_handoff_created_teams", "handoff")
+    op.drop_table("month_rollup")
     op.drop_table("headcount")
     op.drop_table("initiative")
     op.drop_table("job_ledger")
