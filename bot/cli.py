@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from bot.process import ProcessConfigError, load_process
 from bot.settings import SettingsError, load_settings
@@ -67,6 +67,13 @@ def cmd_check_config(args) -> int:
     for b in cfg.boundaries:
         print(f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {len(b.criteria)} criteria, SLA {b.sla_hours} h, steward {b.steward}")
     print(f"stewards: {', '.join(cfg.stewards()) or 'none'}")
+    from bot import schedule
+    from bot.handoffs import utcnow
+
+    period = schedule.period_of(utcnow(), org.tz)
+    due = schedule.digest_due(cfg, period).replace(tzinfo=timezone.utc).astimezone(org.tz)
+    print(f"schedule: digest '{cfg.schedule.digest}'; the next, for {schedule.label(period)}, on {due:%a %d %b %Y %H:%M} {org.timezone};"
+          f" initiative prompts {cfg.schedule.initiative_prompt_days} days before; catch-up {cfg.schedule.catch_up_days} days")
     return 0
 
 
@@ -132,8 +139,6 @@ def cmd_serve(args) -> int:
 
 def _moment(text: str | None, cfg):
     """--now: an ISO-8601 moment, in the organisation's time zone unless it has an offset; naive UTC."""
-    from datetime import timezone
-
     from bot.handoffs import utcnow
 
     if text is None:

@@ -114,3 +114,32 @@ def test_manifest():
     socket = json.loads(run("manifest").stdout)
     assert socket["settings"]["socket_mode_enabled"] is True and "url" not in socket["features"]["slash_commands"][0]
     assert run("manifest", "--url", "http://insecure").returncode == 2
+
+
+def test_schedule_is_validated_with_its_key():
+    bad = json.loads(json.dumps(GOOD))
+    bad["schedule"] = {"digest": "0 9 31 2 *", "catch_up_days": 40, "every": 1}
+    found = problems(bad)
+    assert "schedule.digest: '0 9 31 2 *' does not fire in the first 28 days of every month" in found
+    assert any(p.startswith("schedule.catch_up_days:") for p in found) and "schedule.every: unknown key" in found
+    bad["schedule"] = {"digest": "at nine"}
+    assert problems(bad)[0].startswith("schedule.digest: not a crontab expression")
+    cfg = parse_process(dict(GOOD, schedule={"digest": "30 8 * * *"}))
+    assert cfg.schedule.digest == "30 8 * * *" and cfg.schedule.catch_up_days == 7
+
+
+def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
+    r = cli("demo", "--dir", str(tmp_path / "demo"), env={"PROCESS_CONFIG": "/nowhere.toml", "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "sync digest ·" in r.stdout and "Signals" in r.stdout and "Teams" in r.stdout and "Initiative: “" in r.stdout
+    written = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"process.toml", "steward.db"} <= written
+    (chart,) = [p for p in (tmp_path / "demo").iterdir() if p.suffix == ".png"]
+    (blocks,) = [p for p in (tmp_path / "demo").iterdir() if p.suffix == ".json"]
+    assert chart.read_bytes().startswith(b"\x89PNG") and json.loads(blocks.read_text())[0]["blocks"][0]["type"] == "header"
+    assert str(tmp_path / "demo") in r.stdout
+    # the database it leaves is a real Steward database: the preview command reads it
+    month = blocks.stem.removeprefix("digest-")
+    again = cli("digest", "--month", month, env={"DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'steward.db'}",
+                                                 "PROCESS_CONFIG": str(tmp_path / "demo" / "process.toml")})
+    assert again.returncode == 0 and again.stdout in r.stdout
