@@ -206,7 +206,9 @@ def measure(name: str, db: Database, cfg) -> None:
     for back in (18, 12, 6):
         period = schedule.shift(LAST, -back)
         p_start, p_end = schedule.bounds(period, tz)
-        _, t = timed(lambda: metrics.month(db, period, p_start, p_end, team_ids), 1)
+        t0 = time.perf_counter()
+        metrics.month(db, period, p_start, p_end, team_ids)
+        t = time.perf_counter() - t0
         print(f"  one month's figures, {period} (month {MONTHS - back:2d} of {MONTHS}): {t * 1000:8.1f} ms")
     verdict = "meets" if d <= 1.0 else "MISSES"
     print(f"  target ≤ 1 s for the monthly digest: {verdict}")

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timedelta
 
 from slack_sdk import WebClient
@@ -59,11 +60,12 @@ class Run:
             time.sleep(max(0.0, self.pace - (time.monotonic() - last)))
         self._last_post[channel] = time.monotonic()
 
-    def send(self, claim: Claim, channel: str, call: Callable[[], dict]) -> dict | None:
-        """Make the claimed call; record its result in the ledger. Returns Slack's answer, or None."""
+    def send(self, claim: Claim, channel: str, call: Callable[[], object]) -> dict | None:
+        """Make the claimed call; record a failure in the ledger. Returns Slack's answer, or None."""
         self._wait_for(channel)
         try:
             answer = call()
+            answer = answer.data if hasattr(answer, "data") else answer
         except SlackApiError as exc:
             error = str(exc.response.get("error") or "error")
             ledger.failed(self.db, claim, self.now, error)
@@ -100,8 +102,8 @@ def run_digest(run: Run, period: str) -> None:
             thread_ts = thread_ts or row.ref
             continue
         kwargs = {"thread_ts": thread_ts} if thread_ts else {}
-        answer = run.send(claim, channel, lambda: run.client.chat_postMessage(
-            channel=channel, text=message["text"], blocks=message["blocks"], unfurl_links=False, **kwargs).data)
+        answer = run.send(claim, channel, partial(run.client.chat_postMessage, channel=channel, text=message["text"],
+                                                  blocks=message["blocks"], unfurl_links=False, **kwargs))
         if answer is None:
             return
         ledger.sent(db, claim, run.now, answer.get("channel"), _message_ts(answer))
@@ -150,8 +152,8 @@ def run_prompts(run: Run, period: str) -> None:
         if claim is None:
             continue
         message = render("initiative_prompt", team=team, period=period, label=schedule.label(period), due=due, initiative=None)
-        answer = run.send(claim, team.channel, lambda: run.client.chat_postMessage(
-            channel=team.channel, text=message["text"], blocks=message["blocks"]).data)
+        answer = run.send(claim, team.channel, partial(run.client.chat_postMessage, channel=team.channel,
+                                                       text=message["text"], blocks=message["blocks"]))
         if answer is not None:
             ledger.sent(db, claim, run.now, answer.get("channel"), answer.get("ts"))
             sent += 1

@@ -12,7 +12,6 @@ import html
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlmodel import select
 

@@ -22,7 +22,6 @@ they happen), so its figures are kept in `month_rollup` once computed and read f
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -103,7 +102,7 @@ def _accepted(db: Database, start: datetime, end: datetime) -> list[tuple]:
     # `handoff.accepted_at` is the accepted event's time, written in the same transaction: repeating the
     # month on it changes no result but bounds the handoff side of the join by an index, so no planner
     # ever scans the whole history to join the month's events.
-    source = f"""
+    source = """
         FROM handoff_event e
         JOIN handoff h ON h.id = e.handoff_id AND h.accepted_at >= :start AND h.accepted_at < :end
         WHERE e.kind = 'accepted' AND e.at >= :start AND e.at < :end"""
@@ -118,7 +117,7 @@ def _accepted(db: Database, start: datetime, end: datetime) -> list[tuple]:
             GROUP BY GROUPING SETS ((h.from_team, h.to_team), (h.from_team), ())"""
         level = {0: "b", 1: "t", 3: "o"}
         with db.read() as session:
-            return [(level[g], f, t, int(n), int(fails or 0), dict(zip(PERCENTILES, map(float, cuts))))
+            return [(level[g], f, t, int(n), int(fails or 0), dict(zip(PERCENTILES, map(float, cuts), strict=True)))
                     for g, f, t, n, fails, cuts in session.execute(text(sql), params) if n]  # () gives a row even for none
 
     # SQLite has no percentile aggregate: rank the rows with window functions and keep only those at the
