@@ -1,5 +1,7 @@
 """`python -m bot demo`: a generated organisation, six months of handoffs, and its latest digest.
 
+Fast-track requests and their decisions are made the same way.
+
 No Slack and no configuration needed: everything goes into a throwaway directory (a process.toml, a
 SQLite database, the chart and the Block Kit JSON). The history is made through the same domain
 functions the Slack handlers call, so the digest shown is exactly what Steward would post.
@@ -13,7 +15,7 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bot import digest, handoffs, initiatives, schedule
+from bot import digest, fasttrack, handoffs, initiatives, schedule
 from bot.handoffs import Draft, utcnow
 from bot.process import load_process
 from storage.db import Database
@@ -64,6 +66,29 @@ id = "ops"
 name = "Operations"
 channel = "C0OPS"
 members = ["U0OLA", "U0OMAR", "U0ORLA"]
+
+[fasttrack]
+budget_percent = 10
+approvers = ["U0STEW"]
+backup_approvers = ["U0HEAD"]
+
+[[rights]]
+element = "QA sign-off"
+sets_standard = "qa"
+grants_exceptions = ["U0QUIN", "U0STEW"]
+owns_execution = "qa"
+
+[[rights]]
+element = "Design review"
+sets_standard = "design"
+grants_exceptions = ["U0DANA"]
+owns_execution = "design"
+
+[[rights]]
+element = "Change advisory board"
+sets_standard = "U0PMO"
+grants_exceptions = ["U0PMO"]
+owns_execution = "ops"
 
 [[boundaries]]
 from = "product"
@@ -134,6 +159,36 @@ INITIATIVES = [
 ]
 
 
+# (months back, team, requester, element, reason, approve?) — Engineering skips QA sign-off again and again
+FASTTRACKS = [
+    (3, "eng", "U0ELI", "QA sign-off", "Customer escalation", True),
+    (2, "ops", "U0OLA", "Change advisory board", "Security fix", True),
+    (2, "eng", "U0EMMA", "QA sign-off", "Regulatory deadline", False),
+    (1, "eng", "U0ELI", "QA sign-off", "Customer escalation", True),
+    (1, "eng", "U0EZRA", "QA sign-off", "Customer escalation", True),
+    (1, "eng", "U0EVAN", "QA sign-off", "Security fix", True),
+    (1, "product", "U0PIA", "Design review", "Customer escalation", False),
+    (1, "ops", "U0OMAR", "Change advisory board", "Security fix", True),
+    (0, "eng", "U0ENZO", "QA sign-off", "Customer escalation", None),  # still waiting
+]
+
+
+def fasttracks(db: Database, cfg, now: datetime, current: str) -> None:
+    for back, team, requester, element, reason, approve in FASTTRACKS:
+        start, end = schedule.bounds(schedule.shift(current, -back), cfg.organization.tz)
+        at = min(start + timedelta(days=20), now - timedelta(days=1))
+        row, _, route = fasttrack.request(db, cfg, requester, fasttrack.Draft(
+            team=team, element=element, reason=reason, what=f"{element} for release {back}.{len(requester)}",
+            justification="The customer cannot wait for the next release window."), now=at)
+        if approve is not None:
+            decider = route.deciders[0]
+            if approve:
+                fasttrack.decide(db, cfg, row.id, decider, approve=True, now=at + timedelta(hours=3))
+            else:
+                fasttrack.decide(db, cfg, row.id, decider, approve=False, reason="Use the standard path: it is not urgent enough",
+                                 now=at + timedelta(hours=3))
+
+
 def generate(db: Database, cfg, now: datetime, seed: int = 7) -> int:
     """Six months of handoffs before `now`'s month, plus the current month so far. Returns how many."""
     rng = random.Random(seed)
@@ -178,6 +233,7 @@ def generate(db: Database, cfg, now: datetime, seed: int = 7) -> int:
             for when, team, text, metric, owner in INITIATIVES:
                 if when == back:
                     initiatives.share(db, cfg, team, period, owner, text, metric, owner, now=end - timedelta(days=3))
+    fasttracks(db, cfg, now, current)
     return count
 
 

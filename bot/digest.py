@@ -9,6 +9,7 @@ before it (the trend chart; the previous month gives each figure's change, the t
 from __future__ import annotations
 
 import html
+from collections import Counter
 import io
 import re
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from sqlmodel import select
 
 from bot import initiatives, schedule
+from bot.fasttrack import Budget
 from bot.handoffs import utcnow
 from bot.process import ProcessConfig
 from storage import metrics
@@ -31,6 +33,8 @@ MIN_FOR_TREND = 5  # a median from fewer accepted handoffs does not count as ris
 RISE = 1.25  # "rising": up in each of the last two months, and by a quarter or more over both
 CHART_TEAMS = 8
 TOP_REASONS = 3
+RECURRING = 3  # an element fast-tracked this often in a month is a candidate to become standard
+BACKLOG = 3  # this many requests undecided at the month's end is a backlog
 KIND_WORD = {"rework_requested": "rework", "clarification_requested": "clarification"}
 
 
@@ -96,6 +100,23 @@ class TeamView:
     reasons: list[str]
     initiative: Initiative | None
     initiative_now: float | None
+    budget: Budget | None = None  # the month's fast-track budget: items = handoffs sent, approved
+
+    @property
+    def fasttracks(self) -> bool:
+        return bool(self.now.fasttracks_approved or self.now.fasttracks_denied or self.now.fasttracks_waiting)
+
+
+@dataclass
+class Exception_:
+    """A process element fast-tracked in the month: how often, why, and whether it should become standard."""
+
+    element: str
+    count: int
+    reasons: str  # "Customer escalation ×3, Security fix ×1"
+    recurring: bool
+    owner_team: str | None  # who sets the standard: a team's name…
+    owner_user: str | None  # …or a person
 
 
 @dataclass
@@ -119,6 +140,8 @@ class Digest:
     boundaries: list[BoundaryView]
     signals: list[Signal]
     headcount: dict[tuple[str, str], int]
+    review: list[Exception_] = field(default_factory=list)
+    budget_percent: float = 10
 
     @property
     def month(self) -> Month:
@@ -160,9 +183,22 @@ def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
                 session.add(Headcount(period=period, team=team.id, members=len(team.members)))
 
 
-def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict) -> list[Signal]:
+def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: dict[str, Budget]) -> list[Signal]:
     out: list[Signal] = []
     now = months[-1]
+    for team in cfg.teams:  # 3. fast-tracks over budget
+        b = budgets[team.id]
+        if b.approved > b.limit:
+            out.append(Signal(f"{team.name}: {b.approved} fast-tracks approved, over its budget of {b.limit} "
+                              f"({b.items} item{'s' if b.items != 1 else ''}, budget {b.percent:g}%)."))
+    waiting = [(t.name, now.teams[t.id].fasttracks_waiting) for t in cfg.teams if now.teams[t.id].fasttracks_waiting]
+    total = sum(n for _, n in waiting)
+    if total >= BACKLOG:  # 4. a backlog of exception requests
+        _, end = schedule.bounds(now.period, cfg.organization.tz)
+        age = (end - now.oldest_waiting).days if now.oldest_waiting else 0
+        parts = ", ".join(f"{name} {n}" for name, n in sorted(waiting, key=lambda w: -w[1]))
+        out.append(Signal(f"{total} fast-track requests were still waiting for a decision at the end of {schedule.label(now.period)} "
+                          f"({parts}), the oldest for {age} day{'s' if age != 1 else ''}."))
     last3 = months[-3:]
     for team in cfg.teams:
         # 1. cycle time rising for consecutive months while headcount is steady
@@ -213,11 +249,36 @@ def compose(db: Database, cfg: ProcessConfig, period: str) -> Digest:
         row_now = now.boundaries.get(key) or metrics.BoundaryMonth(*key)
         row_before = before.boundaries.get(key) or metrics.BoundaryMonth(*key)
         boundaries.append(BoundaryView(cfg.team(b.from_team).name, cfg.team(b.to_team).name, b.steward, row_now, row_before, _reasons(row_now.reasons, now.wording)))
+    budgets = {t.id: Budget(t.id, period, now.teams[t.id].sent, now.teams[t.id].fasttracks_approved, cfg.fasttrack.budget_percent)
+               for t in cfg.teams}
+    for tv in teams:
+        tv.budget = budgets[tv.id]
     return Digest(
         period=period, label=schedule.label(period), organization=cfg.organization.name,
         channel=cfg.organization.digest_channel, months=months, teams=teams, boundaries=boundaries,
-        signals=_signals(cfg, months, headcount), headcount=headcount,
+        signals=_signals(cfg, months, headcount, budgets), headcount=headcount, review=_review(cfg, now),
+        budget_percent=cfg.fasttrack.budget_percent,
     )
+
+
+def _review(cfg: ProcessConfig, month: Month) -> list[Exception_]:
+    """The month's approved fast-tracks by element, most frequent first; an element skipped RECURRING
+    times or more is a candidate to become standard, addressed to whoever sets its standard."""
+    by_element: dict[str, Counter] = {}
+    for (_team, element, reason), n in month.exceptions.items():
+        by_element.setdefault(element, Counter())[reason] += n
+    out = []
+    for element, reasons in sorted(by_element.items(), key=lambda item: (-sum(item[1].values()), item[0])):
+        count = sum(reasons.values())
+        right = cfg.right(element)
+        setter = right.sets_standard if right else None
+        team = cfg.team(setter) if setter else None
+        out.append(Exception_(
+            element=element, count=count, recurring=count >= RECURRING,
+            reasons=", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))),
+            owner_team=team.name if team else None, owner_user=setter if setter and not team else None,
+        ))
+    return out
 
 
 # -- messages --------------------------------------------------------------------------------------

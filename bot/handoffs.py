@@ -31,11 +31,13 @@ def utcnow() -> datetime:
 
 
 class HandoffError(Exception):
-    """A rule said no. The message is written for the person who asked; `field` names the form field."""
+    """A rule said no. The message is written for the person who asked; `field` names the form field;
+    `people` are the user ids the message mentions as `<@ID>` (shown as mentions, nothing else is)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, people: tuple[str, ...] | list[str] = ()):
         super().__init__(message)
         self.field = field
+        self.people = tuple(people)
 
 
 class NotAllowed(HandoffError):
@@ -93,14 +95,15 @@ def _require_reviewer(cfg: ProcessConfig, handoff: Handoff, user: str, verb: str
     who = f"members of {team.name if team else handoff.to_team}"
     if boundary:
         who += f" and the boundary's steward <@{boundary.steward}>"
-    raise NotAllowed(f"Only {who} can {verb} this handoff.")
+    raise NotAllowed(f"Only {who} can {verb} this handoff.", people=[boundary.steward] if boundary else [])
 
 
 def _require_author(cfg: ProcessConfig, handoff: Handoff, user: str, verb: str) -> None:
     if user not in authors(cfg, handoff):
         team = cfg.team(handoff.from_team)
         raise NotAllowed(
-            f"Only <@{handoff.sender}> or members of {team.name if team else handoff.from_team} can {verb} this handoff."
+            f"Only <@{handoff.sender}> or members of {team.name if team else handoff.from_team} can {verb} this handoff.",
+            people=[handoff.sender],
         )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 COMMANDS = [
     {"command": "/handoff", "description": "Hand work to another team, checked against the boundary's criteria",
      "usage_hint": "[team] | list | cancel <number> | help"},
+    {"command": "/fasttrack", "description": "Ask to skip a process gate; the decision-rights matrix names who decides",
+     "usage_hint": "list | rights | help"},
 ]
 
 BOT_SCOPES = [

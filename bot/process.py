@@ -8,6 +8,7 @@ features add their own tables ([fasttrack], [[rights]], [pulse], [schedule]) as 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -20,12 +21,14 @@ Model = Literal["centralized", "decentralized", "hybrid"]
 USER_ID = r"^[UW][A-Z0-9]{2,}$"
 CHANNEL_ID = r"^[CG][A-Z0-9]{2,}$"
 TEAM_ID = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+OPTIONAL_CHANNEL_ID = r"^$|" + CHANNEL_ID
 
 
 _PATTERN_NAMES = {
     USER_ID: "a Slack user id (U…)",
     CHANNEL_ID: "a Slack channel id (C…)",
     TEAM_ID: "a team id (lower case letters, digits, - and _)",
+    OPTIONAL_CHANNEL_ID: "a Slack channel id (C…) or empty",
 }
 
 
@@ -120,11 +123,55 @@ class Schedule(_Strict):
         return value
 
 
+def _user_ids(value: tuple[str, ...]) -> tuple[str, ...]:
+    import re
+
+    bad = [m for m in value if not re.match(USER_ID, m)]
+    if bad:
+        raise ValueError(f"not Slack user ids: {', '.join(map(repr, bad))}")
+    return value
+
+
+class Fasttrack(_Strict):
+    """Fast-track exceptions: the budget, the default and backup approvers, the reasons offered."""
+
+    budget_percent: float = Field(default=10, ge=0, le=100)  # of a team's items (handoffs sent) in the month
+    approvers: tuple[str, ...] = ()  # default granters where a matrix element names none
+    backup_approvers: tuple[str, ...] = ()  # decide over-budget requests (and, later, escalations)
+    escalate_after_hours: int = Field(default=24, gt=0, le=24 * 30)
+    reasons: tuple[str, ...] = Field(default=("Regulatory deadline", "Customer escalation", "Security fix", "Other"),
+                                     min_length=1, max_length=20)
+    channel: str = Field(default="", pattern=OPTIONAL_CHANNEL_ID)  # post approval cards here instead of DMs
+
+    _approvers = field_validator("approvers", "backup_approvers")(classmethod(lambda cls, v: _user_ids(v)))
+
+    @field_validator("reasons")
+    @classmethod
+    def _reasons(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not r.strip() or len(r) > 75 for r in value):
+            raise ValueError("each reason is 1 to 75 characters")
+        if len(set(value)) != len(value):
+            raise ValueError("reasons repeat")
+        return value
+
+
+class Right(_Strict):
+    """One row of the decision-rights matrix: for a process element (a gate), who sets the standard,
+    who may grant an exception to it, who owns its execution. Each is a team id or a user id."""
+
+    element: str = Field(min_length=1, max_length=75)
+    sets_standard: str
+    grants_exceptions: tuple[str, ...] = ()
+    owns_execution: str
+
+
 class ProcessConfig(_Strict):
     organization: Organization
     teams: tuple[Team, ...] = Field(min_length=1)
     boundaries: tuple[Boundary, ...] = ()
     schedule: Schedule = Schedule()
+    fasttrack: Fasttrack = Fasttrack()
+    rights: tuple[Right, ...] = Field(default=(), max_length=100)
 
     # -- lookups used by the domain ------------------------------------------------------------
     def team(self, team_id: str) -> Team | None:
@@ -149,6 +196,21 @@ class ProcessConfig(_Strict):
 
     def stewards(self) -> list[str]:
         return sorted({b.steward for b in self.boundaries})
+
+    def right(self, element: str) -> Right | None:
+        return next((r for r in self.rights if r.element == element), None)
+
+    def people(self, who: str) -> list[str]:
+        """A matrix party as people: a team id gives its members, a user id that user."""
+        team = self.team(who)
+        return list(team.members) if team else [who]
+
+    def granters(self, right: Right) -> list[str]:
+        """Who may grant an exception to this element: its `grants_exceptions`, else [fasttrack].approvers."""
+        out: list[str] = []
+        for who in right.grants_exceptions or self.fasttrack.approvers:
+            out += [p for p in self.people(who) if p not in out]
+        return out
 
 
 class ProcessConfigError(Exception):
@@ -188,6 +250,19 @@ def _cross_check(cfg: ProcessConfig) -> list[str]:
         if pair in pairs:
             problems.append(f"boundaries[{i}]: {b.from_team} → {b.to_team} is already boundaries[{pairs[pair]}]")
         pairs.setdefault(pair, i)
+    elements: dict[str, int] = {}
+    for i, r in enumerate(cfg.rights):
+        if r.element.casefold() in elements:
+            problems.append(f"rights[{i}].element: '{r.element}' is already rights[{elements[r.element.casefold()]}]")
+        elements.setdefault(r.element.casefold(), i)
+        for key, who in (("sets_standard", r.sets_standard), ("owns_execution", r.owns_execution),
+                         *((f"grants_exceptions[{k}]", g) for k, g in enumerate(r.grants_exceptions))):
+            if who not in seen and not re.match(USER_ID, who):
+                problems.append(f"rights[{i}].{key}: '{who}' is neither a team id nor a Slack user id")
+        if not r.grants_exceptions and not cfg.fasttrack.approvers:
+            problems.append(f"rights[{i}].grants_exceptions: empty, and fasttrack.approvers is empty too: nobody could grant it")
+    if cfg.rights and not cfg.fasttrack.backup_approvers:
+        problems.append("fasttrack.backup_approvers: required with [[rights]]: over-budget requests need someone to decide them")
     return problems
 
 

@@ -4,9 +4,10 @@ A listener parses the payload, calls a domain function, renders a template and c
 in the domain modules (`bot/handoffs.py`, …), never here.
 """
 
-from handlers import handoff, initiative
+from handlers import fasttrack, handoff, initiative
 
 
 def register_all(app, deps) -> None:
     handoff.register(app, deps)
     initiative.register(app, deps)
+    fasttrack.register(app, deps)

@@ -50,9 +50,11 @@ def slack_call(method, **kwargs) -> dict | None:
         return None
 
 
-def tell(client: WebClient, body: dict, user: str, text: str) -> None:
-    """A private answer where the user clicked: ephemeral in that channel, else a DM."""
-    message = render("notice", text=text)
+def tell(client: WebClient, body: dict, user: str, text, people: tuple[str, ...] | list[str] = ()) -> None:
+    """A private answer where the user clicked: ephemeral in that channel, else a DM. `text` may be a
+    rule's exception: the people it names show as mentions."""
+    people = tuple(people) + tuple(getattr(text, "people", ()))
+    message = render("notice", text=str(text), people=people)
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
     if channel and slack_call(client.chat_postEphemeral, channel=channel, user=user, text=message["text"], blocks=message["blocks"]):
         return

@@ -103,7 +103,8 @@ def register(app: App, deps) -> None:
                 "handoff_list", sent=sent, received=received, names={t.id: t.name for t in cfg.teams}, now=deps.now()
             ))
         if verb == "cancel":
-            return ack(**render("notice", text=cancel(client, user, rest)))
+            said = cancel(client, user, rest)
+            return ack(**render("notice", text=str(said), people=getattr(said, "people", ())))
         to_team = None
         if text:
             to_team = cfg.find_team(text)
@@ -115,7 +116,7 @@ def register(app: App, deps) -> None:
         ack()
         slack_call(client.views_open, trigger_id=body.get("trigger_id"), view=modal(user, None, to_team.id if to_team else None))
 
-    def cancel(client, user: str, rest: str) -> str:
+    def cancel(client, user: str, rest: str) -> str | HandoffError:
         try:
             handoff_id = int(rest.strip().lstrip("#"))
         except ValueError:
@@ -123,7 +124,7 @@ def register(app: App, deps) -> None:
         try:
             outcome = handoffs.cancel(db, cfg, handoff_id, user, deps.now())
         except HandoffError as exc:
-            return str(exc)
+            return exc
         if not outcome.changed:
             return unchanged(outcome.handoff)
         refresh_card(client, outcome.handoff)
@@ -184,7 +185,7 @@ def register(app: App, deps) -> None:
         try:
             outcome = handoffs.accept(db, cfg, handoff_id, user, deps.now())
         except HandoffError as exc:
-            return tell(client, body, user, str(exc))
+            return tell(client, body, user, exc)
         if not outcome.changed:
             return tell(client, body, user, unchanged(outcome.handoff))
         h = outcome.handoff
@@ -201,7 +202,7 @@ def register(app: App, deps) -> None:
             h = handoffs.get(db, handoff_id)
             may(cfg, h, user)
         except HandoffError as exc:
-            return tell(client, body, user, str(exc))
+            return tell(client, body, user, exc)
         if h.state not in states:
             return tell(client, body, user, unchanged(h))
         return h

@@ -35,7 +35,7 @@ def register(app: App, deps) -> None:
         try:
             initiatives.may_share(cfg, team_id, user)
         except HandoffError as exc:
-            return tell(client, body, user, str(exc))
+            return tell(client, body, user, exc)
         current = initiatives.current(db, period).get(team_id)
         if current is not None and current.period != period:
             current = None  # an earlier month's: start afresh, the digest still shows it until replaced

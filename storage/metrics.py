@@ -57,6 +57,9 @@ class TeamMonth:
     as_receiver: Side = field(default_factory=Side)
     reasons: Counter = field(default_factory=Counter)  # (kind, reason) → count, for handoffs it sent
     sent_back: Counter = field(default_factory=Counter)  # kind → count, for handoffs it sent
+    fasttracks_approved: int = 0  # decided in the month
+    fasttracks_denied: int = 0
+    fasttracks_waiting: int = 0  # asked before the month's end and not decided by then
 
 
 @dataclass
@@ -76,10 +79,13 @@ class Month:
     boundaries: dict[tuple[str, str], BoundaryMonth]
     total: BoundaryMonth  # the organisation as one "boundary": created, side, reasons
     wording: dict[str, str] = field(default_factory=dict)  # a reason's key → its first wording seen
+    exceptions: Counter = field(default_factory=Counter)  # (team, element, reason) → fast-tracks approved in the month
+    oldest_waiting: datetime | None = None  # the oldest fast-track request still undecided at the month's end
 
     @property
     def active(self) -> bool:
-        return bool(self.total.created or self.total.side.accepted or sum(self.total.sent_back.values()))
+        return bool(self.total.created or self.total.side.accepted or sum(self.total.sent_back.values())
+                     or self.exceptions or any(t.fasttracks_denied or t.fasttracks_waiting for t in self.teams.values()))
 
 
 def _cycle_seconds(dialect: str) -> str:
@@ -210,7 +216,28 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
             _fill(team(f).as_sender, n, fails, cuts)
         else:
             _fill(total.side, n, fails, cuts)
-    return Month(period, team_rows, boundaries, total, wording)
+    exceptions: Counter = Counter()
+    oldest = None
+    with db.read() as session:
+        decided = session.execute(text("""
+            SELECT f.team, f.element, f.reason, e.kind, COUNT(*)
+            FROM fasttrack_event e JOIN fasttrack f ON f.id = e.request_id
+            WHERE e.kind IN ('approved', 'denied') AND e.at >= :start AND e.at < :end
+            GROUP BY f.team, f.element, f.reason, e.kind"""), params)
+        for t, element, reason, kind, n in decided:
+            if kind == "approved":
+                team(t).fasttracks_approved += n
+                exceptions[(t, element, reason)] += n
+            else:
+                team(t).fasttracks_denied += n
+        waiting = session.execute(text("""
+            SELECT team, COUNT(*), MIN(created_at) FROM fasttrack
+            WHERE created_at < :end AND (decided_at IS NULL OR decided_at >= :end) GROUP BY team"""), params)
+        for t, n, first in waiting:
+            team(t).fasttracks_waiting += n
+            first = first if isinstance(first, datetime) else datetime.fromisoformat(str(first))
+            oldest = first if oldest is None else min(oldest, first)
+    return Month(period, team_rows, boundaries, total, wording, exceptions, oldest)
 
 
 # -- closed months, kept -------------------------------------------------------------------------------
@@ -239,10 +266,13 @@ def to_json(m: Month) -> dict:
     return {
         "period": m.period,
         "teams": [{"team": t.team, "sent": t.sent, "received": t.received, "as_sender": _side_json(t.as_sender),
-                   "as_receiver": _side_json(t.as_receiver), **_counted(t)} for t in m.teams.values()],
+                   "as_receiver": _side_json(t.as_receiver), **_counted(t),
+                   "fasttracks": [t.fasttracks_approved, t.fasttracks_denied, t.fasttracks_waiting]} for t in m.teams.values()],
         "boundaries": [{"from": b.from_team, "to": b.to_team, "created": b.created, "side": _side_json(b.side), **_counted(b)}
                        for b in [*m.boundaries.values(), m.total]],
         "wording": m.wording,
+        "exceptions": [[t, e, r, n] for (t, e, r), n in m.exceptions.items()],
+        "oldest_waiting": m.oldest_waiting.isoformat() if m.oldest_waiting else None,
     }
 
 
@@ -251,6 +281,7 @@ def from_json(data: dict, teams: list[str]) -> Month:
     for t in data["teams"]:
         rows[t["team"]] = row = TeamMonth(t["team"], t["sent"], t["received"], _side(t["as_sender"]), _side(t["as_receiver"]))
         _recount(row, t)
+        row.fasttracks_approved, row.fasttracks_denied, row.fasttracks_waiting = t.get("fasttracks", (0, 0, 0))
     for team in teams:
         rows.setdefault(team, TeamMonth(team))
     boundaries = {}
@@ -259,7 +290,10 @@ def from_json(data: dict, teams: list[str]) -> Month:
         _recount(row, b)
         boundaries[(row.from_team, row.to_team)] = row
     total = boundaries.pop(("*", "*"))
-    return Month(data["period"], rows, boundaries, total, data["wording"])
+    oldest = data.get("oldest_waiting")
+    return Month(data["period"], rows, boundaries, total, data["wording"],
+                 Counter({(t, e, r): n for t, e, r, n in data.get("exceptions", [])}),
+                 datetime.fromisoformat(oldest) if oldest else None)
 
 
 def figures(db: Database, period: str, start: datetime, end: datetime, teams: list[str], now: datetime) -> Month:

@@ -152,3 +152,82 @@ class MonthRollup(SQLModel, table=True):
     end: datetime = Field(sa_type=DateTime())
     computed_at: datetime = Field(sa_type=DateTime())
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class FastTrackState:
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+class FastTrackEventKind:
+    REQUESTED = "requested"
+    REROUTED = "rerouted"  # the budget ran out before a regular approver decided: now for the backups
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+class FastTrack(SQLModel, table=True):
+    """A request to skip a gate, and its decision: the projection of `fasttrack_event`.
+    `deciders` are the people who may decide it (the matrix's granters, or the backup approvers when it
+    is over budget), fixed when it was routed; the requester is never among them."""
+
+    __tablename__ = "fasttrack"
+    __table_args__ = (
+        Index("ix_fasttrack_team_state", "team", "state"),
+        Index("ix_fasttrack_requester", "requester", "state"),
+        Index("ix_fasttrack_decided_at", "decided_at"),
+        Index("ix_fasttrack_created_at", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str = Field(max_length=40)
+    requester: str = Field(max_length=20)
+    element: str = Field(max_length=75)
+    reason: str = Field(max_length=75)
+    what: str = Field(max_length=300)
+    justification: str = Field(sa_column=Column(Text, nullable=False))
+    handoff_id: int | None = None
+    needed_by: date | None = None
+    state: str = Field(max_length=10)
+    over_budget: bool = False
+    deciders: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    decided_by: str | None = Field(default=None, max_length=20)
+    decided_at: datetime | None = Field(default=None, sa_type=DateTime())
+    decision_reason: str | None = Field(default=None, sa_column=Column(Text))
+    version: int = 1
+    created_at: datetime = Field(sa_type=DateTime())
+    updated_at: datetime = Field(sa_type=DateTime())
+
+
+class FastTrackEvent(SQLModel, table=True):
+    """The audit trail: who asked, who decided, under which matrix entry, the budget position then."""
+
+    __tablename__ = "fasttrack_event"
+    __table_args__ = (
+        UniqueConstraint("request_id", "seq", name="uq_fasttrack_event_seq"),
+        Index("ix_fasttrack_event_kind_at", "kind", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="fasttrack.id")
+    seq: int
+    kind: str = Field(max_length=20)
+    actor: str = Field(max_length=20)
+    at: datetime = Field(sa_type=DateTime())
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class FastTrackCard(SQLModel, table=True):
+    """A message showing a request to a decider (a DM, or the one card in [fasttrack].channel, whose
+    `user` is empty), so every card can be updated in place when the request is decided."""
+
+    __tablename__ = "fasttrack_card"
+    __table_args__ = (UniqueConstraint("request_id", "user", name="uq_fasttrack_card"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="fasttrack.id")
+    user: str = Field(max_length=20)
+    channel: str = Field(max_length=20)
+    ts: str = Field(max_length=40)

@@ -6,6 +6,8 @@ person, or disguise a link, in blocks or in the notification `text`.
 
 Filters:
 - `mrkdwn(n)`  escape for mrkdwn and clip to n characters (of the escaped text, never inside an entity)
+- `mentioning(people, n)` like mrkdwn, but `<@ID>` of these user ids stays a mention (Steward's own
+               messages that name people)
 - `plain(n)`   the same for a plain_text field (escaped too: nothing user-written goes out unescaped)
 - `input_value(n)` clip, unescaped, for the initial value of a text input (what the user typed before,
                given back to them to edit; Slack neither renders nor parses it)
@@ -82,6 +84,16 @@ def _mrkdwn(value, limit: int = 3000) -> Safe:
 
 def _plain(value, limit: int = 3000) -> Safe:
     return Safe(clip_escaped("" if value is None else str(value), limit))
+
+
+def _mentioning(value, people=(), limit: int = 3000) -> Safe:
+    """Like `mrkdwn`, but the `<@ID>` tokens of these user ids stay mentions: for messages Steward wrote
+    that name people (a refusal naming who may decide). Any other `<…>` stays escaped."""
+    text = clip_escaped("" if value is None else str(value), limit)
+    for person in people or ():
+        if _ID.match(person or ""):
+            text = text.replace(f"&lt;@{person}&gt;", f"<@{person}>")
+    return Safe(text)
 
 
 def _input_value(value, limit: int = 3000) -> Safe:
@@ -161,7 +173,7 @@ def _age(start: datetime, now: datetime) -> str:
 
 
 _env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options)
-_env.filters.update(mrkdwn=_mrkdwn, plain=_plain, input_value=_input_value, user=_user, user_id=_user_id, channel=_channel, when=_when, url=_url, json=_json)
+_env.filters.update(mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, user_id=_user_id, channel=_channel, when=_when, url=_url, json=_json)
 
 
 def render(name: str, **context) -> dict:

@@ -105,7 +105,7 @@ def test_migrate_is_idempotent(tmp_path):
 def test_manifest():
     r = run("manifest", "--url", "https://steward.example.com/")
     m = json.loads(r.stdout)
-    assert m["features"]["slash_commands"][0]["command"] == "/handoff"
+    assert [c["command"] for c in m["features"]["slash_commands"]] == ["/handoff", "/fasttrack"]
     assert m["features"]["slash_commands"][0]["url"] == "https://steward.example.com/slack/events"
     assert m["settings"]["interactivity"]["request_url"] == "https://steward.example.com/slack/events"
     assert m["settings"]["socket_mode_enabled"] is False

@@ -9,6 +9,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.fasttrack import Budget
 from bot.initiatives import METRICS
 from bot.process import load_process
 from storage.models import Handoff, HandoffEvent
@@ -60,8 +61,13 @@ def a_digest(text: str, active: bool = True):
     teams = [digest.TeamView(t, text, months[-1].teams[t], months[-2].teams[t], [text] * 3, initiative if t != "qa" else None, 1800.0)
              for t in ("design", "eng", "qa")]
     boundaries = [digest.BoundaryView(text, text, "U0STEW", months[-1].boundaries[("design", "eng")], months[-2].boundaries[("design", "eng")], [text] * 3)]
+    for tv in teams:
+        tv.budget = Budget(tv.id, "2026-10", tv.now.sent, 4 * active, 10)
+        tv.now.fasttracks_approved, tv.now.fasttracks_denied, tv.now.fasttracks_waiting = 4 * active, 2 * active, 1
+    review = [digest.Exception_(text, 4, text, True, text, None), digest.Exception_(text, 3, text, True, None, "U0STEW"),
+              digest.Exception_(text, 1, text, False, None, None)] * (5 if active else 0)
     return digest.Digest("2026-10", "October 2026", text, "C0SYNC", months, teams, boundaries,
-                         [digest.Signal(text, ["U0STEW"]), digest.Signal(text)], {})
+                         [digest.Signal(text, ["U0STEW"]), digest.Signal(text)], {}, review)
 
 
 def contexts(text: str) -> dict[str, list[dict]]:
@@ -89,9 +95,36 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "digest": [digest_context(a_digest(text)), digest_context(a_digest(text, active=False))],
         "initiative_prompt": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", due=datetime(2026, 12, 1, 8), initiative=i, metric_label=text)
                               for i in (None, an_initiative(text))],
+        "fasttrack_modal": [dict(teams=t, budgets={x.id: Budget(x.id, "2026-11", 27, 2, 10) for x in cfg.teams}, rights=rights(text),
+                                 reasons=[text[:75] or "r", "Other"], handoffs=hs) for t, hs in ((cfg.teams, [h] * 120), (cfg.teams[:1], []))],
+        "fasttrack_card": [dict(r=a_request(text, state=st, over=o), team_name=text, meter=text, right=rights(text)[0], handoff=hd, mode=mode, why=w)
+                           for st in ("pending", "approved", "denied") for mode in ("decide", "watch") for o, hd, w in ((True, h, text), (False, None, None))],
+        "fasttrack_deny_modal": [dict(r=a_request(text))],
+        "fasttrack_decided_dm": [dict(r=a_request(text, state=st)) for st in ("approved", "denied")],
+        "fasttrack_submitted_dm": [dict(r=a_request(text, over=o), meter=text, why=w, channel=c) for o, w, c in ((True, None, "C0FT"), (False, text, None))],
+        "fasttrack_list": [dict(mine=[a_request(text)] * 20, waiting=[a_request(text, over=True)] * 20, names={"eng": text}), dict(mine=[], waiting=[], names={})],
+        "fasttrack_rights": [dict(rows=[{"element": text, "sets": {"team": text, "user": None}, "grants": ["U0STEW"] * 30, "owns": {"team": None, "user": "U0BOB"}}] * 50,
+                                  percent="12.5", backups=["U0HEAD"]), dict(rows=[], percent="10", backups=[])],
+        "fasttrack_help": [dict(problem=text, command="/fasttrack"), dict(problem=None, command="/fasttrack")],
         "initiative_modal": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", metrics=METRICS, current=c, user="U0ALICE")
                              for c in (None, an_initiative(text))],
     }
+
+
+def rights(text: str):
+    from bot.process import Right
+
+    return [Right(element=(text or "e")[:75], sets_standard=(text or "qa")[:40], grants_exceptions=("U0STEW",), owns_execution="qa")] * 120
+
+
+def a_request(text: str, state: str = "pending", over: bool = False):
+    from storage.models import FastTrack
+
+    return FastTrack(id=2**31 - 1, team="eng", requester="U0BOB", element=text[:75], reason=text[:75], what=text[:300],
+                     justification=text, handoff_id=1, needed_by=date(2026, 12, 1), state=state, over_budget=over,
+                     deciders=["U0CAROL", "U0STEW"] * 10, decided_by="U0STEW" if state != "pending" else None,
+                     decided_at=datetime(2026, 11, 11) if state != "pending" else None, decision_reason=text if state == "denied" else None,
+                     version=2, created_at=datetime(2026, 11, 10), updated_at=datetime(2026, 11, 10))
 
 
 def digest_context(d) -> dict:
@@ -155,3 +188,11 @@ def test_escaping_and_clipping_rules():
 def test_mentions_come_only_from_ids():
     with pytest.raises(ValueError):
         render("handoff_accepted_dm", h=handoff("x"), to_name="E", actor="<!channel>")
+
+
+def test_notices_show_only_the_named_people_as_mentions():
+    out = render("notice", text="Only <@U0STEW> can; not <@U0BOSS> <!channel> <@U0STEW|x>", people=["U0STEW", "<!here>"])
+    for text in (out["text"], out["blocks"][0]["text"]["text"]):
+        assert "Only <@U0STEW> can" in text and "&lt;@U0BOSS&gt;" in text and "&lt;!channel&gt;" in text
+        assert "&lt;@U0STEW|x&gt;" in text  # only the exact token of a named id
+    assert "<@" not in render("notice", text="<@U0STEW>")["text"]  # nobody named: nothing restored

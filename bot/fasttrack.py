@@ -1,0 +1,323 @@
+"""Fast-track exceptions: a team asks to skip a gate; only the people the decision-rights matrix names
+may grant it, never the requester, within a monthly budget. No Slack in here.
+
+Budget: a team may have `max(1, floor(items × budget_percent / 100))` approved fast-tracks in a calendar
+month (the organisation's time zone), where items are the handoffs it sent that month. A request that
+would exceed it is still routed, marked over budget, and is decided by `[fasttrack].backup_approvers`.
+Denied requests use no budget. The budget is checked again when a regular approver approves, inside the
+deciding transaction (serialised per team), so two approvals at once can never overrun it: a request the
+budget no longer covers is re-routed to the backup approvers instead.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import func, text, update
+from sqlmodel import Session, select
+
+from bot import schedule
+from bot.handoffs import HandoffError, NotAllowed, NotFound, utcnow
+from bot.process import ProcessConfig, Right
+from storage.db import Database
+from storage.models import FastTrack, FastTrackCard, FastTrackEvent, FastTrackEventKind, FastTrackState, Handoff
+
+WHAT_MAX = 300
+JUSTIFICATION_MAX = 2000
+REASON_MAX = 1000
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A team's fast-track budget in a month, and where one more approval would put it."""
+
+    team: str
+    period: str
+    items: int  # handoffs the team sent this month
+    approved: int  # fast-tracks approved this month
+    percent: float
+
+    @property
+    def limit(self) -> int:
+        return max(1, math.floor(self.items * self.percent / 100))
+
+    @property
+    def position(self) -> int:
+        return self.approved + 1
+
+    @property
+    def over(self) -> bool:
+        """Would one more approval exceed the budget?"""
+        return self.position > self.limit
+
+    def meter(self) -> str:
+        """"this would be the 3rd fast-track of 27 items this month (11%), budget 10%"."""
+        budget = f"budget {self.percent:g}%"
+        if self.items == 0:
+            return f"this would be the {ordinal(self.position)} fast-track this month, with no items sent yet ({budget}: at least 1 allowed)"
+        share = round(self.position * 100 / self.items)
+        return f"this would be the {ordinal(self.position)} fast-track of {self.items} items this month ({share}%), {budget}"
+
+    def standing(self) -> str:
+        """How the month stands, before asking: "2 of 3 allowed used (27 items, budget 10%)"."""
+        return f"{self.approved} of {self.limit} allowed used ({self.items} item{'s' if self.items != 1 else ''} this month, budget {self.percent:g}%)"
+
+    def as_dict(self) -> dict:
+        return {"period": self.period, "items": self.items, "approved": self.approved, "limit": self.limit,
+                "position": self.position, "percent": self.percent}
+
+
+def budget(session: Session, cfg: ProcessConfig, team: str, now: datetime) -> Budget:
+    period = schedule.period_of(now, cfg.organization.tz)
+    start, end = schedule.bounds(period, cfg.organization.tz)
+    items = session.exec(select(func.count()).select_from(Handoff).where(
+        Handoff.from_team == team, Handoff.created_at >= start, Handoff.created_at < end)).one()
+    approved = session.exec(select(func.count()).select_from(FastTrack).where(
+        FastTrack.team == team, FastTrack.state == FastTrackState.APPROVED,
+        FastTrack.decided_at >= start, FastTrack.decided_at < end)).one()
+    return Budget(team, period, int(items), int(approved), cfg.fasttrack.budget_percent)
+
+
+def team_budget(db: Database, cfg: ProcessConfig, team: str, now: datetime | None = None) -> Budget:
+    with db.read() as session:
+        return budget(session, cfg, team, now or utcnow())
+
+
+# -- routing -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    deciders: list[str]  # may decide
+    watchers: list[str]  # see that it awaits the backup approvers (regular approvers of an over-budget request)
+    over_budget: bool
+    why: str | None = None  # when the backups decide although the budget allows it
+
+
+def route(cfg: ProcessConfig, right: Right, requester: str, over_budget: bool) -> Route:
+    regular = [p for p in cfg.granters(right) if p != requester]
+    backups = [p for p in cfg.fasttrack.backup_approvers if p != requester]
+    if over_budget:
+        return Route(backups, [p for p in regular if p not in backups], True)
+    if not regular:
+        return Route(backups, [], False, "the only approver named for this element is the requester")
+    return Route(regular, [], False)
+
+
+# -- requests ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Draft:
+    team: str | None
+    element: str | None
+    reason: str | None
+    what: str | None
+    justification: str | None
+    handoff_id: int | None = None
+    needed_by: date | None = None
+
+
+def check(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, today: date) -> dict[str, str]:
+    """The draft's problems by form field (empty when it can be submitted)."""
+    errors: dict[str, str] = {}
+    mine = [t.id for t in cfg.teams_of(requester)]
+    if not mine:
+        errors["team"] = "You are not a member of any team in Steward's process configuration."
+    elif draft.team not in mine:
+        errors["team"] = "Choose one of your teams."
+    if cfg.right(draft.element or "") is None:
+        errors["element"] = "Choose the gate to skip."
+    if draft.reason not in cfg.fasttrack.reasons:
+        errors["reason"] = "Choose a reason."
+    what = (draft.what or "").strip()
+    if not what:
+        errors["what"] = "Say what needs to go faster."
+    elif len(what) > WHAT_MAX:
+        errors["what"] = f"At most {WHAT_MAX} characters."
+    justification = (draft.justification or "").strip()
+    if not justification:
+        errors["justification"] = "Say why the standard path will not do."
+    elif len(justification) > JUSTIFICATION_MAX:
+        errors["justification"] = f"At most {JUSTIFICATION_MAX} characters."
+    if draft.needed_by and draft.needed_by < today:
+        errors["needed_by"] = "That date is in the past."
+    if draft.handoff_id is not None:
+        with db.read() as s:
+            h = s.get(Handoff, draft.handoff_id)
+        if h is None or h.sender != requester:
+            errors["handoff"] = "Choose one of your own handoffs."
+    if not errors:
+        right = cfg.right(draft.element)
+        if not route(cfg, right, requester, False).deciders:
+            errors["element"] = "Nobody but you could decide this request. Ask your process owner to name another approver."
+    return errors
+
+
+def _event(request: FastTrack, kind: str, actor: str, at: datetime, reason: str | None = None, **data) -> FastTrackEvent:
+    return FastTrackEvent(request_id=request.id, seq=request.version, kind=kind, actor=actor, at=at, reason=reason, data=data)
+
+
+def _lock_team(session: Session, db: Database, team: str) -> None:
+    """Serialise budget decisions per team (SQLite's write transactions are serial already)."""
+    if db.engine.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 727275_0000 + zlib.crc32(team.encode()) % 10000})
+
+
+def request(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: datetime | None = None) -> tuple[FastTrack, Budget, Route]:
+    now = now or utcnow()
+    errors = check(db, cfg, requester, draft, now.date())
+    if errors:
+        name, message = next(iter(errors.items()))
+        raise HandoffError(message, name)
+    right = cfg.right(draft.element)
+    with db.write() as s:
+        _lock_team(s, db, draft.team)
+        position = budget(s, cfg, draft.team, now)
+        routed = route(cfg, right, requester, position.over)
+        row = FastTrack(
+            team=draft.team, requester=requester, element=right.element, reason=draft.reason, what=draft.what.strip(),
+            justification=draft.justification.strip(), handoff_id=draft.handoff_id, needed_by=draft.needed_by,
+            state=FastTrackState.PENDING, over_budget=routed.over_budget, deciders=routed.deciders, version=1,
+            created_at=now, updated_at=now,
+        )
+        s.add(row)
+        s.flush()
+        s.add(_event(row, FastTrackEventKind.REQUESTED, requester, now, draft.justification.strip(),
+                     deciders=routed.deciders, watchers=routed.watchers, over_budget=routed.over_budget,
+                     budget=position.as_dict(), right=right.model_dump(), why=routed.why))
+    return row, position, routed
+
+
+def get(db: Database, request_id: int) -> FastTrack:
+    with db.read() as s:
+        row = s.get(FastTrack, request_id)
+    if row is None:
+        raise NotFound(f"There is no fast-track request #{request_id}.")
+    return row
+
+
+# -- decisions ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    request: FastTrack
+    changed: bool  # False: decided before (by someone else, or by an earlier click)
+    rerouted: bool = False  # the budget ran out: now for the backup approvers
+    budget: Budget | None = None
+    watchers: list[str] = field(default_factory=list)
+
+
+def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
+    if user == row.requester:
+        raise NotAllowed("You asked for this fast-track, so someone else must decide it (separation of duties).")
+    if user in row.deciders:
+        return
+    who = ", ".join(f"<@{p}>" for p in row.deciders) or "nobody"
+    right = cfg.right(row.element)
+    if row.over_budget and right is not None and user in cfg.granters(right):
+        raise NotAllowed(f"This request is over the team's fast-track budget, so a backup approver decides it: {who}.", people=row.deciders)
+    raise NotAllowed(f"Only the approvers the decision-rights matrix names for “{row.element}” can decide this request: {who}.",
+                     people=row.deciders)
+
+
+def decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approve: bool, reason: str | None = None,
+           now: datetime | None = None) -> Decision:
+    """Approve or deny. The first decision wins: a conditional UPDATE on the version read, so however
+    many clicks arrive at once, exactly one changes the request."""
+    now = now or utcnow()
+    reason = (reason or "").strip() or None
+    if not approve and not reason:
+        raise HandoffError("Give a reason, so the requester knows why.", "reason")
+    if reason and len(reason) > REASON_MAX:
+        raise HandoffError(f"The reason can be at most {REASON_MAX} characters.", "reason")
+    try:
+        return _decide(db, cfg, request_id, actor, approve, reason, now)
+    except _LostRace:
+        return Decision(get(db, request_id), changed=False)
+
+
+class _LostRace(Exception):
+    """Another transaction decided the request between our read and our update."""
+
+
+def _decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approve: bool, reason: str | None, now: datetime) -> Decision:
+    with db.write() as s:
+        row = s.get(FastTrack, request_id)
+        if row is None:
+            raise NotFound(f"There is no fast-track request #{request_id}.")
+        may_decide(cfg, row, actor)
+        if row.state != FastTrackState.PENDING:
+            return Decision(row, changed=False)
+        _lock_team(s, db, row.team)
+        s.refresh(row)
+        if row.state != FastTrackState.PENDING:
+            return Decision(row, changed=False)
+        position = budget(s, cfg, row.team, now)
+        if approve and not row.over_budget and position.over:
+            right = cfg.right(row.element)
+            routed = route(cfg, right, row.requester, True) if right else Route(list(cfg.fasttrack.backup_approvers), [], True)
+            values = dict(over_budget=True, deciders=routed.deciders, version=row.version + 1, updated_at=now)
+            if s.execute(update(FastTrack).where(FastTrack.id == row.id, FastTrack.version == row.version).values(**values)).rowcount != 1:
+                raise _LostRace
+            for key, value in values.items():
+                setattr(row, key, value)
+            s.add(_event(row, FastTrackEventKind.REROUTED, actor, now, None, deciders=routed.deciders, budget=position.as_dict()))
+            return Decision(row, changed=False, rerouted=True, budget=position, watchers=routed.watchers)
+        state = FastTrackState.APPROVED if approve else FastTrackState.DENIED
+        values = dict(state=state, decided_by=actor, decided_at=now, decision_reason=reason, version=row.version + 1, updated_at=now)
+        result = s.execute(update(FastTrack).where(FastTrack.id == row.id, FastTrack.version == row.version,
+                                                   FastTrack.state == FastTrackState.PENDING).values(**values))
+        if result.rowcount != 1:
+            raise _LostRace
+        for key, value in values.items():
+            setattr(row, key, value)
+        s.add(_event(row, FastTrackEventKind.APPROVED if approve else FastTrackEventKind.DENIED, actor, now, reason,
+                     budget=position.as_dict(), over_budget=row.over_budget))
+    return Decision(row, changed=True, budget=position)
+
+
+# -- cards and reading -------------------------------------------------------------------------------
+
+
+def record_card(db: Database, request_id: int, user: str, channel: str, ts: str) -> None:
+    with db.write() as s:
+        s.add(FastTrackCard(request_id=request_id, user=user, channel=channel, ts=ts))
+
+
+def cards(db: Database, request_id: int) -> list[FastTrackCard]:
+    with db.read() as s:
+        return list(s.exec(select(FastTrackCard).where(FastTrackCard.request_id == request_id).order_by(FastTrackCard.id)))
+
+
+def history(db: Database, request_id: int) -> list[FastTrackEvent]:
+    with db.read() as s:
+        return list(s.exec(select(FastTrackEvent).where(FastTrackEvent.request_id == request_id).order_by(FastTrackEvent.seq)))
+
+
+def listing(db: Database, user: str, limit: int = 15) -> tuple[list[FastTrack], list[FastTrack]]:
+    """The user's own requests (newest first), and the pending ones that await their decision."""
+    with db.read() as s:
+        mine = list(s.exec(select(FastTrack).where(FastTrack.requester == user).order_by(FastTrack.id.desc()).limit(limit)))
+        pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id))
+        waiting = [r for r in pending if user in r.deciders][:limit]
+    return mine, waiting
+
+
+def open_handoffs(db: Database, user: str, limit: int = 50) -> list[Handoff]:
+    """The requester's own active handoffs, to attach one to a request."""
+    from storage.models import HandoffState
+
+    with db.read() as s:
+        return list(s.exec(select(Handoff).where(Handoff.sender == user, Handoff.state.in_(HandoffState.ACTIVE))
+                           .order_by(Handoff.id.desc()).limit(limit)))
+

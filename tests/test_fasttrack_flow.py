@@ -1,0 +1,187 @@
+"""/fasttrack through signed requests: the form with the budget, the right approvers, refusals, deny
+with a reason, one decision however many clicks, the over-budget path, the matrix, the digest."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from bot import digest, fasttrack, schedule
+from bot.handoffs import utcnow
+from tests.harness import blocks_text, view_of
+from tests.test_handoff_flow import fresh, send
+
+QA_SIGNOFF = "0"  # the options' values: indexes into [[rights]] and [fasttrack].reasons
+CUSTOMER = "1"
+
+
+def open_form(steward, fake, user="U0BOB") -> dict:
+    assert steward.command(user, "", command="/fasttrack").status == 200
+    return view_of(fake.wait("views.open")[-1])
+
+
+def ask(steward, fake, user="U0BOB", element=QA_SIGNOFF, **extra) -> fasttrack.FastTrack:
+    view = open_form(steward, fake, user)
+    values = {"what": "Hotfix 4.2.1 <!channel>", "element": element, "reason": CUSTOMER,
+              "justification": "Checkout is down for our largest customer", **extra}
+    r = steward.submit(user, view, values)
+    assert r.status == 200 and r.raw in (b"", b"{}"), r.raw
+    return view
+
+
+def cards_to(fake, users) -> dict:
+    return {c.args["channel"]: c for c in fake.of("chat.postMessage") if c.args["channel"] in users}
+
+
+def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, db, cfg):
+    view = open_form(steward, fake)
+    assert view["callback_id"] == "fasttrack_submit"
+    assert "*Engineering's budget this month:* 0 of 1 allowed used (0 items this month, budget 10%)" in blocks_text(view)
+    options = [o["text"]["text"] for b in view["blocks"] if b.get("block_id") == "element" for o in b["element"]["options"]]
+    assert options == ["QA sign-off", "Design review", "Architecture review"]
+    fresh(fake)
+    ask(steward, fake)
+    fake.wait("chat.postMessage", 3)
+    fake.settle(quiet=0.3)
+    posts = fake.of("chat.postMessage")
+    assert sorted(c.args["channel"] for c in posts) == ["U0BOB", "U0CAROL", "U0STEW"]  # two approvers, the receipt
+    card = cards_to(fake, {"U0CAROL"})["U0CAROL"]
+    text = blocks_text(card.args)
+    assert "Budget: this would be the 1st fast-track this month, with no items sent yet (budget 10%: at least 1 allowed)" in text
+    assert "Hotfix 4.2.1 &lt;!channel&gt;" in text and "<!channel>" not in text
+    assert "Checkout is down for our largest customer" in text
+    assert {"fasttrack_approve", "fasttrack_deny"} <= set(json.dumps(card.args["blocks"]).split('"')) or "fasttrack_approve" in json.dumps(card.args["blocks"])
+    receipt = cards_to(fake, {"U0BOB"})["U0BOB"]
+    assert "went to <@U0CAROL>, <@U0STEW>" in blocks_text(receipt.args)
+    (row,) = fasttrack.listing(db, "U0BOB")[0]
+    assert (row.team, row.element, row.reason, row.state) == ("eng", "QA sign-off", "Customer escalation", "pending")
+
+
+def test_the_requester_and_outsiders_cannot_decide(steward, fake, db):
+    ask(steward, fake)
+    fake.wait("chat.postMessage", 3)
+    (row,) = fasttrack.listing(db, "U0BOB")[0]
+    fresh(fake)
+    steward.click("U0BOB", "fasttrack_approve", str(row.id), channel="D0BOB")
+    steward.click("U0EVE", "fasttrack_approve", str(row.id), channel="D0EVE")
+    steward.click("U0HEAD", "fasttrack_deny", str(row.id), channel="D0HEAD")
+    told = [blocks_text(c.args) for c in fake.wait("chat.postEphemeral", 3)]
+    assert any("separation of duties" in t for t in told)
+    assert sum("Only the approvers the decision-rights matrix names for “QA sign-off”" in t for t in told) == 2
+    assert fake.of("views.open") == [] and fake.of("chat.update") == []
+    assert fasttrack.get(db, row.id).state == "pending"
+
+
+def test_deny_needs_and_passes_on_a_reason(steward, fake, db):
+    ask(steward, fake)
+    fake.wait("chat.postMessage", 3)
+    (row,) = fasttrack.listing(db, "U0BOB")[0]
+    fresh(fake)
+    steward.click("U0CAROL", "fasttrack_deny", str(row.id), channel="D0CAROL")
+    modal = view_of(fake.wait("views.open")[0])
+    assert modal["callback_id"] == "fasttrack_deny_submit"
+    empty = steward.submit("U0CAROL", modal, {"reason": ""})
+    assert empty.json() == {"response_action": "errors", "errors": {"reason": "Give a reason, so the requester knows why."}}
+    assert steward.submit("U0CAROL", modal, {"reason": "Use the <@U0EVE> standard path"}).status == 200
+    updates = fake.wait("chat.update", 2)
+    assert all("Denied* by <@U0CAROL>" in blocks_text(u.args) and "fasttrack_approve" not in json.dumps(u.args["blocks"]) for u in updates)
+    dm = next(c for c in fake.wait("chat.postMessage") if c.args["channel"] == "U0BOB")
+    assert "is *denied* by <@U0CAROL>" in blocks_text(dm.args) and "Use the &lt;@U0EVE&gt; standard path" in blocks_text(dm.args)
+    assert fasttrack.get(db, row.id).decision_reason == "Use the <@U0EVE> standard path"
+
+
+def test_one_decision_however_many_clicks(steward, fake, db):
+    ask(steward, fake)
+    fake.wait("chat.postMessage", 3)
+    (row,) = fasttrack.listing(db, "U0BOB")[0]
+    fresh(fake)
+    clickers = ["U0CAROL", "U0STEW"] * 6
+    barrier = threading.Barrier(len(clickers))
+
+    def click(user):
+        barrier.wait()
+        assert steward.click(user, "fasttrack_approve", str(row.id), channel="D0" + user[2:]).status == 200
+
+    threads = [threading.Thread(target=click, args=(u,)) for u in clickers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fake.wait("chat.postEphemeral", len(clickers) - 1)
+    fake.settle(quiet=0.5)
+    assert len([c for c in fake.of("chat.postMessage") if c.args["channel"] == "U0BOB"]) == 1  # one DM
+    assert len(fake.of("chat.update")) == 2  # both approvers' cards, once
+    decided = fasttrack.get(db, row.id)
+    assert decided.state == "approved" and decided.decided_by in ("U0CAROL", "U0STEW")
+    assert all(f"Approved* by <@{decided.decided_by}>" in blocks_text(u.args) for u in fake.of("chat.update"))
+    assert [e.kind for e in fasttrack.history(db, row.id)] == ["requested", "approved"]
+
+
+def test_over_budget_goes_to_the_backup_approvers(steward, fake, db):
+    ask(steward, fake)
+    fake.wait("chat.postMessage", 3)
+    (first,) = fasttrack.listing(db, "U0BOB")[0]
+    steward.click("U0STEW", "fasttrack_approve", str(first.id), channel="D0STEW")
+    fake.wait("chat.update", 2)
+    fresh(fake)
+    ask(steward, fake)  # the budget (1, no items) is used: over budget
+    fake.wait("chat.postMessage", 4)
+    fake.settle(quiet=0.3)
+    second = fasttrack.listing(db, "U0BOB")[0][0]
+    assert second.over_budget and second.deciders == ["U0HEAD"]
+    posts = {c.args["channel"]: blocks_text(c.args) for c in fake.of("chat.postMessage")}
+    assert set(posts) == {"U0HEAD", "U0CAROL", "U0STEW", "U0BOB"}
+    assert "this would be the 2nd fast-track this month" in posts["U0HEAD"] and "Over budget" in posts["U0HEAD"]
+    assert "awaits a backup approver's decision (<@U0HEAD>)" in posts["U0STEW"]
+    fresh(fake)
+    steward.click("U0STEW", "fasttrack_approve", str(second.id), channel="D0STEW")
+    assert "a backup approver decides it: <@U0HEAD>" in blocks_text(fake.wait("chat.postEphemeral")[0].args)
+    steward.click("U0HEAD", "fasttrack_approve", str(second.id), channel="D0HEAD")
+    assert len(fake.wait("chat.update", 3)) == 3  # the backup's card and the two regular approvers'
+    assert fasttrack.get(db, second.id).decided_by == "U0HEAD"
+
+
+def test_bad_requests_are_answered_in_the_form(steward, fake, db):
+    view = open_form(steward, fake)
+    r = steward.submit("U0BOB", view, {"what": "", "element": "7", "reason": None, "justification": "x" * 10})
+    errors = r.json()["errors"]
+    assert r.json()["response_action"] == "errors"
+    assert errors == {"element": "Choose the gate to skip.", "reason": "Choose a reason.", "what": "Say what needs to go faster."}
+    assert fasttrack.listing(db, "U0BOB")[0] == []
+    # in no team: told privately, no form
+    r = steward.command("U0EVE", "", command="/fasttrack")
+    assert "not a member of any team" in blocks_text(r.json())
+
+
+def test_rights_list_and_help(steward, fake, db):
+    rights = steward.command("U0EVE", "rights", command="/fasttrack").json()
+    assert rights["response_type"] == "ephemeral"
+    text = blocks_text(rights)
+    assert "*QA sign-off*\nSets the standard: Quality · grants exceptions: <@U0CAROL>, <@U0STEW> · owns execution: Quality" in text
+    assert "*Design review*\nSets the standard: <@U0STEW> · grants exceptions: <@U0STEW> · owns execution: Design" in text
+    assert "backup approvers decide: <@U0HEAD>" in text
+    ask(steward, fake)
+    fake.wait("chat.postMessage", 3)
+    mine = blocks_text(steward.command("U0BOB", "list", command="/fasttrack").json())
+    assert "skip QA sign-off · Hotfix 4.2.1 &lt;!channel&gt; · Engineering · pending" in mine
+    waiting = blocks_text(steward.command("U0CAROL", "list", command="/fasttrack").json())
+    assert "*Awaiting your decision*\n*#" in waiting and "from <@U0BOB>" in waiting
+    assert "/fasttrack rights" in blocks_text(steward.command("U0BOB", "help", command="/fasttrack").json())
+    assert "There is no /fasttrack command 'bogus'" in blocks_text(steward.command("U0BOB", "bogus", command="/fasttrack").json())
+
+
+def test_the_digest_shows_the_share_and_the_review(steward, fake, db, cfg):
+    for _ in range(3):
+        ask(steward, fake, user="U0CAROL")  # Quality asks to skip its own QA sign-off: Stew decides
+        fake.wait("chat.postMessage", 2)
+        row = fasttrack.listing(db, "U0CAROL")[0][0]
+        fresh(fake)
+        steward.click("U0STEW" if not row.over_budget else "U0HEAD", "fasttrack_approve", str(row.id), channel="D0X")
+        fake.wait("chat.update")
+        fresh(fake)
+    period = schedule.period_of(utcnow(), cfg.organization.tz)
+    text = digest.preview(digest.messages(digest.compose(db, cfg, period)))
+    assert "Fast-tracks: 3 approved of 0 items, budget 10% (1 allowed): over budget" in text
+    assert "Quality: 3 fast-tracks approved, over its budget of 1 (0 items, budget 10%)." in text
+    assert "Fast-track review" in text
+    assert "QA sign-off was skipped 3 times (Customer escalation ×3): a candidate to become standard, for Quality, which sets that standard." in text

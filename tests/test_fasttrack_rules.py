@@ -1,0 +1,159 @@
+"""Fast-track rules, called directly: the budget, routing by the decision-rights matrix, separation of
+duties, the first decision wins, the over-budget path."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from bot import fasttrack, handoffs
+from bot.fasttrack import Budget, Draft
+from bot.handoffs import HandoffError, NotAllowed
+from storage.db import Database
+
+NOW = datetime(2026, 11, 10, 9)
+
+
+def ask(db, cfg, user="U0BOB", team="eng", element="QA sign-off", **kw):
+    draft = Draft(team=team, element=element, reason=kw.pop("reason", "Customer escalation"), what=kw.pop("what", "Hotfix 4.2.1"),
+                  justification=kw.pop("justification", "Checkout is down for a big customer"), **kw)
+    return fasttrack.request(db, cfg, user, draft, now=kw.get("now", NOW))
+
+
+def items(db, cfg, n, team="design", at=NOW - timedelta(days=2)):
+    for i in range(n):
+        handoffs.create(db, cfg, "U0ALICE" if team == "design" else "U0BOB",
+                        handoffs.Draft(team, "eng" if team == "design" else "qa", f"Item {i}",
+                                       criteria_met=list(cfg.boundary(team, "eng" if team == "design" else "qa").criteria)), now=at)
+
+
+def test_the_budget_rule_and_its_meter():
+    assert Budget("eng", "2026-11", 0, 0, 10).limit == 1  # max(1, …): a team with no items may still have one
+    assert Budget("eng", "2026-11", 27, 0, 10).limit == 2  # floor(2.7)
+    assert Budget("eng", "2026-11", 30, 3, 10).over and not Budget("eng", "2026-11", 30, 2, 10).over
+    assert Budget("eng", "2026-11", 27, 2, 10).meter() == "this would be the 3rd fast-track of 27 items this month (11%), budget 10%"
+    assert Budget("eng", "2026-11", 0, 0, 10).meter() == "this would be the 1st fast-track this month, with no items sent yet (budget 10%: at least 1 allowed)"
+    assert [fasttrack.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == \
+        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+
+
+def test_items_are_the_handoffs_the_team_sent_this_month(db, cfg):
+    items(db, cfg, 12, "eng")
+    items(db, cfg, 5, "design")
+    items(db, cfg, 4, "eng", at=NOW - timedelta(days=40))  # last month
+    b = fasttrack.team_budget(db, cfg, "eng", NOW)
+    assert (b.items, b.approved, b.limit) == (12, 0, 1)
+
+
+def test_routing_follows_the_matrix_and_never_the_requester(db, cfg):
+    row, budget, route = ask(db, cfg, element="QA sign-off")
+    assert row.deciders == ["U0CAROL", "U0STEW"] and not row.over_budget and route.watchers == []
+    assert budget.position == 1
+    row, _, _ = ask(db, cfg, element="Design review")  # names nobody: [fasttrack].approvers
+    assert row.deciders == ["U0STEW"]
+    row, _, _ = ask(db, cfg, user="U0CAROL", team="qa", element="QA sign-off")  # Carol is a granter, not of her own
+    assert row.deciders == ["U0STEW"]
+    row, _, route = ask(db, cfg, user="U0ALICE", team="design", element="Architecture review")  # she is the only granter
+    assert row.deciders == ["U0HEAD"] and route.why == "the only approver named for this element is the requester"
+    events = fasttrack.history(db, row.id)
+    assert events[0].kind == "requested" and events[0].actor == "U0ALICE"
+    assert events[0].data["right"]["element"] == "Architecture review" and events[0].data["budget"]["limit"] == 1
+
+
+def test_who_may_decide(db, cfg):
+    row, _, _ = ask(db, cfg, user="U0CAROL", team="qa")
+    with pytest.raises(NotAllowed, match="separation of duties"):
+        fasttrack.decide(db, cfg, row.id, "U0CAROL", approve=True, now=NOW)
+    with pytest.raises(NotAllowed, match="Only the approvers the decision-rights matrix names for “QA sign-off”"):
+        fasttrack.decide(db, cfg, row.id, "U0EVE", approve=True, now=NOW)
+    with pytest.raises(NotAllowed):
+        fasttrack.decide(db, cfg, row.id, "U0HEAD", approve=True, now=NOW)  # backups decide over-budget requests only
+    assert fasttrack.get(db, row.id).state == "pending"
+    decision = fasttrack.decide(db, cfg, row.id, "U0STEW", approve=True, now=NOW)
+    assert decision.changed and decision.request.state == "approved" and decision.request.decided_by == "U0STEW"
+    again = fasttrack.decide(db, cfg, row.id, "U0STEW", approve=False, reason="changed my mind", now=NOW)
+    assert not again.changed and again.request.state == "approved"
+    assert [e.kind for e in fasttrack.history(db, row.id)] == ["requested", "approved"]
+
+
+def test_deny_needs_a_reason(db, cfg):
+    row, _, _ = ask(db, cfg)
+    for reason in (None, "   "):
+        with pytest.raises(HandoffError, match="Give a reason") as exc:
+            fasttrack.decide(db, cfg, row.id, "U0CAROL", approve=False, reason=reason, now=NOW)
+        assert exc.value.field == "reason"
+    decision = fasttrack.decide(db, cfg, row.id, "U0CAROL", approve=False, reason="  Use the standard path  ", now=NOW)
+    assert decision.changed and (decision.request.state, decision.request.decision_reason) == ("denied", "Use the standard path")
+    assert fasttrack.team_budget(db, cfg, "eng", NOW).approved == 0  # denied requests use no budget
+
+
+@pytest.mark.parametrize("field,kw", [
+    ("team", {"team": "qa"}), ("element", {"element": "Nope"}), ("reason", {"reason": "Because"}),
+    ("what", {"what": " "}), ("what", {"what": "x" * 301}), ("justification", {"justification": ""}),
+    ("needed_by", {"needed_by": date(2020, 1, 1)}), ("handoff", {"handoff_id": 999}),
+])
+def test_bad_requests_name_the_field(db, cfg, field, kw):
+    with pytest.raises(HandoffError) as exc:
+        ask(db, cfg, **kw)
+    assert exc.value.field == field
+
+
+def test_over_budget_goes_to_the_backup_approvers(db, cfg):
+    items(db, cfg, 12, "eng")  # limit 1
+    first, _, _ = ask(db, cfg)
+    fasttrack.decide(db, cfg, first.id, "U0STEW", approve=True, now=NOW)
+    second, budget, route = ask(db, cfg)
+    assert budget.meter() == "this would be the 2nd fast-track of 12 items this month (17%), budget 10%"
+    assert second.over_budget and second.deciders == ["U0HEAD"] and route.watchers == ["U0CAROL", "U0STEW"]
+    with pytest.raises(NotAllowed, match="over the team's fast-track budget, so a backup approver decides it: <@U0HEAD>"):
+        fasttrack.decide(db, cfg, second.id, "U0STEW", approve=True, now=NOW)
+    decision = fasttrack.decide(db, cfg, second.id, "U0HEAD", approve=True, now=NOW)
+    assert decision.changed and fasttrack.team_budget(db, cfg, "eng", NOW).approved == 2
+
+
+def test_a_request_the_budget_no_longer_covers_is_rerouted(db, cfg):
+    first, _, _ = ask(db, cfg)
+    second, _, _ = ask(db, cfg)  # both asked while nothing was approved: both within the budget of 1
+    assert not second.over_budget
+    assert fasttrack.decide(db, cfg, first.id, "U0CAROL", approve=True, now=NOW).changed
+    decision = fasttrack.decide(db, cfg, second.id, "U0CAROL", approve=True, now=NOW)
+    assert decision.rerouted and not decision.changed
+    row = fasttrack.get(db, second.id)
+    assert (row.state, row.over_budget, row.deciders) == ("pending", True, ["U0HEAD"])
+    assert [e.kind for e in fasttrack.history(db, second.id)] == ["requested", "rerouted"]
+
+
+def test_concurrent_decisions_record_one(db, cfg):
+    """Sixteen clicks at once, approve and deny, from both approvers, each with its own engine."""
+    row, _, _ = ask(db, cfg)
+    other, _, _ = ask(db, cfg)  # a second request of the same team, approved at the same moment
+    results = []
+    barrier = threading.Barrier(18)
+
+    def click(i: int) -> None:
+        mine = Database(db.url)
+        barrier.wait()
+        user = ["U0CAROL", "U0STEW"][i % 2]
+        try:
+            if i >= 16:
+                results.append(("other", fasttrack.decide(mine, cfg, other.id, user, approve=True, now=NOW)))
+            else:
+                results.append(("row", fasttrack.decide(mine, cfg, row.id, user, approve=i % 3 != 0, reason="No", now=NOW)))
+        except NotAllowed:  # `other`, re-routed to the backups by the first of its two clicks
+            results.append(("refused", None))
+        mine.dispose()
+
+    threads = [threading.Thread(target=click, args=(i,)) for i in range(18)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(1 for which, d in results if which == "row" and d.changed) == 1
+    decided = [e for e in fasttrack.history(db, row.id) if e.kind in ("approved", "denied")]
+    assert len(decided) == 1
+    # the budget of 1 covers one approval between the two requests, never two
+    approved = sum(1 for r in (fasttrack.get(db, row.id), fasttrack.get(db, other.id)) if r.state == "approved")
+    assert approved == 1 or fasttrack.get(db, row.id).state == "denied"
+    assert fasttrack.team_budget(db, cfg, "eng", NOW).approved <= 1
