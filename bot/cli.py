@@ -67,6 +67,10 @@ def cmd_check_config(args) -> int:
     for b in cfg.boundaries:
         print(f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {len(b.criteria)} criteria, SLA {b.sla_hours} h, steward {b.steward}")
     print(f"stewards: {', '.join(cfg.stewards()) or 'none'}")
+    ft = cfg.fasttrack
+    print(f"fast-track: budget {ft.budget_percent:g}% of a team's items a month, backup approvers {', '.join(ft.backup_approvers) or 'none'}")
+    for r in cfg.rights:
+        print(f"  {r.element}: standard set by {r.sets_standard}, exceptions granted by {', '.join(cfg.granters(r))}, executed by {r.owns_execution}")
     from bot import schedule
     from bot.handoffs import utcnow
 

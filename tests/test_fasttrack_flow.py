@@ -185,3 +185,28 @@ def test_the_digest_shows_the_share_and_the_review(steward, fake, db, cfg):
     assert "Quality: 3 fast-tracks approved, over its budget of 1 (0 items, budget 10%)." in text
     assert "Fast-track review" in text
     assert "QA sign-off was skipped 3 times (Customer escalation ×3): a candidate to become standard, for Quality, which sets that standard." in text
+
+
+def test_with_a_channel_one_card_goes_there(db, fake, tmp_path):
+    from tests.conftest import PROCESS
+    from tests.harness import Steward
+
+    config = tmp_path / "process.toml"
+    config.write_text(PROCESS.read_text().replace('reasons = ["Regulatory deadline"', 'channel = "C0FT"\nreasons = ["Regulatory deadline"'))
+    server = Steward(db.url, fake.url, config, workers=1).start()
+    try:
+        ask(server, fake)
+        fake.wait("chat.postMessage", 2)
+        fake.settle(quiet=0.3)
+        assert sorted(c.args["channel"] for c in fake.of("chat.postMessage")) == ["C0FT", "U0BOB"]
+        card = cards_to(fake, {"C0FT"})["C0FT"]
+        assert "Decides: <@U0CAROL>, <@U0STEW>" in blocks_text(card.args)
+        (row,) = fasttrack.listing(db, "U0BOB")[0]
+        fresh(fake)
+        server.click("U0EVE", "fasttrack_approve", str(row.id), channel="C0FT")
+        assert "Only the approvers" in blocks_text(fake.wait("chat.postEphemeral")[0].args)
+        server.click("U0CAROL", "fasttrack_approve", str(row.id), channel="C0FT")
+        (update,) = fake.wait("chat.update")
+        assert update.args["channel"] == "C0FT" and "Approved* by <@U0CAROL>" in blocks_text(update.args)
+    finally:
+        server.stop()
