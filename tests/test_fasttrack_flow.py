@@ -9,7 +9,7 @@ import threading
 from bot import digest, fasttrack, schedule
 from bot.handoffs import utcnow
 from tests.harness import blocks_text, view_of
-from tests.test_handoff_flow import fresh, send
+from tests.test_handoff_flow import fresh
 
 QA_SIGNOFF = "0"  # the options' values: indexes into [[rights]] and [fasttrack].reasons
 CUSTOMER = "1"
