@@ -259,9 +259,10 @@ def _decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, appro
         if row.state != FastTrackState.PENDING:
             return Decision(row, changed=False)
         _lock_team(s, db, row.team)
-        s.refresh(row)
+        s.refresh(row)  # what the holder of the lock before us may have changed: decided it, or re-routed it
         if row.state != FastTrackState.PENDING:
             return Decision(row, changed=False)
+        may_decide(cfg, row, actor)
         position = budget(s, cfg, row.team, now)
         if approve and not row.over_budget and position.over:
             right = cfg.right(row.element)
