@@ -4,6 +4,7 @@ duties, the first decision wins, the over-budget path."""
 from __future__ import annotations
 
 import threading
+from functools import partial
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -166,11 +167,9 @@ def test_two_approvals_at_once_never_overrun_the_budget(db, cfg):
         first, _, _ = ask(db, cfg)
         second, _, _ = ask(db, cfg)
         engines = [Database(db.url) for _ in range(3)]
-        results = run_at_once([
-            lambda: fasttrack.decide(engines[0], cfg, first.id, "U0CAROL", approve=True, now=NOW),
-            lambda: fasttrack.decide(engines[1], cfg, second.id, "U0STEW", approve=True, now=NOW),
-            lambda: fasttrack.decide(engines[2], cfg, second.id, "U0CAROL", approve=True, now=NOW),  # a second click
-        ])
+        clicks = [(first.id, "U0CAROL"), (second.id, "U0STEW"), (second.id, "U0CAROL")]  # the last: a second click
+        results = run_at_once([partial(fasttrack.decide, engine, cfg, rid, user, approve=True, now=NOW)
+                               for engine, (rid, user) in zip(engines, clicks, strict=True)])
         for engine in engines:
             engine.dispose()
         assert sum(1 for r in results if not isinstance(r, Exception) and r.changed) == 1
