@@ -212,3 +212,24 @@ def test_with_a_channel_one_card_goes_there(db, fake, tmp_path):
         assert update.args["channel"] == "C0FT" and "Approved* by <@U0CAROL>" in blocks_text(update.args)
     finally:
         server.stop()
+
+
+def test_forged_buttons_and_forms_get_private_answers(steward, fake, db):
+    for action in ("fasttrack_approve", "fasttrack_deny"):
+        for value in ("abc", "99999", "-1"):
+            assert steward.click("U0CAROL", action, value, channel="D0CAROL").status == 200
+    told = [blocks_text(c.args) for c in fake.wait("chat.postEphemeral", 6)]
+    assert all("does not name a fast-track request" in t or "There is no fast-track request #99999" in t for t in told)
+    deny = {"type": "modal", "id": "V0X", "callback_id": "fasttrack_deny_submit", "private_metadata": "not a number",
+            "blocks": [{"type": "input", "block_id": "reason", "element": {"type": "plain_text_input", "action_id": "value"}}]}
+    r = steward.submit("U0CAROL", deny, {"reason": "no"})
+    assert r.status == 200 and r.json()["errors"] == {"reason": "This form does not name a fast-track request."}
+    share = {"type": "modal", "id": "V0Y", "callback_id": "initiative_submit", "private_metadata": json.dumps({"team": "design", "period": "soon"}),
+             "blocks": [{"type": "input", "block_id": "text", "element": {"type": "plain_text_input", "action_id": "value"}}]}
+    r = steward.submit("U0ALICE", share, {"text": "x"})
+    assert r.status == 200 and r.json()["errors"] == {"text": "This form does not name a month."}
+    form = open_form(steward, fake)
+    form["private_metadata"] = json.dumps({"team": "qa"})  # not Bob's team
+    r = steward.submit("U0BOB", form, {"what": "x", "element": "0", "reason": "0", "justification": "y"})
+    assert r.json()["errors"] == {"what": "Choose one of your teams."}
+    assert fasttrack.listing(db, "U0BOB")[0] == [] and fake.of("views.update") == []
