@@ -87,6 +87,10 @@ def _message_ts(answer: dict) -> str | None:
 def run_digest(run: Run, period: str) -> None:
     cfg, db = run.cfg, run.db
     channel = cfg.organization.digest_channel
+    chart = ledger.entry(db, DIGEST, period, f"{channel}:chart")
+    if chart is not None and chart.status == "sent":  # the chart goes last: every message before it is out
+        run.say(f"digest {period}: already posted to {channel}, nothing sent")
+        return
     d = digest.compose(db, cfg, period)
     parts = digest.messages(d)
     thread_ts = None
