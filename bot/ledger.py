@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 
 from storage.db import Database
@@ -49,10 +48,6 @@ def retry_after(attempts: int) -> timedelta:
     return min(RETRY_AFTER * 2 ** min(max(attempts - 1, 0), 10), RETRY_MAX)
 
 
-def _insert(db: Database):
-    return (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(JobLedger)
-
-
 def claim(db: Database, job: str, period: str, target: str, now: datetime, *, force: bool = False) -> Claim | None:
     """Claim a side effect for this run, or None when it is sent, being sent, or failed too recently
     (`force` skips the back-off, never the lease)."""
@@ -61,7 +56,7 @@ def claim(db: Database, job: str, period: str, target: str, now: datetime, *, fo
         values = dict(job=job, period=period, target=target, status=LedgerStatus.CLAIMED, token=token,
                       attempts=1, claimed_at=now, updated_at=now)
         inserted = session.execute(
-            _insert(db).values(**values).on_conflict_do_nothing(index_elements=["job", "period", "target"]).returning(JobLedger.id)
+            db.insert(JobLedger).values(**values).on_conflict_do_nothing(index_elements=["job", "period", "target"]).returning(JobLedger.id)
         ).scalar()
         if inserted is not None:
             return Claim(inserted, token, job, period, target, 1)

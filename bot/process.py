@@ -36,6 +36,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _user_ids(value: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [m for m in value if not re.match(USER_ID, m)]
+    if bad:
+        raise ValueError(f"not Slack user ids: {', '.join(map(repr, bad))}")
+    return value
+
+
 class Organization(_Strict):
     name: str = Field(min_length=1, max_length=80)
     timezone: str = "UTC"
@@ -65,12 +72,7 @@ class Team(_Strict):
     @field_validator("members")
     @classmethod
     def _members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        import re
-
-        bad = [m for m in value if not re.match(USER_ID, m)]
-        if bad:
-            raise ValueError(f"not Slack user ids: {', '.join(map(repr, bad))}")
-        return value
+        return _user_ids(value)
 
 
 class Boundary(_Strict):
@@ -121,15 +123,6 @@ class Schedule(_Strict):
             if fire is None or fire - start >= timedelta(days=28):
                 raise ValueError(f"'{value}' does not fire in the first 28 days of every month")
         return value
-
-
-def _user_ids(value: tuple[str, ...]) -> tuple[str, ...]:
-    import re
-
-    bad = [m for m in value if not re.match(USER_ID, m)]
-    if bad:
-        raise ValueError(f"not Slack user ids: {', '.join(map(repr, bad))}")
-    return value
 
 
 class Fasttrack(_Strict):

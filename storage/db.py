@@ -68,6 +68,12 @@ class Database:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
 
+    def insert(self, model):
+        """An INSERT for this dialect, so callers can add `.on_conflict_do_nothing(...)`."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(model)
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.db import Database
 from storage.models import MonthRollup
@@ -307,8 +306,7 @@ def figures(db: Database, period: str, start: datetime, end: datetime, teams: li
             return from_json(kept.data, teams)
     m = month(db, period, start, end, teams)
     if closed:
-        insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(MonthRollup)
         with db.write() as session:
-            session.execute(insert.values(period=period, start=start, end=end, computed_at=now, data=to_json(m))
+            session.execute(db.insert(MonthRollup).values(period=period, start=start, end=end, computed_at=now, data=to_json(m))
                             .on_conflict_do_nothing(index_elements=["period"]))
     return m
