@@ -71,8 +71,14 @@ class Budget:
         return f"{self.approved} of {self.limit} allowed used ({self.items} item{'s' if self.items != 1 else ''} this month, budget {self.percent:g}%)"
 
     def as_dict(self) -> dict:
-        return {"period": self.period, "items": self.items, "approved": self.approved, "limit": self.limit,
-                "position": self.position, "percent": self.percent}
+        return {"team": self.team, "period": self.period, "items": self.items, "approved": self.approved,
+                "limit": self.limit, "position": self.position, "percent": self.percent}
+
+    @classmethod
+    def when_requested(cls, events: list[FastTrackEvent]) -> Budget:
+        """The budget as it stood when the request was made (its `requested` event)."""
+        b = events[0].data["budget"]
+        return cls(b.get("team", ""), b["period"], b["items"], b["approved"], b["percent"])
 
 
 def budget(session: Session, cfg: ProcessConfig, team: str, now: datetime) -> Budget:

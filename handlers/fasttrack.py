@@ -28,9 +28,7 @@ def register(app: App, deps) -> None:
 
     def card(r: FastTrack, mode: str = "decide", meter: str | None = None, why: str | None = None) -> dict:
         if meter is None:
-            event = fasttrack.history(db, r.id)[0]
-            meter = fasttrack.Budget(r.team, event.data["budget"]["period"], event.data["budget"]["items"],
-                                     event.data["budget"]["approved"], event.data["budget"]["percent"]).meter()
+            meter = fasttrack.Budget.when_requested(fasttrack.history(db, r.id)).meter()
         handoff = None
         if r.handoff_id:
             try:
