@@ -136,6 +136,11 @@ def register(app: App, deps) -> None:
 
     # -- deciding ----------------------------------------------------------------------------------------
 
+    def already(r: FastTrack) -> str:
+        """What a late click is told: the decision that stands, by whom and when."""
+        when = r.decided_at.strftime("%Y-%m-%d %H:%M UTC") if r.decided_at else ""
+        return f"Fast-track #{r.id} was already {r.state} by <@{r.decided_by}> ({when}); nothing changed."
+
     def decided(client, body, user: str, outcome: fasttrack.Decision) -> None:
         r = outcome.request
         if outcome.rerouted:
@@ -147,8 +152,7 @@ def register(app: App, deps) -> None:
             post_cards(client, r, [p for p in r.deciders if p not in carded], "decide", outcome.budget.meter(), None)
             return
         if not outcome.changed:
-            when = r.decided_at.strftime("%Y-%m-%d %H:%M UTC") if r.decided_at else ""
-            return tell(client, body, user, f"Fast-track #{r.id} was already {r.state} by <@{r.decided_by}> ({when}); nothing changed.", [r.decided_by])
+            return tell(client, body, user, already(r), [r.decided_by])
         refresh_cards(client, r)
         dm(client, r.requester, render("fasttrack_decided_dm", r=r))
 
@@ -176,7 +180,7 @@ def register(app: App, deps) -> None:
         except HandoffError as exc:
             return tell(client, body, user, exc)
         if r.state != "pending":
-            return tell(client, body, user, f"Fast-track #{r.id} was already {r.state} by <@{r.decided_by}>; nothing changed.", [r.decided_by])
+            return tell(client, body, user, already(r), [r.decided_by])
         slack_call(client.views_open, trigger_id=body.get("trigger_id"), view=render("fasttrack_deny_modal", r=r))
 
     @app.view("fasttrack_deny_submit")
@@ -192,7 +196,7 @@ def register(app: App, deps) -> None:
             return ack(response_action="errors", errors={"reason": str(exc)})
         if not outcome.changed:
             r = outcome.request
-            return ack(response_action="errors", errors={"reason": f"Fast-track #{r.id} was already {r.state} by someone else; nothing changed."})
+            return ack(response_action="errors", errors={"reason": already(r)})
         ack()
         decided(client, {}, user, outcome)
 
