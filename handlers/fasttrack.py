@@ -55,9 +55,10 @@ def register(app: App, deps) -> None:
                 fasttrack.record_card(db, r.id, person, result["channel"], result["ts"])
 
     def refresh_cards(client, r: FastTrack, watch: set[str] = frozenset()) -> None:
+        meter = fasttrack.Budget.when_requested(fasttrack.history(db, r.id)).meter()  # read once for every card
         for c in fasttrack.cards(db, r.id):
             mode = "watch" if c.user in watch and r.state == "pending" else "decide"
-            message = card(r, mode)
+            message = card(r, mode, meter)
             slack_call(client.chat_update, channel=c.channel, ts=c.ts, text=message["text"], blocks=message["blocks"])
 
     # -- /fasttrack ----------------------------------------------------------------------------------
