@@ -72,12 +72,14 @@ class Outcome:
 
 
 def reviewers(cfg: ProcessConfig, handoff: Handoff) -> set[str]:
-    """Who may accept or send back: the receiving team's members and the boundary's steward."""
+    """Who may accept or send back: the receiving team's members and the boundary's steward, never the
+    sender (nobody reviews their own handoff, whatever teams they are in)."""
     team = cfg.team(handoff.to_team)
     people = set(team.members) if team else set()
     boundary = cfg.boundary(handoff.from_team, handoff.to_team)
     if boundary:
         people.add(boundary.steward)
+    people.discard(handoff.sender)
     return people
 
 
@@ -92,6 +94,8 @@ def _require_reviewer(cfg: ProcessConfig, handoff: Handoff, user: str, verb: str
         return
     team = cfg.team(handoff.to_team)
     boundary = cfg.boundary(handoff.from_team, handoff.to_team)
+    if user == handoff.sender:
+        raise NotAllowed(f"You sent this handoff, so someone else in {team.name if team else handoff.to_team} or its steward must review it.")
     who = f"members of {team.name if team else handoff.to_team}"
     if boundary:
         who += f" and the boundary's steward <@{boundary.steward}>"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from sqlalchemy import text
 from sqlmodel import func, select
 
 from bot import handoffs
+from bot.handoffs import NotAllowed
 from storage.models import Handoff, HandoffEvent
 from tests.harness import Steward, blocks_text, view_of
 from tests.test_handoff_flow import CRITERIA, fresh, open_modal, send
@@ -169,7 +172,11 @@ def test_only_the_receiving_team_and_the_steward_may_decide(steward, fake, db):
     for outsider in ("U0CAROL", "U0EVE", "U0ALICE"):  # another team, nobody, the sender herself
         fresh(fake)
         steward.click(outsider, "handoff_accept", str(h.id))
-        assert "Only members of Engineering" in ephemeral_to(fake, outsider)
+        told = ephemeral_to(fake, outsider)
+        if outsider == "U0ALICE":
+            assert "You sent this handoff, so someone else in Engineering or its steward must review it." in told
+        else:
+            assert "Only members of Engineering" in told
         steward.click(outsider, "handoff_rework", str(h.id))
         fake.settle(quiet=0.2)
         assert fake.of("views.open") == [] and fake.of("chat.update") == [] and fake.of("chat.postMessage") == []
@@ -185,6 +192,36 @@ def test_only_the_receiving_team_and_the_steward_may_decide(steward, fake, db):
     steward.click("U0STEW", "handoff_accept", str(h.id))
     fake.wait("chat.update")
     assert handoffs.get(db, h.id).state == "accepted"
+
+
+def domain_draft(cfg, from_team="design", to_team="eng", title="Checkout v2 spec", **kw):
+    return handoffs.Draft(from_team, to_team, title, criteria_met=list(cfg.boundary(from_team, to_team).criteria), **kw)
+
+
+def test_nobody_reviews_their_own_handoff_whatever_their_teams(db, cfg):
+    h = handoffs.create(db, cfg, "U0AMY", domain_draft(cfg))  # Amy is in Design and in Engineering
+    said = "You sent this handoff, so someone else in Engineering or its steward must review it."
+    with pytest.raises(NotAllowed, match=said):
+        handoffs.may_review(cfg, h, "U0AMY")  # the buttons and the modals ask this first
+    with pytest.raises(NotAllowed, match=said):
+        handoffs.accept(db, cfg, h.id, "U0AMY")
+    for kind in ("rework_requested", "clarification_requested"):
+        with pytest.raises(NotAllowed, match=said):
+            handoffs.send_back(db, cfg, h.id, "U0AMY", kind, "Mine")
+    assert "U0AMY" not in handoffs.reviewers(cfg, h)
+    assert [e.kind for e in handoffs.history(db, h.id)] == ["created"]
+    assert handoffs.accept(db, cfg, h.id, "U0BOB").changed  # another member of Engineering decides
+
+
+def test_a_steward_who_sends_does_not_review_it_either(db, cfg):
+    design_eng = cfg.boundary("design", "eng").model_copy(update={"steward": "U0ALICE"})
+    own = cfg.model_copy(update={"boundaries": (design_eng, *[b for b in cfg.boundaries if b.from_team != "design"])})
+    h = handoffs.create(db, own, "U0ALICE", domain_draft(own))
+    with pytest.raises(NotAllowed, match="You sent this handoff"):
+        handoffs.may_review(own, h, "U0ALICE")
+    with pytest.raises(NotAllowed, match="You sent this handoff"):
+        handoffs.send_back(db, own, h.id, "U0ALICE", "rework_requested", "Mine")
+    assert handoffs.send_back(db, own, h.id, "U0BOB", "rework_requested", "Theirs").changed
 
 
 def test_only_the_sending_side_may_resubmit(steward, fake, db):
