@@ -2,7 +2,8 @@
 may grant it, never the requester, within a monthly budget. No Slack in here.
 
 Budget: a team may have `max(1, floor(items × budget_percent / 100))` approved fast-tracks in a calendar
-month (the organisation's time zone), where items are the handoffs it sent that month. A request that
+month (the organisation's time zone), where items are the handoffs it sent (created) that month and
+that are not cancelled (as they stand now: a handoff cancelled later stops counting). A request that
 would exceed it is still routed, marked over budget, and is decided by `[fasttrack].backup_approvers`.
 Denied requests use no budget. The budget is checked again when a regular approver approves, inside the
 deciding transaction (serialised per team), so two approvals at once can never overrun it: a request the
@@ -23,7 +24,7 @@ from bot import schedule
 from bot.handoffs import HandoffError, NotAllowed, NotFound, utcnow
 from bot.process import ProcessConfig, Right
 from storage.db import Database
-from storage.models import FastTrack, FastTrackCard, FastTrackEvent, FastTrackEventKind, FastTrackState, Handoff
+from storage.models import FastTrack, FastTrackCard, FastTrackEvent, FastTrackEventKind, FastTrackState, Handoff, HandoffState
 
 WHAT_MAX = 300
 JUSTIFICATION_MAX = 2000
@@ -41,7 +42,7 @@ class Budget:
 
     team: str
     period: str
-    items: int  # handoffs the team sent this month
+    items: int  # handoffs the team sent this month, not cancelled
     approved: int  # fast-tracks approved this month
     percent: float
 
@@ -85,7 +86,8 @@ def budget(session: Session, cfg: ProcessConfig, team: str, now: datetime) -> Bu
     period = schedule.period_of(now, cfg.organization.tz)
     start, end = schedule.bounds(period, cfg.organization.tz)
     items = session.exec(select(func.count()).select_from(Handoff).where(
-        Handoff.from_team == team, Handoff.created_at >= start, Handoff.created_at < end)).one()
+        Handoff.from_team == team, Handoff.created_at >= start, Handoff.created_at < end,
+        Handoff.state != HandoffState.CANCELLED)).one()
     approved = session.exec(select(func.count()).select_from(FastTrack).where(
         FastTrack.team == team, FastTrack.state == FastTrackState.APPROVED,
         FastTrack.decided_at >= start, FastTrack.decided_at < end)).one()
@@ -322,8 +324,6 @@ def listing(db: Database, user: str, limit: int = 15) -> tuple[list[FastTrack], 
 
 def open_handoffs(db: Database, user: str, limit: int = 50) -> list[Handoff]:
     """The requester's own active handoffs, to attach one to a request."""
-    from storage.models import HandoffState
-
     with db.read() as s:
         return list(s.exec(select(Handoff).where(Handoff.sender == user, Handoff.state.in_(HandoffState.ACTIVE))
                            .order_by(Handoff.id.desc()).limit(limit)))

@@ -48,6 +48,20 @@ def test_items_are_the_handoffs_the_team_sent_this_month(db, cfg):
     assert (b.items, b.approved, b.limit) == (12, 0, 1)
 
 
+def test_cancelled_handoffs_are_not_items(db, cfg):
+    items(db, cfg, 20, "eng")  # 20 items: limit 2
+    assert fasttrack.team_budget(db, cfg, "eng", NOW).limit == 2
+    for h in handoffs.open_for(db, cfg, "U0BOB", limit=100)[0]:
+        handoffs.cancel(db, cfg, h.id, "U0BOB", now=NOW - timedelta(days=1))
+    items(db, cfg, 20, "eng")
+    b = fasttrack.team_budget(db, cfg, "eng", NOW)
+    assert (b.items, b.limit) == (20, 2)  # 20 created and cancelled, 20 created: 20 items, not 40
+    for h in handoffs.open_for(db, cfg, "U0BOB", limit=100)[0][:11]:
+        handoffs.cancel(db, cfg, h.id, "U0BOB", now=NOW)
+    b = fasttrack.team_budget(db, cfg, "eng", NOW)
+    assert (b.items, b.limit) == (9, 1)
+
+
 def test_routing_follows_the_matrix_and_never_the_requester(db, cfg):
     row, budget, route = ask(db, cfg, element="QA sign-off")
     assert row.deciders == ["U0CAROL", "U0STEW"] and not row.over_budget and route.watchers == []
