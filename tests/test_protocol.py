@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from urllib.parse import urlencode
@@ -9,7 +11,7 @@ from urllib.parse import urlencode
 from sqlmodel import func, select
 
 from storage.models import Handoff
-from tests.harness import http
+from tests.harness import SECRET, http, sign
 
 
 def count(db) -> int:
@@ -81,3 +83,61 @@ def test_signed_payloads_with_odd_shapes_get_no_5xx(steward, fake, db):
     # A submission that names nothing gets field errors back, not a closed modal.
     r = steward.interact(odd[5])
     assert r.json()["response_action"] == "errors" and set(r.json()["errors"]) >= {"to_team", "title"}
+
+
+def test_malformed_signature_headers_are_401_not_500(steward, fake, db):
+    """Only a plain ASCII decimal timestamp (at most 12 digits) within 300 s and an ASCII signature can
+    pass; anything else is refused as unsigned, never a 500 (str.isdigit() and int() accept more)."""
+    body = command_body()
+    now = int(time.time())
+    signed = sign(body)
+    odd_timestamps = [
+        "²",  # str.isdigit() is true for it, int() refuses it
+        "¹²³",
+        "1" * 5000,  # int() refuses more than 4300 digits
+        "9" * 13,
+        str(now).zfill(13),  # in the window, but 13 digits
+        f"+{now}", f"{now}.0", f"-{now}", f"{now:_}", "",
+    ]
+    for timestamp in odd_timestamps:
+        # Signed over the odd timestamp itself, so only the timestamp's shape can refuse it.
+        mac = hmac.new(SECRET.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+        headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=" + mac}
+        r = steward.post(body, signed=False, headers=headers)
+        assert r.status == 401, (timestamp[:20], r.status, r.raw[:200])
+    for signature in ["v0=" + "²" * 64, signed["X-Slack-Signature"][:-1] + "é", "é", ""]:
+        r = steward.post(body, signed=False, headers={**signed, "X-Slack-Signature": signature})
+        assert r.status == 401, (signature, r.status, r.raw[:200])
+    # Raw non-ASCII bytes (UTF-8) in both headers.
+    r = steward.post(body, signed=False, headers={"X-Slack-Request-Timestamp": "١٧".encode(), "X-Slack-Signature": ("v0=" + "٣" * 64).encode()})
+    assert r.status == 401, (r.status, r.raw[:200])
+    # The well-formed request still passes.
+    assert steward.post(body, signed=False, headers=signed).status == 200
+    fake.settle(quiet=0.3)
+    assert count(db) == 0
+
+
+def test_ssl_check_gets_an_empty_200(steward, fake, db):
+    """Slack's ssl_check form posts (signed, though Bolt answers them either way) get 200 and no body."""
+    body = urlencode({"ssl_check": "1", "token": "legacy"}).encode()
+    for signed in (True, False):
+        r = steward.post(body, signed=signed)
+        assert (r.status, r.raw) == (200, b""), (signed, r.status, r.raw)
+    fake.settle(quiet=0.3)
+    assert fake.calls == [] and count(db) == 0
+
+
+def test_url_verification_echoes_the_challenge(steward, fake):
+    body = json.dumps({"type": "url_verification", "challenge": "abc", "token": "x"}).encode()
+    r = steward.post(body, content_type="application/json")
+    assert r.status == 200 and r.json() == {"challenge": "abc"}, (r.status, r.raw)
+    assert steward.post(body, content_type="application/json", signed=False).status == 401
+    r = steward.post(body, content_type="application/json", timestamp=int(time.time()) - 400)
+    assert r.status == 401
+
+
+def test_body_limits_keep_their_answers(steward, fake):
+    assert steward.post(b"x" * (256 * 1024 + 1)).status == 413
+    assert steward.post(b"x" * (256 * 1024 + 1), signed=False).status == 413
+    assert steward.post(command_body(), signed=False).status == 401
+    assert steward.post(b"ssl_check=0", content_type="application/x-www-form-urlencoded").status == 400
