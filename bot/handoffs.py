@@ -94,7 +94,7 @@ def _require_reviewer(cfg: ProcessConfig, handoff: Handoff, user: str, verb: str
         return
     team = cfg.team(handoff.to_team)
     boundary = cfg.boundary(handoff.from_team, handoff.to_team)
-    if user == handoff.sender:
+    if user == handoff.sender and (team and user in team.members or boundary and user == boundary.steward):
         raise NotAllowed(f"You sent this handoff, so someone else in {team.name if team else handoff.to_team} or its steward must review it.")
     who = f"members of {team.name if team else handoff.to_team}"
     if boundary:
