@@ -37,7 +37,9 @@ def _process(path: str):
         raise Fail(*exc.problems) from None
 
 
-def _database(url: str, need_schema: bool = True):
+def _database(url: str, need_schema: bool = True, connect: bool = True):
+    """The database at `url`, checked: reachable, and (with `need_schema`) at the latest migration.
+    With `connect=False` nothing touches the server: the engine connects lazily, on first use."""
     from storage.db import Database
     from storage.migrate import current, head
 
@@ -45,6 +47,8 @@ def _database(url: str, need_schema: bool = True):
         db = Database(url)
     except Exception as exc:  # a malformed URL or a missing driver
         raise Fail(f"DATABASE_URL: cannot use it: {exc}") from None
+    if not connect:
+        return db
     if not db.ping():
         raise Fail(f"DATABASE_URL: cannot connect to {db.engine.url.render_as_string(hide_password=True)}")
     if need_schema and current(db.engine) != head():
@@ -100,11 +104,13 @@ def cmd_manifest(args) -> int:
 
 
 def build(settings):
-    """The process configuration, the database and the Bolt app, as `serve` runs them."""
+    """The process configuration, the database and the Bolt app, as `serve` runs them. It does not
+    connect to the database: `serve` checks it (and the schema) once before it starts, and a web worker
+    that (re)starts while the database is down must still boot, answering 503 on /healthz until it is back."""
     from bot.app import Deps, create_app
 
     cfg = _process(settings.process_config)
-    db = _database(settings.database_url)
+    db = _database(settings.database_url, connect=False)
     return create_app(settings, Deps(cfg=cfg, db=db)), db
 
 

@@ -10,7 +10,9 @@ from bot.settings import Settings
 
 
 def wsgi_app():
-    """Build the WSGI app from the environment (one per gunicorn worker)."""
+    """Build the WSGI app from the environment (one per gunicorn worker). It does not connect to the
+    database (`serve` checked it before gunicorn started), so a worker that restarts while the database
+    is down still boots, and serves again as soon as it is back."""
     from bot.app import WebApp
     from bot.cli import build
     from bot.settings import load_settings
