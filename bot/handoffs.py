@@ -164,6 +164,10 @@ def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> t
 # -- transitions -----------------------------------------------------------------------------------
 
 
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
 def _event(handoff: Handoff, kind: str, actor: str, at: datetime, reason: str | None = None, **data) -> HandoffEvent:
     return HandoffEvent(
         handoff_id=handoff.id, seq=handoff.version, kind=kind, actor=actor, at=at, round=handoff.round, reason=reason, data=data
@@ -186,7 +190,9 @@ def create(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
         )
         s.add(handoff)
         s.flush()
-        s.add(_event(handoff, EventKind.CREATED, sender, now, criteria_met=met, title=handoff.title))
+        s.add(_event(handoff, EventKind.CREATED, sender, now, from_team=handoff.from_team, to_team=handoff.to_team,
+                     title=handoff.title, notes=handoff.notes, link=handoff.link, due_date=_iso(handoff.due_date),
+                     criteria=list(handoff.criteria), criteria_met=met))
     return handoff
 
 
@@ -293,7 +299,7 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
     return _transition(
         db, handoff_id, lambda h: _require_author(cfg, h, actor, "resubmit"), EventKind.RESUBMITTED, actor, now,
         allowed_from=HandoffState.WAITING_FOR_SENDER, new_state=HandoffState.OPEN, new_round=True,
-        changes=changes, data={"criteria_met": met},
+        changes=changes, data={**changes, "due_date": _iso(handoff.due_date)},
     )
 
 
@@ -348,13 +354,37 @@ _EVENT_STATE = {
 }
 
 
+COLUMNS = ("from_team", "to_team", "sender", "title", "link", "due_date", "notes", "criteria", "criteria_met",
+           "state", "round", "version", "created_at", "updated_at", "accepted_at")
+"""The `handoff` columns `replay` rebuilds: all but the id and Slack's bookkeeping (channel, message_ts)."""
+
+
 def replay(events: list[HandoffEvent]) -> dict:
-    """Recompute a handoff's state, round, version and acceptance time from its events alone."""
-    state, round_, accepted_at = None, 0, None
+    """Recompute a handoff's row (every column in `COLUMNS`) from its events alone.
+
+    `created` carries the first round's content and `resubmitted` each later round's; events written
+    before they carried it replay too: what an event does not say stays as it was (None or [] at first).
+    """
+    row: dict = dict.fromkeys(COLUMNS)
+    row.update(criteria=[], criteria_met=[], round=0, version=0)
     for ev in events:
-        state = _EVENT_STATE[ev.kind]
+        data = ev.data or {}
+        row["state"] = _EVENT_STATE[ev.kind]
+        row["version"] = ev.seq if ev.seq is not None else row["version"] + 1
+        row["updated_at"] = ev.at
+        if ev.kind == EventKind.CREATED:
+            row.update(sender=ev.actor, created_at=ev.at)
+            row["criteria"] = list(data.get("criteria", data.get("criteria_met", [])))
+            for key in ("from_team", "to_team", "title"):
+                if key in data:
+                    row[key] = data[key]
         if ev.kind in (EventKind.CREATED, EventKind.RESUBMITTED):
-            round_ += 1
+            row["round"] += 1
+            for key in ("notes", "link", "criteria_met"):
+                if key in data:
+                    row[key] = list(data[key]) if key == "criteria_met" else data[key]
+            if "due_date" in data:
+                row["due_date"] = date.fromisoformat(data["due_date"]) if data["due_date"] else None
         if ev.kind == EventKind.ACCEPTED:
-            accepted_at = ev.at
-    return {"state": state, "round": round_, "version": len(events), "accepted_at": accepted_at}
+            row["accepted_at"] = ev.at
+    return row

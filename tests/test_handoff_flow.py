@@ -82,4 +82,4 @@ def test_full_round_trip(steward, fake, db):
     assert [e.round for e in events] == [1, 1, 2, 2]
     assert events[1].reason == "Wireframes lack the error states" and events[1].actor == "U0BOB"
     final = handoffs.get(db, h.id)
-    assert handoffs.replay(events) == {"state": final.state, "round": final.round, "version": final.version, "accepted_at": final.accepted_at}
+    assert handoffs.replay(events).items() >= {"state": final.state, "round": final.round, "version": final.version, "accepted_at": final.accepted_at}.items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import date, datetime, timedelta
 
 import pytest
 
@@ -218,6 +219,62 @@ def test_a_steward_who_sends_does_not_review_it_either(db, cfg):
     with pytest.raises(NotAllowed, match="You sent this handoff"):
         handoffs.send_back(db, own, h.id, "U0ALICE", "rework_requested", "Mine")
     assert handoffs.send_back(db, own, h.id, "U0BOB", "rework_requested", "Theirs").changed
+
+
+# -- the event log is the full record -----------------------------------------------------------------
+
+
+def columns(db, handoff_id) -> dict:
+    h = handoffs.get(db, handoff_id)
+    return {c: getattr(h, c) for c in handoffs.COLUMNS}
+
+
+def assert_replays(db, handoff_id) -> None:
+    assert handoffs.replay(handoffs.history(db, handoff_id)) == columns(db, handoff_id)
+
+
+def test_replay_rebuilds_every_column_after_every_transition(db, cfg):
+    t = datetime(2026, 11, 10, 9, 30, 15, 250000)
+    criteria = list(cfg.boundary("eng", "qa").criteria)
+    h = handoffs.create(db, cfg, "U0BOB", handoffs.Draft("eng", "qa", "Build 42", link="https://ci.example/42",
+                                                         due_date=date(2026, 11, 30), notes="First cut", criteria_met=criteria[:1]), now=t)
+    assert_replays(db, h.id)
+    handoffs.send_back(db, cfg, h.id, "U0CAROL", "rework_requested", "No test plan", now=t + timedelta(hours=1))
+    assert_replays(db, h.id)
+    handoffs.resubmit(db, cfg, h.id, "U0AMY", criteria, "Test plan added", "https://ci.example/43", now=t + timedelta(hours=2))
+    assert_replays(db, h.id)
+    handoffs.send_back(db, cfg, h.id, "U0STEW", "clarification_requested", "Which build?", now=t + timedelta(hours=3))
+    assert_replays(db, h.id)
+    handoffs.resubmit(db, cfg, h.id, "U0BOB", criteria[1:], None, None, now=t + timedelta(hours=4))  # notes and link cleared
+    assert_replays(db, h.id)
+    handoffs.accept(db, cfg, h.id, "U0CAROL", now=t + timedelta(hours=5))
+    assert_replays(db, h.id)
+    row = columns(db, h.id)
+    assert (row["state"], row["round"], row["version"], row["notes"], row["link"]) == ("accepted", 3, 6, None, None)
+    assert row["accepted_at"] == t + timedelta(hours=5) and row["due_date"] == date(2026, 11, 30)
+
+    other = handoffs.create(db, cfg, "U0ALICE", domain_draft(cfg, title="Spec", notes="n"), now=t)
+    assert_replays(db, other.id)
+    handoffs.send_back(db, cfg, other.id, "U0BOB", "clarification_requested", "?", now=t + timedelta(minutes=5))
+    handoffs.cancel(db, cfg, other.id, "U0ALICE", now=t + timedelta(minutes=9))
+    assert_replays(db, other.id)
+    assert columns(db, other.id)["state"] == "cancelled"
+
+
+def test_events_written_before_they_carried_the_content_still_replay():
+    t = datetime(2026, 1, 5, 10)
+    old = [
+        HandoffEvent(handoff_id=1, seq=1, kind="created", actor="U0ALICE", at=t, round=1, data={"criteria_met": ["A"], "title": "Spec"}),
+        HandoffEvent(handoff_id=1, seq=2, kind="rework_requested", actor="U0BOB", at=t + timedelta(hours=1), round=1, reason="B?", data={}),
+        HandoffEvent(handoff_id=1, seq=3, kind="resubmitted", actor="U0ALICE", at=t + timedelta(hours=2), round=2, data={"criteria_met": ["A", "B"]}),
+        HandoffEvent(handoff_id=1, seq=4, kind="accepted", actor="U0BOB", at=t + timedelta(hours=3), round=2, data={}),
+    ]
+    row = handoffs.replay(old)
+    assert set(row) == set(handoffs.COLUMNS)
+    assert (row["sender"], row["title"], row["criteria_met"], row["state"], row["round"], row["version"]) == \
+        ("U0ALICE", "Spec", ["A", "B"], "accepted", 2, 4)
+    assert (row["created_at"], row["updated_at"], row["accepted_at"]) == (t, t + timedelta(hours=3), t + timedelta(hours=3))
+    assert row["notes"] is None and row["due_date"] is None and row["criteria"] == ["A"]
 
 
 def test_only_the_sending_side_may_resubmit(steward, fake, db):

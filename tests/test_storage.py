@@ -39,7 +39,7 @@ def test_events_rebuild_every_handoff(db, cfg):
     with db.read() as s:
         rows = s.exec(select(Handoff)).all()
     for h in rows:
-        assert handoffs.replay(handoffs.history(db, h.id)) == {"state": h.state, "round": h.round, "version": h.version, "accepted_at": h.accepted_at}
+        assert handoffs.replay(handoffs.history(db, h.id)) == {c: getattr(h, c) for c in handoffs.COLUMNS}
     got = handoffs.get(db, a.id)
     assert (got.state, got.round, got.accepted_at) == ("accepted", 3, t + timedelta(hours=5))
 
