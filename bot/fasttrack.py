@@ -21,7 +21,7 @@ from sqlalchemy import func, text, update
 from sqlmodel import Session, select
 
 from bot import schedule
-from bot.handoffs import HandoffError, NotAllowed, NotFound, utcnow
+from bot.handoffs import HandoffError, NotAllowed, NotFound, local_today, utcnow
 from bot.process import ProcessConfig, Right
 from storage.db import Database
 from storage.models import FastTrack, FastTrackCard, FastTrackEvent, FastTrackEventKind, FastTrackState, Handoff, HandoffState
@@ -135,7 +135,8 @@ class Draft:
 
 
 def check(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, today: date) -> dict[str, str]:
-    """The draft's problems by form field (empty when it can be submitted)."""
+    """The draft's problems by form field (empty when it can be submitted). `today` is the organisation's
+    date (`bot.handoffs.local_today`)."""
     errors: dict[str, str] = {}
     mine = [t.id for t in cfg.teams_of(requester)]
     if not mine:
@@ -182,7 +183,7 @@ def _lock_team(session: Session, db: Database, team: str) -> None:
 
 def request(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: datetime | None = None) -> tuple[FastTrack, Budget, Route]:
     now = now or utcnow()
-    errors = check(db, cfg, requester, draft, now.date())
+    errors = check(db, cfg, requester, draft, local_today(cfg, now))
     if errors:
         name, message = next(iter(errors.items()))
         raise HandoffError(message, name)

@@ -30,6 +30,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def local_today(cfg: ProcessConfig, now: datetime | None = None) -> date:
+    """Today's date in the organisation's time zone (`now` is naive UTC, or aware)."""
+    now = now or utcnow()
+    aware = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now
+    return aware.astimezone(cfg.organization.tz).date()
+
+
 class HandoffError(Exception):
     """A rule said no. The message is written for the person who asked; `field` names the form field;
     `people` are the user ids the message mentions as `<@ID>` (shown as mentions, nothing else is)."""
@@ -126,7 +133,8 @@ def _clean(text: str | None) -> str | None:
 
 
 def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> tuple[Boundary | None, dict[str, str]]:
-    """Validate a draft against the configuration. Returns the boundary and the errors by field."""
+    """Validate a draft against the configuration. Returns the boundary and the errors by field.
+    `today` is the organisation's date (`local_today`): a due date before it is in the past."""
     errors: dict[str, str] = {}
     mine = [t.id for t in cfg.teams_of(sender)]
     if not mine:
@@ -176,7 +184,7 @@ def _event(handoff: Handoff, kind: str, actor: str, at: datetime, reason: str | 
 
 def create(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: datetime | None = None) -> Handoff:
     now = now or utcnow()
-    boundary, errors = check_draft(cfg, sender, draft, now.date())
+    boundary, errors = check_draft(cfg, sender, draft, local_today(cfg, now))
     if errors:
         field, message = next(iter(errors.items()))
         raise HandoffError(message, field)

@@ -120,7 +120,7 @@ def register(app: App, deps) -> None:
             what=state_value(values, "what"), justification=state_value(values, "justification"),
             handoff_id=int(handoff) if handoff and handoff.isdigit() and int(handoff) < 2**31 else None, needed_by=needed_by,
         )
-        errors = fasttrack.check(db, cfg, user, draft, deps.now().date())
+        errors = fasttrack.check(db, cfg, user, draft, handoffs.local_today(cfg, deps.now()))
         if errors:
             blocks = {b.get("block_id") for b in view.get("blocks", [])}
             return ack(response_action="errors", errors={(k if k in blocks else "what"): v for k, v in errors.items()})

@@ -162,7 +162,7 @@ def register(app: App, deps) -> None:
             link=(state_value(values, "link") or "").strip() or None, due_date=due, notes=state_value(values, "notes"),
             criteria_met=[boundary.criteria[int(i)] for i in ticked if boundary and str(i).isdigit() and int(i) < len(boundary.criteria)],
         )
-        _, errors = handoffs.check_draft(cfg, user, draft, deps.now().date())
+        _, errors = handoffs.check_draft(cfg, user, draft, handoffs.local_today(cfg, deps.now()))
         if errors:
             blocks = {"criteria": criteria_block(from_id or "", to_id or ""), "from_team": "from_team" if len(cfg.teams_of(user)) > 1 else "to_team"}
             return ack(response_action="errors", errors={blocks.get(k, k): v for k, v in errors.items()})

@@ -14,7 +14,9 @@ Filters:
 - `user`       a mention built from a Slack user id (never from user text)
 - `user_id`    a Slack user id, checked, for fields such as `initial_user`
 - `channel`    a channel link built from a channel id
-- `when`       a datetime (naive UTC) as a Slack date token with a readable fallback
+- `when`       a datetime (naive UTC) as a Slack date token with a readable fallback; a date as `day`
+- `day`        a calendar date (a due date, a needed-by date) as plain text, "Mon 30 Nov 2026": a date has
+               no time of day, so no time zone may shift it
 - `url`        a link already validated by the domain (http/https, no spaces, < > |)
 - `json`       a value as a JSON fragment (lists of options built in Python)
 """
@@ -123,9 +125,20 @@ def _when(value: datetime | date | None, style: str = "{date_short_pretty} {time
         aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
         fallback = aware.strftime("%Y-%m-%d %H:%M UTC")
     else:
-        aware = datetime(value.year, value.month, value.day, 12, tzinfo=timezone.utc)
-        style, fallback = "{date_long_pretty}", value.isoformat()
+        return _day(value)
     return Safe(f"<!date^{int(aware.timestamp())}^{style}|{fallback}>")
+
+
+def _day(value: date | None) -> Safe:
+    if value is None:
+        return Safe("")
+    if isinstance(value, datetime):
+        raise TypeError("a datetime is shown with |when")
+    return Safe(f"{_WEEKDAYS[value.weekday()]} {value.day} {_MONTHS[value.month - 1]} {value.year}")
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # not strftime: the locale must not change it
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _url(value: str) -> Safe:
@@ -173,7 +186,7 @@ def _age(start: datetime, now: datetime) -> str:
 
 
 _env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options)
-_env.filters.update(mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, user_id=_user_id, channel=_channel, when=_when, url=_url, json=_json)
+_env.filters.update(mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, user_id=_user_id, channel=_channel, when=_when, day=_day, url=_url, json=_json)
 
 
 def render(name: str, **context) -> dict:

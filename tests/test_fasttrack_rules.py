@@ -62,6 +62,24 @@ def test_cancelled_handoffs_are_not_items(db, cfg):
     assert (b.items, b.limit) == (9, 1)
 
 
+def test_needed_by_today_is_the_organisations_date(db, cfg):
+    from templates import render
+
+    la = cfg.model_copy(update={"organization": cfg.organization.model_copy(update={"timezone": "America/Los_Angeles"})})
+    evening = datetime(2026, 12, 1, 2, 0)  # 18:00 on 30 November in Los Angeles
+    draft = Draft(team="eng", element="QA sign-off", reason="Customer escalation", what="Hotfix", justification="Down",
+                  needed_by=date(2026, 11, 30))
+    assert fasttrack.check(db, la, "U0BOB", draft, handoffs.local_today(la, evening)) == {}
+    row, budget, _ = fasttrack.request(db, la, "U0BOB", draft, now=evening)
+    assert row.needed_by == date(2026, 11, 30)
+    with pytest.raises(HandoffError) as exc:
+        fasttrack.request(db, cfg, "U0BOB", draft, now=evening)  # Berlin: already 1 December
+    assert exc.value.field == "needed_by"
+    card = render("fasttrack_card", r=row, team_name="Engineering", meter=budget.meter(), right=la.right("QA sign-off"),
+                  handoff=None, mode="decide", why=None)
+    assert "needed by Mon 30 Nov 2026\n" in card["blocks"][1]["text"]["text"]
+
+
 def test_routing_follows_the_matrix_and_never_the_requester(db, cfg):
     row, budget, route = ask(db, cfg, element="QA sign-off")
     assert row.deciders == ["U0CAROL", "U0STEW"] and not row.over_budget and route.watchers == []

@@ -277,6 +277,34 @@ def test_events_written_before_they_carried_the_content_still_replay():
     assert row["notes"] is None and row["due_date"] is None and row["criteria"] == ["A"]
 
 
+# -- dates in the organisation's time zone -------------------------------------------------------------
+
+
+def in_los_angeles(cfg):
+    return cfg.model_copy(update={"organization": cfg.organization.model_copy(update={"timezone": "America/Los_Angeles"})})
+
+
+def test_today_is_the_organisations_date(db, cfg):
+    la = in_los_angeles(cfg)
+    evening = datetime(2026, 12, 1, 2, 0)  # 18:00 on Monday 30 November in Los Angeles, already 1 December in UTC
+    assert handoffs.local_today(la, evening) == date(2026, 11, 30) and handoffs.local_today(cfg, evening) == date(2026, 12, 1)
+    h = handoffs.create(db, la, "U0ALICE", domain_draft(la, due_date=date(2026, 11, 30)), now=evening)
+    assert h.due_date == date(2026, 11, 30)
+    with pytest.raises(handoffs.HandoffError, match="in the past") as exc:
+        handoffs.create(db, la, "U0ALICE", domain_draft(la, due_date=date(2026, 11, 29)), now=evening)
+    assert exc.value.field == "due_date"
+    with pytest.raises(handoffs.HandoffError, match="in the past"):  # in Berlin it is 1 December already
+        handoffs.create(db, cfg, "U0ALICE", domain_draft(cfg, due_date=date(2026, 11, 30)), now=evening)
+
+
+def test_a_due_date_is_shown_as_a_date_never_as_a_time(db, cfg):
+    from templates import render
+
+    h = handoffs.create(db, cfg, "U0ALICE", domain_draft(cfg, due_date=date(2026, 11, 30)), now=datetime(2026, 11, 2, 9))
+    card = blocks_text(render("handoff_card", h=h, from_name="Design", to_name="Engineering", events=[], steward="U0STEW"))
+    assert "due Mon 30 Nov 2026" in card and "<!date" not in card.split("due ")[1].split("\n")[0]
+
+
 def test_only_the_sending_side_may_resubmit(steward, fake, db):
     h = send(steward, fake)
     handoffs.send_back(db, handoffs_cfg(), h.id, "U0BOB", "rework_requested", "More")
