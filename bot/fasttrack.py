@@ -143,10 +143,14 @@ def check(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, today:
         errors["team"] = "You are not a member of any team in Steward's process configuration."
     elif draft.team not in mine:
         errors["team"] = "Choose one of your teams."
-    if cfg.right(draft.element or "") is None:
+    if not draft.element:
         errors["element"] = "Choose the gate to skip."
-    if draft.reason not in cfg.fasttrack.reasons:
+    elif cfg.right(draft.element) is None:
+        errors["element"] = "That gate is no longer in the decision-rights matrix; choose again."
+    if not draft.reason:
         errors["reason"] = "Choose a reason."
+    elif draft.reason not in cfg.fasttrack.reasons:
+        errors["reason"] = "That reason is no longer one of the fast-track reasons; choose again."
     what = (draft.what or "").strip()
     if not what:
         errors["what"] = "Say what needs to go faster."

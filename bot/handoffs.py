@@ -163,7 +163,7 @@ def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> t
     if boundary is not None:
         missing = [c for c in boundary.criteria if c not in draft.criteria_met]
         if any(c not in boundary.criteria for c in draft.criteria_met):
-            errors["criteria"] = "Some of the chosen criteria are not criteria of this boundary."
+            errors["criteria"] = "Some of the chosen criteria are no longer criteria of this boundary; choose again."
         elif missing and cfg.model_of(boundary) == "centralized":
             errors["criteria"] = "This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing)
     return boundary, errors
@@ -294,7 +294,7 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
     _require_author(cfg, handoff, actor, "resubmit")  # who asks comes before what they sent
     boundary = cfg.boundary(handoff.from_team, handoff.to_team)
     if any(c not in handoff.criteria for c in criteria_met):
-        raise HandoffError("Some of the chosen criteria are not criteria of this handoff.", "criteria")
+        raise HandoffError("Some of the chosen criteria are no longer criteria of this handoff; choose again.", "criteria")
     missing = [c for c in handoff.criteria if c not in criteria_met]
     if missing and boundary and cfg.model_of(boundary) == "centralized":
         raise HandoffError("This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing), "criteria")

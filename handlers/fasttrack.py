@@ -98,12 +98,6 @@ def register(app: App, deps) -> None:
 
     # -- the request form ------------------------------------------------------------------------------
 
-    def pick(values: dict, block: str, choices) -> str | None:
-        index = state_value(values, block)
-        if index is None or not str(index).isdigit() or int(index) >= len(choices):
-            return None
-        return choices[int(index)]
-
     @app.view("fasttrack_submit")
     def submit(ack, body, view, client):
         user = body["user"]["id"]
@@ -113,10 +107,9 @@ def register(app: App, deps) -> None:
         except ValueError:
             return ack(response_action="errors", errors={"needed_by": "That is not a date."})
         handoff = state_value(values, "handoff")
-        right = pick(values, "element", cfg.rights)
-        draft = Draft(
+        draft = Draft(  # the element and the reason by name: the domain refuses one no longer configured
             team=state_value(values, "team") or metadata(view).get("team"),
-            element=right.element if right else None, reason=pick(values, "reason", cfg.fasttrack.reasons),
+            element=state_value(values, "element"), reason=state_value(values, "reason"),
             what=state_value(values, "what"), justification=state_value(values, "justification"),
             handoff_id=int(handoff) if handoff and handoff.isdigit() and int(handoff) < 2**31 else None, needed_by=needed_by,
         )

@@ -151,7 +151,6 @@ def register(app: App, deps) -> None:
         values = (view.get("state") or {}).get("values") or {}
         from_id = state_value(values, "from_team") or metadata(view).get("from")
         to_id = state_value(values, "to_team")
-        boundary = cfg.boundary(from_id or "", to_id or "")
         ticked = state_value(values, criteria_block(from_id or "", to_id or "")) or []
         try:
             due = date.fromisoformat(state_value(values, "due_date")) if state_value(values, "due_date") else None
@@ -160,7 +159,7 @@ def register(app: App, deps) -> None:
         draft = Draft(
             from_team=from_id, to_team=to_id, title=state_value(values, "title") or "",
             link=(state_value(values, "link") or "").strip() or None, due_date=due, notes=state_value(values, "notes"),
-            criteria_met=[boundary.criteria[int(i)] for i in ticked if boundary and str(i).isdigit() and int(i) < len(boundary.criteria)],
+            criteria_met=[str(c) for c in ticked],  # the criteria themselves: the domain refuses any no longer there
         )
         _, errors = handoffs.check_draft(cfg, user, draft, handoffs.local_today(cfg, deps.now()))
         if errors:
@@ -262,7 +261,7 @@ def register(app: App, deps) -> None:
         values = (view.get("state") or {}).get("values") or {}
         try:
             h = handoffs.get(db, int(view.get("private_metadata") or 0))
-            ticked = [h.criteria[int(i)] for i in state_value(values, "criteria") or [] if str(i).isdigit() and int(i) < len(h.criteria)]
+            ticked = [str(c) for c in state_value(values, "criteria") or []]  # the criteria themselves
             outcome = handoffs.resubmit(db, cfg, h.id, user, ticked, state_value(values, "notes"), (state_value(values, "link") or "").strip() or None, deps.now())
         except ValueError:
             return ack(response_action="errors", errors={"notes": "This form does not name a handoff."})

@@ -169,9 +169,11 @@ def _options(teams) -> list[dict]:
 
 
 def _criteria_options(criteria, chosen=None) -> list[dict]:
+    """Checkboxes whose values are the criteria themselves (at most 70 characters; Slack allows 150), not
+    their positions: a criterion removed or reordered since the form opened cannot be mistaken for another."""
     return [
-        {"text": {"type": "plain_text", "text": clip_escaped(c, 75)}, "value": str(i)}
-        for i, c in enumerate(criteria)
+        {"text": {"type": "plain_text", "text": clip_escaped(c, 75)}, "value": c}
+        for c in criteria
         if chosen is None or c in chosen
     ]
 

@@ -40,7 +40,7 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     fake.wait("chat.update")
     fresh(fake)
     steward.click("U0ALICE", "handoff_resubmit", str(second.id), channel="D0ALICE")
-    steward.submit("U0ALICE", view_of(fake.wait("views.open")[0]), {"criteria": ["0", "1", "2"]})
+    steward.submit("U0ALICE", view_of(fake.wait("views.open")[0]), {"criteria": ["Specification with acceptance criteria", "Wireframes", "Glossary of terms"]})
     fake.wait("chat.update")
     fresh(fake)
     steward.click("U0AMY", "handoff_accept", str(second.id))

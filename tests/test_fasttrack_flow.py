@@ -11,8 +11,8 @@ from bot.handoffs import utcnow
 from tests.harness import blocks_text, view_of
 from tests.test_handoff_flow import fresh
 
-QA_SIGNOFF = "0"  # the options' values: indexes into [[rights]] and [fasttrack].reasons
-CUSTOMER = "1"
+QA_SIGNOFF = "QA sign-off"  # the options' values: the element and the reason themselves
+CUSTOMER = "Customer escalation"
 
 
 def open_form(steward, fake, user="U0BOB") -> dict:
@@ -145,7 +145,7 @@ def test_over_budget_goes_to_the_backup_approvers(steward, fake, db):
 
 def test_bad_requests_are_answered_in_the_form(steward, fake, db):
     view = open_form(steward, fake)
-    r = steward.submit("U0BOB", view, {"what": "", "element": "7", "reason": None, "justification": "x" * 10})
+    r = steward.submit("U0BOB", view, {"what": "", "element": None, "reason": None, "justification": "x" * 10})
     errors = r.json()["errors"]
     assert r.json()["response_action"] == "errors"
     assert errors == {"element": "Choose the gate to skip.", "reason": "Choose a reason.", "what": "Say what needs to go faster."}
@@ -230,6 +230,6 @@ def test_forged_buttons_and_forms_get_private_answers(steward, fake, db):
     assert r.status == 200 and r.json()["errors"] == {"text": "This form does not name a month."}
     form = open_form(steward, fake)
     form["private_metadata"] = json.dumps({"team": "qa"})  # not Bob's team
-    r = steward.submit("U0BOB", form, {"what": "x", "element": "0", "reason": "0", "justification": "y"})
+    r = steward.submit("U0BOB", form, {"what": "x", "element": QA_SIGNOFF, "reason": CUSTOMER, "justification": "y"})
     assert r.json()["errors"] == {"what": "Choose one of your teams."}
     assert fasttrack.listing(db, "U0BOB")[0] == [] and fake.of("views.update") == []

@@ -133,6 +133,37 @@ def test_bad_requests_name_the_field(db, cfg, field, kw):
     assert exc.value.field == field
 
 
+def test_an_element_or_reason_no_longer_configured_is_chosen_again(db, cfg):
+    for kw, field, message in [
+        ({"element": "Security review"}, "element", "That gate is no longer in the decision-rights matrix; choose again."),
+        ({"element": None}, "element", "Choose the gate to skip."),
+        ({"reason": "Board request"}, "reason", "That reason is no longer one of the fast-track reasons; choose again."),
+        ({"reason": None}, "reason", "Choose a reason."),
+    ]:
+        with pytest.raises(HandoffError) as exc:
+            ask(db, cfg, **kw)
+        assert (exc.value.field, str(exc.value)) == (field, message)
+    assert fasttrack.listing(db, "U0BOB")[0] == []
+
+
+def test_the_form_names_elements_and_reasons_not_positions(steward, fake, db):
+    from tests.harness import view_of
+
+    assert steward.command("U0BOB", "", command="/fasttrack").status == 200
+    view = view_of(fake.wait("views.open")[-1])
+    values = {b["block_id"]: [o["value"] for o in b["element"]["options"]] for b in view["blocks"] if b.get("block_id") in ("element", "reason")}
+    assert values == {"element": ["QA sign-off", "Design review", "Architecture review"],
+                      "reason": ["Regulatory deadline", "Customer escalation", "Security fix", "Other"]}
+    r = steward.submit("U0BOB", view, {"what": "Hotfix", "element": "0", "reason": "Board request", "justification": "Down"}).json()
+    assert r == {"response_action": "errors", "errors": {
+        "element": "That gate is no longer in the decision-rights matrix; choose again.",
+        "reason": "That reason is no longer one of the fast-track reasons; choose again."}}
+    assert fasttrack.listing(db, "U0BOB")[0] == []
+    r = steward.submit("U0BOB", view, {"what": "Hotfix", "element": "Design review", "reason": "Other", "justification": "Down"})
+    assert r.raw in (b"", b"{}")
+    assert [(x.element, x.reason) for x in fasttrack.listing(db, "U0BOB")[0]] == [("Design review", "Other")]
+
+
 def test_over_budget_goes_to_the_backup_approvers(db, cfg):
     items(db, cfg, 12, "eng")  # limit 1
     first, _, _ = ask(db, cfg)

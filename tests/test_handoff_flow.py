@@ -11,6 +11,7 @@ from storage.models import Handoff
 from tests.harness import blocks_text, view_of
 
 CRITERIA = "criteria-design-eng"
+ALL_MET = ("Specification with acceptance criteria", "Wireframes", "Glossary of terms")  # the options' values: the criteria
 
 
 def open_modal(steward, fake, user="U0ALICE", text="") -> dict:
@@ -18,7 +19,7 @@ def open_modal(steward, fake, user="U0ALICE", text="") -> dict:
     return view_of(fake.wait("views.open")[-1])
 
 
-def send(steward, fake, title="Checkout v2 spec", criteria=("0", "1", "2"), user="U0ALICE", **extra) -> Handoff:
+def send(steward, fake, title="Checkout v2 spec", criteria=ALL_MET, user="U0ALICE", **extra) -> Handoff:
     view = open_modal(steward, fake, user, "eng")
     values = {"to_team": "eng", "title": title, CRITERIA: list(criteria), **extra}
     r = steward.submit(user, view, values)
@@ -65,7 +66,7 @@ def test_full_round_trip(steward, fake, db):
     steward.click("U0ALICE", "handoff_resubmit", str(h.id), channel="D0ALICE")
     modal = view_of(fake.wait("views.open")[0])
     assert "Wireframes lack the error states" in json.dumps(modal)
-    assert steward.submit("U0ALICE", modal, {"criteria": ["0", "1", "2"], "notes": "Added error states"}).status == 200
+    assert steward.submit("U0ALICE", modal, {"criteria": list(ALL_MET), "notes": "Added error states"}).status == 200
     update = fake.wait("chat.update")[0]
     assert "round 2" in blocks_text(update.args) and "Waiting for review" in blocks_text(update.args)
 

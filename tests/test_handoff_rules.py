@@ -15,7 +15,7 @@ from bot import handoffs
 from bot.handoffs import NotAllowed
 from storage.models import Handoff, HandoffEvent
 from tests.harness import Steward, blocks_text, view_of
-from tests.test_handoff_flow import CRITERIA, fresh, open_modal, send
+from tests.test_handoff_flow import ALL_MET, CRITERIA, fresh, open_modal, send
 
 
 def handoff_count(db) -> int:
@@ -81,7 +81,7 @@ def test_sender_in_two_teams_gets_the_team_with_a_boundary(steward, fake, db):
     view = open_modal(steward, fake, "U0AMY", "qa")
     from_block = next(b for b in view["blocks"] if b.get("block_id") == "from_team")
     assert from_block["element"]["initial_option"]["value"] == "eng"
-    r = steward.submit("U0AMY", view, {"from_team": "eng", "to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["0"]})
+    r = steward.submit("U0AMY", view, {"from_team": "eng", "to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["Release notes"]})
     assert r.status == 200 and r.raw == b""
     fake.wait("chat.postMessage", 2)
     with db.read() as s:
@@ -94,7 +94,7 @@ def test_sender_in_two_teams_gets_the_team_with_a_boundary(steward, fake, db):
 
 def test_centralized_boundary_refuses_missing_criteria(steward, fake, db):
     view = open_modal(steward, fake, "U0ALICE", "eng")
-    r = steward.submit("U0ALICE", view, {"to_team": "eng", "title": "Spec", CRITERIA: ["0"]}).json()
+    r = steward.submit("U0ALICE", view, {"to_team": "eng", "title": "Spec", CRITERIA: ["Specification with acceptance criteria"]}).json()
     assert r["response_action"] == "errors"
     assert "Wireframes" in r["errors"][CRITERIA] and "Glossary of terms" in r["errors"][CRITERIA]
     assert handoff_count(db) == 0
@@ -102,7 +102,7 @@ def test_centralized_boundary_refuses_missing_criteria(steward, fake, db):
 
 def test_hybrid_boundary_accepts_missing_criteria_and_the_card_shows_them(steward, fake, db):
     view = open_modal(steward, fake, "U0BOB", "qa")
-    assert steward.submit("U0BOB", view, {"to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["1"]}).raw == b""
+    assert steward.submit("U0BOB", view, {"to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["Test plan"]}).raw == b""
     card = fake.wait("chat.postMessage", 2)[0]
     assert card.args["channel"] == "C0QA"
     body = blocks_text(card.args)
@@ -111,7 +111,7 @@ def test_hybrid_boundary_accepts_missing_criteria_and_the_card_shows_them(stewar
 
 def test_bad_fields_are_refused_in_the_modal(steward, fake, db):
     view = open_modal(steward, fake, "U0ALICE", "eng")
-    full = {"to_team": "eng", CRITERIA: ["0", "1", "2"]}
+    full = {"to_team": "eng", CRITERIA: list(ALL_MET)}
     cases = [
         ({"title": "   "}, "title"),
         ({"title": "x" * 5000}, "title"),
@@ -120,7 +120,9 @@ def test_bad_fields_are_refused_in_the_modal(steward, fake, db):
         ({"title": "ok", "due_date": "2001-01-01"}, "due_date"),
         ({"title": "ok", "due_date": "not-a-date"}, "due_date"),
         ({"title": "ok", "notes": "n" * 5000}, "notes"),
-        ({"title": "ok", CRITERIA: ["0", "1", "2", "7"]}, None),  # an unknown index is ignored: still centralized-complete
+        ({"title": "ok", CRITERIA: [*ALL_MET, "Mood board"]}, CRITERIA),  # a criterion no longer configured: choose again
+        ({"title": "ok", CRITERIA: ["0", "1", "2"]}, CRITERIA),  # positions are not criteria
+        ({"title": "ok"}, None),
     ]
     for values, field in cases:
         r = steward.submit("U0ALICE", view, {**full, **values})
@@ -130,6 +132,31 @@ def test_bad_fields_are_refused_in_the_modal(steward, fake, db):
         assert r.json()["response_action"] == "errors" and field in r.json()["errors"], (values, r.raw)
     fake.settle(quiet=0.2)
     assert handoff_count(db) == 1
+
+
+def test_criteria_options_carry_the_criteria_not_their_positions(steward, fake, db, cfg):
+    view = open_modal(steward, fake, "U0ALICE", "eng")
+    block = next(b for b in view["blocks"] if b.get("block_id") == CRITERIA)
+    assert [o["value"] for o in block["element"]["options"]] == list(ALL_MET)
+    # The domain refuses a criterion that is no longer configured, on the criteria field.
+    _, errors = handoffs.check_draft(cfg, "U0ALICE", handoffs.Draft("design", "eng", "Spec", criteria_met=[*ALL_MET, "Mood board"]), date(2026, 1, 1))
+    assert errors == {"criteria": "Some of the chosen criteria are no longer criteria of this boundary; choose again."}
+    # The resubmit form too: its values are the handoff's criteria, and a stale one is refused on its field.
+    h = send(steward, fake)
+    handoffs.send_back(db, cfg, h.id, "U0BOB", "rework_requested", "More")
+    fresh(fake)
+    steward.click("U0ALICE", "handoff_resubmit", str(h.id), channel="D0ALICE")
+    modal = view_of(fake.wait("views.open")[0])
+    block = next(b for b in modal["blocks"] if b.get("block_id") == "criteria")
+    assert [o["value"] for o in block["element"]["options"]] == list(ALL_MET)
+    assert [o["value"] for o in block["element"]["initial_options"]] == list(ALL_MET)
+    r = steward.submit("U0ALICE", modal, {"criteria": ["0", "1", "2"]}).json()
+    assert r == {"response_action": "errors", "errors": {"criteria": "Some of the chosen criteria are no longer criteria of this handoff; choose again."}}
+    with pytest.raises(handoffs.HandoffError, match="no longer criteria of this handoff") as exc:
+        handoffs.resubmit(db, cfg, h.id, "U0ALICE", [*ALL_MET, "Mood board"], None, None)
+    assert exc.value.field == "criteria" and handoffs.get(db, h.id).state == "rework_requested"
+    assert steward.submit("U0ALICE", modal, {"criteria": list(ALL_MET)}).raw == b""
+    assert handoffs.get(db, h.id).state == "open"
 
 
 # -- send-back ------------------------------------------------------------------------------------
@@ -405,7 +432,7 @@ def test_rate_limited_modal_is_retried(steward, fake):
 def test_card_refused_by_slack_keeps_the_handoff_and_tells_the_sender(steward, fake, db):
     fake.fail("chat.postMessage", "channel_not_found")
     view = open_modal(steward, fake, "U0ALICE", "eng")
-    steward.submit("U0ALICE", view, {"to_team": "eng", "title": "Spec", CRITERIA: ["0", "1", "2"]})
+    steward.submit("U0ALICE", view, {"to_team": "eng", "title": "Spec", CRITERIA: list(ALL_MET)})
     calls = fake.wait("chat.postMessage", 3)  # the refused card, the sender's DM, the sender told why
     assert calls[0].args["channel"] == "C0ENG"
     told = [c for c in calls[1:] if c.args["channel"] == "U0ALICE" and "channel_not_found" in blocks_text(c.args)]
