@@ -1,26 +1,17 @@
-"""The Slack Web API client every process uses: base URL from settings, retries for 429s and outages."""
+"""The Slack Web API client every process uses: base URL and token from settings, and no automatic
+retries. chat.postMessage has no idempotency key, so retrying it after a 5xx or a cut connection can
+post twice: the outbox (`bot.delivery`) decides what is retried, after looking whether Slack acted, and
+honours Retry-After itself. A `views.open` is worth one attempt only: its trigger expires in 3 s."""
 
 from __future__ import annotations
 
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 
 from bot.settings import Settings
 
+TIMEOUT = 5  # seconds for one Web API call
 
-def make_client(settings: Settings) -> WebClient:
+
+def make_client(settings: Settings, timeout: float = TIMEOUT) -> WebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    return WebClient(
-        token=token,
-        base_url=settings.slack_api_url,
-        timeout=10,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=3),  # waits Retry-After, then tries again
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+    return WebClient(token=token, base_url=settings.slack_api_url, timeout=timeout, retry_handlers=[])

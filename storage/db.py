@@ -19,19 +19,26 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, wait: float | None = None) -> Engine:
+    """`wait`: at most this many seconds to wait for a lock or a connection (the web app: well under
+    Slack's 3 s, so a slow database gives the person an answer rather than a late ack). None: 30 s."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        args = {}
+        if wait is not None:
+            ms = int(wait * 1000)
+            args = {"connect_timeout": max(1, int(wait)), "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 2}"}
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=wait or 30, connect_args=args)
 
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    busy_ms = int((wait if wait is not None else 30) * 1000)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_ms / 1000})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         # Let SQLAlchemy's "begin" event decide how a transaction starts (pysqlite would defer it).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         if make_url(url).database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
@@ -51,9 +58,9 @@ def make_engine(url: str) -> Engine:
 class Database:
     """One per process. `write()` for a transaction that changes data, `read()` for one that does not."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, wait: float | None = None):
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, wait)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.is_sqlite else self.engine
 

@@ -41,6 +41,7 @@ class Handoff(SQLModel, table=True):
         Index("ix_handoff_sender_state", "sender", "state"),
         Index("ix_handoff_accepted_at", "accepted_at"),
         Index("ix_handoff_created_teams", "created_at", "from_team", "to_team"),
+        UniqueConstraint("view_id", name="uq_handoff_view"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -61,6 +62,7 @@ class Handoff(SQLModel, table=True):
     created_at: datetime = Field(sa_type=DateTime())
     updated_at: datetime = Field(sa_type=DateTime())
     accepted_at: datetime | None = Field(default=None, sa_type=DateTime())
+    view_id: str | None = Field(default=None, max_length=40)  # the modal it was submitted from: a resubmitted form makes nothing twice
 
 
 class HandoffEvent(SQLModel, table=True):
@@ -81,34 +83,56 @@ class HandoffEvent(SQLModel, table=True):
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
-class LedgerStatus:
-    CLAIMED = "claimed"  # a run is sending it now (or died doing so: retried once the lease has passed)
+class OutboxStatus:
+    PENDING = "pending"  # to be delivered at or after `next_at`
+    SENDING = "sending"  # a deliverer holds it until `lease_until` (or died holding it: taken over after)
     SENT = "sent"
-    FAILED = "failed"  # Slack refused it; `error` says why; retried by a later run
+    FAILED = "failed"  # Slack refused it for good (`error` says why); an operator may retry it
+    UNKNOWN = "unknown"  # it may be in Slack and we could not look: never resent without an operator
+    DONE = (SENT, FAILED, UNKNOWN)
 
 
-class JobLedger(SQLModel, table=True):
-    """One row per side effect of a scheduled job, claimed before it is sent: the unique key
-    (job, period, target) is what makes a rerun, a restart or a second clock post nothing twice."""
+class Outbox(SQLModel, table=True):
+    """Every message Steward sends after an ack, written in the transaction of the decision that causes it.
 
-    __tablename__ = "job_ledger"
+    `key` says what it is and makes it unique (`handoff:42:card`, `handoff:42:v3:dm:U0ALICE`); a message is
+    rendered when it is delivered (`render` names the renderer, `params` what it reads), so an update
+    always shows the latest state. `kind`: `post` (chat.postMessage; a reply in the thread of `anchor`'s
+    message when `anchor` is set), `update` (chat.update of `anchor`'s message; one row per message, whose
+    `generation` grows each time it is asked for again: several pending updates coalesce into one),
+    `upload` (a file into `anchor`'s thread). `check` is true while the outcome of the last attempt is
+    unknown (a time-out, a 5xx, a deliverer that died): the message is looked for in Slack before any resend.
+    """
+
+    __tablename__ = "outbox"
     __table_args__ = (
-        UniqueConstraint("job", "period", "target", name="uq_job_ledger_key"),
-        Index("ix_job_ledger_status", "status", "updated_at"),
+        UniqueConstraint("key", name="uq_outbox_key"),
+        Index("ix_outbox_due", "status", "next_at"),
+        Index("ix_outbox_item", "item"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    job: str = Field(max_length=40)
-    period: str = Field(max_length=20)
-    target: str = Field(max_length=80)
+    key: str = Field(max_length=200)
+    item: str = Field(max_length=60)  # what it is about: "handoff:42", "fasttrack:7", "digest:2026-10"
+    kind: str = Field(max_length=10)
+    channel: str = Field(max_length=20)  # a channel id, or a user id for a DM
+    anchor: str | None = Field(default=None, max_length=200)
+    render: str = Field(max_length=40)
+    params: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    actor: str | None = Field(default=None, max_length=20)  # who acted: told once if it fails for good
     status: str = Field(max_length=10)
-    token: str = Field(max_length=32)  # the claiming run's random token: only it may mark the row
-    attempts: int = 1
-    channel: str | None = Field(default=None, max_length=20)
-    ref: str | None = Field(default=None, max_length=40)  # Slack's message ts, or a file id
-    error: str | None = Field(default=None, max_length=200)
-    claimed_at: datetime = Field(sa_type=DateTime())
+    generation: int = 1
+    attempts: int = 0
+    check: bool = False
+    token: str | None = Field(default=None, max_length=32)
+    next_at: datetime = Field(sa_type=DateTime())
+    lease_until: datetime | None = Field(default=None, sa_type=DateTime())
+    created_at: datetime = Field(sa_type=DateTime())
     updated_at: datetime = Field(sa_type=DateTime())
+    sent_at: datetime | None = Field(default=None, sa_type=DateTime())
+    result_channel: str | None = Field(default=None, max_length=20)
+    result_ts: str | None = Field(default=None, max_length=40)
+    error: str | None = Field(default=None, max_length=200)
 
 
 class Initiative(SQLModel, table=True):
@@ -178,6 +202,7 @@ class FastTrack(SQLModel, table=True):
         Index("ix_fasttrack_requester", "requester", "state"),
         Index("ix_fasttrack_decided_at", "decided_at"),
         Index("ix_fasttrack_created_at", "created_at"),
+        UniqueConstraint("view_id", name="uq_fasttrack_view"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -198,6 +223,7 @@ class FastTrack(SQLModel, table=True):
     version: int = 1
     created_at: datetime = Field(sa_type=DateTime())
     updated_at: datetime = Field(sa_type=DateTime())
+    view_id: str | None = Field(default=None, max_length=40)
 
 
 class FastTrackEvent(SQLModel, table=True):
@@ -217,17 +243,3 @@ class FastTrackEvent(SQLModel, table=True):
     at: datetime = Field(sa_type=DateTime())
     reason: str | None = Field(default=None, sa_column=Column(Text))
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-
-
-class FastTrackCard(SQLModel, table=True):
-    """A message showing a request to a decider (a DM, or the one card in [fasttrack].channel, whose
-    `user` is empty), so every card can be updated in place when the request is decided."""
-
-    __tablename__ = "fasttrack_card"
-    __table_args__ = (UniqueConstraint("request_id", "user", name="uq_fasttrack_card"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    request_id: int = Field(foreign_key="fasttrack.id")
-    user: str = Field(max_length=20)
-    channel: str = Field(max_length=20)
-    ts: str = Field(max_length=40)

@@ -45,8 +45,8 @@ SERVER_ERROR = {"ok": False, "error": "internal_error"}  # the body of every 5xx
 DEFAULT_LIMIT, MAX_LIMIT = 100, 999  # conversations.history / .replies page sizes
 
 
-def _fixed_clock() -> float:  # ts go 1700000000.000001, .000002, … as they always have
-    return 1700000000.0
+def _fixed_clock() -> float:  # ts are real times, as Slack's are (Steward looks for messages since a moment)
+    return time.time()
 
 
 @dataclass

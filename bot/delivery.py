@@ -1,0 +1,262 @@
+"""Delivering the outbox to Slack: the one place that posts, updates and uploads after an ack.
+
+Right after a decision commits, the request's own thread delivers the rows it wrote (`send_now`), so a
+card appears at once; the clock's sweep (`sweep`) delivers whatever is still due: after a 429 (at its
+Retry-After), a passing failure (after a back-off), or a deliverer that died (after its lease).
+
+Never twice: chat.postMessage has no idempotency key, so every post carries Slack message metadata with
+its outbox key. When the outcome of an attempt is unknown (a time-out, a 5xx, a connection cut, a crash
+between send and record), the next attempt first looks for that key in the conversation
+(`conversations.history`/`conversations.replies` with `include_all_metadata`): found, it is recorded as
+sent; absent, it is sent; impossible to look (no scope, no access), the row becomes `unknown` for an
+operator. A 429 or an `ok: false` answer means Slack did not act, so those are retried as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import outbox
+from bot.outbox import POST, UPDATE, UPLOAD, Claim, Message
+from storage.models import Outbox, OutboxStatus
+
+log = logging.getLogger("steward")
+METADATA_TYPE = "steward_outbox"
+# `ok: false` answers after which Slack may have acted all the same
+UNSURE = {"internal_error", "fatal_error", "request_timeout", "service_unavailable"}
+# the token is wrong or revoked: nothing is refused for good, an operator mends the token
+AUTH = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive", "no_permission"}
+LOOK_PAGES = 10
+WAIT_FOR_ANCHOR = timedelta(seconds=2)
+
+Renderer = Callable[[object, Outbox], dict | None]
+
+
+def metadata(key: str) -> dict:
+    return {"event_type": METADATA_TYPE, "event_payload": {"key": key}}
+
+
+def _epoch(moment: datetime) -> str:
+    return f"{moment.replace(tzinfo=timezone.utc).timestamp():.6f}"
+
+
+class Deliverer:
+    """Sends outbox rows. `renderers` draw a row's message when it is sent (by `row.render`); `on_failed`
+    hooks run when Slack refuses a row for good and return the keys of the rows they wrote; `on_sent`
+    hooks run when a post is first recorded as sent (a handoff remembers where its card is)."""
+
+    def __init__(self, ctx, client: WebClient, renderers: dict[str, Renderer],
+                 on_failed: dict[str, Callable[[object, Outbox], list[str]]] | None = None,
+                 now: Callable[[], datetime] | None = None, pace: float = 1.0,
+                 on_sent: dict[str, Callable[[object, Outbox, str | None, str | None], None]] | None = None):
+        self.ctx, self.db, self.client = ctx, ctx.db, client
+        self.renderers, self.on_failed, self.on_sent = renderers, on_failed or {}, on_sent or {}
+        self.now = now or ctx.now
+        self.pace = pace  # seconds between posts to one channel in a sweep (Slack allows about one a second)
+        self.last_retry_after = 0.0
+
+    # -- entry points ------------------------------------------------------------------------------------
+
+    def send_now(self, keys: Iterable[str]) -> Counter:
+        """Deliver these rows now if they are due (the request thread, right after its commit)."""
+        done = Counter()
+        for key in keys:
+            try:
+                done[self.deliver(key)] += 1
+            except Exception:  # a bug or the database gone: the row stays for the sweep
+                log.exception("outbox %s: delivery failed; the clock's sweep retries it", key)
+                done["error"] += 1
+        return done
+
+    def sweep(self, max_seconds: float = 50.0, until_idle: bool = False) -> Counter:
+        """Deliver every due row, pacing posts per channel and honouring Retry-After. With `until_idle`
+        it also waits for rows that become due within `max_seconds` (a drain)."""
+        start = time.monotonic()
+        ready: dict[str, float] = {}
+        done = Counter()
+        while time.monotonic() - start < max_seconds:
+            rows = outbox.due(self.db, self.now(), limit=500)
+            if not rows:
+                wait = self._next_due_in() if until_idle else None
+                if wait is None or time.monotonic() - start + wait > max_seconds:
+                    break
+                time.sleep(max(wait, 0.01))
+                continue
+            progressed, soonest = False, None
+            for row in rows:
+                at = ready.get(row.channel, 0.0)
+                if at > time.monotonic():
+                    soonest = at if soonest is None else min(soonest, at)
+                    continue
+                outcome = self.send_now([row.key]).most_common(1)[0][0]
+                done[outcome] += 1
+                progressed = True
+                if outcome == "ratelimited":
+                    ready[row.channel] = time.monotonic() + self.last_retry_after
+                elif row.kind in (POST, UPLOAD) and outcome == "sent":
+                    ready[row.channel] = time.monotonic() + self.pace
+                if time.monotonic() - start >= max_seconds:
+                    break
+            if not progressed and soonest is not None:
+                time.sleep(min(max(soonest - time.monotonic(), 0.0), 1.0))
+        return done
+
+    def _next_due_in(self) -> float | None:
+        rows = outbox.listing(self.db, [OutboxStatus.PENDING, OutboxStatus.SENDING], limit=1000)
+        moments = [r.next_at if r.status == OutboxStatus.PENDING else r.lease_until for r in rows]
+        moments = [m for m in moments if m is not None]
+        if not moments:
+            return None
+        return max((min(moments) - self.now()).total_seconds(), 0.0)
+
+    # -- one row -----------------------------------------------------------------------------------------
+
+    def deliver(self, key: str) -> str:
+        """Claim and deliver one row; returns what happened (sent, found, ratelimited, later, failed,
+        unknown, waiting, busy: not claimable now)."""
+        c = outbox.claim(self.db, key, self.now())
+        if c is None:
+            return "busy"
+        row = c.row
+        anchor = outbox.get(self.db, row.anchor) if row.anchor else None
+        if row.anchor:
+            if anchor is None or anchor.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN):
+                self._failed(c, f"the message it belongs to was not delivered ({anchor.status if anchor else 'missing'})")
+                return "failed"
+            if anchor.status != OutboxStatus.SENT:
+                outbox.later(self.db, c, self.now(), "waiting for the message it belongs to",
+                             at=self.now() + WAIT_FOR_ANCHOR, unsure=c.must_check, count=False)
+                return "waiting"
+        try:
+            message = self.renderers[row.render](self.ctx, row)
+        except Exception as exc:  # a bug: the operator sees it in `outbox`, nothing is sent half-drawn
+            log.exception("outbox %s: could not draw %s", key, row.render)
+            self._failed(c, f"could not draw the message: {type(exc).__name__}")
+            return "failed"
+        if message is None:  # nothing left to say (the item is gone)
+            outbox.sent(self.db, c, self.now(), None, None)
+            return "sent"
+        if c.must_check and row.kind != UPDATE:
+            seen = self._look(c, anchor)
+            if seen != "absent":
+                return seen
+        try:
+            answer = self._call(row, anchor, message)
+        except SlackApiError as exc:
+            return self._refused(c, exc)
+        except OSError as exc:  # time-out, connection refused or cut: Slack may have acted
+            outbox.later(self.db, c, self.now(), f"unreachable: {type(exc).__name__}", unsure=row.kind != UPDATE)
+            return "later"
+        if outbox.sent(self.db, c, self.now(), *answer) and row.kind == POST and row.render in self.on_sent:
+            self.on_sent[row.render](self.ctx, row, *answer)
+        return "sent"
+
+    def _call(self, row: Outbox, anchor: Outbox | None, message: dict) -> tuple[str | None, str | None]:
+        if row.kind == POST:
+            extra = {"thread_ts": anchor.result_ts} if anchor else {}
+            answer = self.client.chat_postMessage(channel=anchor.result_channel if anchor else row.channel,
+                                                  text=message["text"], blocks=message.get("blocks"),
+                                                  metadata=metadata(row.key), unfurl_links=False, **extra)
+            return answer.get("channel"), answer.get("ts")
+        if row.kind == UPDATE:
+            answer = self.client.chat_update(channel=anchor.result_channel, ts=anchor.result_ts, text=message["text"],
+                                             blocks=message.get("blocks"), metadata=metadata(anchor.key))
+            return answer.get("channel"), answer.get("ts")
+        if row.kind == UPLOAD:
+            kwargs = dict(channel=anchor.result_channel if anchor else row.channel, file=message["file"],
+                          filename=message["filename"], title=message.get("title"), alt_txt=message.get("alt_txt"))
+            if anchor:
+                kwargs["thread_ts"] = anchor.result_ts
+            try:
+                answer = self.client.files_upload_v2(**kwargs)
+            except SlackApiError as exc:
+                if exc.response.get("error") != "not_in_channel":
+                    raise
+                self.client.conversations_join(channel=kwargs["channel"])  # uploads need membership; public channels allow joining
+                answer = self.client.files_upload_v2(**kwargs)
+            file_id = (answer.get("file") or {}).get("id") or next((f.get("id") for f in answer.get("files") or []), None)
+            return kwargs["channel"], file_id
+        raise ValueError(f"unknown outbox kind {row.kind!r}")
+
+    def _refused(self, c: Claim, exc: SlackApiError) -> str:
+        response = exc.response
+        status = getattr(response, "status_code", 200) or 200
+        error = str(response.get("error") or f"http_{status}")
+        unsure_kind = c.row.kind != UPDATE
+        if status == 429 or error == "ratelimited":
+            wait = float(response.headers.get("Retry-After", response.headers.get("retry-after", 1)) or 1) if response.headers else 1.0
+            self.last_retry_after = wait
+            outbox.later(self.db, c, self.now(), "ratelimited", at=self.now() + timedelta(seconds=wait), unsure=False)
+            return "ratelimited"
+        if status >= 500 or error in UNSURE:
+            outbox.later(self.db, c, self.now(), error, unsure=unsure_kind)
+            return "later"
+        if error in AUTH:
+            outbox.later(self.db, c, self.now(), error, unsure=False)
+            return "later"
+        self._failed(c, error)
+        return "failed"
+
+    def _failed(self, c: Claim, error: str) -> None:
+        """Refused for good: the person who acted is told once, and the feature's hook may act (a
+        fast-track request whose cards all failed goes to the backup approvers)."""
+        if not outbox.failed(self.db, c, self.now(), error):
+            return
+        row, keys = c.row, []
+        if row.actor and row.render != "delivery_failed":
+            keys += outbox.put(self.db, [Message(f"{row.key}:failed", row.item, POST, row.actor, "delivery_failed",
+                                                 {"key": row.key, "error": error})], self.now())
+        hook = self.on_failed.get(row.render)
+        if hook is not None:
+            keys += hook(self.ctx, row)
+        if keys:
+            self.send_now(keys)
+
+    def _look(self, c: Claim, anchor: Outbox | None) -> str:
+        """Is the message of a row whose last attempt has an unknown outcome in Slack? Returns "absent"
+        (send it), or what was done: "found" (recorded as sent), "later", "unknown"."""
+        row = c.row
+        if row.kind == UPLOAD:
+            outbox.unknown(self.db, c, self.now(), "an upload may have gone out and files carry no key to look for")
+            return "unknown"
+        channel = anchor.result_channel if anchor else (row.result_channel or row.channel)
+        try:
+            if channel[:1] in ("U", "W"):
+                channel = self.client.conversations_open(users=channel)["channel"]["id"]
+            oldest, cursor = _epoch(row.created_at - timedelta(minutes=1)), None
+            for _ in range(LOOK_PAGES):
+                if anchor is not None:
+                    page = self.client.conversations_replies(channel=channel, ts=anchor.result_ts, oldest=oldest, limit=200,
+                                                             cursor=cursor, include_all_metadata=True)
+                else:
+                    page = self.client.conversations_history(channel=channel, oldest=oldest, limit=200, cursor=cursor,
+                                                             include_all_metadata=True)
+                for m in page.get("messages") or []:
+                    meta = m.get("metadata") or {}
+                    if meta.get("event_type") == METADATA_TYPE and (meta.get("event_payload") or {}).get("key") == row.key:
+                        if outbox.found(self.db, c, self.now(), channel, m.get("ts")) and row.render in self.on_sent:
+                            self.on_sent[row.render](self.ctx, row, channel, m.get("ts"))
+                        return "found"
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return "absent"
+                outbox.renew(self.db, c, self.now())
+            outbox.unknown(self.db, c, self.now(), f"more than {LOOK_PAGES * 200} messages since it was written")
+            return "unknown"
+        except SlackApiError as exc:
+            status = getattr(exc.response, "status_code", 200) or 200
+            if status == 429 or status >= 500:
+                outbox.later(self.db, c, self.now(), f"looking: {exc.response.get('error') or status}", unsure=True)
+                return "later"
+            outbox.unknown(self.db, c, self.now(), f"cannot look: {exc.response.get('error')}")
+            return "unknown"
+        except OSError as exc:
+            outbox.later(self.db, c, self.now(), f"looking: unreachable: {type(exc).__name__}", unsure=True)
+            return "later"

@@ -1,0 +1,86 @@
+"""The outbox: every message after an ack, written with the decision that causes it. It replaces the job
+ledger and the fast-track card table (their rows are carried over, so nothing is posted again), and
+handoffs and fast-track requests remember the modal they came from.
+
+Revision ID: 0004
+Revises: 0003
+"""
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    outbox = op.create_table(
+        "outbox",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("item", sa.String(length=60), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("anchor", sa.String(length=200), nullable=True),
+        sa.Column("render", sa.String(length=40), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("actor", sa.String(length=20), nullable=True),
+        sa.Column("status", sa.String(length=10), nullable=False),
+        sa.Column("generation", sa.Integer(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("check", sa.Boolean(), nullable=False),
+        sa.Column("token", sa.String(length=32), nullable=True),
+        sa.Column("next_at", sa.DateTime(), nullable=False),
+        sa.Column("lease_until", sa.DateTime(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(), nullable=True),
+        sa.Column("result_channel", sa.String(length=20), nullable=True),
+        sa.Column("result_ts", sa.String(length=40), nullable=True),
+        sa.Column("error", sa.String(length=200), nullable=True),
+        sa.UniqueConstraint("key", name="uq_outbox_key"),
+    )
+    op.create_index("ix_outbox_due", "outbox", ["status", "next_at"])
+    op.create_index("ix_outbox_item", "outbox", ["item"])
+
+    conn = op.get_bind()
+    rows = []
+    for job, period, target, status, attempts, channel, ref, error, claimed_at, updated_at in conn.execute(sa.text(
+            "SELECT job, period, target, status, attempts, channel, ref, error, claimed_at, updated_at FROM job_ledger")):
+        if job == "digest":
+            key, item, kind, render = f"digest:{period}:{target}", f"digest:{period}", "post", "digest_part"
+            if target.endswith(":chart"):
+                kind, render = "upload", "digest_chart"
+        else:
+            key, item, kind, render = f"prompt:{period}:{target}", f"prompt:{period}", "post", "initiative_prompt"
+        rows.append(dict(key=key, item=item, kind=kind, channel=(channel or target.split(":")[0])[:20], anchor=None,
+                         render=render, params={"period": period, "target": target}, actor=None,
+                         status="sent" if status == "sent" else "failed", generation=1, attempts=attempts, check=False,
+                         token=None, next_at=updated_at, lease_until=None, created_at=claimed_at, updated_at=updated_at,
+                         sent_at=updated_at if status == "sent" else None, result_channel=channel, result_ts=ref,
+                         error=None if status == "sent" else (error or "carried over from the job ledger unsent")))
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    for request_id, user, channel, ts in conn.execute(sa.text('SELECT request_id, "user", channel, ts FROM fasttrack_card')):
+        rows.append(dict(key=f"fasttrack:{request_id}:card:{user or 'channel'}", item=f"fasttrack:{request_id}", kind="post",
+                         channel=(user or channel)[:20], anchor=None, render="fasttrack_card",
+                         params={"id": request_id, "user": user or None}, actor=None, status="sent", generation=1, attempts=1,
+                         check=False, token=None, next_at=now, lease_until=None, created_at=now,
+                         updated_at=now, sent_at=now, result_channel=channel, result_ts=ts, error=None))
+    for row in rows:
+        conn.execute(outbox.insert().values(**row))
+    op.drop_table("job_ledger")
+    op.drop_table("fasttrack_card")
+
+    with op.batch_alter_table("handoff") as batch:
+        batch.add_column(sa.Column("view_id", sa.String(length=40), nullable=True))
+        batch.create_unique_constraint("uq_handoff_view", ["view_id"])
+    with op.batch_alter_table("fasttrack") as batch:
+        batch.add_column(sa.Column("view_id", sa.String(length=40), nullable=True))
+        batch.create_unique_constraint("uq_fasttrack_view", ["view_id"])
+
+
+def downgrade() -> None:
+    raise NotImplementedError("0004 carries the job ledger and card rows into the outbox; restore a backup to go back")
