@@ -15,40 +15,26 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.errors import SlackApiError
 
-from bot.handoffs import utcnow
-from bot.process import ProcessConfig
+from bot.deps import Deps
 from bot.settings import Settings
 from bot.slack import make_client
 from storage.db import Database
+from handlers.common import user_of
 from templates import render
 
 log = logging.getLogger("steward")
 MAX_BODY = 256 * 1024
 
 
-@dataclass
-class Deps:
-    """What listeners need: the process configuration, the database and the clock."""
-
-    cfg: ProcessConfig
-    db: Database
-    now: callable = field(default=utcnow)
-
-
-def user_of(body: dict) -> str | None:
-    user = body.get("user_id") or (body.get("user") or {}).get("id")
-    return user if isinstance(user, str) else None
-
-
 def report_error(error: Exception, body: dict, response, client) -> None:
-    """The one error handler: log with a reference, tell the user privately, never show a trace."""
+    """The error handler for what fails outside a listener (listeners guard themselves: see
+    `handlers.common.guarded`): log with a reference, tell the user privately, never show a trace."""
     ref = secrets.token_hex(4)
     log.error("unhandled error ref=%s type=%s", ref, body.get("type") or body.get("command"), exc_info=error)
     message = render("error", ref=ref)
@@ -67,10 +53,14 @@ def report_error(error: Exception, body: dict, response, client) -> None:
 
 
 def create_app(settings: Settings, deps: Deps) -> App:
-    from handlers import register_all
+    """The Bolt app. Messages after an ack go through the outbox: `deps.deliver` sends what a decision
+    wrote, right after its commit, from the request's own thread."""
+    from handlers import deliverer, register_all
 
+    client = make_client(settings)
+    deps.deliver = deliverer(deps, client).send_now
     app = App(
-        client=make_client(settings),
+        client=client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         token_verification_enabled=False,  # `serve` checks the token once with auth.test at start
         raise_error_for_unhandled_request=False,

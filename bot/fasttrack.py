@@ -8,25 +8,35 @@ would exceed it is still routed, marked over budget, and is decided by `[fasttra
 Denied requests use no budget. The budget is checked again when a regular approver approves, inside the
 deciding transaction (serialised per team), so two approvals at once can never overrun it: a request the
 budget no longer covers is re-routed to the backup approvers instead.
+
+Each request and decision writes, in its transaction, the messages it causes (`messages()`): a card per
+decider (or one in `[fasttrack].channel`), updated in place when it is decided or re-routed, and the
+requester's DMs. A request none of whose cards Slack would take goes to the backup approvers.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import func, text, update
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from bot import schedule
 from bot.handoffs import HandoffError, NotAllowed, NotFound, local_today, utcnow
+from bot.items import Kind, LostRace, Outcome
+from bot.outbox import POST, UPDATE, Message, update_of
 from bot.process import ProcessConfig, Right
 from storage.db import Database
-from storage.models import FastTrack, FastTrackCard, FastTrackEvent, FastTrackEventKind, FastTrackState, Handoff, HandoffState
+from storage.models import (FastTrack, FastTrackEvent, FastTrackEventKind, FastTrackState, Handoff, HandoffState, Outbox,
+                            OutboxStatus)
+
+FASTTRACK = Kind(FastTrack, FastTrackEvent, "request_id", "fast-track request")
 
 WHAT_MAX = 300
+PENDING_SCAN = 1000
 JUSTIFICATION_MAX = 2000
 REASON_MAX = 1000
 
@@ -175,17 +185,69 @@ def check(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, today:
     return errors
 
 
-def _event(request: FastTrack, kind: str, actor: str, at: datetime, reason: str | None = None, **data) -> FastTrackEvent:
-    return FastTrackEvent(request_id=request.id, seq=request.version, kind=kind, actor=actor, at=at, reason=reason, data=data)
-
-
 def _lock_team(session: Session, db: Database, team: str) -> None:
     """Serialise budget decisions per team (SQLite's write transactions are serial already)."""
     if db.engine.dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 727275_0000 + zlib.crc32(team.encode()) % 10000})
 
 
+# -- what a request or decision causes -----------------------------------------------------------------
+
+
+def card_key(request_id: int, person: str | None) -> str:
+    """A decider's card (a DM), or the one card in [fasttrack].channel (`person` None)."""
+    return f"fasttrack:{request_id}:card:{person or 'channel'}"
+
+
+def _cards(session: Session, request_id: int) -> list[Outbox]:
+    return list(session.exec(select(Outbox).where(Outbox.item == f"fasttrack:{request_id}", Outbox.kind == POST,
+                                                  Outbox.render == "fasttrack_card")))
+
+
+def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEvent) -> list[Message]:
+    item = f"fasttrack:{r.id}"
+    channel = cfg.fasttrack.channel
+
+    def post(person: str | None) -> Message:
+        return Message(card_key(r.id, person), item, POST, person or channel, "fasttrack_card", {"id": r.id, "user": person},
+                       actor=r.requester)
+
+    if ev.kind == FastTrackEventKind.REQUESTED:
+        people = list(ev.data.get("deciders") or []) + list(ev.data.get("watchers") or [])
+        cards = [post(None)] if channel else [post(p) for p in people]
+        return cards + [Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_submitted_dm", {"id": r.id})]
+    cards = _cards(session, r.id)
+    out = [Message(update_of(c.key), item, UPDATE, c.channel, "fasttrack_card", dict(c.params), anchor=c.key) for c in cards]
+    if ev.kind == FastTrackEventKind.REROUTED:
+        reachable = [c for c in cards if c.status not in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN)]
+        if not (channel and any(c.params.get("user") is None for c in reachable)):  # the channel card shows the new deciders
+            carded = {c.params.get("user") for c in cards}
+            out += [post(p) for p in r.deciders if p not in carded]
+    if ev.kind in (FastTrackEventKind.APPROVED, FastTrackEventKind.DENIED):
+        out.append(Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_decided_dm", {"id": r.id},
+                           actor=ev.actor))
+    return out
+
+
+# -- requests ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Requested(Outcome):
+    budget: Budget | None = None
+    route: Route | None = None
+
+
 def request(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: datetime | None = None) -> tuple[FastTrack, Budget, Route]:
+    """`submit`, for scripts and tests: the request, the budget it met and where it went."""
+    done = submit(db, cfg, requester, draft, now)
+    return done.item, done.budget, done.route
+
+
+def submit(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: datetime | None = None,
+           view_id: str | None = None) -> Requested:
+    """File a request, route it, and write its cards and the requester's receipt to the outbox.
+    Submitting the same view again (`view_id`) files nothing twice."""
     now = now or utcnow()
     errors = check(db, cfg, requester, draft, local_today(cfg, now))
     if errors:
@@ -193,6 +255,10 @@ def request(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now:
         raise HandoffError(message, name)
     right = cfg.right(draft.element)
     with db.write() as s:
+        if view_id:
+            before = s.exec(select(FastTrack).where(FastTrack.view_id == view_id)).first()
+            if before is not None:
+                return Requested(before, changed=False, budget=Budget.when_requested(FASTTRACK.events(s, before.id)))
         _lock_team(s, db, draft.team)
         position = budget(s, cfg, draft.team, now)
         routed = route(cfg, right, requester, position.over)
@@ -200,34 +266,34 @@ def request(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now:
             team=draft.team, requester=requester, element=right.element, reason=draft.reason, what=draft.what.strip(),
             justification=draft.justification.strip(), handoff_id=draft.handoff_id, needed_by=draft.needed_by,
             state=FastTrackState.PENDING, over_budget=routed.over_budget, deciders=routed.deciders, version=1,
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, view_id=view_id,
         )
         s.add(row)
         s.flush()
-        s.add(_event(row, FastTrackEventKind.REQUESTED, requester, now, draft.justification.strip(),
-                     deciders=routed.deciders, watchers=routed.watchers, over_budget=routed.over_budget,
-                     budget=position.as_dict(), right=right.model_dump(), why=routed.why))
-    return row, position, routed
+        ev = FASTTRACK.event(row, FastTrackEventKind.REQUESTED, requester, now, draft.justification.strip(),
+                             deciders=routed.deciders, watchers=routed.watchers, over_budget=routed.over_budget,
+                             budget=position.as_dict(), right=right.model_dump(), why=routed.why)
+        keys = FASTTRACK.record(s, db, row, ev, messages(s, cfg, row, ev), now)
+    return Requested(row, changed=True, event=ev, keys=keys, budget=position, route=routed)
 
 
 def get(db: Database, request_id: int) -> FastTrack:
-    with db.read() as s:
-        row = s.get(FastTrack, request_id)
-    if row is None:
-        raise NotFound(f"There is no fast-track request #{request_id}.")
-    return row
+    return FASTTRACK.get(db, request_id)
 
 
 # -- decisions ---------------------------------------------------------------------------------------
 
 
 @dataclass
-class Decision:
-    request: FastTrack
-    changed: bool  # False: decided before (by someone else, or by an earlier click)
-    rerouted: bool = False  # the budget ran out: now for the backup approvers
+class Decision(Outcome):
+    """`changed` False: decided before (by someone else, or by an earlier click)."""
+
+    rerouted: bool = False  # the budget ran out (or no card reached the deciders): now for the backup approvers
     budget: Budget | None = None
-    watchers: list[str] = field(default_factory=list)
+
+    @property
+    def request(self) -> FastTrack:
+        return self.item
 
 
 def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
@@ -255,12 +321,8 @@ def decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approv
         raise HandoffError(f"The reason can be at most {REASON_MAX} characters.", "reason")
     try:
         return _decide(db, cfg, request_id, actor, approve, reason, now)
-    except _LostRace:
+    except LostRace:
         return Decision(get(db, request_id), changed=False)
-
-
-class _LostRace(Exception):
-    """Another transaction decided the request between our read and our update."""
 
 
 def _decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approve: bool, reason: str | None, now: datetime) -> Decision:
@@ -280,49 +342,62 @@ def _decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, appro
         if approve and not row.over_budget and position.over:
             right = cfg.right(row.element)
             routed = route(cfg, right, row.requester, True) if right else Route(list(cfg.fasttrack.backup_approvers), [], True)
-            values = dict(over_budget=True, deciders=routed.deciders, version=row.version + 1, updated_at=now)
-            if s.execute(update(FastTrack).where(FastTrack.id == row.id, FastTrack.version == row.version).values(**values)).rowcount != 1:
-                raise _LostRace
-            for key, value in values.items():
-                setattr(row, key, value)
-            s.add(_event(row, FastTrackEventKind.REROUTED, actor, now, None, deciders=routed.deciders, budget=position.as_dict()))
-            return Decision(row, changed=False, rerouted=True, budget=position, watchers=routed.watchers)
-        state = FastTrackState.APPROVED if approve else FastTrackState.DENIED
-        values = dict(state=state, decided_by=actor, decided_at=now, decision_reason=reason, version=row.version + 1, updated_at=now)
-        result = s.execute(update(FastTrack).where(FastTrack.id == row.id, FastTrack.version == row.version,
-                                                   FastTrack.state == FastTrackState.PENDING).values(**values))
-        if result.rowcount != 1:
-            raise _LostRace
-        for key, value in values.items():
-            setattr(row, key, value)
-        s.add(_event(row, FastTrackEventKind.APPROVED if approve else FastTrackEventKind.DENIED, actor, now, reason,
-                     budget=position.as_dict(), over_budget=row.over_budget))
-    return Decision(row, changed=True, budget=position)
+            done = _reroute(s, db, cfg, row, routed.deciders, actor, now, budget=position.as_dict())
+            return Decision(row, changed=False, keys=done.keys, event=done.event, rerouted=True, budget=position)
+        kind = FastTrackEventKind.APPROVED if approve else FastTrackEventKind.DENIED
+        done = FASTTRACK.transition(
+            s, db, row, dict(state=FastTrackState.APPROVED if approve else FastTrackState.DENIED, decided_by=actor,
+                             decided_at=now, decision_reason=reason),
+            lambda r: FASTTRACK.event(r, kind, actor, now, reason, budget=position.as_dict(), over_budget=r.over_budget),
+            lambda r, ev: messages(s, cfg, r, ev), now, where=[FastTrack.state == FastTrackState.PENDING],
+        )
+    return Decision(row, changed=True, event=done.event, keys=done.keys, budget=position)
+
+
+def _reroute(s: Session, db: Database, cfg: ProcessConfig, row: FastTrack, deciders: list[str], actor: str, now: datetime,
+             over_budget: bool = True, **data) -> Outcome:
+    return FASTTRACK.transition(
+        s, db, row, dict(over_budget=over_budget, deciders=deciders),
+        lambda r: FASTTRACK.event(r, FastTrackEventKind.REROUTED, actor, now, None, deciders=deciders, **data),
+        lambda r, ev: messages(s, cfg, r, ev), now,
+    )
+
+
+def unreachable(db: Database, cfg: ProcessConfig, request_id: int, now: datetime | None = None) -> Outcome | None:
+    """Slack refused a card for good. When no decider of a pending request has a card left, it goes to
+    the backup approvers (once: if they cannot be reached either, the operator sees it in `outbox`)."""
+    now = now or utcnow()
+    try:
+        with db.write() as s:
+            row = s.get(FastTrack, request_id)
+            if row is None or row.state != FastTrackState.PENDING:
+                return None
+            cards = [c for c in _cards(s, request_id) if c.params.get("user") in row.deciders or c.params.get("user") is None]
+            if any(c.status not in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN) for c in cards):
+                return None  # someone who may decide can still see it
+            backups = [p for p in cfg.fasttrack.backup_approvers if p != row.requester]
+            if not backups or set(backups) == set(row.deciders):
+                return None
+            return _reroute(s, db, cfg, row, backups, "steward", now, over_budget=row.over_budget,
+                            why="no card could reach the approvers")
+    except LostRace:
+        return None
 
 
 # -- cards and reading -------------------------------------------------------------------------------
 
 
-def record_card(db: Database, request_id: int, user: str, channel: str, ts: str) -> None:
-    with db.write() as s:
-        s.add(FastTrackCard(request_id=request_id, user=user, channel=channel, ts=ts))
-
-
-def cards(db: Database, request_id: int) -> list[FastTrackCard]:
-    with db.read() as s:
-        return list(s.exec(select(FastTrackCard).where(FastTrackCard.request_id == request_id).order_by(FastTrackCard.id)))
-
-
 def history(db: Database, request_id: int) -> list[FastTrackEvent]:
-    with db.read() as s:
-        return list(s.exec(select(FastTrackEvent).where(FastTrackEvent.request_id == request_id).order_by(FastTrackEvent.seq)))
+    return FASTTRACK.history(db, request_id)
 
 
 def listing(db: Database, user: str, limit: int = 15) -> tuple[list[FastTrack], list[FastTrack]]:
     """The user's own requests (newest first), and the pending ones that await their decision."""
     with db.read() as s:
         mine = list(s.exec(select(FastTrack).where(FastTrack.requester == user).order_by(FastTrack.id.desc()).limit(limit)))
-        pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id))
+        # the deciders are a JSON list: read the newest PENDING_SCAN pending requests, not all of history
+        pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id.desc())
+                         .limit(PENDING_SCAN))
         waiting = [r for r in pending if user in r.deciders][:limit]
     return mine, waiting
 

@@ -3,7 +3,8 @@
 A handoff is created (round 1), then the receiving team accepts it or sends it back for rework or
 clarification with a reason; the sender resubmits (next round) until it is accepted, or cancels it.
 Every step is an event in `handoff_event`; the `handoff` row is kept consistent with the events in the
-same transaction, and `replay()` recomputes it from them.
+same transaction, and `replay()` recomputes it from them. Each step also writes, in that transaction, the
+messages it causes (`messages()`: the receiving team's card, the sender's DMs) to the outbox.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from datetime import date, datetime, timezone
 from sqlalchemy import or_, update
 from sqlmodel import select
 
+from bot.items import Kind, LostRace, NotAllowed, NotFound, Outcome
+from bot.items import RuleError as HandoffError
+from bot.outbox import POST, UPDATE, Message, update_of
 from bot.process import Boundary, ProcessConfig, Team
+from bot.time import utcnow
 from storage.db import Database
 from storage.models import EventKind, Handoff, HandoffEvent, HandoffState
 
@@ -26,8 +31,8 @@ REASON_MAX = 1000
 _LINK = re.compile(r"^https?://[^\s<>|]+$")
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+HANDOFF = Kind(Handoff, HandoffEvent, "handoff_id", "handoff")
+__all__ = ["HandoffError", "NotAllowed", "NotFound", "Outcome", "utcnow"]
 
 
 def local_today(cfg: ProcessConfig, now: datetime | None = None) -> date:
@@ -35,24 +40,6 @@ def local_today(cfg: ProcessConfig, now: datetime | None = None) -> date:
     now = now or utcnow()
     aware = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now
     return aware.astimezone(cfg.organization.tz).date()
-
-
-class HandoffError(Exception):
-    """A rule said no. The message is written for the person who asked; `field` names the form field;
-    `people` are the user ids the message mentions as `<@ID>` (shown as mentions, nothing else is)."""
-
-    def __init__(self, message: str, field: str | None = None, people: tuple[str, ...] | list[str] = ()):
-        super().__init__(message)
-        self.field = field
-        self.people = tuple(people)
-
-
-class NotAllowed(HandoffError):
-    pass
-
-
-class NotFound(HandoffError):
-    pass
 
 
 @dataclass
@@ -66,13 +53,6 @@ class Draft:
     due_date: date | None = None
     notes: str | None = None
     criteria_met: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Outcome:
-    handoff: Handoff
-    changed: bool
-    event: HandoffEvent | None = None
 
 
 # -- authorization -------------------------------------------------------------------------------
@@ -169,6 +149,33 @@ def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> t
     return boundary, errors
 
 
+# -- what a decision causes --------------------------------------------------------------------------
+
+
+def card_key(handoff_id: int) -> str:
+    return f"handoff:{handoff_id}:card"
+
+
+def messages(cfg: ProcessConfig, h: Handoff, ev: HandoffEvent) -> list[Message]:
+    """The messages an event causes: the receiving team's card (posted, then updated in place), the
+    sender's receipt and the DMs that tell them of a decision, the thread reply of a resubmission."""
+    item, card = f"handoff:{h.id}", card_key(h.id)
+    team = cfg.team(h.to_team)
+    channel = team.channel if team else ""
+    if ev.kind == EventKind.CREATED:
+        return [Message(card, item, POST, channel, "handoff_card", {"id": h.id}, actor=h.sender),
+                Message(f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_submitted_dm", {"id": h.id})]
+    out = [Message(update_of(card), item, UPDATE, channel, "handoff_card", {"id": h.id}, anchor=card)]
+    told = {"id": h.id, "seq": ev.seq}
+    if ev.kind == EventKind.ACCEPTED:
+        out.append(Message(f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_accepted_dm", told, actor=ev.actor))
+    elif ev.kind in (EventKind.REWORK, EventKind.CLARIFICATION):
+        out.append(Message(f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_sent_back_dm", told, actor=ev.actor))
+    elif ev.kind == EventKind.RESUBMITTED:
+        out.append(Message(f"{item}:v{ev.seq}:thread", item, POST, channel, "handoff_resubmitted", told, anchor=card, actor=ev.actor))
+    return out
+
+
 # -- transitions -----------------------------------------------------------------------------------
 
 
@@ -176,13 +183,15 @@ def _iso(day: date | None) -> str | None:
     return day.isoformat() if day else None
 
 
-def _event(handoff: Handoff, kind: str, actor: str, at: datetime, reason: str | None = None, **data) -> HandoffEvent:
-    return HandoffEvent(
-        handoff_id=handoff.id, seq=handoff.version, kind=kind, actor=actor, at=at, round=handoff.round, reason=reason, data=data
-    )
-
-
 def create(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: datetime | None = None) -> Handoff:
+    """`submit`, for scripts and tests: the new handoff."""
+    return submit(db, cfg, sender, draft, now).item
+
+
+def submit(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: datetime | None = None,
+           view_id: str | None = None) -> Outcome:
+    """Create a handoff and write its card and receipt to the outbox. `view_id`: the modal it was
+    submitted from; submitting the same view again (Slack retrying, a double delivery) creates nothing."""
     now = now or utcnow()
     boundary, errors = check_draft(cfg, sender, draft, local_today(cfg, now))
     if errors:
@@ -190,34 +199,34 @@ def create(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
         raise HandoffError(message, field)
     met = [c for c in boundary.criteria if c in draft.criteria_met]
     with db.write() as s:
+        if view_id:
+            before = s.exec(select(Handoff).where(Handoff.view_id == view_id)).first()
+            if before is not None:
+                return Outcome(before, changed=False)
         handoff = Handoff(
             from_team=draft.from_team, to_team=draft.to_team, sender=sender, title=draft.title.strip(),
             link=_clean(draft.link), due_date=draft.due_date, notes=_clean(draft.notes),
             criteria=list(boundary.criteria), criteria_met=met, state=HandoffState.OPEN,
-            round=1, version=1, created_at=now, updated_at=now,
+            round=1, version=1, created_at=now, updated_at=now, view_id=view_id,
         )
         s.add(handoff)
         s.flush()
-        s.add(_event(handoff, EventKind.CREATED, sender, now, from_team=handoff.from_team, to_team=handoff.to_team,
-                     title=handoff.title, notes=handoff.notes, link=handoff.link, due_date=_iso(handoff.due_date),
-                     criteria=list(handoff.criteria), criteria_met=met))
-    return handoff
+        ev = HANDOFF.event(handoff, EventKind.CREATED, sender, now, from_team=handoff.from_team, to_team=handoff.to_team,
+                           title=handoff.title, notes=handoff.notes, link=handoff.link, due_date=_iso(handoff.due_date),
+                           criteria=list(handoff.criteria), criteria_met=met)
+        keys = HANDOFF.record(s, db, handoff, ev, messages(cfg, handoff, ev), now)
+    return Outcome(handoff, changed=True, event=ev, keys=keys)
 
 
 def get(db: Database, handoff_id: int) -> Handoff:
-    with db.read() as s:
-        handoff = s.get(Handoff, handoff_id)
-    if handoff is None:
-        raise NotFound(f"There is no handoff #{handoff_id}.")
-    return handoff
+    return HANDOFF.get(db, handoff_id)
 
 
-def _transition(db, handoff_id, check, kind, actor, now, *, allowed_from, new_state, reason=None, new_round=False, changes=None, data=None) -> Outcome:
-    """Move a handoff from one of `allowed_from` to `new_state` and append the event, atomically.
-
-    The UPDATE is conditional on the version read, so of two concurrent clicks exactly one wins; the
-    other gets `changed=False` and the handoff as the winner left it.
-    """
+def _transition(db, cfg, handoff_id, check, kind, actor, now, *, allowed_from, new_state, reason=None, new_round=False,
+                changes=None, data=None) -> Outcome:
+    """Move a handoff from one of `allowed_from` to `new_state`, append the event and write the messages
+    it causes, atomically. The UPDATE is conditional on the version read, so of two concurrent clicks
+    exactly one wins; the other gets `changed=False` and the handoff as the winner left it."""
     try:
         with db.write() as s:
             handoff = s.get(Handoff, handoff_id)
@@ -226,33 +235,22 @@ def _transition(db, handoff_id, check, kind, actor, now, *, allowed_from, new_st
             check(handoff)
             if handoff.state not in allowed_from:
                 return Outcome(handoff, changed=False)
-            values = dict(changes or {})
-            values.update(state=new_state, version=handoff.version + 1, updated_at=now)
+            values = dict(changes or {}, state=new_state)
             if new_round:
                 values["round"] = handoff.round + 1
             if new_state == HandoffState.ACCEPTED:
                 values["accepted_at"] = now
-            result = s.execute(
-                update(Handoff).where(Handoff.id == handoff_id, Handoff.version == handoff.version).values(**values)
+            return HANDOFF.transition(
+                s, db, handoff, values, lambda h: HANDOFF.event(h, kind, actor, now, reason, **(data or {})),
+                lambda h, ev: messages(cfg, h, ev), now,
             )
-            if result.rowcount != 1:
-                raise _LostRace
-            for key, value in values.items():
-                setattr(handoff, key, value)
-            event = _event(handoff, kind, actor, now, reason, **(data or {}))
-            s.add(event)
-    except _LostRace:
+    except LostRace:
         return Outcome(get(db, handoff_id), changed=False)
-    return Outcome(handoff, changed=True, event=event)
-
-
-class _LostRace(Exception):
-    """Another transaction changed the handoff between our read and our update."""
 
 
 def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None) -> Outcome:
     return _transition(
-        db, handoff_id, lambda h: _require_reviewer(cfg, h, actor, "accept"), EventKind.ACCEPTED, actor, now or utcnow(),
+        db, cfg, handoff_id, lambda h: _require_reviewer(cfg, h, actor, "accept"), EventKind.ACCEPTED, actor, now or utcnow(),
         allowed_from=(HandoffState.OPEN,), new_state=HandoffState.ACCEPTED,
     )
 
@@ -272,7 +270,7 @@ def send_back(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, kin
     reason = check_reason(reason)
     verb = "request rework on" if kind == EventKind.REWORK else "ask for clarification on"
     return _transition(
-        db, handoff_id, lambda h: _require_reviewer(cfg, h, actor, verb), kind, actor, now or utcnow(),
+        db, cfg, handoff_id, lambda h: _require_reviewer(cfg, h, actor, verb), kind, actor, now or utcnow(),
         allowed_from=(HandoffState.OPEN,), new_state=kind, reason=reason,
     )
 
@@ -305,7 +303,7 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
     met = [c for c in handoff.criteria if c in criteria_met]
     changes = {"criteria_met": met, "notes": _clean(notes), "link": _clean(link)}
     return _transition(
-        db, handoff_id, lambda h: _require_author(cfg, h, actor, "resubmit"), EventKind.RESUBMITTED, actor, now,
+        db, cfg, handoff_id, lambda h: _require_author(cfg, h, actor, "resubmit"), EventKind.RESUBMITTED, actor, now,
         allowed_from=HandoffState.WAITING_FOR_SENDER, new_state=HandoffState.OPEN, new_round=True,
         changes=changes, data={**changes, "due_date": _iso(handoff.due_date)},
     )
@@ -313,13 +311,14 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
 
 def cancel(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None) -> Outcome:
     return _transition(
-        db, handoff_id, lambda h: _require_author(cfg, h, actor, "cancel"), EventKind.CANCELLED, actor, now or utcnow(),
+        db, cfg, handoff_id, lambda h: _require_author(cfg, h, actor, "cancel"), EventKind.CANCELLED, actor, now or utcnow(),
         allowed_from=HandoffState.ACTIVE, new_state=HandoffState.CANCELLED,
     )
 
 
-def record_card(db: Database, handoff_id: int, channel: str, ts: str) -> None:
-    """Remember where the receiving team's card is, to update it in place."""
+def record_card(db: Database, handoff_id: int, channel: str | None, ts: str | None) -> None:
+    """Remember where the receiving team's card is (Slack bookkeeping, not an event: the outbox row
+    `card_key(id)` holds the same)."""
     with db.write() as s:
         s.execute(update(Handoff).where(Handoff.id == handoff_id).values(channel=channel, message_ts=ts))
 
@@ -328,8 +327,7 @@ def record_card(db: Database, handoff_id: int, channel: str, ts: str) -> None:
 
 
 def history(db: Database, handoff_id: int) -> list[HandoffEvent]:
-    with db.read() as s:
-        return list(s.exec(select(HandoffEvent).where(HandoffEvent.handoff_id == handoff_id).order_by(HandoffEvent.seq)))
+    return HANDOFF.history(db, handoff_id)
 
 
 def open_for(db: Database, cfg: ProcessConfig, user: str, limit: int = 20) -> tuple[list[Handoff], list[Handoff]]:

@@ -1,13 +1,33 @@
-"""The Slack adapter: one module per feature, each with `register(app, deps)`.
+"""The Slack adapter: one module per feature, each with module-level listeners, `register(app)`, and the
+renderers that draw its outbox messages when they are delivered.
 
-A listener parses the payload, calls a domain function, renders a template and calls Slack. Rules live
-in the domain modules (`bot/handoffs.py`, …), never here.
+A listener parses the payload, calls a domain function (which writes the decision and the messages it
+causes in one transaction), and asks for those messages to be delivered now. Rules live in the domain
+modules (`bot/handoffs.py`, …), never here. Listeners get their dependencies from Bolt's context
+(`context["deps"]`, put there by the middleware below), so a test can call one alone.
 """
 
-from handlers import fasttrack, handoff, initiative
+from __future__ import annotations
+
+from bot.delivery import Deliverer
+from handlers import common, digest, fasttrack, handoff, initiative
+
+FEATURES = (handoff, initiative, fasttrack)
+RENDERERS = {**common.RENDERERS, **handoff.RENDERERS, **initiative.RENDERERS, **fasttrack.RENDERERS, **digest.RENDERERS}
+ON_FAILED = {**fasttrack.ON_FAILED}
+ON_SENT = {**handoff.ON_SENT}
 
 
 def register_all(app, deps) -> None:
-    handoff.register(app, deps)
-    initiative.register(app, deps)
-    fasttrack.register(app, deps)
+    def inject(context, next):
+        context["deps"] = deps
+        next()
+
+    app.use(inject)
+    for feature in FEATURES:
+        feature.register(app)
+
+
+def deliverer(deps, client, **options) -> Deliverer:
+    """The outbox's deliverer for this process, with every feature's renderers."""
+    return Deliverer(deps, client, RENDERERS, ON_FAILED, on_sent=ON_SENT, **options)

@@ -1,9 +1,16 @@
-"""Small helpers every feature's listeners share: reading view state, answering privately, DMs."""
+"""What every feature's listeners share: reading payloads, answering privately, opening views, and the
+guard that turns a listener's failure into a private answer instead of Bolt's 404.
+
+Listeners are module-level functions; what they need (configuration, database, clock, delivery) comes
+from Bolt's context as `context["deps"]` (see `handlers.register_all`), so a test can call one alone.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import secrets
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -11,6 +18,8 @@ from slack_sdk.errors import SlackApiError
 from templates import render
 
 log = logging.getLogger("steward")
+ID_MAX = 2**31 - 1  # ids in buttons and forms are database integers
+SAVE_FAILED = "Steward could not save this just now; your text is still here. Try again in a moment (reference {ref})."
 
 
 def state_value(values: dict, block_id: str):
@@ -37,38 +46,118 @@ def metadata(view: dict) -> dict:
     return data if isinstance(data, dict) else {"value": data}
 
 
+def as_id(value) -> int | None:
+    """A database id from payload text, or None: digits only, at most ID_MAX."""
+    text = str(value if value is not None else "").strip().lstrip("#")
+    if not text.isascii() or not text.isdigit() or len(text) > 10:
+        return None
+    number = int(text)
+    return number if 0 < number <= ID_MAX else None
+
+
+def action_int(body: dict) -> int | None:
+    """The id a button carries in its value, or None when it carries something else."""
+    return as_id(((body.get("actions") or [{}])[0] or {}).get("value"))
+
+
+def user_of(body: dict) -> str | None:
+    user = body.get("user_id") or (body.get("user") or {}).get("id")
+    return user if isinstance(user, str) else None
+
+
 def slack_call(method, **kwargs) -> dict | None:
-    """Call the Web API; a refusal from Slack, or Slack out of reach, is logged and returns None rather
-    than failing the listener."""
+    """Call the Web API for an answer to the person in front of us (ephemeral, views); a refusal, or
+    Slack out of reach, is logged and returns None rather than failing the listener."""
     try:
         return method(**kwargs).data
     except SlackApiError as exc:
         log.warning("slack %s refused: %s", getattr(method, "__name__", "call"), exc.response.get("error"))
         return None
-    except OSError as exc:  # unreachable after the client's own retries
+    except OSError as exc:
         log.warning("slack %s unreachable: %s", getattr(method, "__name__", "call"), type(exc).__name__)
         return None
 
 
 def tell(client: WebClient, body: dict, user: str, text, people: tuple[str, ...] | list[str] = ()) -> None:
-    """A private answer where the user clicked: ephemeral in that channel, else a DM. `text` may be a
-    rule's exception: the people it names show as mentions."""
+    """A private answer to the person who acted: ephemeral where they clicked, else a DM. `text` may be a
+    rule's exception: the people it names show as mentions. (Not a decision's message: no outbox.)"""
     people = tuple(people) + tuple(getattr(text, "people", ()))
     message = render("notice", text=str(text), people=people)
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    channel = body.get("channel_id") or (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
     if channel and slack_call(client.chat_postEphemeral, channel=channel, user=user, text=message["text"], blocks=message["blocks"]):
         return
     slack_call(client.chat_postMessage, channel=user, text=message["text"], blocks=message["blocks"])
 
 
-def dm(client: WebClient, user: str, message: dict) -> dict | None:
-    return slack_call(client.chat_postMessage, channel=user, text=message["text"], blocks=message["blocks"])
+def open_view(client: WebClient, body: dict, view: dict) -> bool:
+    """Open a modal on the payload's trigger. A trigger lives 3 s and is used once: when Slack will not
+    open it (expired, rate-limited, out of reach), the person is told to try again."""
+    if slack_call(client.views_open, trigger_id=body.get("trigger_id"), view=view):
+        return True
+    tell(client, body, user_of(body) or "", "Slack did not open the form in time. Please try again.")
+    return False
 
 
-def action_int(body: dict) -> int | None:
-    """The integer id a button carries in its value, or None when it carries something else."""
-    try:
-        value = int((body.get("actions") or [{}])[0].get("value"))
-    except (TypeError, ValueError):
+def first_input(body: dict) -> str | None:
+    for block in (body.get("view") or {}).get("blocks") or []:
+        if block.get("type") == "input" and block.get("block_id"):
+            return block["block_id"]
+    return None
+
+
+def guarded(listener):
+    """Run a listener; if it fails, log the failure with a reference and answer the person privately.
+    Not yet acknowledged: a form keeps its input (a field error), anything else gets a 200 with the
+    reference. Already acknowledged: told by an ephemeral message or a DM. Bolt never answers 404."""
+
+    @functools.wraps(listener)
+    def run(**kwargs):
+        try:
+            return listener(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure gets a private answer and a log line
+            ref = secrets.token_hex(4)
+            body, ack, client = kwargs.get("body") or {}, kwargs.get("ack"), kwargs.get("client")
+            log.error("listener %s failed ref=%s", listener.__name__, ref, exc_info=exc)
+            if ack is not None and getattr(ack, "response", None) is None:
+                block = first_input(body) if body.get("type") == "view_submission" else None
+                if block:
+                    return ack(response_action="errors", errors={block: SAVE_FAILED.format(ref=ref)})
+                if body.get("command"):
+                    return ack(**render("error", ref=ref))
+                ack()
+            user = user_of(body)
+            if user and client is not None:
+                message = render("error", ref=ref)
+                tell(client, body, user, message["text"])
+
+    return run
+
+
+# -- renderers every feature uses ------------------------------------------------------------------------
+
+
+def render_static(deps, row) -> dict:
+    """A message drawn when it was written (the digest's parts: the figures as they were)."""
+    return row.params["message"]
+
+
+def render_delivery_failed(deps, row) -> dict | None:
+    from bot import outbox
+
+    failed = outbox.get(deps.db, row.params.get("key", ""))
+    if failed is None:
         return None
-    return value if 0 < value < 2**31 else None
+    about = {
+        "handoff_card": "the handoff card", "fasttrack_card": "the fast-track request card",
+        "handoff_submitted_dm": "a handoff receipt", "fasttrack_submitted_dm": "a fast-track receipt",
+        "handoff_accepted_dm": "the acceptance message", "handoff_sent_back_dm": "the send-back message",
+        "fasttrack_decided_dm": "the decision message", "handoff_resubmitted": "the resubmission notice",
+    }.get(failed.render, "a message")
+    kind, _, number = failed.item.partition(":")
+    noun = {"handoff": "handoff #", "fasttrack": "fast-track request #", "digest": "the digest of ", "prompt": "the initiative prompt of "}
+    what = f"{about} of {noun.get(kind, kind + ' ')}{number}"
+    channel = failed.channel if failed.channel[:1] in ("C", "G") else None
+    return render("delivery_failed", what=what, channel=channel, error=row.params.get("error") or failed.error or "error")
+
+
+RENDERERS = {"static": render_static, "delivery_failed": render_delivery_failed}

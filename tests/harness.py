@@ -179,7 +179,7 @@ def view_of(call) -> dict:
     """The view a views.open/views.update call carried, with the id Slack would give it."""
     view = call.args["view"]
     view = json.loads(view) if isinstance(view, str) else dict(view)
-    view.setdefault("id", call.args.get("view_id") or "V0TEST")
+    view.setdefault("id", call.args.get("view_id") or f"V0{time.monotonic_ns() % 10**12:012d}")  # each view its own id, as in Slack
     view.setdefault("hash", "h0")
     return view
 

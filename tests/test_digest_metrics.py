@@ -151,7 +151,7 @@ def test_initiatives_carry_a_baseline_and_show_how_the_metric_moved(db, cfg, oct
     hand(db, cfg, datetime(2026, 9, 10, 8), steps=[("rework_requested", 1, "x"), ("resubmit", 1), ("accept", 4)])
     hand(db, cfg, datetime(2026, 9, 11, 8), steps=[("accept", 4)])
     row = initiatives.share(db, cfg, "design", "2026-10", "U0ALICE", "  Review  specs <!here> together ", "failure_rate_sent",
-                            "U0AMY", now=datetime(2026, 10, 28, 9))
+                            "U0AMY", now=datetime(2026, 10, 28, 9)).item
     assert (row.text, row.baseline_period, row.baseline) == ("Review specs <!here> together", "2026-09", 0.5)
     d = digest.compose(db, cfg, "2026-10")
     message = json.dumps(digest.messages(d))
@@ -194,9 +194,9 @@ def test_block_limits_with_many_teams(db):
     for i, team in enumerate(cfg.teams):
         nxt = cfg.teams[(i + 1) % len(cfg.teams)]
         h = handoffs.create(db, cfg, "U0ALICE", Draft(team.id, nxt.id, "t", criteria_met=["Spec"]), now=OCT)
-        handoffs.send_back(db, cfg, h.id, "U0ALICE", "rework_requested", f"{long_reason} {i % 4}", now=OCT + H)
+        handoffs.send_back(db, cfg, h.id, "U0STEW", "rework_requested", f"{long_reason} {i % 4}", now=OCT + H)
         handoffs.resubmit(db, cfg, h.id, "U0ALICE", ["Spec"], None, None, now=OCT + 2 * H)
-        handoffs.accept(db, cfg, h.id, "U0ALICE", now=OCT + 3 * H)
+        handoffs.accept(db, cfg, h.id, "U0STEW", now=OCT + 3 * H)  # the steward: nobody reviews their own
     parts = digest.messages(digest.compose(db, cfg, "2026-10"))
     assert len(parts) >= 8  # 120 teams and 240 boundaries do not fit one message
     for part in parts:

@@ -249,5 +249,5 @@ def clean_fasttracks(db) -> None:
     from sqlalchemy import text
 
     with db.engine.begin() as conn:
-        for table in ("fasttrack_card", "fasttrack_event", "fasttrack"):
+        for table in ("outbox", "fasttrack_event", "fasttrack"):
             conn.execute(text(f"DELETE FROM {table}"))

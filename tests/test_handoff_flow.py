@@ -32,7 +32,7 @@ def send(steward, fake, title="Checkout v2 spec", criteria=ALL_MET, user="U0ALIC
 def fresh(fake):
     """Let the previous step's calls arrive, then forget them."""
     fake.settle(quiet=0.2)
-    fake.reset()
+    fake.reset(keep_messages=True)
 
 
 def steward_db(steward):

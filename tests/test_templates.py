@@ -91,6 +91,8 @@ def contexts(text: str) -> dict[str, list[dict]]:
                          dict(sent=[], received=[], names={}, now=datetime(2026, 3, 1))],
         "handoff_help": [dict(problem=text, command="/handoff"), dict(problem=None, command="/handoff")],
         "notice": [dict(text=text)],
+        "delivery_failed": [dict(what=text, channel=c, error=e) for c, e in (("C0ENG", "channel_not_found"), (None, text[:60] or "x"))],
+        "handoff_resubmitted": [dict(h=h, actor="U0ALICE")],
         "error": [dict(ref="deadbeef")],
         "digest": [digest_context(a_digest(text)), digest_context(a_digest(text, active=False))],
         "initiative_prompt": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", due=datetime(2026, 12, 1, 8), initiative=i, metric_label=text)
