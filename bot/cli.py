@@ -13,6 +13,7 @@ from bot.process import ProcessConfigError, load_process
 from bot.settings import SettingsError, load_settings
 
 log = logging.getLogger("steward")
+WEB_DB_WAIT = 1.2  # seconds a request may wait for a database lock: an answer within Slack's 3 s either way
 
 
 class Fail(Exception):
@@ -37,14 +38,14 @@ def _process(path: str):
         raise Fail(*exc.problems) from None
 
 
-def _database(url: str, need_schema: bool = True, connect: bool = True):
+def _database(url: str, need_schema: bool = True, connect: bool = True, wait: float | None = None):
     """The database at `url`, checked: reachable, and (with `need_schema`) at the latest migration.
     With `connect=False` nothing touches the server: the engine connects lazily, on first use."""
     from storage.db import Database
     from storage.migrate import current, head
 
     try:
-        db = Database(url)
+        db = Database(url, wait=wait)
     except Exception as exc:  # a malformed URL or a missing driver
         raise Fail(f"DATABASE_URL: cannot use it: {exc}") from None
     if not connect:
@@ -76,7 +77,7 @@ def cmd_check_config(args) -> int:
     for r in cfg.rights:
         print(f"  {r.element}: standard set by {r.sets_standard}, exceptions granted by {', '.join(cfg.granters(r))}, executed by {r.owns_execution}")
     from bot import schedule
-    from bot.handoffs import utcnow
+    from bot.time import utcnow
 
     period = schedule.period_of(utcnow(), org.tz)
     due = schedule.digest_due(cfg, period).replace(tzinfo=timezone.utc).astimezone(org.tz)
@@ -110,7 +111,7 @@ def build(settings):
     from bot.app import Deps, create_app
 
     cfg = _process(settings.process_config)
-    db = _database(settings.database_url, connect=False)
+    db = _database(settings.database_url, connect=False, wait=WEB_DB_WAIT)
     return create_app(settings, Deps(cfg=cfg, db=db)), db
 
 
@@ -149,7 +150,7 @@ def cmd_serve(args) -> int:
 
 def _moment(text: str | None, cfg):
     """--now: an ISO-8601 moment, in the organisation's time zone unless it has an offset; naive UTC."""
-    from bot.handoffs import utcnow
+    from bot.time import utcnow
 
     if text is None:
         return utcnow()
@@ -183,6 +184,21 @@ def _slack(settings):
     return make_client(settings)
 
 
+def _deliverer(settings, cfg, db, now):
+    from bot.deps import Deps
+    from handlers import deliverer
+
+    return deliverer(Deps(cfg=cfg, db=db, now=now), _slack(settings))
+
+
+def _running_from(moment):
+    """A clock that starts at `moment` and runs on (for --now)."""
+    import time
+
+    start = time.monotonic()
+    return lambda: moment + timedelta(seconds=time.monotonic() - start)
+
+
 def cmd_run_job(args) -> int:
     from bot.clock import JOBS, Run, run_job
 
@@ -191,8 +207,8 @@ def cmd_run_job(args) -> int:
     settings = _settings()
     cfg = _process(settings.process_config)
     month, now = _month(args.month), _moment(args.now, cfg)
-    client = _slack(settings)
-    run = Run(cfg, _database(settings.database_url), client, now, force=True)
+    db = _database(settings.database_url)
+    run = Run(cfg, db, _deliverer(settings, cfg, db, _running_from(now)), now, force=True)
     run_job(run, args.name, month)
     for line in run.done:
         print(line)
@@ -201,20 +217,50 @@ def cmd_run_job(args) -> int:
 
 def cmd_clock(args) -> int:
     from bot import clock
-    from bot.handoffs import utcnow
+    from bot.time import utcnow
 
     settings = _settings()
     cfg = _process(settings.process_config)
     offset = _moment(args.now, cfg) - utcnow() if args.now else timedelta(0)
     db = _database(settings.database_url)
-    client = _slack(settings)
-    clock.serve(cfg, db, client, now=lambda: utcnow() + offset)
+    now = (lambda: utcnow() + offset)
+    clock.serve(cfg, db, _deliverer(settings, cfg, db, now), now=now)
+    return 0
+
+
+def cmd_outbox(args) -> int:
+    """List what the outbox has not delivered (pending, being sent, failed, unknown), or retry one row."""
+    from bot import outbox
+    from bot.time import utcnow
+    from storage.models import OutboxStatus
+
+    settings = _settings()
+    db = _database(settings.database_url)
+    if args.action == "retry":
+        if not args.key:
+            raise Fail("outbox retry: say which row: `python -m bot outbox retry KEY`")
+        row = outbox.retry(db, args.key, utcnow())
+        if row is None:
+            raise Fail(f"outbox retry: no row with key {args.key!r}")
+        if row.status != OutboxStatus.PENDING:
+            raise Fail(f"outbox retry: {args.key} is {row.status}; only failed or unknown rows are retried")
+        print(f"{args.key}: pending again; the clock's next sweep (or `python -m bot run-job outbox`) sends it")
+        return 0
+    statuses = [OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED, OutboxStatus.UNKNOWN]
+    rows = outbox.listing(db, [args.status] if args.status else statuses, limit=args.limit)
+    if not rows:
+        print("outbox: nothing waiting, failed or unknown")
+        return 0
+    for row in rows:
+        when = row.next_at if row.status == OutboxStatus.PENDING else row.updated_at
+        print(f"{row.status:<8} {row.key:<48} → {row.channel:<12} attempts {row.attempts:<3} {when:%Y-%m-%d %H:%M:%S} UTC"
+              + (f"  {row.error}" if row.error else ""))
     return 0
 
 
 def cmd_digest(args) -> int:
     from bot import digest, schedule
-    from bot.handoffs import utcnow
+    from bot.time import utcnow
 
     settings = _settings()
     cfg = _process(settings.process_config)
@@ -252,7 +298,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("clock", help="run the scheduler (the digest, initiative prompts, catch-up) until stopped")
     c.add_argument("--now", help="rehearse: the clock believes it started at this moment (ISO-8601)")
     c.set_defaults(func=cmd_clock)
-    r = sub.add_parser("run-job", help="run one job once, now: digest, initiative-prompt or catch-up")
+    r = sub.add_parser("run-job", help="run one job once, now: digest, initiative-prompt, catch-up or outbox")
     r.add_argument("name", metavar="NAME")
     r.add_argument("--now", help="the moment the job believes it is (ISO-8601; organisation time zone unless an offset is given)")
     r.add_argument("--month", help="the month (YYYY-MM): digest defaults to the previous month, prompts to the current one")
@@ -262,6 +308,12 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--blocks", action="store_true", help="print the Block Kit messages as JSON instead")
     d.add_argument("--chart", metavar="FILE", help="also write the trend chart PNG to FILE")
     d.set_defaults(func=cmd_digest)
+    o = sub.add_parser("outbox", help="list messages not delivered (pending, failed, unknown), or retry one")
+    o.add_argument("action", nargs="?", choices=["list", "retry"], default="list")
+    o.add_argument("key", nargs="?", help="with retry: the row's key, as the list shows it")
+    o.add_argument("--status", choices=["pending", "sending", "failed", "unknown", "sent"], help="only rows in this state")
+    o.add_argument("--limit", type=int, default=100)
+    o.set_defaults(func=cmd_outbox)
     e = sub.add_parser("demo", help="a generated organisation in a throwaway SQLite database: its digest, chart and Block Kit")
     e.add_argument("--dir", help="where to write the demo (default: a new temporary directory)")
     e.set_defaults(func=cmd_demo)

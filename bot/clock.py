@@ -1,39 +1,39 @@
 """The clock: scheduled jobs and the process that runs them (`python -m bot clock`).
 
-Jobs are the only code besides the listeners that talks to Slack. Each side effect goes through the
-ledger (`bot.ledger`): claimed before it is sent, recorded after, so a rerun, a restart or a second clock
-sends nothing twice, and a missed run is caught up by the next tick.
+Every side effect is a row of the outbox (`bot.outbox`), keyed by what it is (`digest:2026-10:C0SYNC:1`,
+`prompt:2026-11:eng`) and delivered by `bot.delivery`, so a rerun, a restart or a second clock sends
+nothing twice, and a missed run is caught up by the next tick.
 
 - `digest`: the monthly cross-team sync digest for a month, to `organization.digest_channel`: the first
   message, what did not fit as thread replies, and the trend chart uploaded in the thread.
 - `initiative-prompt`: each team's channel is asked for its improvement initiative for the month.
 - `catch-up`: whatever of the two is due and not yet done; the clock runs it when it starts and on
   every tick.
+- `outbox`: deliver whatever the outbox holds that is due (a 429's Retry-After passed, a back-off, a
+  deliverer that died); the clock sweeps every few seconds.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timedelta
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-
-from bot import digest, ledger, schedule
-from bot.ledger import Claim
+from bot import digest, outbox, schedule
+from bot.initiatives import prompt_key
+from bot.delivery import Deliverer
+from bot.outbox import POST, UPLOAD, Message
 from bot.process import ProcessConfig
 from storage.db import Database
-from templates import render
+from storage.models import OutboxStatus
 
 log = logging.getLogger("steward")
 DIGEST = "digest"
 PROMPT = "initiative-prompt"
 CATCH_UP = "catch-up"
-JOBS = (DIGEST, PROMPT, CATCH_UP)
+OUTBOX = "outbox"
+JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX)
 
 
 @dataclass
@@ -42,126 +42,89 @@ class Run:
 
     cfg: ProcessConfig
     db: Database
-    client: WebClient
+    deliverer: Deliverer
     now: datetime
-    force: bool = False  # an operator's run retries failures now instead of after the back-off
-    pace: float = 1.0  # seconds between messages to one channel (Slack allows about one a second)
+    force: bool = False  # an operator's run retries refused messages now
     done: list[str] = field(default_factory=list)
     failures: int = 0
-    _last_post: dict[str, float] = field(default_factory=dict)
 
     def say(self, line: str) -> None:
         log.info(line)
         self.done.append(line)
 
-    def _wait_for(self, channel: str) -> None:
-        last = self._last_post.get(channel)
-        if last is not None:
-            time.sleep(max(0.0, self.pace - (time.monotonic() - last)))
-        self._last_post[channel] = time.monotonic()
-
-    def send(self, claim: Claim, channel: str, call: Callable[[], object]) -> dict | None:
-        """Make the claimed call; record a failure in the ledger. Returns Slack's answer, or None."""
-        self._wait_for(channel)
-        try:
-            answer = call()
-            answer = answer.data if hasattr(answer, "data") else answer
-        except SlackApiError as exc:
-            error = str(exc.response.get("error") or "error")
-            ledger.failed(self.db, claim, self.now, error)
-            self.failures += 1
-            self.say(f"{claim.job} {claim.period} → {claim.target}: Slack refused ({error}); retried by a later run")
-            return None
-        except OSError as exc:
-            ledger.failed(self.db, claim, self.now, f"unreachable: {type(exc).__name__}")
-            self.failures += 1
-            self.say(f"{claim.job} {claim.period} → {claim.target}: Slack out of reach; retried by a later run")
-            return None
-        return answer
+    def deliver(self, keys: list[str], what: str) -> int:
+        """Send these rows in order (a thread's replies after its first message); count what went out
+        and say what did not."""
+        self.deliverer.send_now(keys)
+        rows = [outbox.get(self.db, key) for key in keys]
+        for row in rows:
+            if row is not None and row.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN):
+                self.failures += 1
+                self.say(f"{what} → {row.channel}: {row.status} ({row.error}); see `python -m bot outbox`")
+        return sum(1 for row in rows if row is not None and row.status == OutboxStatus.SENT)
 
 
-def _message_ts(answer: dict) -> str | None:
-    return answer.get("ts")
+def digest_key(period: str, channel: str, part: str | int) -> str:
+    return f"digest:{period}:{channel}:{part}"
 
 
 def run_digest(run: Run, period: str) -> None:
+    """The month's digest to the digest channel: the first message, what did not fit as thread
+    replies, the trend chart in the thread. Written to the outbox once (the figures as they are when it
+    is first written), then delivered; a later run delivers what is still due and writes nothing again."""
     cfg, db = run.cfg, run.db
     channel = cfg.organization.digest_channel
-    chart = ledger.entry(db, DIGEST, period, f"{channel}:chart")
-    if chart is not None and chart.status == "sent":  # the chart goes last: every message before it is out
+    first, chart = digest_key(period, channel, 1), digest_key(period, channel, "chart")
+    row = outbox.get(db, chart)
+    if row is not None and row.status == OutboxStatus.SENT:  # the chart goes last: every message before it is out
         run.say(f"digest {period}: already posted to {channel}, nothing sent")
         return
-    d = digest.compose(db, cfg, period)
-    parts = digest.messages(d)
-    thread_ts = None
-    posted = 0
-    for i, message in enumerate(parts, 1):
-        target = f"{channel}:{i}"
-        claim = ledger.claim(db, DIGEST, period, target, run.now, force=run.force)
-        if claim is None:
-            row = ledger.entry(db, DIGEST, period, target)
-            if row is None or row.status != "sent":
-                run.say(f"digest {period} part {i}: {row.status if row else 'unclaimed'}, not sent by this run")
-                return  # without the first message there is no thread to reply in
-            thread_ts = thread_ts or row.ref
-            continue
-        kwargs = {"thread_ts": thread_ts} if thread_ts else {}
-        answer = run.send(claim, channel, partial(run.client.chat_postMessage, channel=channel, text=message["text"],
-                                                  blocks=message["blocks"], unfurl_links=False, **kwargs))
-        if answer is None:
-            return
-        ledger.sent(db, claim, run.now, answer.get("channel"), _message_ts(answer))
-        thread_ts = thread_ts or answer.get("ts")
-        posted += 1
-    if posted and thread_ts:
+    if outbox.get(db, first) is None:
+        parts = digest.messages(digest.compose(db, cfg, period))
+        messages = [Message(digest_key(period, channel, i), f"digest:{period}", POST, channel, "static",
+                            {"message": m}, anchor=first if i > 1 else None) for i, m in enumerate(parts, 1)]
+        messages.append(Message(chart, f"digest:{period}", UPLOAD, channel, "digest_chart", {"period": period}, anchor=first))
+        with db.write() as session:
+            outbox.add(session, db, messages, run.now)
         digest.record_headcount(db, cfg, period)
-    _upload_chart(run, period, d, channel, thread_ts)
+    if run.force:
+        outbox.reopen(db, f"digest:{period}", run.now)
+    rows = outbox.of_item(db, f"digest:{period}")
+    before = {r.key for r in rows if r.status == OutboxStatus.SENT}
+    run.deliver([r.key for r in rows], f"digest {period}")
+    now_sent = {r.key for r in outbox.of_item(db, f"digest:{period}") if r.status == OutboxStatus.SENT} - before
+    posted = len(now_sent - {chart})
     if posted:
         run.say(f"digest {period}: posted {posted} message{'s' if posted != 1 else ''} to {channel}")
-    else:
-        run.say(f"digest {period}: already posted to {channel}, nothing sent")
-
-
-def _upload_chart(run: Run, period: str, d: digest.Digest, channel: str, thread_ts: str | None) -> None:
-    claim = ledger.claim(run.db, DIGEST, period, f"{channel}:chart", run.now, force=run.force)
-    if claim is None:
-        return
-    png = digest.chart(d)
-
-    def upload() -> dict:
-        kwargs = dict(channel=channel, file=png, filename=f"steward-trend-{period}.png",
-                      title=f"Handoff trends to {d.label}", thread_ts=thread_ts,
-                      alt_txt=f"Median cycle time and handoff failure rate per team, {len(d.months)} months to {d.label}")
-        try:
-            return run.client.files_upload_v2(**kwargs).data
-        except SlackApiError as exc:
-            if exc.response.get("error") != "not_in_channel":
-                raise
-            run.client.conversations_join(channel=channel)  # uploads need membership; public channels allow joining
-            return run.client.files_upload_v2(**kwargs).data
-
-    answer = run.send(claim, channel, upload)
-    if answer is not None:
-        file_id = (answer.get("file") or {}).get("id") or next((f.get("id") for f in answer.get("files") or []), None)
-        ledger.sent(run.db, claim, run.now, channel, file_id)
+    if chart in now_sent:
         run.say(f"digest {period}: trend chart uploaded to {channel}")
+    elif not now_sent and chart in before:
+        run.say(f"digest {period}: already posted to {channel}, nothing sent")
+    waiting = [r for r in outbox.of_item(db, f"digest:{period}") if r.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)]
+    if waiting:
+        run.say(f"digest {period}: {len(waiting)} part{'s' if len(waiting) != 1 else ''} not sent yet ({waiting[0].error or 'in progress'});"
+                " the clock's outbox sweep retries, or run this again")
 
 
 def run_prompts(run: Run, period: str) -> None:
+    """Each team's channel is asked for its improvement initiative for the month."""
     cfg, db = run.cfg, run.db
-    due = schedule.digest_due(cfg, period)
-    sent = 0
-    for team in cfg.teams:
-        claim = ledger.claim(db, PROMPT, period, team.id, run.now, force=run.force)
-        if claim is None:
-            continue
-        message = render("initiative_prompt", team=team, period=period, label=schedule.label(period), due=due, initiative=None)
-        answer = run.send(claim, team.channel, partial(run.client.chat_postMessage, channel=team.channel,
-                                                       text=message["text"], blocks=message["blocks"]))
-        if answer is not None:
-            ledger.sent(db, claim, run.now, answer.get("channel"), answer.get("ts"))
-            sent += 1
+    messages = [Message(prompt_key(period, t.id), f"prompt:{period}", POST, t.channel, "initiative_prompt",
+                        {"team": t.id, "period": period}) for t in cfg.teams]
+    keys = outbox.put(db, messages, run.now)
+    if run.force:
+        outbox.reopen(db, f"prompt:{period}", run.now)
+    before = {r.key for r in outbox.of_item(db, f"prompt:{period}") if r.status == OutboxStatus.SENT}
+    run.deliver([k for k in keys if k not in before], f"initiative prompt {period}")
+    sent = sum(1 for r in outbox.of_item(db, f"prompt:{period}") if r.status == OutboxStatus.SENT and r.key not in before)
     run.say(f"initiative prompts {period}: {sent} sent" + (f" of {len(cfg.teams)}" if sent != len(cfg.teams) else ""))
+
+
+def run_outbox(run: Run) -> None:
+    """Deliver whatever the outbox holds that is due (the clock does this every few seconds)."""
+    done = run.deliverer.sweep(max_seconds=50)
+    if done:
+        run.say("outbox: " + ", ".join(f"{n} {what}" for what, n in sorted(done.items())))
 
 
 def run_catch_up(run: Run) -> None:
@@ -179,6 +142,8 @@ def run_job(run: Run, name: str, period: str | None) -> None:
         run_prompts(run, period or schedule.period_of(run.now, tz))
     elif name == CATCH_UP:
         run_catch_up(run)
+    elif name == OUTBOX:
+        run_outbox(run)
     else:
         raise ValueError(f"no job {name!r}; jobs: {', '.join(JOBS)}")
 
@@ -186,26 +151,35 @@ def run_job(run: Run, name: str, period: str | None) -> None:
 # -- the clock process -------------------------------------------------------------------------------
 
 
-def serve(cfg: ProcessConfig, db: Database, client: WebClient, now: Callable[[], datetime]) -> None:
-    """Run the scheduler until stopped: the digest at its cron time, and a catch-up tick at start and
-    every `tick_minutes`. Jobs never overlap (one thread, max one instance), and each run's side effects
-    go through the ledger, so a late, doubled or repeated firing is harmless."""
+def serve(cfg: ProcessConfig, db: Database, deliverer: Deliverer, now: Callable[[], datetime], sweep_seconds: float = 5) -> None:
+    """Run the scheduler until stopped: the digest at its cron time, a catch-up tick at start and every
+    `tick_minutes`, and the outbox sweep every few seconds. Jobs of one kind never overlap (max one
+    instance), and every side effect goes through the outbox, so a late, doubled or repeated firing, or
+    a second clock, is harmless."""
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
     def tick() -> None:
         try:
-            run_catch_up(Run(cfg, db, client, now()))
+            run_catch_up(Run(cfg, db, deliverer, now()))
         except Exception:  # a bad run must not stop the clock: logged, tried again next tick
             log.exception("clock: catch-up failed")
 
+    def sweep() -> None:
+        try:
+            deliverer.sweep(max_seconds=max(sweep_seconds * 10, 30))
+        except Exception:  # the database gone, say: tried again at the next sweep
+            log.exception("clock: outbox sweep failed")
+
     tz = cfg.organization.tz
-    scheduler = BlockingScheduler(timezone=tz, executors={"default": {"type": "threadpool", "max_workers": 1}},
+    scheduler = BlockingScheduler(timezone=tz, executors={"default": {"type": "threadpool", "max_workers": 2}},
                                   job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     scheduler.add_job(tick, CronTrigger.from_crontab(cfg.schedule.digest, timezone=tz), id="digest")
     scheduler.add_job(tick, IntervalTrigger(minutes=cfg.schedule.tick_minutes, timezone=tz), id="tick",
                       next_run_time=datetime.now(tz) + timedelta(seconds=0.1))
+    scheduler.add_job(sweep, IntervalTrigger(seconds=sweep_seconds, timezone=tz), id="outbox",
+                      next_run_time=datetime.now(tz) + timedelta(seconds=0.2))
     log.info("clock: digest on '%s' (%s), ticks every %d min", cfg.schedule.digest, cfg.organization.timezone, cfg.schedule.tick_minutes)
     try:
         scheduler.start()

@@ -15,6 +15,12 @@ BOT_SCOPES = [
     "chat:write.public",  # post team cards in public channels Steward was not invited to
     "files:write",        # the digest's trend chart (files_upload_v2)
     "channels:join",      # join the public digest channel when an upload needs membership
+    # The outbox looks for a message whose outcome is unknown (a time-out, a 5xx) before it sends again,
+    # by the outbox key in the message's metadata: without these it cannot look, and marks it `unknown`.
+    "channels:history",   # public channels (team cards, the digest)
+    "groups:history",     # private channels Steward was invited to
+    "im:history",         # DMs (receipts, decisions, fast-track cards)
+    "im:write",           # conversations.open: the DM channel to look in
 ]
 
 

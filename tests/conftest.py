@@ -19,7 +19,7 @@ from tests.slack_fake import FakeSlack
 HERE = Path(__file__).parent
 PROCESS = HERE / "process.toml"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
-TABLES = ["fasttrack_card", "fasttrack_event", "fasttrack", "handoff_event", "handoff", "job_ledger", "initiative", "headcount", "month_rollup"]  # children first
+TABLES = ["outbox", "fasttrack_event", "fasttrack", "handoff_event", "handoff", "initiative", "headcount", "month_rollup"]  # children first
 
 
 def reset_schema(db: Database) -> None:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot import handoffs, ledger, schedule
+from bot import handoffs, outbox, schedule
 from bot.handoffs import Draft, utcnow
 from tests.conftest import PROCESS
 from tests.harness import ROOT, TOKEN, blocks_text, cli, view_of
@@ -68,9 +68,9 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     (done,) = fake.of("files.completeUploadExternal")
     assert url.args["filename"] == f"steward-trend-{period}.png" and done.args["channel_id"] == "C0SYNC"
     assert list(fake.uploads.values())[0].startswith(b"\x89PNG")
-    rows = ledger.entries(db, "digest", period)
-    assert [(r.target, r.status) for r in rows] == [("C0SYNC:1", "sent"), ("C0SYNC:chart", "sent")]
-    assert done.args["thread_ts"] == rows[0].ref
+    rows = outbox.of_item(db, f"digest:{period}")
+    assert [(r.key, r.status) for r in rows] == [(f"digest:{period}:C0SYNC:1", "sent"), (f"digest:{period}:C0SYNC:chart", "sent")]
+    assert done.args["thread_ts"] == rows[0].result_ts and fake.posted(rows[0].key) == 1
 
     # a second run posts nothing
     fake.reset()
@@ -90,31 +90,52 @@ def test_slack_refusals_are_recorded_and_retried(fake, db, cfg):
     seed_october(db, cfg)
     fake.fail("chat.postMessage", "channel_not_found")
     r = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
-    assert r.returncode == 1 and "Slack refused (channel_not_found); retried by a later run" in r.stdout and "Traceback" not in r.stderr
-    (row,) = ledger.entries(db, "digest", "2026-10")
-    assert (row.status, row.error) == ("failed", "channel_not_found")
+    assert r.returncode == 1 and "failed (channel_not_found); see `python -m bot outbox`" in r.stdout and "Traceback" not in r.stderr
+    first, chart = outbox.of_item(db, "digest:2026-10")
+    assert (first.status, first.error) == ("failed", "channel_not_found") and chart.status == "failed"
     assert fake.of("files.getUploadURLExternal") == []  # nothing after the first message failed
+    listed = cli("outbox", env=env(db, fake))
+    assert listed.returncode == 0 and "failed   digest:2026-10:C0SYNC:1" in listed.stdout and "channel_not_found" in listed.stdout
 
-    # the next run sends it; the upload, refused for want of membership, joins the channel and succeeds
+    # an operator's run sends it again; the upload, refused for want of membership, joins the channel and succeeds
     fake.reset()
     fake.fail("files.completeUploadExternal", "not_in_channel")
     r = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(to_sync(fake)) == 1 and [c.args["channel"] for c in fake.of("conversations.join")] == ["C0SYNC"]
     assert len(fake.of("files.completeUploadExternal")) == 2
-    assert [(r.status, r.attempts) for r in ledger.entries(db, "digest", "2026-10")] == [("sent", 2), ("sent", 1)]
+    assert [(r.status, r.attempts) for r in outbox.of_item(db, "digest:2026-10")] == [("sent", 2), ("sent", 2)]
 
 
-def test_a_run_that_died_after_claiming_is_retried_once_the_lease_passes(fake, db, cfg):
+def test_a_digest_slack_stored_but_never_confirmed_is_found_not_posted_again(fake, db, cfg):
     seed_october(db, cfg)
-    claimed_at = datetime(2026, 11, 2, 8)
-    assert ledger.claim(db, "digest", "2026-10", "C0SYNC:1", claimed_at) is not None  # ...and the process died
-    soon = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:05+00:00", env=env(db, fake))
-    assert soon.returncode == 0 and "part 1: claimed, not sent by this run" in soon.stdout
-    assert to_sync(fake) == []
-    later = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:11+00:00", env=env(db, fake))
-    assert later.returncode == 0 and "posted 1 message" in later.stdout
-    assert len(to_sync(fake)) == 1 and ledger.entry(db, "digest", "2026-10", "C0SYNC:1").attempts == 2
+    fake.store_then_error("chat.postMessage", 503)
+    r = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
+    assert "posted 1" not in r.stdout and len(fake.messages("C0SYNC")) == 1  # Slack has it; Steward does not know
+    assert outbox.get(db, "digest:2026-10:C0SYNC:1").check and "not sent yet (internal_error)" in r.stdout
+    again = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
+    assert again.returncode == 0 and "trend chart uploaded" in again.stdout, again.stdout + again.stderr
+    assert len(fake.messages("C0SYNC")) == 1 and fake.posted("digest:2026-10:C0SYNC:1") == 1
+    assert fake.of("conversations.history")  # it looked before sending
+
+
+def test_a_run_that_died_after_sending_is_taken_over_once_the_lease_passes(fake, db, cfg):
+    seed_october(db, cfg)
+    fake.down(60)
+    cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:00+00:00", env=env(db, fake))
+    fake.down(0)
+    # A deliverer claimed the first message, Slack posted it, and the process died before recording it.
+    claimed_at = datetime(2026, 11, 2, 8, 1)
+    assert outbox.claim(db, "digest:2026-10:C0SYNC:1", claimed_at) is not None
+    from slack_sdk import WebClient
+
+    from bot.delivery import metadata
+    WebClient(token=TOKEN, base_url=fake.url).chat_postMessage(channel="C0SYNC", text="digest", metadata=metadata("digest:2026-10:C0SYNC:1"))
+    soon = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:01:30+00:00", env=env(db, fake))
+    assert "posted 1" not in soon.stdout and len(fake.messages("C0SYNC")) == 1  # its lease runs: nobody touches it
+    later = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:03+00:00", env=env(db, fake))
+    assert later.returncode == 0 and "trend chart uploaded" in later.stdout, later.stdout + later.stderr
+    assert len(fake.messages("C0SYNC")) == 1 and fake.posted("digest:2026-10:C0SYNC:1") == 1
 
 
 class Clock:
@@ -179,7 +200,7 @@ def test_two_clocks_at_once_post_one_digest(fake, db, cfg, tmp_path):
         for clock in clocks:
             clock.stop()
     assert len(to_sync(fake)) == 1 and len(fake.of("files.completeUploadExternal")) == 1
-    assert [r.status for r in ledger.entries(db, "digest", "2026-10")] == ["sent", "sent"]
+    assert [r.status for r in outbox.of_item(db, "digest:2026-10")] == ["sent", "sent"]
 
 
 def test_due_times_and_the_catch_up_window(cfg):
@@ -220,8 +241,8 @@ def test_initiatives_through_slack(steward, fake, db, cfg):
     ok = steward.submit("U0ALICE", modal, {"text": "Review specs <@U0EVE> together", "metric": "cycle_time", "owner": "U0AMY"})
     assert ok.status == 200 and ok.raw in (b"", b"{}")
     update = fake.wait("chat.update")[0]
-    prompt = ledger.entry(db, "initiative-prompt", "2026-11", "design")
-    assert (update.args["channel"], update.args["ts"]) == (prompt.channel, prompt.ref)
+    prompt = outbox.get(db, "prompt:2026-11:design")
+    assert (update.args["channel"], update.args["ts"]) == (prompt.result_channel, prompt.result_ts)
     text = blocks_text(update.args)
     assert "Shared by <@U0ALICE>: “Review specs &lt;@U0EVE&gt; together”" in text and "owner <@U0AMY>" in text
     assert "Change our initiative" in json.dumps(update.args["blocks"])
