@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import bindparam, text  # noqa: E402
 
 from bot import digest, schedule  # noqa: E402
+from handlers import digest as slack_digest  # noqa: E402
 from bot.process import parse_process  # noqa: E402
 from storage import metrics  # noqa: E402
 from storage.db import Database  # noqa: E402
@@ -177,7 +178,7 @@ def measure(name: str, db: Database, cfg) -> None:
                 *([bindparam("p", expanding=True)] if periods else [])), {"p": list(periods)} if periods else {})
 
     def run_digest(period=LAST):
-        digest.messages(digest.compose(db, cfg, period))
+        slack_digest.messages(digest.compose(db, cfg, period))
 
     _, q = timed(cheapest, 5)
     _, m = timed(lambda: metrics.month(db, LAST, start, end, team_ids))

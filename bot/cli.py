@@ -260,17 +260,18 @@ def cmd_outbox(args) -> int:
 
 def cmd_digest(args) -> int:
     from bot import digest, schedule
+    from handlers import digest as slack_digest
     from bot.time import utcnow
 
     settings = _settings()
     cfg = _process(settings.process_config)
     period = _month(args.month) or schedule.shift(schedule.period_of(utcnow(), cfg.organization.tz), -1)
     d = digest.compose(_database(settings.database_url), cfg, period)
-    parts = digest.messages(d)
+    parts = slack_digest.messages(d)
     if args.blocks:
         print(json.dumps(parts, indent=2, ensure_ascii=False))
     else:
-        print(digest.preview(parts), end="")
+        print(slack_digest.preview(parts), end="")
     if args.chart:
         with open(args.chart, "wb") as f:
             f.write(digest.chart(d))

@@ -25,6 +25,7 @@ from bot.initiatives import prompt_key
 from bot.delivery import Deliverer
 from bot.outbox import POST, UPLOAD, Message
 from bot.process import ProcessConfig
+from handlers import digest as slack_digest
 from storage.db import Database
 from storage.models import OutboxStatus
 
@@ -80,7 +81,7 @@ def run_digest(run: Run, period: str) -> None:
         run.say(f"digest {period}: already posted to {channel}, nothing sent")
         return
     if outbox.get(db, first) is None:
-        parts = digest.messages(digest.compose(db, cfg, period))
+        parts = slack_digest.messages(digest.compose(db, cfg, period))
         messages = [Message(digest_key(period, channel, i), f"digest:{period}", POST, channel, "static",
                             {"message": m}, anchor=first if i > 1 else None) for i, m in enumerate(parts, 1)]
         messages.append(Message(chart, f"digest:{period}", UPLOAD, channel, "digest_chart", {"period": period}, anchor=first))

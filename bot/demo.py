@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from bot import digest, fasttrack, handoffs, initiatives, schedule
+from handlers import digest as slack_digest
 from bot.handoffs import Draft, utcnow
 from bot.process import load_process
 from storage.db import Database
@@ -252,9 +253,9 @@ def run(directory: str | None = None) -> int:
     count = generate(db, cfg, now)
     period = schedule.shift(schedule.period_of(now, cfg.organization.tz), -1)
     d = digest.compose(db, cfg, period)
-    parts = digest.messages(d)
+    parts = slack_digest.messages(d)
     print(f"{count} handoffs written. The digest Steward would post for {d.label}:\n")
-    print(digest.preview(parts))
+    print(slack_digest.preview(parts))
     (out / f"digest-{period}.json").write_text(json.dumps(parts, indent=2, ensure_ascii=False), encoding="utf-8")
     (out / f"trend-{period}.png").write_bytes(digest.chart(d))
     db.dispose()

@@ -1,5 +1,5 @@
-"""The monthly cross-team sync digest: figures, changes, signals, initiatives, the trend chart, and the
-messages that carry them. No Slack in here: the digest job posts what `messages()` returns.
+"""The monthly cross-team sync digest: figures, changes, signals, initiatives and the trend chart.
+No Slack in here: `handlers.digest.messages()` turns a digest into Slack messages (Block Kit, its limits).
 
 Everything a reader sees is computed from `storage.metrics.month()` for the digest's month and the five
 before it (the trend chart; the previous month gives each figure's change, the two before it the
@@ -8,10 +8,8 @@ before it (the trend chart; the previous month gives each figure's change, the t
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 import io
-import re
 from dataclasses import dataclass, field
 
 from sqlmodel import select
@@ -24,10 +22,9 @@ from storage import metrics
 from storage.db import Database
 from storage.metrics import Month
 from storage.models import Headcount, Initiative
-from templates import clip, clip_escaped, render
+from templates import clip
 
 TREND_MONTHS = 6
-MAX_BLOCKS = 45  # per message (Slack allows 50): room for a part's own header and footer
 MIN_ACCEPTED = 5  # a failure rate from fewer accepted handoffs is not compared
 MIN_FOR_TREND = 5  # a median from fewer accepted handoffs does not count as rising
 RISE = 1.25  # "rising": up in each of the last two months, and by a quarter or more over both
@@ -279,68 +276,6 @@ def _review(cfg: ProcessConfig, month: Month) -> list[Exception_]:
             owner_team=team.name if team else None, owner_user=setter if setter and not team else None,
         ))
     return out
-
-
-# -- messages --------------------------------------------------------------------------------------
-
-
-def context(d: Digest) -> dict:
-    """What templates/digest.json.j2 needs: the digest and the formatting helpers."""
-    return dict(d=d, duration=duration, percent=percent, change_count=change_count, change_rate=change_rate,
-                change_duration=change_duration, metric_text=metric_text, metric_label=initiatives.METRICS,
-                short=schedule.short_label)
-
-
-def messages(d: Digest) -> list[dict]:
-    """The digest as Slack messages: the first carries the summary and signals, the rest (thread replies)
-    what did not fit. Each has at most MAX_BLOCKS blocks; every text is clipped to Slack's limits."""
-    full = render("digest", **context(d))
-    blocks = full["blocks"]
-    parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)] or [[]]
-    out = []
-    for i, part in enumerate(parts, 1):
-        text = full["text"] if i == 1 else f"{clip_escaped(d.organization, 80)} sync digest, {d.label} (part {i} of {len(parts)})"
-        if len(parts) > 1:
-            part = part + [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"Part {i} of {len(parts)}"}]}]
-        out.append({"text": text, "blocks": part})
-    return out
-
-
-_TOKEN = re.compile(r"<(?:!date\^\d+\^[^|>]*\|([^>]*)|@([A-Z0-9]+)|#([A-Z0-9]+)(?:\|[^>]*)?|(https?://[^|>]+)(?:\|([^>]*))?)>")
-
-
-def _plain(mrkdwn: str) -> str:
-    def token(m: re.Match) -> str:
-        date, user, channel, url, text = m.groups()
-        if date is not None:
-            return date
-        if user:
-            return f"@{user}"
-        if channel:
-            return f"#{channel}"
-        return f"{text} ({url})" if text else url
-
-    return html.unescape(_TOKEN.sub(token, mrkdwn)).replace("*", "")
-
-
-def preview(parts: list[dict]) -> str:
-    """The messages as terminal text: what `digest --month` prints."""
-    lines: list[str] = []
-    for i, message in enumerate(parts):
-        if i:
-            lines += ["", f"── in the thread, part {i + 1} " + "─" * 40]
-        for block in message["blocks"]:
-            kind = block["type"]
-            if kind == "header":
-                title = _plain(block["text"]["text"])
-                lines += ["", title, "═" * len(title)]
-            elif kind == "section":
-                lines += ["", _plain(block["text"]["text"])]
-            elif kind == "context":
-                lines += [_plain(e.get("text", "")) for e in block["elements"]]
-            elif kind == "divider":
-                lines += ["", "─" * 60]
-    return "\n".join(lines).strip() + "\n"
 
 
 # -- the trend chart -------------------------------------------------------------------------------

@@ -1,9 +1,78 @@
-"""The digest's chart, drawn when its upload is delivered (the digest's messages are drawn when they are
-written: see `bot.clock.run_digest`)."""
+"""The digest as Slack messages: Block Kit from templates/digest.json.j2, split to Slack's block limit
+(the first message carries the summary and signals; the rest go in its thread), the same messages as
+terminal text (`python -m bot digest`), and the chart drawn when its upload is delivered. The messages
+are drawn when the digest is written to the outbox (`bot.clock.run_digest`): the figures as they were."""
 
 from __future__ import annotations
 
-from bot import digest
+import html
+import re
+
+from bot import digest, initiatives, schedule
+from bot.digest import (Digest, change_count, change_duration, change_rate, duration, metric_text, percent)
+from templates import clip_escaped, render
+
+MAX_BLOCKS = 45  # per message (Slack allows 50): room for a part's own header and footer
+
+
+def context(d: Digest) -> dict:
+    """What templates/digest.json.j2 needs: the digest and the formatting helpers."""
+    return dict(d=d, duration=duration, percent=percent, change_count=change_count, change_rate=change_rate,
+                change_duration=change_duration, metric_text=metric_text, metric_label=initiatives.METRICS,
+                short=schedule.short_label)
+
+
+def messages(d: Digest) -> list[dict]:
+    """The digest as Slack messages: the first carries the summary and signals, the rest (thread replies)
+    what did not fit. Each has at most MAX_BLOCKS blocks; every text is clipped to Slack's limits."""
+    full = render("digest", **context(d))
+    blocks = full["blocks"]
+    parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)] or [[]]
+    out = []
+    for i, part in enumerate(parts, 1):
+        text = full["text"] if i == 1 else f"{clip_escaped(d.organization, 80)} sync digest, {d.label} (part {i} of {len(parts)})"
+        if len(parts) > 1:
+            part = part + [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"Part {i} of {len(parts)}"}]}]
+        out.append({"text": text, "blocks": part})
+    return out
+
+
+_TOKEN = re.compile(r"<(?:!date\^\d+\^[^|>]*\|([^>]*)|@([A-Z0-9]+)|#([A-Z0-9]+)(?:\|[^>]*)?|(https?://[^|>]+)(?:\|([^>]*))?)>")
+
+
+def _plain(mrkdwn: str) -> str:
+    def token(m: re.Match) -> str:
+        date, user, channel, url, text = m.groups()
+        if date is not None:
+            return date
+        if user:
+            return f"@{user}"
+        if channel:
+            return f"#{channel}"
+        return f"{text} ({url})" if text else url
+
+    return html.unescape(_TOKEN.sub(token, mrkdwn)).replace("*", "")
+
+
+def preview(parts: list[dict]) -> str:
+    """The messages as terminal text: what `digest --month` prints."""
+    lines: list[str] = []
+    for i, message in enumerate(parts):
+        if i:
+            lines += ["", f"── in the thread, part {i + 1} " + "─" * 40]
+        for block in message["blocks"]:
+            kind = block["type"]
+            if kind == "header":
+                title = _plain(block["text"]["text"])
+                lines += ["", title, "═" * len(title)]
+            elif kind == "section":
+                lines += ["", _plain(block["text"]["text"])]
+            elif kind == "context":
+                lines += [_plain(e.get("text", "")) for e in block["elements"]]
+            elif kind == "divider":
+                lines += ["", "─" * 60]
+    return "\n".join(lines).strip() + "\n"
+
 
 
 def render_chart(deps, row) -> dict:

@@ -10,6 +10,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot import digest, handoffs, initiatives, schedule
+from handlers import digest as slack_digest
 from bot.handoffs import Draft
 from bot.process import parse_process
 from storage import metrics
@@ -90,10 +91,10 @@ def test_a_month_with_nothing(db, cfg, october):
     m = month(db, cfg, "2026-08")
     assert not m.active and m.total.side.failure_rate is None and m.total.side.cycle == {}
     assert all(t.sent == t.received == t.as_sender.accepted == 0 for t in m.teams.values())
-    text = digest.preview(digest.messages(digest.compose(db, cfg, "2026-08")))
+    text = slack_digest.preview(slack_digest.messages(digest.compose(db, cfg, "2026-08")))
     assert "No handoff activity in August 2026" in text and "Signals: no warning signs" in text
     # November: nothing new, but October is the month before: the change is stated
-    november = digest.preview(digest.messages(digest.compose(db, cfg, "2026-11")))
+    november = slack_digest.preview(slack_digest.messages(digest.compose(db, cfg, "2026-11")))
     assert "No handoff activity in November 2026" in november and "(in Oct 2026: 7 sent, 5 accepted)" in november
 
 
@@ -108,7 +109,7 @@ def test_months_follow_the_organisations_time_zone(db, cfg):
 def test_the_digest_states_figures_changes_and_reasons(db, cfg, october):
     hand(db, cfg, datetime(2026, 9, 10, 8), steps=[("accept", 4)])  # September: one, accepted first time
     d = digest.compose(db, cfg, "2026-10")
-    text = digest.preview(digest.messages(d))
+    text = slack_digest.preview(slack_digest.messages(d))
     assert "7 handoffs sent across boundaries (+6 vs Sep 2026)" in text
     assert "5 accepted, of which 3 needed another round: handoff failure rate 60% (+60 pts)" in text
     assert "median 3.0 h (−1.0 h), 85th percentile 7.0 h" in text  # p85 of 1,2,3,5,10: rank 3.4 → 5 + 0.4 × 5 = 7
@@ -154,12 +155,12 @@ def test_initiatives_carry_a_baseline_and_show_how_the_metric_moved(db, cfg, oct
                             "U0AMY", now=datetime(2026, 10, 28, 9)).item
     assert (row.text, row.baseline_period, row.baseline) == ("Review specs <!here> together", "2026-09", 0.5)
     d = digest.compose(db, cfg, "2026-10")
-    message = json.dumps(digest.messages(d))
+    message = json.dumps(slack_digest.messages(d))
     assert "Review specs &lt;!here&gt; together" in message and "<!here>" not in message
-    text = digest.preview(digest.messages(d))
+    text = slack_digest.preview(slack_digest.messages(d))
     assert "owner @U0AMY · Handoff failure rate (as sender): 50% in Sep 2026 → 50% in Oct 2026" in text
     # shown in later months too, until replaced
-    assert "Review specs <!here> together" in digest.preview(digest.messages(digest.compose(db, cfg, "2026-12")))
+    assert "Review specs <!here> together" in slack_digest.preview(slack_digest.messages(digest.compose(db, cfg, "2026-12")))
     assert "Initiative: none shared" in text  # Engineering has none
 
 
@@ -197,7 +198,7 @@ def test_block_limits_with_many_teams(db):
         handoffs.send_back(db, cfg, h.id, "U0STEW", "rework_requested", f"{long_reason} {i % 4}", now=OCT + H)
         handoffs.resubmit(db, cfg, h.id, "U0ALICE", ["Spec"], None, None, now=OCT + 2 * H)
         handoffs.accept(db, cfg, h.id, "U0STEW", now=OCT + 3 * H)  # the steward: nobody reviews their own
-    parts = digest.messages(digest.compose(db, cfg, "2026-10"))
+    parts = slack_digest.messages(digest.compose(db, cfg, "2026-10"))
     assert len(parts) >= 8  # 120 teams and 240 boundaries do not fit one message
     for part in parts:
         assert len(part["blocks"]) <= 50 and len(part["text"]) <= 4000

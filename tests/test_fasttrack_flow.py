@@ -7,6 +7,7 @@ import json
 import threading
 
 from bot import digest, fasttrack, schedule
+from handlers import digest as slack_digest
 from bot.handoffs import utcnow
 from tests.harness import blocks_text, view_of
 from tests.test_handoff_flow import fresh
@@ -182,7 +183,7 @@ def test_the_digest_shows_the_share_and_the_review(steward, fake, db, cfg):
         fake.wait("chat.update")
         fresh(fake)
     period = schedule.period_of(utcnow(), cfg.organization.tz)
-    text = digest.preview(digest.messages(digest.compose(db, cfg, period)))
+    text = slack_digest.preview(slack_digest.messages(digest.compose(db, cfg, period)))
     assert "Fast-tracks: 3 approved of 0 items, budget 10% (1 allowed): over budget" in text
     assert "Quality: 3 fast-tracks approved, over its budget of 1 (0 items, budget 10%)." in text
     assert "Fast-track review" in text

@@ -130,7 +130,7 @@ def a_request(text: str, state: str = "pending", over: bool = False):
 
 
 def digest_context(d) -> dict:
-    from bot.digest import context
+    from handlers.digest import context
 
     return context(d)
 
