@@ -148,11 +148,8 @@ def check(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, today:
     """The draft's problems by form field (empty when it can be submitted). `today` is the organisation's
     date (`bot.handoffs.local_today`)."""
     errors: dict[str, str] = {}
-    mine = [t.id for t in cfg.teams_of(requester)]
-    if not mine:
-        errors["team"] = "You are not a member of any team in Steward's process configuration."
-    elif draft.team not in mine:
-        errors["team"] = "Choose one of your teams."
+    if problem := cfg.not_member(requester, draft.team):
+        errors["team"] = problem
     if not draft.element:
         errors["element"] = "Choose the gate to skip."
     elif cfg.right(draft.element) is None:

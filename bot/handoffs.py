@@ -117,10 +117,8 @@ def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> t
     `today` is the organisation's date (`local_today`): a due date before it is in the past."""
     errors: dict[str, str] = {}
     mine = [t.id for t in cfg.teams_of(sender)]
-    if not mine:
-        errors["from_team"] = "You are not a member of any team in Steward's process configuration."
-    elif draft.from_team not in mine:
-        errors["from_team"] = "Choose one of your teams."
+    if problem := cfg.not_member(sender, draft.from_team):
+        errors["from_team"] = problem
     to_team = cfg.team(draft.to_team or "")
     boundary = None
     if to_team is None:

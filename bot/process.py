@@ -178,6 +178,15 @@ class ProcessConfig(_Strict):
     def teams_of(self, user_id: str) -> list[Team]:
         return [t for t in self.teams if user_id in t.members]
 
+    def not_member(self, user_id: str, team_id: str | None) -> str | None:
+        """Why `user_id` cannot act for `team_id` (a form's "your team"), or None when they can."""
+        mine = self.teams_of(user_id)
+        if not mine:
+            return "You are not a member of any team in Steward's process configuration."
+        if team_id not in [t.id for t in mine]:
+            return "Choose one of your teams."
+        return None
+
     def boundary(self, from_team: str, to_team: str) -> Boundary | None:
         return next((b for b in self.boundaries if b.from_team == from_team and b.to_team == to_team), None)
 

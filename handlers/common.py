@@ -89,6 +89,20 @@ def tell(client: WebClient, body: dict, user: str, text, people: tuple[str, ...]
     slack_call(client.chat_postMessage, channel=user, text=message["text"], blocks=message["blocks"])
 
 
+def act(client: WebClient, body: dict, noun: str, call):
+    """A button on an item: `call(user, id)` for the id the button names. A button naming none, or a rule
+    saying no, is told privately to the clicker and gives None."""
+    from bot.items import RuleError
+
+    user, item_id = body["user"]["id"], action_int(body)
+    if item_id is None:
+        return tell(client, body, user, f"That button does not name a {noun}.")
+    try:
+        return call(user, item_id)
+    except RuleError as exc:
+        return tell(client, body, user, exc)
+
+
 def open_view(client: WebClient, body: dict, view: dict) -> bool:
     """Open a modal on the payload's trigger. A trigger lives 3 s and is used once: when Slack will not
     open it (expired, rate-limited, out of reach), the person is told to try again."""

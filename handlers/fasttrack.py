@@ -10,11 +10,12 @@ from slack_bolt import App
 from bot import fasttrack, handoffs
 from bot.fasttrack import Draft
 from bot.handoffs import HandoffError
-from handlers.common import action_int, as_id, guarded, metadata, open_view, state_value, tell
+from handlers.common import act, as_id, guarded, metadata, open_view, state_value, tell
 from storage.models import FastTrack
 from templates import render
 
 COMMAND = "/fasttrack"
+NOUN = "fast-track request"
 
 
 def matrix(cfg) -> list[dict]:
@@ -106,30 +107,27 @@ def _decided(deps, client, body, user: str, outcome: fasttrack.Decision) -> None
 def approve(ack, body, client, context):
     ack()
     deps = context["deps"]
-    user, request_id = body["user"]["id"], action_int(body)
-    if request_id is None:
-        return tell(client, body, user, "That button does not name a fast-track request.")
-    try:
-        outcome = fasttrack.decide(deps.db, deps.cfg, request_id, user, approve=True, now=deps.now())
-    except HandoffError as exc:
-        return tell(client, body, user, exc)
-    _decided(deps, client, body, user, outcome)
+    outcome = act(client, body, NOUN, lambda user, request_id: fasttrack.decide(deps.db, deps.cfg, request_id, user, approve=True,
+                                                                                now=deps.now()))
+    if outcome is not None:
+        _decided(deps, client, body, body["user"]["id"], outcome)
 
 
 @guarded
 def open_deny(ack, body, client, context):
     ack()
     deps = context["deps"]
-    user, request_id = body["user"]["id"], action_int(body)
-    if request_id is None:
-        return tell(client, body, user, "That button does not name a fast-track request.")
-    try:
+
+    def deciding(user: str, request_id: int) -> FastTrack:
         r = fasttrack.get(deps.db, request_id)
         fasttrack.may_decide(deps.cfg, r, user)
-    except HandoffError as exc:
-        return tell(client, body, user, exc)
+        return r
+
+    r = act(client, body, NOUN, deciding)
+    if r is None:
+        return
     if r.state != "pending":
-        return tell(client, body, user, already(r), [r.decided_by])
+        return tell(client, body, body["user"]["id"], already(r), [r.decided_by])
     open_view(client, body, render("fasttrack_deny_modal", r=r))
 
 

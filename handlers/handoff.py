@@ -9,7 +9,7 @@ from slack_bolt import App
 
 from bot import handoffs, outbox
 from bot.handoffs import Draft, HandoffError, NotAllowed
-from handlers.common import action_int, as_id, guarded, metadata, open_view, slack_call, state_value, tell
+from handlers.common import act, as_id, guarded, metadata, open_view, slack_call, state_value, tell
 from storage.models import EventKind, Handoff, HandoffState, OutboxStatus
 from templates import render
 
@@ -154,31 +154,26 @@ def submit(ack, body, view, context):
 def accept(ack, body, client, context):
     ack()
     deps = context["deps"]
-    user, handoff_id = body["user"]["id"], action_int(body)
-    if handoff_id is None:
-        return tell(client, body, user, "That button does not name a handoff.")
-    try:
-        outcome = handoffs.accept(deps.db, deps.cfg, handoff_id, user, deps.now())
-    except HandoffError as exc:
-        return tell(client, body, user, exc)
+    outcome = act(client, body, "handoff", lambda user, handoff_id: handoffs.accept(deps.db, deps.cfg, handoff_id, user, deps.now()))
+    if outcome is None:
+        return
     if not outcome.changed:
-        return tell(client, body, user, unchanged(outcome.item))
+        return tell(client, body, body["user"]["id"], unchanged(outcome.item))
     deps.deliver(outcome.keys)
 
 
 def clicked(deps, body, client, may, states) -> Handoff | None:
     """The handoff a button names, if the clicker may act on it and it is in one of `states`;
     otherwise the clicker is told why, privately, and None is returned."""
-    user, handoff_id = body["user"]["id"], action_int(body)
-    if handoff_id is None:
-        return tell(client, body, user, "That button does not name a handoff.")
-    try:
+
+    def allowed(user: str, handoff_id: int) -> Handoff:
         h = handoffs.get(deps.db, handoff_id)
         may(deps.cfg, h, user)
-    except HandoffError as exc:
-        return tell(client, body, user, exc)
-    if h.state not in states:
-        return tell(client, body, user, unchanged(h))
+        return h
+
+    h = act(client, body, "handoff", allowed)
+    if h is not None and h.state not in states:
+        return tell(client, body, body["user"]["id"], unchanged(h))
     return h
 
 
