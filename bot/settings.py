@@ -25,18 +25,12 @@ class Settings(BaseSettings):
         # slack-sdk joins method names onto the base URL: it needs the trailing slash.
         return value if value.endswith("/") else value + "/"
 
-    @field_validator("slack_bot_token")
+    @field_validator("slack_bot_token", "slack_app_token")
     @classmethod
-    def _bot_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value() and not value.get_secret_value().startswith("xoxb-"):
-            raise ValueError("must be a bot token (xoxb-…)")
-        return value
-
-    @field_validator("slack_app_token")
-    @classmethod
-    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value() and not value.get_secret_value().startswith("xapp-"):
-            raise ValueError("must be an app-level token (xapp-…)")
+    def _token(cls, value: SecretStr | None, info) -> SecretStr | None:
+        prefix, kind = {"slack_bot_token": ("xoxb-", "a bot token"), "slack_app_token": ("xapp-", "an app-level token")}[info.field_name]
+        if value is not None and value.get_secret_value() and not value.get_secret_value().startswith(prefix):
+            raise ValueError(f"must be {kind} ({prefix}…)")
         return value
 
     def missing(self, *names: str) -> list[str]:
