@@ -80,13 +80,12 @@ def run_digest(run: Run, period: str) -> None:
     if row is not None and row.status == OutboxStatus.SENT:  # the chart goes last: every message before it is out
         run.say(f"digest {period}: already posted to {channel}, nothing sent")
         return
-    if outbox.get(db, first) is None:
+    if row is None:  # not written yet (or only in part, before an upgrade): write what is missing
         parts = slack_digest.messages(digest.compose(db, cfg, period))
         messages = [Message(digest_key(period, channel, i), f"digest:{period}", POST, channel, "static",
                             {"message": m}, anchor=first if i > 1 else None) for i, m in enumerate(parts, 1)]
         messages.append(Message(chart, f"digest:{period}", UPLOAD, channel, "digest_chart", {"period": period}, anchor=first))
-        with db.write() as session:
-            outbox.add(session, db, messages, run.now)
+        outbox.put(db, messages, run.now)
         digest.record_headcount(db, cfg, period)
     if run.force:
         outbox.reopen(db, f"digest:{period}", run.now)

@@ -4,6 +4,8 @@ takes concurrent writers without "database is locked"."""
 from __future__ import annotations
 
 import threading
+
+import pytest
 from datetime import datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
@@ -99,3 +101,55 @@ def test_url_normalisation():
     assert normalize_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     assert normalize_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
     assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def scratch_database(backend: str, tmp_path) -> Database:
+    """An empty database of its own (on PostgreSQL, a scratch database beside TEST_DATABASE_URL's)."""
+    import os
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    if backend == "sqlite":
+        return Database(f"sqlite:///{tmp_path / 'old.db'}")
+    if not os.environ.get("TEST_DATABASE_URL"):
+        pytest.skip("TEST_DATABASE_URL is not set")
+    url = make_url(normalize_url(os.environ["TEST_DATABASE_URL"]))
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS steward_upgrade_test"))
+        conn.execute(text("CREATE DATABASE steward_upgrade_test"))
+    admin.dispose()
+    return Database(url.set(database="steward_upgrade_test").render_as_string(hide_password=False))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0004_carries_the_job_ledger_and_cards_into_the_outbox(tmp_path, cfg, backend):
+    """An installation upgraded with a posted digest, a sent prompt and a fast-track card sends none of them
+    again: the ledger's sent rows and the cards become sent outbox rows; an unsent ledger row is left out."""
+    from sqlalchemy import text
+
+    from bot import outbox
+    from storage.migrate import upgrade
+
+    db = scratch_database(backend, tmp_path)
+    upgrade(db.engine, "0003")
+    t = datetime(2026, 11, 2, 8)
+    with db.engine.begin() as conn:
+        for target, status, ref in (("C0SYNC:1", "sent", "1.1"), ("C0SYNC:chart", "sent", "F1"), ("C0SYNC:2", "failed", None)):
+            conn.execute(text("INSERT INTO job_ledger (job, period, target, status, token, attempts, channel, ref, claimed_at, updated_at)"
+                              " VALUES ('digest', '2026-10', :t, :s, 'x', 1, 'C0SYNC', :r, :at, :at)"), dict(t=target, s=status, r=ref, at=t))
+        conn.execute(text("INSERT INTO job_ledger (job, period, target, status, token, attempts, channel, ref, claimed_at, updated_at)"
+                          " VALUES ('initiative-prompt', '2026-11', 'eng', 'sent', 'x', 1, 'C0ENG', '2.2', :at, :at)"), dict(at=t))
+        conn.execute(text("INSERT INTO fasttrack (id, team, requester, element, reason, what, justification, state, over_budget,"
+                          " deciders, version, created_at, updated_at) VALUES (7, 'eng', 'U0BOB', 'QA sign-off', 'Other', 'w', 'j',"
+                          " 'pending', false, '[\"U0STEW\"]', 1, :at, :at)"), dict(at=t))
+        conn.execute(text("INSERT INTO fasttrack_card (request_id, \"user\", channel, ts) VALUES (7, 'U0STEW', 'D0STEW', '3.3')"))
+    upgrade(db.engine)
+    rows = {r.key: r for r in outbox.listing(db, ["sent", "pending", "failed"])}
+    assert set(rows) == {"digest:2026-10:C0SYNC:1", "digest:2026-10:C0SYNC:chart", "prompt:2026-11:eng", "fasttrack:7:card:U0STEW"}
+    assert {(k, r.status, r.result_channel, r.result_ts) for k, r in rows.items()} == {
+        ("digest:2026-10:C0SYNC:1", "sent", "C0SYNC", "1.1"), ("digest:2026-10:C0SYNC:chart", "sent", "C0SYNC", "F1"),
+        ("prompt:2026-11:eng", "sent", "C0ENG", "2.2"), ("fasttrack:7:card:U0STEW", "sent", "D0STEW", "3.3")}
+    assert rows["fasttrack:7:card:U0STEW"].params == {"id": 7, "user": "U0STEW"}  # its updates find it
+    db.dispose()

@@ -47,21 +47,26 @@ def upgrade() -> None:
     op.create_index("ix_outbox_item", "outbox", ["item"])
 
     conn = op.get_bind()
+    def moment(value):  # SQLite hands raw rows' datetimes back as text
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
     rows = []
-    for job, period, target, status, attempts, channel, ref, error, claimed_at, updated_at in conn.execute(sa.text(
-            "SELECT job, period, target, status, attempts, channel, ref, error, claimed_at, updated_at FROM job_ledger")):
+    # The ledger's sent rows become sent outbox rows, so nothing is posted again; a row it had not sent is
+    # left out, and the digest job writes it again (a digest is completed, never restarted).
+    for job, period, target, attempts, channel, ref, claimed_at, updated_at in conn.execute(sa.text(
+            "SELECT job, period, target, attempts, channel, ref, claimed_at, updated_at FROM job_ledger WHERE status = 'sent'")):
+        claimed_at, updated_at = moment(claimed_at), moment(updated_at)
         if job == "digest":
-            key, item, kind, render = f"digest:{period}:{target}", f"digest:{period}", "post", "digest_part"
+            key, item, kind, render, params = f"digest:{period}:{target}", f"digest:{period}", "post", "static", {}
             if target.endswith(":chart"):
-                kind, render = "upload", "digest_chart"
+                kind, render, params = "upload", "digest_chart", {"period": period}
         else:
-            key, item, kind, render = f"prompt:{period}:{target}", f"prompt:{period}", "post", "initiative_prompt"
+            key, item, kind, render, params = f"prompt:{period}:{target}", f"prompt:{period}", "post", "initiative_prompt", {
+                "team": target, "period": period}
         rows.append(dict(key=key, item=item, kind=kind, channel=(channel or target.split(":")[0])[:20], anchor=None,
-                         render=render, params={"period": period, "target": target}, actor=None,
-                         status="sent" if status == "sent" else "failed", generation=1, attempts=attempts, check=False,
-                         token=None, next_at=updated_at, lease_until=None, created_at=claimed_at, updated_at=updated_at,
-                         sent_at=updated_at if status == "sent" else None, result_channel=channel, result_ts=ref,
-                         error=None if status == "sent" else (error or "carried over from the job ledger unsent")))
+                         render=render, params=params, actor=None, status="sent", generation=1, attempts=attempts,
+                         check=False, token=None, next_at=updated_at, lease_until=None, created_at=claimed_at,
+                         updated_at=updated_at, sent_at=updated_at, result_channel=channel, result_ts=ref, error=None))
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     for request_id, user, channel, ts in conn.execute(sa.text('SELECT request_id, "user", channel, ts FROM fasttrack_card')):
         rows.append(dict(key=f"fasttrack:{request_id}:card:{user or 'channel'}", item=f"fasttrack:{request_id}", kind="post",
