@@ -32,6 +32,23 @@ log = logging.getLogger("steward")
 MAX_BODY = 256 * 1024
 
 
+def _parse_body(body: str, content_type: str | None) -> dict:
+    """Bolt's `parse_body`, mended: Bolt reads any form containing the text "payload" as interactivity,
+    so `/handoff payload` (or a user or channel named so) became an empty request and a 404. Only a form
+    with a `payload` field is interactivity."""
+    if not body:
+        return {}
+    if content_type == "application/json" or body.startswith("{"):
+        return json.loads(body)
+    form = dict(parse_qsl(body, keep_blank_values=True))
+    return json.loads(form["payload"]) if "payload" in form else form
+
+
+import slack_bolt.request.request as _bolt_request  # noqa: E402
+
+_bolt_request.parse_body = _parse_body
+
+
 def report_error(error: Exception, body: dict, response, client) -> None:
     """The error handler for what fails outside a listener (listeners guard themselves: see
     `handlers.common.guarded`): log with a reference, tell the user privately, never show a trace."""

@@ -143,3 +143,11 @@ def test_body_limits_keep_their_answers(steward, fake):
     assert steward.post(b"x" * (256 * 1024 + 1), signed=False).status == 413
     assert steward.post(command_body(), signed=False).status == 401
     assert steward.post(b"ssl_check=0", content_type="application/x-www-form-urlencoded").status == 400
+
+
+def test_a_command_that_mentions_payload_is_still_a_command(steward, fake):
+    """Bolt reads any form containing the text "payload" as interactivity; Steward mends that."""
+    r = steward.command("U0ALICE", "payload")
+    assert r.status == 200 and "There is no team or command 'payload'" in json.dumps(r.json())
+    r = steward.command("U0ALICE", "list", channel="C0PAYLOAD")
+    assert r.status == 200 and r.json()["response_type"] == "ephemeral"
