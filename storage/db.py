@@ -24,7 +24,7 @@ def make_engine(url: str, wait: float | None = None) -> Engine:
     Slack's 3 s, so a slow database gives the person an answer rather than a late ack). None: 30 s."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        args = {}
+        args = {"connect_timeout": 10}  # a server that stops answering must not hang a process for ever
         if wait is not None:
             ms = int(wait * 1000)
             args = {"connect_timeout": max(1, int(wait)), "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 2}"}
