@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from datetime import date, time
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Model = Literal["centralized", "decentralized", "hybrid"]
 
 USER_ID = r"^[UW][A-Z0-9]{2,}$"
+USERGROUP_ID = r"^S[A-Z0-9]{2,}$"
 CHANNEL_ID = r"^[CG][A-Z0-9]{2,}$"
 TEAM_ID = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 OPTIONAL_CHANNEL_ID = r"^$|" + CHANNEL_ID
@@ -29,6 +31,7 @@ _PATTERN_NAMES = {
     CHANNEL_ID: "a Slack channel id (C…)",
     TEAM_ID: "a team id (lower case letters, digits, - and _)",
     OPTIONAL_CHANNEL_ID: "a Slack channel id (C…) or empty",
+    USERGROUP_ID: "a Slack user group id (S…)",
 }
 
 
@@ -48,6 +51,41 @@ class Organization(_Strict):
     timezone: str = "UTC"
     digest_channel: str = Field(pattern=CHANNEL_ID)
     model: Model = "hybrid"
+    # working time, in the organisation's time zone: SLAs and escalation waits count working hours only
+    working_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    working_hours: str = "09:00-17:00"
+    holidays: tuple[date, ...] = Field(default=(), max_length=1000)
+    escalation_contact: str | None = Field(default=None, pattern=USER_ID)  # the last level of every default path
+
+    @field_validator("working_days")
+    @classmethod
+    def _days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from bot.worktime import DAYS
+
+        value = tuple(d.strip().lower()[:3] for d in value)
+        if not value or any(d not in DAYS for d in value):
+            raise ValueError(f"name one or more of {', '.join(DAYS)}")
+        return value
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+        if not match:
+            raise ValueError("write it as HH:MM-HH:MM, e.g. 09:00-17:00")
+        h1, m1, h2, m2 = map(int, match.groups())
+        if not (h1 < 24 and h2 <= 24 and m1 < 60 and m2 < 60) or (h2, m2) > (24, 0) or (h1, m1) >= (h2, m2):
+            raise ValueError("the day must start before it ends, within 00:00-24:00")
+        return f"{h1:02d}:{m1:02d}-{h2:02d}:{m2:02d}"
+
+    @property
+    def work_start(self) -> time:
+        return time(*map(int, self.working_hours.split("-")[0].split(":")))
+
+    @property
+    def work_end(self) -> time:
+        h, m = map(int, self.working_hours.split("-")[1].split(":"))
+        return time.max if h == 24 else time(h, m)
 
     @field_validator("timezone")
     @classmethod
@@ -68,11 +106,36 @@ class Team(_Strict):
     name: str = Field(min_length=1, max_length=60)
     channel: str = Field(pattern=CHANNEL_ID)
     members: tuple[str, ...] = Field(default=(), max_length=500)
+    reviewers: str | None = Field(default=None, pattern=USERGROUP_ID)  # mentioned on the team's cards and reminders
 
     @field_validator("members")
     @classmethod
     def _members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _user_ids(value)
+
+
+class Level(_Strict):
+    """One level of a boundary's escalation path: after a multiple of the SLA (`after_sla`) or a number of
+    working hours (`after_hours`) without an answer, tell `notify`: "team" (a reminder in the card's
+    thread), "steward", "contact" (`organization.escalation_contact`), or user / user group ids."""
+
+    after_sla: float | None = Field(default=None, gt=0, le=20)
+    after_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+    notify: tuple[str, ...]
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _notify(cls, value):
+        value = (value,) if isinstance(value, str) else tuple(value)
+        for who in value:
+            if who not in ("team", "steward", "contact") and not re.match(USER_ID, who) and not re.match(USERGROUP_ID, who):
+                raise ValueError(f"{who!r} is not team, steward, contact, a user id (U…) or a user group id (S…)")
+        if not value:
+            raise ValueError("name whom to notify")
+        return value
+
+    def hours(self, sla_hours: float) -> float:
+        return self.after_hours if self.after_hours is not None else (self.after_sla or 1) * sla_hours
 
 
 class Boundary(_Strict):
@@ -82,6 +145,17 @@ class Boundary(_Strict):
     sla_hours: int = Field(default=48, gt=0, le=24 * 90)
     model: Model | None = None
     criteria: tuple[str, ...] = Field(default=(), max_length=10)
+    escalation: tuple[Level, ...] | None = Field(default=None, min_length=1, max_length=5)
+
+    @field_validator("escalation")
+    @classmethod
+    def _levels(cls, value):
+        if value is None:
+            return value
+        for level in value:
+            if (level.after_sla is None) == (level.after_hours is None):
+                raise ValueError("each level says either after_sla or after_hours")
+        return value
 
     @field_validator("criteria")
     @classmethod
@@ -196,6 +270,16 @@ class ProcessConfig(_Strict):
     def model_of(self, boundary: Boundary) -> Model:
         return boundary.model or self.organization.model
 
+    def escalation_path(self, boundary: Boundary) -> list[Level]:
+        """The boundary's levels, in order of their wait; by default a reminder to the team at the SLA,
+        the steward at twice the SLA, and `escalation_contact` (when set) at three times."""
+        if boundary.escalation:
+            return sorted(boundary.escalation, key=lambda lv: lv.hours(boundary.sla_hours))
+        levels = [Level(after_sla=1, notify=("team",)), Level(after_sla=2, notify=("steward",))]
+        if self.organization.escalation_contact:
+            levels.append(Level(after_sla=3, notify=("contact",)))
+        return levels
+
     def stewards(self) -> list[str]:
         return sorted({b.steward for b in self.boundaries})
 
@@ -252,6 +336,9 @@ def _cross_check(cfg: ProcessConfig) -> list[str]:
         if pair in pairs:
             problems.append(f"boundaries[{i}]: {b.from_team} → {b.to_team} is already boundaries[{pairs[pair]}]")
         pairs.setdefault(pair, i)
+    for i, b in enumerate(cfg.boundaries):
+        if any("contact" in level.notify for level in b.escalation or ()) and not cfg.organization.escalation_contact:
+            problems.append(f"boundaries[{i}].escalation: a level notifies 'contact' but organization.escalation_contact is not set")
     elements: dict[str, int] = {}
     for i, r in enumerate(cfg.rights):
         if r.element.casefold() in elements:
