@@ -9,6 +9,8 @@ nothing twice, and a missed run is caught up by the next tick.
 - `initiative-prompt`: each team's channel is asked for its improvement initiative for the month.
 - `catch-up`: whatever of the two is due and not yet done; the clock runs it when it starts and on
   every tick.
+- `escalations`: every handoff and fast-track request whose wait passed a level of its escalation path
+  (in working time only); the catch-up tick runs it too.
 - `outbox`: deliver whatever the outbox holds that is due (a 429's Retry-After passed, a back-off, a
   deliverer that died); the clock sweeps every few seconds.
 """
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot import digest, outbox, schedule
+from bot import digest, escalations, outbox, schedule
 from bot.initiatives import prompt_key
 from bot.delivery import Deliverer
 from bot.outbox import POST, UPLOAD, Message
@@ -34,7 +36,8 @@ DIGEST = "digest"
 PROMPT = "initiative-prompt"
 CATCH_UP = "catch-up"
 OUTBOX = "outbox"
-JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX)
+ESCALATIONS = "escalations"
+JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX, ESCALATIONS)
 
 
 @dataclass
@@ -127,11 +130,20 @@ def run_outbox(run: Run) -> None:
         run.say("outbox: " + ", ".join(f"{n} {what}" for what, n in sorted(done.items())))
 
 
+def run_escalations(run: Run) -> None:
+    """Every handoff or fast-track whose wait passed a level of its escalation path, in working time."""
+    keys = escalations.sweep(run.db, run.cfg, run.now)
+    if keys:
+        run.deliver(keys, "escalations")
+    run.say(f"escalations: {len(keys)} message{'s' if len(keys) != 1 else ''} written" if keys else "escalations: nothing due")
+
+
 def run_catch_up(run: Run) -> None:
     for period in schedule.due_prompts(run.cfg, run.now):
         run_prompts(run, period)
     for period in schedule.due_digests(run.cfg, run.now):
         run_digest(run, period)
+    run_escalations(run)
 
 
 def run_job(run: Run, name: str, period: str | None) -> None:
@@ -144,6 +156,8 @@ def run_job(run: Run, name: str, period: str | None) -> None:
         run_catch_up(run)
     elif name == OUTBOX:
         run_outbox(run)
+    elif name == ESCALATIONS:
+        run_escalations(run)
     else:
         raise ValueError(f"no job {name!r}; jobs: {', '.join(JOBS)}")
 

@@ -220,6 +220,9 @@ def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEv
         if not (channel and any(c.params.get("user") is None for c in reachable)):  # the channel card shows the new deciders
             carded = {c.params.get("user") for c in cards}
             out += [post(p) for p in r.deciders if p not in carded]
+    if ev.kind == FastTrackEventKind.REROUTED and ev.data.get("escalated"):
+        out.append(Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_escalated_dm",
+                           {"id": r.id, "seq": ev.seq}))
     if ev.kind in (FastTrackEventKind.APPROVED, FastTrackEventKind.DENIED):
         out.append(Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_decided_dm", {"id": r.id},
                            actor=ev.actor))
@@ -352,12 +355,28 @@ def _decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, appro
 
 
 def _reroute(s: Session, db: Database, cfg: ProcessConfig, row: FastTrack, deciders: list[str], actor: str, now: datetime,
-             over_budget: bool = True, **data) -> Outcome:
+             over_budget: bool = True, escalated: bool = False, **data) -> Outcome:
     return FASTTRACK.transition(
-        s, db, row, dict(over_budget=over_budget, deciders=deciders),
-        lambda r: FASTTRACK.event(r, FastTrackEventKind.REROUTED, actor, now, None, deciders=deciders, **data),
+        s, db, row, dict(over_budget=over_budget, deciders=deciders, escalated=escalated or row.escalated),
+        lambda r: FASTTRACK.event(r, FastTrackEventKind.REROUTED, actor, now, None, deciders=deciders,
+                                  **({"escalated": True} if escalated else {}), **data),
         lambda r, ev: messages(s, cfg, r, ev), now,
     )
+
+
+def escalate(db: Database, cfg: ProcessConfig, request_id: int, now: datetime, hours: float) -> Outcome | None:
+    """Undecided after `hours` working hours: the backup approvers decide it now (once). The first
+    approvers' cards say so, and the requester is told. Already with the backups: they are reminded."""
+    try:
+        with db.write() as s:
+            row = s.get(FastTrack, request_id)
+            if row is None or row.state != FastTrackState.PENDING or row.escalated:
+                return None
+            backups = [p for p in cfg.fasttrack.backup_approvers if p != row.requester] or list(row.deciders)
+            return _reroute(s, db, cfg, row, backups, "steward", now, over_budget=row.over_budget, escalated=True,
+                            why=f"undecided after {hours:g} working hours", hours=hours)
+    except LostRace:
+        return None
 
 
 def unreachable(db: Database, cfg: ProcessConfig, request_id: int, now: datetime | None = None) -> Outcome | None:

@@ -16,6 +16,7 @@ from datetime import date, datetime, timezone
 from sqlalchemy import or_, update
 from sqlmodel import select
 
+from bot import sla
 from bot.items import Kind, LostRace, NotAllowed, NotFound, Outcome
 from bot.items import RuleError as HandoffError
 from bot.outbox import POST, UPDATE, Message, update_of
@@ -207,6 +208,8 @@ def submit(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
             criteria=list(boundary.criteria), criteria_met=met, state=HandoffState.OPEN,
             round=1, version=1, created_at=now, updated_at=now, view_id=view_id,
         )
+        for key, value in sla.restart(cfg, handoff, {}, now).items():
+            setattr(handoff, key, value)
         s.add(handoff)
         s.flush()
         ev = HANDOFF.event(handoff, EventKind.CREATED, sender, now, from_team=handoff.from_team, to_team=handoff.to_team,
@@ -224,26 +227,30 @@ def _transition(db, cfg, handoff_id, check, kind, actor, now, *, allowed_from, n
                 changes=None, data=None) -> Outcome:
     """Move a handoff from one of `allowed_from` to `new_state`, append the event and write the messages
     it causes, atomically. The UPDATE is conditional on the version read, so of two concurrent clicks
-    exactly one wins; the other gets `changed=False` and the handoff as the winner left it."""
-    try:
-        with db.write() as s:
-            handoff = s.get(Handoff, handoff_id)
-            if handoff is None:
-                raise NotFound(f"There is no handoff #{handoff_id}.")
-            check(handoff)
-            if handoff.state not in allowed_from:
-                return Outcome(handoff, changed=False)
-            values = dict(changes or {}, state=new_state)
-            if new_round:
-                values["round"] = handoff.round + 1
-            if new_state == HandoffState.ACCEPTED:
-                values["accepted_at"] = now
-            return HANDOFF.transition(
-                s, db, handoff, values, lambda h: HANDOFF.event(h, kind, actor, now, reason, **(data or {})),
-                lambda h, ev: messages(cfg, h, ev), now,
-            )
-    except LostRace:
-        return Outcome(get(db, handoff_id), changed=False)
+    exactly one wins; the other gets `changed=False` and the handoff as the winner left it. (A click that
+    lost only to a reminder or a snooze, which change no state, is applied on a fresh read.)"""
+    for _ in range(3):
+        try:
+            with db.write() as s:
+                handoff = s.get(Handoff, handoff_id)
+                if handoff is None:
+                    raise NotFound(f"There is no handoff #{handoff_id}.")
+                check(handoff)
+                if handoff.state not in allowed_from:
+                    return Outcome(handoff, changed=False)
+                values = dict(changes or {}, state=new_state)
+                if new_round:
+                    values["round"] = handoff.round + 1
+                if new_state == HandoffState.ACCEPTED:
+                    values["accepted_at"] = now
+                values.update(sla.restart(cfg, handoff, values, now))
+                return HANDOFF.transition(
+                    s, db, handoff, values, lambda h: HANDOFF.event(h, kind, actor, now, reason, **(data or {})),
+                    lambda h, ev: messages(cfg, h, ev), now,
+                )
+        except LostRace:
+            continue
+    return Outcome(get(db, handoff_id), changed=False)
 
 
 def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None) -> Outcome:
@@ -373,7 +380,7 @@ def replay(events: list[HandoffEvent]) -> dict:
     row.update(criteria=[], criteria_met=[], round=0, version=0)
     for ev in events:
         data = ev.data or {}
-        row["state"] = _EVENT_STATE[ev.kind]
+        row["state"] = _EVENT_STATE.get(ev.kind, row["state"])  # a reminder or a snooze changes no state
         row["version"] = ev.seq if ev.seq is not None else row["version"] + 1
         row["updated_at"] = ev.at
         if ev.kind == EventKind.CREATED:

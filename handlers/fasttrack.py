@@ -210,6 +210,14 @@ def render_decided(deps, row) -> dict | None:
     return render("fasttrack_decided_dm", r=r) if r is not None else None
 
 
+def render_escalated(deps, row) -> dict | None:
+    r = _request(deps, row)
+    ev = next((e for e in fasttrack.history(deps.db, r.id) if e.seq == row.params.get("seq")), None) if r else None
+    if ev is None:
+        return None
+    return render("fasttrack_escalated_dm", r=r, hours=f"{ev.data.get('hours', deps.cfg.fasttrack.escalate_after_hours):g}")
+
+
 def card_failed(deps, row) -> list[str]:
     """A decider's card Slack refused for good: if no decider of a pending request can see it any more,
     it goes to the backup approvers."""
@@ -217,5 +225,6 @@ def card_failed(deps, row) -> list[str]:
     return outcome.keys if outcome is not None else []
 
 
-RENDERERS = {"fasttrack_card": render_card, "fasttrack_submitted_dm": render_submitted, "fasttrack_decided_dm": render_decided}
+RENDERERS = {"fasttrack_card": render_card, "fasttrack_submitted_dm": render_submitted, "fasttrack_decided_dm": render_decided,
+             "fasttrack_escalated_dm": render_escalated}
 ON_FAILED = {"fasttrack_card": card_failed}

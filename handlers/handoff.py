@@ -7,7 +7,7 @@ from datetime import date
 
 from slack_bolt import App
 
-from bot import handoffs, outbox
+from bot import escalations, handoffs, outbox, sla
 from bot.handoffs import Draft, HandoffError, NotAllowed
 from handlers.common import act, as_id, guarded, metadata, open_view, slack_call, state_value, tell
 from storage.models import EventKind, Handoff, HandoffState, OutboxStatus
@@ -77,6 +77,8 @@ def command(ack, body, client, context):
         return ack(**render("handoff_list", sent=sent, received=received, names={t.id: t.name for t in cfg.teams}, now=deps.now()))
     if verb == "cancel":
         return cancel(ack, deps, user, rest)
+    if verb == "escalate":
+        return escalate(ack, deps, user, rest)
     to_team = None
     if text:
         to_team = cfg.find_team(text)
@@ -100,6 +102,36 @@ def cancel(ack, deps, user: str, rest: str):
     if not outcome.changed:
         return ack(**render("notice", text=unchanged(outcome.item)))
     ack(**render("notice", text=f"Handoff #{handoff_id} is cancelled."))
+    deps.deliver(outcome.keys)
+
+
+def escalate(ack, deps, user: str, rest: str):
+    number, _, reason = rest.partition(" ")
+    handoff_id = as_id(number)
+    if handoff_id is None:
+        return ack(**render("notice", text=f"Say which handoff and why: `{COMMAND} escalate <number> <reason>`."))
+    try:
+        outcome = escalations.by_hand(deps.db, deps.cfg, handoff_id, user, reason, deps.now())
+    except HandoffError as exc:
+        return ack(**render("notice", text=str(exc), people=exc.people))
+    if not outcome.changed:
+        return ack(**render("notice", text=unchanged(outcome.item)))
+    boundary = deps.cfg.boundary(outcome.item.from_team, outcome.item.to_team)
+    steward = boundary.steward if boundary else None
+    ack(**render("notice", text=f"Handoff #{handoff_id} is escalated" + (f" to its steward <@{steward}>." if steward else "."),
+                 people=[steward] if steward else []))
+    deps.deliver(outcome.keys)
+
+
+@guarded
+def snooze(ack, body, client, context):
+    ack()
+    deps = context["deps"]
+    outcome = act(client, body, "handoff", lambda user, handoff_id: escalations.snooze(deps.db, deps.cfg, handoff_id, user, deps.now()))
+    if outcome is None:
+        return
+    if not outcome.changed:
+        return tell(client, body, body["user"]["id"], unchanged(outcome.item))
     deps.deliver(outcome.keys)
 
 
@@ -266,6 +298,7 @@ def register(app: App) -> None:
     app.view("handoff_sendback_submit")(send_back)
     app.action("handoff_resubmit")(open_resubmit)
     app.view("handoff_resubmit_submit")(resubmit)
+    app.action("handoff_snooze")(snooze)
 
 
 # -- what the outbox delivers ------------------------------------------------------------------------------
@@ -288,8 +321,11 @@ def render_card(deps, row) -> dict | None:
     if h is None:
         return None
     boundary = deps.cfg.boundary(h.from_team, h.to_team)
+    team = deps.cfg.team(h.to_team)
     return render("handoff_card", h=h, from_name=team_name(deps.cfg, h.from_team), to_name=team_name(deps.cfg, h.to_team),
-                  events=handoffs.history(deps.db, h.id)[-8:], steward=boundary.steward if boundary else None)
+                  events=handoffs.history(deps.db, h.id)[-8:], steward=boundary.steward if boundary else None,
+                  deadline=sla.deadline(deps.cfg, h), overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1),
+                  reviewers=team.reviewers if team else None)
 
 
 def render_submitted(deps, row) -> dict | None:
@@ -321,12 +357,36 @@ def render_resubmitted(deps, row) -> dict | None:
     if ev is None:
         return None
     shown = Handoff(**{**h.model_dump(), "round": ev.round})
-    return render("handoff_resubmitted", h=shown, actor=ev.actor)
+    back = next((e for e in reversed(handoffs.history(deps.db, h.id)) if e.seq < ev.seq
+                 and e.kind in (EventKind.REWORK, EventKind.CLARIFICATION)), None)
+    return render("handoff_resubmitted", h=shown, actor=ev.actor, reviewer=back.actor if back else None)
+
+
+def render_escalation(deps, row) -> dict | None:
+    """A reminder, an escalation or a snooze, as the handoff stands when it is delivered."""
+    h = _handoff(deps, row)
+    ev = _event(deps, h, row) if h else None
+    if ev is None:
+        return None
+    card = outbox.get(deps.db, handoffs.card_key(h.id))
+    return render("handoff_escalation", h=h, ev=ev, to=row.params.get("to"), from_name=team_name(deps.cfg, h.from_team),
+                  to_name=team_name(deps.cfg, h.to_team), deadline=sla.deadline(deps.cfg, h),
+                  overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1),
+                  snoozes_left=sla.MAX_SNOOZES - (h.snoozes or 0), channel=card.result_channel if card is not None else None)
+
+
+def render_resubmit_reminder(deps, row) -> dict | None:
+    h = _handoff(deps, row)
+    if h is None or h.state not in HandoffState.WAITING_FOR_SENDER:
+        return None  # resubmitted or closed meanwhile: nothing to remind
+    return render("handoff_resubmit_reminder", h=h, to_name=team_name(deps.cfg, h.to_team), deadline=sla.deadline(deps.cfg, h),
+                  overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1))
 
 
 RENDERERS = {
     "handoff_card": render_card, "handoff_submitted_dm": render_submitted, "handoff_accepted_dm": render_accepted,
     "handoff_sent_back_dm": render_sent_back, "handoff_resubmitted": render_resubmitted,
+    "handoff_escalation": render_escalation, "handoff_resubmit_reminder": render_resubmit_reminder,
 }
 
 

@@ -31,6 +31,8 @@ class EventKind:
     RESUBMITTED = "resubmitted"
     ACCEPTED = "accepted"
     CANCELLED = "cancelled"
+    ESCALATED = "escalated"  # a level of the escalation path fired (data.level), or someone escalated by hand (data.manual)
+    SNOOZED = "snoozed"  # the receiving team put the round's deadline off by one working day
 
 
 class Handoff(SQLModel, table=True):
@@ -42,6 +44,7 @@ class Handoff(SQLModel, table=True):
         Index("ix_handoff_accepted_at", "accepted_at"),
         Index("ix_handoff_created_teams", "created_at", "from_team", "to_team"),
         UniqueConstraint("view_id", name="uq_handoff_view"),
+        Index("ix_handoff_escalation", "next_escalation_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -63,6 +66,11 @@ class Handoff(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime())
     accepted_at: datetime | None = Field(default=None, sa_type=DateTime())
     view_id: str | None = Field(default=None, max_length=40)  # the modal it was submitted from: a resubmitted form makes nothing twice
+    # the escalation clock of the current round, derived from the events and the configuration (bot.escalations)
+    waiting_since: datetime | None = Field(default=None, sa_type=DateTime())  # when it began to wait on reviewers (open) or on its sender
+    snoozes: int = 0  # this round's snoozes
+    level: int = 0  # the escalation level that last fired this round (0: none)
+    next_escalation_at: datetime | None = Field(default=None, sa_type=DateTime())  # when the sweep must look at it next
 
 
 class HandoffEvent(SQLModel, table=True):
@@ -224,6 +232,7 @@ class FastTrack(SQLModel, table=True):
     created_at: datetime = Field(sa_type=DateTime())
     updated_at: datetime = Field(sa_type=DateTime())
     view_id: str | None = Field(default=None, max_length=40)
+    escalated: bool = False  # undecided after escalate_after_hours: sent on to the backup approvers (once)
 
 
 class FastTrackEvent(SQLModel, table=True):

@@ -12,6 +12,7 @@ Filters:
 - `input_value(n)` clip, unescaped, for the initial value of a text input (what the user typed before,
                given back to them to edit; Slack neither renders nor parses it)
 - `user`       a mention built from a Slack user id (never from user text)
+- `group`      a user group mention built from a user group id (`<!subteam^S…>`)
 - `user_id`    a Slack user id, checked, for fields such as `initial_user`
 - `channel`    a channel link built from a channel id
 - `when`       a datetime (naive UTC) as a Slack date token with a readable fallback; a date as `day`
@@ -108,6 +109,16 @@ def _user_id(user_id: str) -> Safe:
     return Safe(user_id)
 
 
+_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
+
+
+def _group(group_id: str) -> Safe:
+    """A user group mention built from a user group id (never from user text)."""
+    if not _GROUP.match(group_id or ""):
+        raise ValueError(f"not a user group id: {group_id!r}")
+    return Safe(f"<!subteam^{group_id}>")
+
+
 def _user(user_id: str) -> Safe:
     return Safe(f"<@{_user_id(user_id)}>")
 
@@ -188,7 +199,7 @@ def _age(start: datetime, now: datetime) -> str:
 
 
 _env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options)
-_env.filters.update(mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, user_id=_user_id, channel=_channel, when=_when, day=_day, url=_url, json=_json)
+_env.filters.update(mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, group=_group, user_id=_user_id, channel=_channel, when=_when, day=_day, url=_url, json=_json)
 
 
 def render(name: str, **context) -> dict:

@@ -30,9 +30,25 @@ def handoff(text: str, **kw) -> Handoff:
     )
 
 
-def events(text: str, n: int = 8) -> list[HandoffEvent]:
-    kinds = ["created", "rework_requested", "resubmitted", "clarification_requested", "resubmitted", "accepted", "cancelled", "rework_requested"]
-    return [HandoffEvent(handoff_id=1, seq=i + 1, kind=kinds[i % len(kinds)], actor="U0BOB", at=datetime(2026, 1, 1, 12), round=i, reason=text) for i in range(n)]
+def events(text: str, n: int = 11) -> list[HandoffEvent]:
+    kinds = ["created", "rework_requested", "resubmitted", "clarification_requested", "resubmitted", "accepted", "cancelled", "rework_requested",
+             "escalated", "snoozed", "escalated"]
+    data = [{}] * 8 + [{"level": 2, "overdue_hours": 5.5}, {"snoozes": 1}, {"manual": True}]
+    return [HandoffEvent(handoff_id=1, seq=i + 1, kind=kinds[i % len(kinds)], actor="U0BOB", at=datetime(2026, 1, 1, 12), round=i, reason=text,
+                         data=data[i % len(kinds)]) for i in range(n)]
+
+
+def clock_events(text: str) -> list[HandoffEvent]:
+    """The events a handoff's clock writes: each level of a reminder, to either side, a snooze, by hand."""
+    out = []
+    for party in ("reviewers", "sender"):
+        for data in ({"level": 1, "notify": ["team"]}, {"level": 3, "notify": ["S0LEADS"], "overdue_hours": 12.5}):
+            out.append(HandoffEvent(handoff_id=1, seq=2, kind="escalated", actor="steward", at=datetime(2026, 1, 1, 12), round=1,
+                                    data={**data, "party": party}))
+    out.append(HandoffEvent(handoff_id=1, seq=3, kind="snoozed", actor="U0BOB", at=datetime(2026, 1, 1, 12), round=1, data={"snoozes": 2}))
+    out.append(HandoffEvent(handoff_id=1, seq=4, kind="escalated", actor="U0ALICE", at=datetime(2026, 1, 1, 12), round=1, reason=text,
+                            data={"manual": True, "notify": ["steward"]}))
+    return out
 
 
 def a_digest(text: str, active: bool = True):
@@ -76,7 +92,14 @@ def contexts(text: str) -> dict[str, list[dict]]:
     h = handoff(text)
     states = ["open", "rework_requested", "clarification_requested", "accepted", "cancelled"]
     return {
-        "handoff_card": [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward="U0STEW") for s in states],
+        "handoff_card": [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward="U0STEW") for s in states]
+        + [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward=None, deadline=datetime(2026, 1, 2, 9),
+                overdue=o, reviewers="S0REVIEW") for s in states for o in (0, 12.5)],
+        "handoff_escalation": [dict(h=h, ev=ev, to=to, from_name=text, to_name=text, deadline=d, overdue=o, snoozes_left=left, channel=c)
+                               for ev in clock_events(text) for to in ("team", "S0LEADS", "U0STEW", None)
+                               for d, o, left, c in ((datetime(2026, 1, 2, 9), 12.5, 1, "C0ENG"), (None, 0, 0, None))],
+        "handoff_resubmit_reminder": [dict(h=h, to_name=text, deadline=d, overdue=o) for d, o in ((datetime(2026, 1, 2, 9), 3.0), (None, 0))],
+        "fasttrack_escalated_dm": [dict(r=a_request(text), hours="24")],
         "handoff_modal": [
             dict(from_teams=cfg.teams, from_team=cfg.teams[0], to_teams=cfg.teams[1:], to_team=to, boundary=bd, model=m,
                  criteria_block="criteria-design-eng", alternatives=list(cfg.teams))
@@ -92,7 +115,7 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "handoff_help": [dict(problem=text, command="/handoff"), dict(problem=None, command="/handoff")],
         "notice": [dict(text=text)],
         "delivery_failed": [dict(what=text, channel=c, error=e) for c, e in (("C0ENG", "channel_not_found"), (None, text[:60] or "x"))],
-        "handoff_resubmitted": [dict(h=h, actor="U0ALICE")],
+        "handoff_resubmitted": [dict(h=h, actor="U0ALICE"), dict(h=h, actor="U0ALICE", reviewer="U0BOB")],
         "error": [dict(ref="deadbeef")],
         "digest": [digest_context(a_digest(text)), digest_context(a_digest(text, active=False))],
         "initiative_prompt": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", due=datetime(2026, 12, 1, 8), initiative=i, metric_label=text)
@@ -175,6 +198,7 @@ def test_templates_render_valid_block_kit_and_escape_user_text(text):
                     if block["type"] == "section":
                         assert len(block["text"]["text"]) <= 3000
             for s in user_texts(out):
+                s = s.replace("<!subteam^S0REVIEW>", "").replace("<!subteam^S0LEADS>", "")  # groups Steward was configured to mention
                 for ping in ("<!channel>", "<!here>", "<!everyone>", "<@U0BOSS>", "<!subteam", "<https://evil"):
                     assert ping not in s, (name, s[:200])
 
