@@ -43,7 +43,7 @@ class Handoff(SQLModel, table=True):
         Index("ix_handoff_sender_state", "sender", "state"),
         Index("ix_handoff_accepted_at", "accepted_at"),
         Index("ix_handoff_created_teams", "created_at", "from_team", "to_team"),
-        UniqueConstraint("view_id", name="uq_handoff_view"),
+        Index("uq_handoff_view", "view_id", unique=True),
         Index("ix_handoff_escalation", "next_escalation_at"),
     )
 
@@ -210,7 +210,7 @@ class FastTrack(SQLModel, table=True):
         Index("ix_fasttrack_requester", "requester", "state"),
         Index("ix_fasttrack_decided_at", "decided_at"),
         Index("ix_fasttrack_created_at", "created_at"),
-        UniqueConstraint("view_id", name="uq_fasttrack_view"),
+        Index("uq_fasttrack_view", "view_id", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -74,17 +74,23 @@ def upgrade() -> None:
                          params={"id": request_id, "user": user or None}, actor=None, status="sent", generation=1, attempts=1,
                          check=False, token=None, next_at=now, lease_until=None, created_at=now,
                          updated_at=now, sent_at=now, result_channel=channel, result_ts=ts, error=None))
+    # the receiving teams' cards already posted: their updates and thread replies find them here
+    for handoff_id, channel, ts in conn.execute(sa.text(
+            "SELECT id, channel, message_ts FROM handoff WHERE channel IS NOT NULL AND message_ts IS NOT NULL")):
+        rows.append(dict(key=f"handoff:{handoff_id}:card", item=f"handoff:{handoff_id}", kind="post", channel=channel[:20], anchor=None,
+                         render="handoff_card", params={"id": handoff_id}, actor=None, status="sent", generation=1, attempts=1,
+                         check=False, token=None, next_at=now, lease_until=None, created_at=now, updated_at=now, sent_at=now,
+                         result_channel=channel, result_ts=ts, error=None))
     for row in rows:
         conn.execute(outbox.insert().values(**row))
     op.drop_table("job_ledger")
     op.drop_table("fasttrack_card")
 
-    with op.batch_alter_table("handoff") as batch:
-        batch.add_column(sa.Column("view_id", sa.String(length=40), nullable=True))
-        batch.create_unique_constraint("uq_handoff_view", ["view_id"])
-    with op.batch_alter_table("fasttrack") as batch:
-        batch.add_column(sa.Column("view_id", sa.String(length=40), nullable=True))
-        batch.create_unique_constraint("uq_fasttrack_view", ["view_id"])
+    # ADD COLUMN and a unique index, not a table rebuild: SQLite could not drop a table others refer to
+    op.add_column("handoff", sa.Column("view_id", sa.String(length=40), nullable=True))
+    op.create_index("uq_handoff_view", "handoff", ["view_id"], unique=True)
+    op.add_column("fasttrack", sa.Column("view_id", sa.String(length=40), nullable=True))
+    op.create_index("uq_fasttrack_view", "fasttrack", ["view_id"], unique=True)
 
 
 def downgrade() -> None:

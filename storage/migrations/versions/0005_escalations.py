@@ -14,17 +14,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("handoff") as batch:
-        batch.add_column(sa.Column("waiting_since", sa.DateTime(), nullable=True))
-        batch.add_column(sa.Column("snoozes", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("level", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(sa.Column("next_escalation_at", sa.DateTime(), nullable=True))
-        batch.create_index("ix_handoff_escalation", ["next_escalation_at"])
+    # ADD COLUMN, not a table rebuild: SQLite could not drop a table others refer to
+    op.add_column("handoff", sa.Column("waiting_since", sa.DateTime(), nullable=True))
+    op.add_column("handoff", sa.Column("snoozes", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("handoff", sa.Column("level", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("handoff", sa.Column("next_escalation_at", sa.DateTime(), nullable=True))
+    op.create_index("ix_handoff_escalation", "handoff", ["next_escalation_at"])
     # open handoffs start their clock at their last change: the clock's first sweep sets the rest
     op.execute("UPDATE handoff SET waiting_since = updated_at, next_escalation_at = updated_at"
                " WHERE state IN ('open', 'rework_requested', 'clarification_requested')")
-    with op.batch_alter_table("fasttrack") as batch:
-        batch.add_column(sa.Column("escalated", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("fasttrack", sa.Column("escalated", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
