@@ -185,10 +185,13 @@ def _slack(settings):
 
 
 def _deliverer(settings, cfg, db, now):
+    """The outbox's deliverer: messages drawn as of `now` (a rehearsal's clock), but leases, back-offs
+    and Retry-After kept in real time, which other processes share."""
     from bot.deps import Deps
+    from bot.time import utcnow
     from handlers import deliverer
 
-    return deliverer(Deps(cfg=cfg, db=db, now=now), _slack(settings))
+    return deliverer(Deps(cfg=cfg, db=db, now=now), _slack(settings), now=utcnow)
 
 
 def _running_from(moment):

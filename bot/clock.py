@@ -18,13 +18,15 @@ nothing twice, and a missed run is caught up by the next tick.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timedelta
 
 from bot import digest, escalations, outbox, schedule
 from bot.initiatives import prompt_key
-from bot.delivery import Deliverer
+from bot.delivery import WAIT_FOR_ANCHOR, Deliverer
 from bot.outbox import POST, UPLOAD, Message
 from bot.process import ProcessConfig
 from handlers import digest as slack_digest
@@ -56,10 +58,19 @@ class Run:
         log.info(line)
         self.done.append(line)
 
-    def deliver(self, keys: list[str], what: str) -> int:
+    def deliver(self, keys: list[str], what: str, patience: float = 15.0) -> int:
         """Send these rows in order (a thread's replies after its first message); count what went out
-        and say what did not."""
+        and say what did not. A reply whose first message another process is sending right now is
+        tried again for a few seconds, rather than left for the next sweep."""
         self.deliverer.send_now(keys)
+        give_up = time.monotonic() + patience
+        while time.monotonic() < give_up:
+            waiting = [r.key for r in map(partial(outbox.get, self.db), keys)
+                       if r is not None and r.status == OutboxStatus.PENDING and (r.error or "").startswith("waiting for")]
+            if not waiting:
+                break
+            time.sleep(WAIT_FOR_ANCHOR.total_seconds() + 0.1)
+            self.deliverer.send_now(waiting)
         rows = [outbox.get(self.db, key) for key in keys]
         for row in rows:
             if row is not None and row.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN):

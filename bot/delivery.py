@@ -34,9 +34,24 @@ UNSURE = {"internal_error", "fatal_error", "request_timeout", "service_unavailab
 # the token is wrong or revoked: nothing is refused for good, an operator mends the token
 AUTH = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive", "no_permission"}
 LOOK_PAGES = 10
-WAIT_FOR_ANCHOR = timedelta(seconds=2)
+ANCHOR_FAILED = "the message it belongs to was not delivered"
+WAIT_FOR_ANCHOR = timedelta(seconds=1)
+LOOK_MARGIN = timedelta(minutes=10)  # clocks differ: ours and Slack's
 
 Renderer = Callable[[object, Outbox], dict | None]
+
+
+def retry_after(response) -> float:
+    """Slack's Retry-After in seconds, kept within 1 s … 1 h (a 0, a negative, or garbage must not make a
+    sweep hammer Slack, nor a huge value park a message for ever)."""
+    headers = {k.lower(): v for k, v in (getattr(response, "headers", None) or {}).items()}
+    raw = headers.get("retry-after")
+    raw = raw[0] if isinstance(raw, list) and raw else raw
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        return 1.0
+    return min(max(seconds, 1.0), 3600.0) if seconds == seconds else 1.0  # NaN → 1 s
 
 
 def metadata(key: str) -> dict:
@@ -118,7 +133,7 @@ class Deliverer:
 
     # -- one row -----------------------------------------------------------------------------------------
 
-    def deliver(self, key: str) -> str:
+    def deliver(self, key: str, again: bool = True) -> str:
         """Claim and deliver one row; returns what happened (sent, found, ratelimited, later, failed,
         unknown, waiting, busy: not claimable now)."""
         c = outbox.claim(self.db, key, self.now())
@@ -128,7 +143,8 @@ class Deliverer:
         anchor = outbox.get(self.db, row.anchor) if row.anchor else None
         if row.anchor:
             if anchor is None or anchor.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN):
-                self._failed(c, f"the message it belongs to was not delivered ({anchor.status if anchor else 'missing'})")
+                # not this row's own refusal: nobody is told again, and `outbox retry` of the anchor re-pends it
+                outbox.failed(self.db, c, self.now(), f"{ANCHOR_FAILED} ({anchor.status if anchor else 'missing'})")
                 return "failed"
             if anchor.status != OutboxStatus.SENT:
                 outbox.later(self.db, c, self.now(), "waiting for the message it belongs to",
@@ -154,8 +170,11 @@ class Deliverer:
         except OSError as exc:  # time-out, connection refused or cut: Slack may have acted
             outbox.later(self.db, c, self.now(), f"unreachable: {type(exc).__name__}", unsure=row.kind != UPDATE)
             return "later"
-        if outbox.sent(self.db, c, self.now(), *answer) and row.kind == POST and row.render in self.on_sent:
-            self.on_sent[row.render](self.ctx, row, *answer)
+        if outbox.sent(self.db, c, self.now(), *answer):
+            if row.kind == POST and row.render in self.on_sent:
+                self.on_sent[row.render](self.ctx, row, *answer)
+        elif again:  # asked for again while this one was on its way: send the newest state now, once
+            return self.deliver(key, again=False)
         return "sent"
 
     def _call(self, row: Outbox, anchor: Outbox | None, message: dict) -> tuple[str | None, str | None]:
@@ -191,7 +210,7 @@ class Deliverer:
         error = str(response.get("error") or f"http_{status}")
         unsure_kind = c.row.kind != UPDATE
         if status == 429 or error == "ratelimited":
-            wait = float(response.headers.get("Retry-After", response.headers.get("retry-after", 1)) or 1) if response.headers else 1.0
+            wait = retry_after(response)
             self.last_retry_after = wait
             outbox.later(self.db, c, self.now(), "ratelimited", at=self.now() + timedelta(seconds=wait), unsure=False)
             return "ratelimited"
@@ -207,12 +226,13 @@ class Deliverer:
     def _failed(self, c: Claim, error: str) -> None:
         """Refused for good: the person who acted is told once, and the feature's hook may act (a
         fast-track request whose cards all failed goes to the backup approvers)."""
-        if not outbox.failed(self.db, c, self.now(), error):
-            return
-        row, keys = c.row, []
+        row = c.row
+        notice = []
         if row.actor and row.render != "delivery_failed":
-            keys += outbox.put(self.db, [Message(f"{row.key}:failed", row.item, POST, row.actor, "delivery_failed",
-                                                 {"key": row.key, "error": error})], self.now())
+            notice = [Message(f"{row.key}:failed", row.item, POST, row.actor, "delivery_failed", {"key": row.key, "error": error})]
+        if not outbox.failed(self.db, c, self.now(), error, tell=notice):
+            return
+        keys = [m.key for m in notice]
         hook = self.on_failed.get(row.render)
         if hook is not None:
             keys += hook(self.ctx, row)
@@ -230,7 +250,8 @@ class Deliverer:
         try:
             if channel[:1] in ("U", "W"):
                 channel = self.client.conversations_open(users=channel)["channel"]["id"]
-            oldest, cursor = _epoch(row.created_at - timedelta(minutes=1)), None
+            # it went out after the attempt began: at most a lease before the attempt was settled (or taken over)
+            oldest, cursor = _epoch(min(row.created_at, row.updated_at - outbox.LEASE) - LOOK_MARGIN), None
             for _ in range(LOOK_PAGES):
                 if anchor is not None:
                     page = self.client.conversations_replies(channel=channel, ts=anchor.result_ts, oldest=oldest, limit=200,
@@ -252,7 +273,11 @@ class Deliverer:
             return "unknown"
         except SlackApiError as exc:
             status = getattr(exc.response, "status_code", 200) or 200
-            if status == 429 or status >= 500:
+            if status == 429:
+                outbox.later(self.db, c, self.now(), "looking: ratelimited", unsure=True,
+                             at=self.now() + timedelta(seconds=retry_after(exc.response)))
+                return "ratelimited"
+            if status >= 500:
                 outbox.later(self.db, c, self.now(), f"looking: {exc.response.get('error') or status}", unsure=True)
                 return "later"
             outbox.unknown(self.db, c, self.now(), f"cannot look: {exc.response.get('error')}")

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, or_, update
 from sqlmodel import Session, select
 
+from bot.time import utcnow
 from storage.db import Database
 from storage.models import Outbox, OutboxStatus
 
@@ -56,6 +57,7 @@ def add(session: Session, db: Database, messages: Iterable[Message], now: dateti
     """Write messages in the caller's transaction. A post already written stays as it is; an update
     already written is asked for again (pending, next generation), which coalesces pending updates."""
     keys = []
+    now = min(now, utcnow())  # a rehearsal (`--now` ahead) still writes messages due now, not in its future
     for m in messages:
         values = dict(key=m.key, item=m.item, kind=m.kind, channel=m.channel, anchor=m.anchor, render=m.render,
                       params=m.params, actor=m.actor, status=OutboxStatus.PENDING, generation=1, attempts=0, check=False,
@@ -163,9 +165,15 @@ def later(db: Database, c: Claim, now: datetime, error: str, *, at: datetime | N
     return _settle(db, c, now, **values)
 
 
-def failed(db: Database, c: Claim, now: datetime, error: str) -> bool:
+def failed(db: Database, c: Claim, now: datetime, error: str, tell: Iterable[Message] = ()) -> bool:
+    """Refused for good; `tell` (the notice to the person who acted) is written in the same transaction."""
     log.warning("outbox %s → %s: refused for good: %s", c.row.key, c.row.channel, error)
-    return _settle(db, c, now, status=OutboxStatus.FAILED, check=False, error=error[:200])
+    with db.write() as session:
+        done = session.execute(update(Outbox).where(Outbox.id == c.row.id, Outbox.token == c.token).values(
+            status=OutboxStatus.FAILED, check=False, error=error[:200], token=None, lease_until=None, updated_at=now)).rowcount == 1
+        if done:
+            add(session, db, tell, now)
+        return done
 
 
 def unknown(db: Database, c: Claim, now: datetime, error: str) -> bool:
@@ -209,12 +217,16 @@ def listing(db: Database, statuses: Iterable[str], limit: int = 100) -> list[Out
 
 
 def retry(db: Database, key: str, now: datetime) -> Outbox | None:
-    """An operator's decision: send a failed or unknown row again (an unknown one without looking)."""
+    """An operator's decision: send a failed or unknown row again (an unknown one without looking), and
+    the rows that failed only because they belong to it (its updates, its thread replies)."""
     with db.write() as session:
         row = session.exec(select(Outbox).where(Outbox.key == key)).first()
         if row is None or row.status not in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN):
             return row
         session.execute(update(Outbox).where(Outbox.id == row.id, Outbox.status == row.status)
+                        .values(status=OutboxStatus.PENDING, check=False, next_at=now, updated_at=now))
+        session.execute(update(Outbox).where(Outbox.anchor == key, Outbox.status == OutboxStatus.FAILED,
+                                             Outbox.error.like("the message it belongs to%"))
                         .values(status=OutboxStatus.PENDING, check=False, next_at=now, updated_at=now))
         row.status = OutboxStatus.PENDING
         return row
@@ -223,6 +235,7 @@ def retry(db: Database, key: str, now: datetime) -> Outbox | None:
 def reopen(db: Database, item: str, now: datetime) -> int:
     """An operator's `run-job`: an item's failed rows are pending again (a refusal may have been mended),
     and its pending rows due now rather than after their back-off (a Retry-After still holds)."""
+    now = min(now, utcnow())
     with db.write() as session:
         failed = session.execute(update(Outbox).where(Outbox.item == item, Outbox.status == OutboxStatus.FAILED)
                                  .values(status=OutboxStatus.PENDING, next_at=now, updated_at=now)).rowcount

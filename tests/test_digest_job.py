@@ -120,20 +120,23 @@ def test_a_digest_slack_stored_but_never_confirmed_is_found_not_posted_again(fak
 
 
 def test_a_run_that_died_after_sending_is_taken_over_once_the_lease_passes(fake, db, cfg):
+    from sqlalchemy import text
+    from slack_sdk import WebClient
+
+    from bot.delivery import metadata
+
     seed_october(db, cfg)
     fake.down(60)
     cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:00+00:00", env=env(db, fake))
     fake.down(0)
     # A deliverer claimed the first message, Slack posted it, and the process died before recording it.
-    claimed_at = datetime(2026, 11, 2, 8, 1)
-    assert outbox.claim(db, "digest:2026-10:C0SYNC:1", claimed_at) is not None
-    from slack_sdk import WebClient
-
-    from bot.delivery import metadata
+    assert outbox.claim(db, "digest:2026-10:C0SYNC:1", utcnow() + outbox.BACKOFF_MAX) is not None
     WebClient(token=TOKEN, base_url=fake.url).chat_postMessage(channel="C0SYNC", text="digest", metadata=metadata("digest:2026-10:C0SYNC:1"))
-    soon = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:01:30+00:00", env=env(db, fake))
+    soon = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
     assert "posted 1" not in soon.stdout and len(fake.messages("C0SYNC")) == 1  # its lease runs: nobody touches it
-    later = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T08:03+00:00", env=env(db, fake))
+    with db.engine.begin() as conn:  # the lease passes (leases are real time, shared by every process)
+        conn.execute(text("UPDATE outbox SET lease_until = :t WHERE key = 'digest:2026-10:C0SYNC:1'"), {"t": utcnow()})
+    later = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
     assert later.returncode == 0 and "trend chart uploaded" in later.stdout, later.stdout + later.stderr
     assert len(fake.messages("C0SYNC")) == 1 and fake.posted("digest:2026-10:C0SYNC:1") == 1
 

@@ -222,3 +222,56 @@ def test_the_sweep_paces_each_channel_and_honours_retry_after(db, cfg, fake, clo
     done = d.sweep(max_seconds=10, until_idle=True)
     assert [fake.posted(k) for k in keys] == [1] * 10, done
     assert len(fake.throttled) <= 2
+
+
+@pytest.mark.parametrize("header", ["0", "-5", "abc", "nan", "1e12"])
+def test_a_strange_retry_after_neither_hammers_slack_nor_parks_a_message(db, cfg, fake, clock, header):
+    from bot.delivery import retry_after
+
+    class Answer:
+        headers = {"Retry-After": header}
+
+    assert 1 <= retry_after(Answer()) <= 3600
+    _, d = make(db, cfg, fake, clock)
+    keys = outbox.put(db, [note("t:12")], clock())
+    fake.rate_limit("chat.postMessage", retry_after=header)
+    d.send_now(keys)
+    assert outbox.get(db, "t:12").next_at >= clock() + timedelta(seconds=1)
+    assert len(fake.of("chat.postMessage")) == 1
+
+
+def test_an_update_asked_for_again_in_flight_is_sent_again_at_once(db, cfg, fake, clock):
+    deps, d = make(db, cfg, fake, clock)
+    outbox.put(db, [note("t:13")], clock())
+    d.send_now(["t:13"])
+    key = outbox.update_of("t:13")
+    version = {"n": 1}
+
+    def drawn(deps, row):  # the state changes while the first update is on its way
+        text = f"version {version['n']}"
+        if version["n"] == 1:
+            version["n"] = 2
+            outbox.put(db, [Message(key, "test:1", UPDATE, "C0ENG", "drawn", {}, anchor="t:13")], clock())
+        return {"text": text, "blocks": []}
+
+    d.renderers = dict(d.renderers, drawn=drawn)
+    outbox.put(db, [Message(key, "test:1", UPDATE, "C0ENG", "drawn", {}, anchor="t:13")], clock())
+    d.send_now([key])
+    assert [c.args["text"] for c in fake.of("chat.update")] == ["version 1", "version 2"]
+    assert status(db, key) == "sent"
+
+
+def test_a_refused_message_tells_once_and_its_replies_follow_it_when_retried(db, cfg, fake, clock):
+    _, d = make(db, cfg, fake, clock)
+    reply = Message("t:14:reply", "test:1", POST, "C0ENG", "static", {"message": {"text": "reply", "blocks": []}}, anchor="t:14",
+                    actor="U0ALICE")
+    outbox.put(db, [note("t:14", actor="U0ALICE"), reply], clock())
+    fake.fail("chat.postMessage", "not_in_channel")
+    d.send_now(["t:14", "t:14:reply"])
+    assert status(db, "t:14") == status(db, "t:14:reply") == "failed"
+    assert len(fake.messages("U0ALICE")) == 1  # the root's refusal, once
+    outbox.retry(db, "t:14", clock())
+    d.sweep(max_seconds=3)
+    assert status(db, "t:14") == status(db, "t:14:reply") == "sent"
+    (top,) = [m for m in fake.messages("C0ENG") if not m.get("thread_ts")]
+    assert [m["text"] for m in fake.messages("C0ENG") if m.get("thread_ts") == top["ts"]] == ["reply"]
