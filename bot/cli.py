@@ -156,11 +156,14 @@ def _moment(text: str | None, cfg):
         return utcnow()
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=cfg.organization.tz)
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         raise Fail(f"--now: {text!r} is not an ISO-8601 date and time (e.g. 2026-11-02T09:00)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=cfg.organization.tz)
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    if not datetime(2000, 1, 1) <= moment <= datetime(2100, 1, 1):
+        raise Fail(f"--now: {text!r} is outside 2000-2100")
+    return moment
 
 
 def _month(text: str | None) -> str | None:
@@ -249,15 +252,18 @@ def cmd_outbox(args) -> int:
             raise Fail(f"outbox retry: {args.key} is {row.status}; only failed or unknown rows are retried")
         print(f"{args.key}: pending again; the clock's next sweep (or `python -m bot run-job outbox`) sends it")
         return 0
+    if not 1 <= args.limit <= 10000:
+        raise Fail("--limit: a number from 1 to 10000")
     statuses = [OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.FAILED, OutboxStatus.UNKNOWN]
     rows = outbox.listing(db, [args.status] if args.status else statuses, limit=args.limit)
     if not rows:
-        print("outbox: nothing waiting, failed or unknown")
+        print(f"outbox: no {args.status} messages" if args.status else "outbox: nothing waiting, failed or unknown")
         return 0
     for row in rows:
         when = row.next_at if row.status == OutboxStatus.PENDING else row.updated_at
+        error = "".join(ch if ch.isprintable() else "?" for ch in row.error or "")  # Slack's words, not terminal codes
         print(f"{row.status:<8} {row.key:<48} → {row.channel:<12} attempts {row.attempts:<3} {when:%Y-%m-%d %H:%M:%S} UTC"
-              + (f"  {row.error}" if row.error else ""))
+              + (f"  {error}" if error else ""))
     return 0
 
 

@@ -8,6 +8,7 @@ from Bolt's context as `context["deps"]` (see `handlers.register_all`), so a tes
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import secrets
@@ -23,8 +24,12 @@ SAVE_FAILED = "Steward could not save this just now; your text is still here. Tr
 
 
 def state_value(values: dict, block_id: str):
-    """The value of the single element in an input block, whatever its type (None when empty)."""
-    element = next(iter((values.get(block_id) or {}).values()), None) or {}
+    """The value of the single element in an input block, whatever its type (None when empty, or when
+    the payload is not shaped as Slack shapes it)."""
+    block = values.get(block_id) if isinstance(values, dict) else None
+    element = next(iter(block.values()), None) if isinstance(block, dict) else None
+    if not isinstance(element, dict):
+        return None
     kind = element.get("type")
     if kind == "static_select":
         return (element.get("selected_option") or {}).get("value")
@@ -38,12 +43,28 @@ def state_value(values: dict, block_id: str):
     return value if isinstance(value, str) else None
 
 
+def form_values(view: dict) -> dict:
+    """A view's `state.values`, or {} when the payload is not shaped as Slack shapes it."""
+    state = view.get("state") if isinstance(view, dict) else None
+    values = state.get("values") if isinstance(state, dict) else None
+    return values if isinstance(values, dict) else {}
+
+
 def metadata(view: dict) -> dict:
     try:
         data = json.loads(view.get("private_metadata") or "{}")
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {"value": data}
+
+
+def view_key(view: dict) -> str | None:
+    """What makes a submitted view unique, within the 40 characters it is stored in: Slack's view id,
+    or its hash when an id is longer than Slack's ever are."""
+    view_id = str(view.get("id") or "")
+    if not view_id:
+        return None
+    return view_id if len(view_id) <= 40 else hashlib.sha1(view_id.encode()).hexdigest()
 
 
 def as_id(value) -> int | None:

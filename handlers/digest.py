@@ -9,7 +9,15 @@ import html
 import re
 
 from bot import digest, initiatives, schedule
-from bot.digest import (Digest, change_count, change_duration, change_rate, duration, metric_text, percent)
+from bot.digest import (
+    Digest,
+    change_count,
+    change_duration,
+    change_rate,
+    duration,
+    metric_text,
+    percent,
+)
 from templates import clip_escaped, render
 
 MAX_BLOCKS = 45  # per message (Slack allows 50): room for a part's own header and footer

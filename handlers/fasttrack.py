@@ -10,7 +10,17 @@ from slack_bolt import App
 from bot import fasttrack, handoffs
 from bot.fasttrack import Draft
 from bot.handoffs import HandoffError
-from handlers.common import act, as_id, guarded, metadata, open_view, state_value, tell
+from handlers.common import (
+    act,
+    as_id,
+    form_values,
+    guarded,
+    metadata,
+    open_view,
+    state_value,
+    tell,
+    view_key,
+)
 from storage.models import FastTrack
 from templates import render
 
@@ -68,7 +78,7 @@ def submit(ack, body, view, context):
     deps = context["deps"]
     cfg = deps.cfg
     user = body["user"]["id"]
-    values = (view.get("state") or {}).get("values") or {}
+    values = form_values(view)
     try:
         needed_by = date.fromisoformat(state_value(values, "needed_by")) if state_value(values, "needed_by") else None
     except ValueError:
@@ -84,7 +94,7 @@ def submit(ack, body, view, context):
         blocks = {b.get("block_id") for b in view.get("blocks", [])}
         return ack(response_action="errors", errors={(k if k in blocks else "what"): v for k, v in errors.items()})
     try:  # saved before the ack: if the database fails, the guard keeps the modal open with its input
-        outcome = fasttrack.submit(deps.db, cfg, user, draft, deps.now(), view_id=str(view.get("id") or "")[:40] or None)
+        outcome = fasttrack.submit(deps.db, cfg, user, draft, deps.now(), view_id=view_key(view))
     except HandoffError as exc:
         return ack(response_action="errors", errors={"what": str(exc)})
     ack()
@@ -135,7 +145,7 @@ def open_deny(ack, body, client, context):
 def deny(ack, body, view, client, context):
     deps = context["deps"]
     user = body["user"]["id"]
-    reason = state_value((view.get("state") or {}).get("values") or {}, "reason")
+    reason = state_value(form_values(view), "reason")
     request_id = as_id(view.get("private_metadata"))
     if request_id is None:
         return ack(response_action="errors", errors={"reason": "This form does not name a fast-track request."})

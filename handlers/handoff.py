@@ -9,7 +9,18 @@ from slack_bolt import App
 
 from bot import escalations, handoffs, outbox, sla
 from bot.handoffs import Draft, HandoffError, NotAllowed
-from handlers.common import act, as_id, guarded, metadata, open_view, slack_call, state_value, tell
+from handlers.common import (
+    act,
+    as_id,
+    form_values,
+    guarded,
+    metadata,
+    open_view,
+    slack_call,
+    state_value,
+    tell,
+    view_key,
+)
 from storage.models import EventKind, Handoff, HandoffState, OutboxStatus
 from templates import render
 
@@ -143,7 +154,7 @@ def pick_team(ack, body, client, context):
     ack()
     cfg = context["deps"].cfg
     view = body.get("view") or {}
-    values = (view.get("state") or {}).get("values") or {}
+    values = form_values(view)
     user = body["user"]["id"]
     if not cfg.teams_of(user):
         return
@@ -157,7 +168,7 @@ def submit(ack, body, view, context):
     deps = context["deps"]
     cfg = deps.cfg
     user = body["user"]["id"]
-    values = (view.get("state") or {}).get("values") or {}
+    values = form_values(view)
     from_id = state_value(values, "from_team") or metadata(view).get("from")
     to_id = state_value(values, "to_team")
     try:
@@ -174,7 +185,7 @@ def submit(ack, body, view, context):
         blocks = {"criteria": criteria_block(from_id or "", to_id or ""), "from_team": "from_team" if len(cfg.teams_of(user)) > 1 else "to_team"}
         return ack(response_action="errors", errors={blocks.get(k, k): v for k, v in errors.items()})
     # Saved before the ack: if the database fails, the guard keeps the modal open with its input.
-    outcome = handoffs.submit(deps.db, cfg, user, draft, deps.now(), view_id=str(view.get("id") or "")[:40] or None)
+    outcome = handoffs.submit(deps.db, cfg, user, draft, deps.now(), view_id=view_key(view))
     ack()
     deps.deliver(outcome.keys)
 
@@ -231,7 +242,7 @@ def send_back(ack, body, view, context):
     deps = context["deps"]
     user = body["user"]["id"]
     meta = metadata(view)
-    reason = state_value((view.get("state") or {}).get("values") or {}, "reason")
+    reason = state_value(form_values(view), "reason")
     handoff_id = as_id(meta.get("id"))
     if handoff_id is None:
         return ack(response_action="errors", errors={"reason": "This form does not name a handoff."})
@@ -267,7 +278,7 @@ def open_resubmit(ack, body, client, context):
 def resubmit(ack, body, view, context):
     deps = context["deps"]
     user = body["user"]["id"]
-    values = (view.get("state") or {}).get("values") or {}
+    values = form_values(view)
     handoff_id = as_id(view.get("private_metadata"))
     if handoff_id is None:
         return ack(response_action="errors", errors={"notes": "This form does not name a handoff."})

@@ -7,7 +7,7 @@ from slack_bolt import App
 
 from bot import initiatives, schedule
 from bot.items import RuleError
-from handlers.common import guarded, metadata, open_view, state_value, tell
+from handlers.common import form_values, guarded, metadata, open_view, state_value, tell
 from templates import render
 
 FIELDS = ("text", "metric", "owner")
@@ -47,7 +47,7 @@ def submit(ack, body, view, context):
     deps = context["deps"]
     user = body["user"]["id"]
     meta = metadata(view)
-    values = (view.get("state") or {}).get("values") or {}
+    values = form_values(view)
     team_id, period = str(meta.get("team"))[:40], str(meta.get("period"))[:7]
     try:
         schedule.parse_period(period)
