@@ -85,7 +85,9 @@ def command(ack, body, client, context):
         return ack(**render("handoff_help", problem=None, command=COMMAND))
     if verb == "list":
         sent, received = handoffs.open_for(deps.db, cfg, user)
-        return ack(**render("handoff_list", sent=sent, received=received, names={t.id: t.name for t in cfg.teams}, now=deps.now()))
+        clocks = {h.id: (sla.deadline(cfg, h), round(sla.overdue_hours(cfg, h, deps.now()), 1)) for h in sent + received}
+        return ack(**render("handoff_list", sent=sent, received=received, names={t.id: t.name for t in cfg.teams}, now=deps.now(),
+                            clocks=clocks))
     if verb == "cancel":
         return cancel(ack, deps, user, rest)
     if verb == "escalate":

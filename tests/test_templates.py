@@ -111,6 +111,8 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "handoff_sent_back_dm": [dict(h=h, to_name=text, actor="U0BOB", reason=text, kind=k) for k in ("rework_requested", "clarification_requested")],
         "handoff_accepted_dm": [dict(h=h, to_name=text, actor="U0BOB")],
         "handoff_list": [dict(sent=[h] * 20, received=[h] * 20, names={"eng": text, "design": text}, now=datetime(2026, 3, 1)),
+                         dict(sent=[h] * 20, received=[h] * 20, names={}, now=datetime(2026, 3, 1),
+                              clocks={h.id: (datetime(2026, 3, 2, 9), 12.5)}),
                          dict(sent=[], received=[], names={}, now=datetime(2026, 3, 1))],
         "handoff_help": [dict(problem=text, command="/handoff"), dict(problem=None, command="/handoff")],
         "notice": [dict(text=text)],
