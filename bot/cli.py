@@ -65,12 +65,16 @@ def cmd_check_config(args) -> int:
     cfg = _process(args.file or settings.process_config)
     org = cfg.organization
     print(f"{org.name}: {org.model} model, time zone {org.timezone}, digest to {org.digest_channel}")
+    print(f"working time: {', '.join(org.working_days)} {org.working_hours}, {len(org.holidays)} holidays"
+          + (f"; escalation contact {org.escalation_contact}" if org.escalation_contact else ""))
     print(f"{len(cfg.teams)} teams:")
     for t in cfg.teams:
         print(f"  {t.id:<14} {t.name} ({len(t.members)} members, channel {t.channel})")
     print(f"{len(cfg.boundaries)} boundaries:")
     for b in cfg.boundaries:
-        print(f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {len(b.criteria)} criteria, SLA {b.sla_hours} h, steward {b.steward}")
+        path = ", ".join(f"{lv.hours(b.sla_hours):g} h → {'/'.join(lv.notify)}" for lv in cfg.escalation_path(b))
+        print(f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {len(b.criteria)} criteria, SLA {b.sla_hours} working h,"
+              f" steward {b.steward}; escalation {path}")
     print(f"stewards: {', '.join(cfg.stewards()) or 'none'}")
     ft = cfg.fasttrack
     print(f"fast-track: budget {ft.budget_percent:g}% of a team's items a month, backup approvers {', '.join(ft.backup_approvers) or 'none'}")
