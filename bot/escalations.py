@@ -11,6 +11,7 @@ undecided after `[fasttrack].escalate_after_hours` working hours goes to the bac
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from sqlmodel import select
@@ -24,8 +25,6 @@ from bot.time import utcnow
 from bot.worktime import WorkTime
 from storage.db import Database
 from storage.models import EventKind, FastTrack, FastTrackState, Handoff, HandoffEvent, HandoffState
-
-import re
 
 BATCH = 500
 REASON_MAX = 1000
@@ -121,27 +120,23 @@ def snooze(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: d
     """The receiving team (or the steward) puts the round's clock off by one working day, twice at most."""
     now = now or utcnow()
     work = WorkTime.of(cfg)
-    for _ in range(3):
-        try:
-            with db.write() as s:
-                h = s.get(Handoff, handoff_id)
-                if h is None:
-                    raise RuleError(f"There is no handoff #{handoff_id}.")
-                handoffs.may_review(cfg, h, actor)
-                if h.state != HandoffState.OPEN:
-                    return Outcome(h, changed=False)
-                if (h.snoozes or 0) >= sla.MAX_SNOOZES:
-                    raise RuleError(f"Handoff #{h.id} was already snoozed {sla.MAX_SNOOZES} times this round; it cannot be put off again.")
-                projected = Handoff(**{**h.model_dump(), "snoozes": (h.snoozes or 0) + 1})
-                values = {"snoozes": projected.snoozes, "next_escalation_at": sla.next_look(cfg, projected, work)}
-                return HANDOFF.transition(
-                    s, db, h, values,
-                    lambda x: HANDOFF.event(x, EventKind.SNOOZED, actor, now, None, snoozes=x.snoozes,
-                                            deadline=sla.deadline(cfg, x, work).isoformat()),
-                    lambda x, ev: messages(cfg, x, ev), now, where=[Handoff.state == HandoffState.OPEN])
-        except LostRace:
-            continue
-    return Outcome(handoffs.get(db, handoff_id), changed=False)
+    def step(s) -> Outcome:
+        h = s.get(Handoff, handoff_id)
+        if h is None:
+            raise RuleError(f"There is no handoff #{handoff_id}.")
+        handoffs.may_review(cfg, h, actor)
+        if h.state != HandoffState.OPEN:
+            return Outcome(h, changed=False)
+        if (h.snoozes or 0) >= sla.MAX_SNOOZES:
+            raise RuleError(f"Handoff #{h.id} was already snoozed {sla.MAX_SNOOZES} times this round; it cannot be put off again.")
+        projected = Handoff(**{**h.model_dump(), "snoozes": (h.snoozes or 0) + 1})
+        values = {"snoozes": projected.snoozes, "next_escalation_at": sla.next_look(cfg, projected, work)}
+        return HANDOFF.transition(
+            s, db, h, values,
+            lambda x: HANDOFF.event(x, EventKind.SNOOZED, actor, now, None, snoozes=x.snoozes, deadline=sla.deadline(cfg, x, work).isoformat()),
+            lambda x, ev: messages(cfg, x, ev), now, where=[Handoff.state == HandoffState.OPEN])
+
+    return HANDOFF.attempt(db, handoff_id, step)
 
 
 def by_hand(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, reason: str | None, now: datetime | None = None) -> Outcome:
@@ -153,24 +148,21 @@ def by_hand(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, reaso
         raise RuleError("Say why: `/handoff escalate <number> <reason>`.", "reason")
     if len(reason) > REASON_MAX:
         raise RuleError(f"The reason can be at most {REASON_MAX} characters.", "reason")
-    for _ in range(3):
-        try:
-            with db.write() as s:
-                h = s.get(Handoff, handoff_id)
-                if h is None:
-                    raise RuleError(f"There is no handoff #{handoff_id}.")
-                if actor not in handoffs.authors(cfg, h) | handoffs.reviewers(cfg, h):
-                    raise NotAllowed(f"Only the sending team, the receiving team or the steward of handoff #{h.id} can escalate it.")
-                if h.state not in HandoffState.ACTIVE:
-                    return Outcome(h, changed=False)
-                notify = ["steward"] + (["contact"] if cfg.organization.escalation_contact else [])
-                return HANDOFF.transition(
-                    s, db, h, {}, lambda x: HANDOFF.event(x, EventKind.ESCALATED, actor, now, reason, manual=True, notify=notify,
-                                                          party=sla.waits_on(h)),
-                    lambda x, ev: messages(cfg, x, ev), now)
-        except LostRace:
-            continue
-    return Outcome(handoffs.get(db, handoff_id), changed=False)
+    def step(s) -> Outcome:
+        h = s.get(Handoff, handoff_id)
+        if h is None:
+            raise RuleError(f"There is no handoff #{handoff_id}.")
+        if actor not in handoffs.authors(cfg, h) | handoffs.reviewers(cfg, h):
+            raise NotAllowed(f"Only the sending team, the receiving team or the steward of handoff #{h.id} can escalate it.")
+        if h.state not in HandoffState.ACTIVE:
+            return Outcome(h, changed=False)
+        notify = ["steward"] + (["contact"] if cfg.organization.escalation_contact else [])
+        return HANDOFF.transition(
+            s, db, h, {}, lambda x: HANDOFF.event(x, EventKind.ESCALATED, actor, now, reason, manual=True, notify=notify,
+                                                  party=sla.waits_on(h)),
+            lambda x, ev: messages(cfg, x, ev), now)
+
+    return HANDOFF.attempt(db, handoff_id, step)
 
 
 # -- fast-tracks ------------------------------------------------------------------------------------------

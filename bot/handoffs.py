@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot import sla
-from bot.items import Kind, LostRace, NotAllowed, NotFound, Outcome
+from bot.items import Kind, NotAllowed, NotFound, Outcome
 from bot.items import RuleError as HandoffError
 from bot.outbox import POST, UPDATE, Message, update_of
 from bot.process import Boundary, ProcessConfig, Team
@@ -236,28 +236,23 @@ def _transition(db, cfg, handoff_id, check, kind, actor, now, *, allowed_from, n
     it causes, atomically. The UPDATE is conditional on the version read, so of two concurrent clicks
     exactly one wins; the other gets `changed=False` and the handoff as the winner left it. (A click that
     lost only to a reminder or a snooze, which change no state, is applied on a fresh read.)"""
-    for _ in range(3):
-        try:
-            with db.write() as s:
-                handoff = s.get(Handoff, handoff_id)
-                if handoff is None:
-                    raise NotFound(f"There is no handoff #{handoff_id}.")
-                check(handoff)
-                if handoff.state not in allowed_from:
-                    return Outcome(handoff, changed=False)
-                values = dict(changes or {}, state=new_state)
-                if new_round:
-                    values["round"] = handoff.round + 1
-                if new_state == HandoffState.ACCEPTED:
-                    values["accepted_at"] = now
-                values.update(sla.restart(cfg, handoff, values, now))
-                return HANDOFF.transition(
-                    s, db, handoff, values, lambda h: HANDOFF.event(h, kind, actor, now, reason, **(data or {})),
-                    lambda h, ev: messages(cfg, h, ev), now,
-                )
-        except LostRace:
-            continue
-    return Outcome(get(db, handoff_id), changed=False)
+    def step(s) -> Outcome:
+        handoff = s.get(Handoff, handoff_id)
+        if handoff is None:
+            raise NotFound(f"There is no handoff #{handoff_id}.")
+        check(handoff)
+        if handoff.state not in allowed_from:
+            return Outcome(handoff, changed=False)
+        values = dict(changes or {}, state=new_state)
+        if new_round:
+            values["round"] = handoff.round + 1
+        if new_state == HandoffState.ACCEPTED:
+            values["accepted_at"] = now
+        values.update(sla.restart(cfg, handoff, values, now))
+        return HANDOFF.transition(s, db, handoff, values, lambda h: HANDOFF.event(h, kind, actor, now, reason, **(data or {})),
+                                  lambda h, ev: messages(cfg, h, ev), now)
+
+    return HANDOFF.attempt(db, handoff_id, step)
 
 
 def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None) -> Outcome:

@@ -85,6 +85,18 @@ class Kind:
         session.flush()
         return outbox.add(session, db, messages, now)
 
+    def attempt(self, db: Database, item_id: int, step: Callable[[Session], Outcome], tries: int = 3) -> Outcome:
+        """Run `step` in a write transaction, again on a fresh read when it lost a race to a change that
+        did not decide the item (a reminder, a snooze): `step` checks the state each time, so a decision
+        is never applied twice. Still losing after `tries`: nothing changed."""
+        for _ in range(tries):
+            try:
+                with db.write() as session:
+                    return step(session)
+            except LostRace:
+                continue
+        return Outcome(self.get(db, item_id), changed=False)
+
     def transition(self, session: Session, db: Database, item: SQLModel, values: dict, event: Callable[[SQLModel], SQLModel],
                    messages: Callable[[SQLModel, SQLModel], Iterable[Message]], now: datetime,
                    where: Iterable = ()) -> Outcome:
