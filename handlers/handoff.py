@@ -381,6 +381,9 @@ def render_escalation(deps, row) -> dict | None:
     ev = _event(deps, h, row) if h else None
     if ev is None:
         return None
+    automatic = ev.kind == EventKind.ESCALATED and not ev.data.get("manual")
+    if automatic and (h.round != ev.round or sla.waits_on(h) != ev.data.get("party")):
+        return None  # answered since (accepted, sent back, resubmitted): a late reminder would mislead
     card = outbox.get(deps.db, handoffs.card_key(h.id))
     return render("handoff_escalation", h=h, ev=ev, to=row.params.get("to"), from_name=team_name(deps.cfg, h.from_team),
                   to_name=team_name(deps.cfg, h.to_team), deadline=sla.deadline(deps.cfg, h),

@@ -414,9 +414,6 @@ def test_a_fast_track_undecided_after_24_working_hours_goes_to_the_backup_approv
     assert [e.kind for e in fasttrack.history(db, r.id)] == ["requested", "rerouted"]
 
 
-@pytest.mark.xfail(strict=True, reason="templates/fasttrack_card.json.j2:14 ('watch' mode, chosen in handlers/fasttrack.py:196 for every "
-                   "approver no longer among the deciders) tells the first approvers of a request escalated for want of a decision, "
-                   "within budget, that it is 'Over the team's budget'")
 def test_the_first_approvers_of_a_fast_track_escalated_for_time_are_not_told_it_is_over_budget(steward, fake, db, cfg):
     ask(steward, fake)
     fake.wait("chat.postMessage", 3)
@@ -434,9 +431,6 @@ def test_the_first_approvers_of_a_fast_track_escalated_for_time_are_not_told_it_
         assert "Over the team's budget" not in blocks_text(u.args), blocks_text(u.args)
 
 
-@pytest.mark.xfail(strict=True, reason="handlers/handoff.py:378 render_escalation draws a reminder as the handoff stands when it "
-                   "is delivered, whatever its state: a reminder Slack rate-limited, delivered after the handoff was accepted, says it "
-                   "'is waiting for review' and offers Snooze (render_resubmit_reminder, line 391, sends nothing in that case)")
 def test_a_reminder_delivered_after_the_handoff_was_accepted_does_not_say_it_is_waiting(steward, fake, db, cfg):
     h = send(steward, fake, db)
     moment = past(WorkTime.of(cfg), h.next_escalation_at, 1)
