@@ -99,6 +99,41 @@ class Steward:
         if getattr(self, "log", None):
             self.log.close()
 
+    def kill(self) -> None:
+        """SIGKILL `serve` and every process it started (gunicorn's master and its workers), as a crash or
+        `kill -9` would: nothing gets to finish what it was doing. `serve` shares the test's process group,
+        so the tree is found through /proc; the master is stopped first, so it cannot fork a replacement."""
+        import signal
+
+        if not self.proc or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        tree, grew = {self.proc.pid}, True
+        while grew:
+            grew = False
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit() or int(entry.name) in tree:
+                    continue
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) in tree:  # the field after the state is the parent's pid
+                    tree.add(int(entry.name))
+                    grew = True
+                    try:
+                        os.kill(int(entry.name), signal.SIGSTOP)
+                    except ProcessLookupError:
+                        pass
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
