@@ -65,8 +65,9 @@ class Run:
         self.deliverer.send_now(keys)
         give_up = time.monotonic() + patience
         while time.monotonic() < give_up:
-            waiting = [r.key for r in map(partial(outbox.get, self.db), keys)
-                       if r is not None and r.status == OutboxStatus.PENDING and (r.error or "").startswith("waiting for")]
+            rows = {r.key: r for r in map(partial(outbox.get, self.db), keys) if r is not None}
+            waiting = [r.key for r in rows.values() if r.status == OutboxStatus.PENDING and (r.error or "").startswith("waiting for")
+                       and getattr(rows.get(r.anchor) or outbox.get(self.db, r.anchor or ""), "status", None) == OutboxStatus.SENDING]
             if not waiting:
                 break
             time.sleep(WAIT_FOR_ANCHOR.total_seconds() + 0.1)

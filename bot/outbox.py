@@ -105,6 +105,7 @@ def claim(db: Database, key: str, now: datetime) -> Claim | None:
         row = session.exec(select(Outbox).where(Outbox.key == key)).first()
         if row is None or not _claimable(row, now):
             return None
+        row = row.model_copy()  # the row as it was: the UPDATE below would change the loaded object too
         took_over = row.status == OutboxStatus.SENDING
         must_check = row.check or (took_over and row.kind != UPDATE)
         result = session.execute(

@@ -256,7 +256,7 @@ def test_stored_then_503_each_message_is_found_not_posted_again(steward, fake, d
 
     # the digest: its first message
     fake.store_then_error("chat.postMessage", 503)
-    r = run(db, fake, "run-job", "digest", "--month", MONTH, hurry=Hurry())  # its wait for the chart: see the xfail below
+    r = run(db, fake, "run-job", "digest", "--month", MONTH, hurry=Hurry())  # its wait for the chart: see the last tests below
     assert "not sent yet (internal_error)" in r.stdout, r.stdout + r.stderr
     assert unsure(db, DIGEST)
 
@@ -274,7 +274,7 @@ def test_stored_then_503_each_message_is_found_not_posted_again(steward, fake, d
     assert keys_in(fake, "C0ENG") == {card(a): 1, card(b): 1}
     assert keys_in(fake, "U0ALICE") == {receipt(a): 1, receipt(b): 1, accepted_dm(b): 1, ft_card(f, "U0ALICE"): 1}
     assert keys_in(fake, "U0BOB") == {ft_receipt(f): 1}
-    # the chart is never uploaded twice; this run may leave it for the next sweep (see the xfail test below)
+    # the chart is never uploaded twice; this run may leave it for the next sweep (see the last tests below)
     assert keys_in(fake, "C0SYNC") == {DIGEST: 1} and len(fake.of("files.completeUploadExternal")) <= 1
     # the card found is the card Steward edits from now on
     found = the_message(fake, card(a))
@@ -406,7 +406,7 @@ def test_slack_down_then_back_each_message_is_delivered_once_by_run_job(steward,
     assert keys_in(fake, "U0ALICE") == {receipt(b): 1, receipt(a): 1, accepted_dm(b): 1}
     assert keys_in(fake, "U0CAROL") == {ft_card(f, "U0CAROL"): 1} and keys_in(fake, "U0STEW") == {ft_card(f, "U0STEW"): 1}
     assert keys_in(fake, "U0BOB") == {ft_receipt(f): 1}
-    # the chart is never uploaded twice; this run may leave it for the next sweep (see the xfail test below)
+    # the chart is never uploaded twice; this run may leave it for the next sweep (see the last tests below)
     assert keys_in(fake, "C0SYNC") == {DIGEST: 1} and len(fake.of("files.completeUploadExternal")) <= 1
     assert fasttrack.get(db, f.id).deciders == ["U0CAROL", "U0STEW"]  # an outage is not a refusal: no re-route
 
@@ -575,15 +575,9 @@ def test_a_fasttrack_whose_only_approvers_card_is_refused_goes_to_the_backups(st
     assert "by <@U0HEAD>" in blocks_text(the_message(fake, backup))
 
 
-# -- defects -----------------------------------------------------------------------------------------------
+# -- defects found, fixed -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/outbox.py claim() (l. 101-121): its ORM UPDATE synchronises the row it loaded, so Claim.row is the row as "
-    "claimed (attempts already +1, status sending), not 'as it was when claimed' (l. 90). later() then backs off "
-    "backoff(attempts + 1) = 4 s after the first 5xx instead of 2 s (l. 162), and later(count=False) does not give "
-    "the attempt back (l. 164). Seen end to end: after a 503 on the digest's first message, the chart (waiting 1 s "
-    "for it) falls due before it, so `run-job outbox` takes the chart first and leaves it for the next run."))
 def test_the_first_back_off_is_2_s_and_waiting_for_the_card_uses_no_attempt(steward, fake, db):
     view = handoff_form(steward, fake)
     fake.server_error("chat.postMessage", 503)  # nothing done: the card is simply retried later
@@ -598,11 +592,6 @@ def test_the_first_back_off_is_2_s_and_waiting_for_the_card_uses_no_attempt(stew
     assert (r.next_at - r.updated_at, update.attempts) == (timedelta(seconds=2), 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/clock.py Run.deliver (l. 61-73): its patience loop, meant for 'a first message another process is sending "
-    "right now', also waits the full 15 s when the first message is merely pending after its own 5xx in this very "
-    "run (nobody is sending it, and the loop retries only the chart): `run-job digest` (and the clock's catch-up "
-    "tick) hangs 15 s, then says 'not sent yet'."))
 def test_run_job_digest_does_not_wait_for_a_first_message_nobody_is_sending(fake, db):
     fake.store_then_error("chat.postMessage", 503)
     hurry = Hurry()
