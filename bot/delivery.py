@@ -69,12 +69,13 @@ class Deliverer:
 
     def __init__(self, ctx, client: WebClient, renderers: dict[str, Renderer],
                  on_failed: dict[str, Callable[[object, Outbox], list[str]]] | None = None,
-                 now: Callable[[], datetime] | None = None, pace: float = 1.0,
+                 now: Callable[[], datetime] | None = None, pace: float = 1.0, gap: float = 0.04,
                  on_sent: dict[str, Callable[[object, Outbox, str | None, str | None], None]] | None = None):
         self.ctx, self.db, self.client = ctx, ctx.db, client
         self.renderers, self.on_failed, self.on_sent = renderers, on_failed or {}, on_sent or {}
         self.now = now or ctx.now
         self.pace = pace  # seconds between posts to one channel in a sweep (Slack allows about one a second)
+        self.gap = gap  # seconds between any two posts in a sweep (the workspace-wide limit)
         self.last_retry_after = 0.0
 
     # -- entry points ------------------------------------------------------------------------------------
@@ -91,18 +92,21 @@ class Deliverer:
         return done
 
     def sweep(self, max_seconds: float = 50.0, until_idle: bool = False) -> Counter:
-        """Deliver every due row, pacing posts per channel and honouring Retry-After. With `until_idle`
-        it also waits for rows that become due within `max_seconds` (a drain)."""
+        """Deliver every due row, each conversation's in the order they were written (its oldest
+        unfinished row first), pacing posts per channel (`pace`) and across the workspace (`gap`), and
+        honouring Retry-After. With `until_idle` it also waits for rows that become due within
+        `max_seconds` (a drain)."""
         start = time.monotonic()
         ready: dict[str, float] = {}
         done = Counter()
+        last_post = 0.0
         while time.monotonic() - start < max_seconds:
-            rows = outbox.due(self.db, self.now(), limit=500)
+            rows = outbox.heads(self.db, self.now())
             if not rows:
                 wait = self._next_due_in() if until_idle else None
                 if wait is None or time.monotonic() - start + wait > max_seconds:
                     break
-                time.sleep(max(wait, 0.01))
+                time.sleep(min(max(wait, 0.01), 1.0))
                 continue
             progressed, soonest = False, None
             for row in rows:
@@ -110,6 +114,9 @@ class Deliverer:
                 if at > time.monotonic():
                     soonest = at if soonest is None else min(soonest, at)
                     continue
+                if row.kind in (POST, UPLOAD):  # Slack's workspace-wide limit: never a burst
+                    time.sleep(max(0.0, last_post + self.gap - time.monotonic()))
+                    last_post = time.monotonic()
                 outcome = self.send_now([row.key]).most_common(1)[0][0]
                 done[outcome] += 1
                 progressed = True
@@ -119,8 +126,8 @@ class Deliverer:
                     ready[row.channel] = time.monotonic() + self.pace
                 if time.monotonic() - start >= max_seconds:
                     break
-            if not progressed and soonest is not None:
-                time.sleep(min(max(soonest - time.monotonic(), 0.0), 1.0))
+            if not progressed:
+                time.sleep(min(max((soonest or time.monotonic() + 0.2) - time.monotonic(), 0.01), 1.0))
         return done
 
     def _next_due_in(self) -> float | None:

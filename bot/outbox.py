@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, or_, update
+from sqlalchemy import and_, case, func, or_, update
 from sqlmodel import Session, select
 
 from bot.time import utcnow
@@ -199,6 +199,20 @@ def due(db: Database, now: datetime, limit: int = 200) -> list[Outbox]:
                                      and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until <= now)))
             .order_by(Outbox.next_at, Outbox.id).limit(limit)
         ))
+
+
+def heads(db: Database, now: datetime, limit: int = 500) -> list[Outbox]:
+    """Each conversation's oldest unfinished row, when it is due: a sweep sends a channel's messages in
+    the order they were written (a card before its update, "received" before "accepted"), and a row
+    waiting for its Retry-After holds back the ones behind it."""
+    unfinished = [OutboxStatus.PENDING, OutboxStatus.SENDING]
+    with db.read() as session:
+        firsts = [i for (i,) in session.execute(select(func.min(Outbox.id)).where(Outbox.status.in_(unfinished))
+                                                .group_by(Outbox.channel).limit(limit))]
+        if not firsts:
+            return []
+        rows = session.exec(select(Outbox).where(Outbox.id.in_(firsts)).order_by(Outbox.id))
+        return [r for r in rows if _claimable(r, now)]
 
 
 def get(db: Database, key: str) -> Outbox | None:

@@ -275,3 +275,16 @@ def test_a_refused_message_tells_once_and_its_replies_follow_it_when_retried(db,
     assert status(db, "t:14") == status(db, "t:14:reply") == "sent"
     (top,) = [m for m in fake.messages("C0ENG") if not m.get("thread_ts")]
     assert [m["text"] for m in fake.messages("C0ENG") if m.get("thread_ts") == top["ts"]] == ["reply"]
+
+
+def test_a_sweep_keeps_each_channels_order_and_waits_behind_a_retry_after(db, cfg, fake, clock):
+    _, d = make(db, cfg, fake, clock)
+    d.pace, d.gap = 0.01, 0.0
+    keys = outbox.put(db, [note(f"t:15:{i}", text=f"message {i}") for i in range(3)], clock())
+    fake.rate_limit("chat.postMessage", retry_after=5)
+    d.sweep(max_seconds=1)
+    assert fake.messages("C0ENG") == []  # the first waits for its Retry-After, and the others wait behind it
+    clock.pass_(seconds=5)
+    d.sweep(max_seconds=2)
+    assert [m["text"] for m in fake.messages("C0ENG")] == ["message 0", "message 1", "message 2"]
+    assert all(status(db, k) == "sent" for k in keys)
