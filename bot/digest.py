@@ -32,6 +32,8 @@ CHART_TEAMS = 8
 TOP_REASONS = 3
 RECURRING = 3  # an element fast-tracked this often in a month is a candidate to become standard
 BACKLOG = 3  # this many requests undecided at the month's end is a backlog
+STEWARD_PERCENT = 20  # "frequent escalations": this share (%) of a boundary's month's handoffs reached its steward…
+MIN_FOR_ESCALATIONS = 5  # …of this many created in the month at least
 KIND_WORD = {"rework_requested": "rework", "clarification_requested": "clarification"}
 
 
@@ -79,6 +81,18 @@ def metric_text(metric: str, value: float | None) -> str:
     return duration(value) if metric == "cycle_time" else percent(value)
 
 
+def working_hours(hours: float | None) -> str:
+    return "–" if hours is None else f"{hours:.1f} working h"
+
+
+def escalation_counts(row: metrics.BoundaryMonth) -> str:
+    """"L1 ×3, L2 ×1, by hand ×1", or "none"."""
+    parts = [f"L{level} ×{n}" for level, n in sorted(row.escalations.items()) if n]
+    if row.manual_escalations:
+        parts.append(f"by hand ×{row.manual_escalations}")
+    return ", ".join(parts) or "none"
+
+
 # -- the digest ------------------------------------------------------------------------------------
 
 
@@ -124,6 +138,13 @@ class BoundaryView:
     now: metrics.BoundaryMonth
     before: metrics.BoundaryMonth
     reasons: list[str]
+    sla_hours: float | None = None
+
+    @property
+    def clock(self) -> bool:
+        """Anything to say about its first responses, escalations or snoozes this month."""
+        n = self.now
+        return bool(n.responses.answered or sum(n.escalations.values()) or n.manual_escalations or n.snoozes)
 
 
 @dataclass
@@ -161,7 +182,7 @@ def _months(db: Database, cfg: ProcessConfig, period: str) -> list[Month]:
     for back in range(TREND_MONTHS - 1, -1, -1):
         p = schedule.shift(period, -back)
         start, end = schedule.bounds(p, tz)
-        out.append(metrics.figures(db, p, start, end, team_ids, utcnow()))
+        out.append(metrics.figures(db, p, start, end, team_ids, utcnow(), cfg))
     return out
 
 
@@ -172,12 +193,13 @@ def _headcounts(db: Database, periods: list[str]) -> dict[tuple[str, str], int]:
 
 
 def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
-    """Remember team sizes for `period` (the first record stands): posted digests call this."""
+    """Remember team sizes for `period` (the first record stands): posted digests call this. Two clocks
+    writing the same digest at once both get here: the second one's rows are ignored, not an error."""
+    if not cfg.teams:
+        return
     with db.write() as session:
-        known = {h.team for h in session.exec(select(Headcount).where(Headcount.period == period))}
-        for team in cfg.teams:
-            if team.id not in known:
-                session.add(Headcount(period=period, team=team.id, members=len(team.members)))
+        session.execute(db.insert(Headcount).values([{"period": period, "team": t.id, "members": len(t.members)} for t in cfg.teams])
+                        .on_conflict_do_nothing(index_elements=["period", "team"]))
 
 
 def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: dict[str, Budget]) -> list[Signal]:
@@ -223,6 +245,30 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
                     f"{team.name}: {percent(rate)} of its handoffs needed another round ({mine.failed} of {mine.accepted}), "
                     f"against {percent(rest)} for the rest of the organisation ({rest_failed} of {rest_accepted})."
                 ))
+    out += _escalation_signals(cfg, months[-2], now)
+    return out
+
+
+def _escalation_signals(cfg: ProcessConfig, before: Month, now: Month) -> list[Signal]:
+    """5. frequent escalations, per boundary, naming its steward: at least STEWARD_PERCENT % of the handoffs
+    created in the month (MIN_FOR_ESCALATIONS or more) reached the steward level, or handoffs reached the
+    last level of the escalation path in each of the last two months."""
+    out = []
+    for b in cfg.boundaries:
+        key = (b.from_team, b.to_team)
+        row, prev = now.boundaries.get(key), before.boundaries.get(key)
+        if row is None:
+            continue
+        why = []
+        if row.created >= MIN_FOR_ESCALATIONS and row.reached_steward * 100 >= STEWARD_PERCENT * row.created:  # exact: 3 of 15 is 20%
+            why.append(f"{row.reached_steward} of the {row.created} handoffs sent in {schedule.short_label(now.period)} "
+                       f"({percent(row.reached_steward / row.created)}) reached the steward level")
+        if row.reached_last and prev is not None and prev.reached_last:
+            why.append(f"handoffs reached the last escalation level in both {schedule.short_label(before.period)} "
+                       f"({prev.reached_last}) and {schedule.short_label(now.period)} ({row.reached_last})")
+        if why:
+            names = f"{cfg.team(b.from_team).name} → {cfg.team(b.to_team).name}"
+            out.append(Signal(f"{names}: frequent escalations: {'; '.join(why)}. Steward:", [b.steward]))
     return out
 
 
@@ -245,7 +291,8 @@ def compose(db: Database, cfg: ProcessConfig, period: str) -> Digest:
         key = (b.from_team, b.to_team)
         row_now = now.boundaries.get(key) or metrics.BoundaryMonth(*key)
         row_before = before.boundaries.get(key) or metrics.BoundaryMonth(*key)
-        boundaries.append(BoundaryView(cfg.team(b.from_team).name, cfg.team(b.to_team).name, b.steward, row_now, row_before, _reasons(row_now.reasons, now.wording)))
+        boundaries.append(BoundaryView(cfg.team(b.from_team).name, cfg.team(b.to_team).name, b.steward, row_now, row_before,
+                                       _reasons(row_now.reasons, now.wording), b.sla_hours))
     budgets = {t.id: Budget(t.id, period, now.teams[t.id].sent, now.teams[t.id].fasttracks_approved, cfg.fasttrack.budget_percent)
                for t in cfg.teams}
     for tv in teams:

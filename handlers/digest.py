@@ -15,8 +15,10 @@ from bot.digest import (
     change_duration,
     change_rate,
     duration,
+    escalation_counts,
     metric_text,
     percent,
+    working_hours,
 )
 from templates import clip_escaped, render
 
@@ -27,7 +29,7 @@ def context(d: Digest) -> dict:
     """What templates/digest.json.j2 needs: the digest and the formatting helpers."""
     return dict(d=d, duration=duration, percent=percent, change_count=change_count, change_rate=change_rate,
                 change_duration=change_duration, metric_text=metric_text, metric_label=initiatives.METRICS,
-                short=schedule.short_label)
+                short=schedule.short_label, working_hours=working_hours, escalation_counts=escalation_counts)
 
 
 def messages(d: Digest) -> list[dict]:

@@ -63,11 +63,14 @@ def a_digest(text: str, active: bool = True):
         row = metrics.TeamMonth(t, sent=3 * active, received=2 * active)
         row.as_sender = metrics.Side(4 * active, 1 * active, {0.5: 3600.0, 0.85: 7200.0} if active else {})
         row.reasons = Counter({("rework_requested", text.casefold()): 2}) if active else Counter()
+        row.open_overdue = 2  # overdue at the month's end even in a month with no activity
         return row
 
     def month(period: str) -> metrics.Month:
         teams = {t: team(t) for t in ("design", "eng", "qa")}
         b = metrics.BoundaryMonth("design", "eng", created=3 * active, side=metrics.Side(2 * active, 1 * active, {0.5: 200000.0} if active else {}))
+        b.responses = metrics.Responses(5 * active, 4 * active, 3.25 if active else None)
+        b.escalations, b.manual_escalations, b.snoozes = Counter({1: 3 * active, 2: 1 * active, 3: 1 * active}), 1 * active, 2 * active
         total = metrics.BoundaryMonth("*", "*", created=3 * active, side=b.side, sent_back=Counter({"rework_requested": 2 * active}))
         return metrics.Month(period, teams, {("design", "eng"): b}, total, {text.casefold(): text})
 
@@ -76,7 +79,7 @@ def a_digest(text: str, active: bool = True):
                             set_at=datetime(2026, 10, 28), baseline_period="2026-09", baseline=3600.0)
     teams = [digest.TeamView(t, text, months[-1].teams[t], months[-2].teams[t], [text] * 3, initiative if t != "qa" else None, 1800.0)
              for t in ("design", "eng", "qa")]
-    boundaries = [digest.BoundaryView(text, text, "U0STEW", months[-1].boundaries[("design", "eng")], months[-2].boundaries[("design", "eng")], [text] * 3)]
+    boundaries = [digest.BoundaryView(text, text, "U0STEW", months[-1].boundaries[("design", "eng")], months[-2].boundaries[("design", "eng")], [text] * 3, 48)]
     for tv in teams:
         tv.budget = Budget(tv.id, "2026-10", tv.now.sent, 4 * active, 10)
         tv.now.fasttracks_approved, tv.now.fasttracks_denied, tv.now.fasttracks_waiting = 4 * active, 2 * active, 1
@@ -84,6 +87,14 @@ def a_digest(text: str, active: bool = True):
               digest.Exception_(text, 1, text, False, None, None)] * (5 if active else 0)
     return digest.Digest("2026-10", "October 2026", text, "C0SYNC", months, teams, boundaries,
                          [digest.Signal(text, ["U0STEW"]), digest.Signal(text)], {}, review)
+
+
+def a_quiet_digest(text: str):
+    """No activity at all in the month: only handoffs received earlier and still overdue at its end."""
+    d = a_digest(text, active=False)
+    for tv in d.teams:
+        tv.now.fasttracks_waiting = 0
+    return d
 
 
 def contexts(text: str) -> dict[str, list[dict]]:
@@ -119,7 +130,7 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "delivery_failed": [dict(what=text, channel=c, error=e) for c, e in (("C0ENG", "channel_not_found"), (None, text[:60] or "x"))],
         "handoff_resubmitted": [dict(h=h, actor="U0ALICE"), dict(h=h, actor="U0ALICE", reviewer="U0BOB")],
         "error": [dict(ref="deadbeef")],
-        "digest": [digest_context(a_digest(text)), digest_context(a_digest(text, active=False))],
+        "digest": [digest_context(a_digest(text)), digest_context(a_digest(text, active=False)), digest_context(a_quiet_digest(text))],
         "initiative_prompt": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", due=datetime(2026, 12, 1, 8), initiative=i, metric_label=text)
                               for i in (None, an_initiative(text))],
         "fasttrack_modal": [dict(teams=t, budgets={x.id: Budget(x.id, "2026-11", 27, 2, 10) for x in cfg.teams}, rights=rights(text),
@@ -224,3 +235,15 @@ def test_notices_show_only_the_named_people_as_mentions():
         assert "Only <@U0STEW> can" in text and "&lt;@U0BOSS&gt;" in text and "&lt;!channel&gt;" in text
         assert "&lt;@U0STEW|x&gt;" in text  # only the exact token of a named id
     assert "<@" not in render("notice", text="<@U0STEW>")["text"]  # nobody named: nothing restored
+
+
+def test_digest_shows_responses_escalations_and_overdue():
+    from handlers.digest import messages
+
+    quiet = a_quiet_digest("Ops <!here>")
+    assert not quiet.month.active
+    text = json.dumps([messages(a_digest("Ops <!here>")), messages(quiet)], ensure_ascii=False)
+    assert "First response (SLA 48 working h): 80% in time (4 of 5), median 3.2 working h · escalations L1 ×3, L2 ×1, L3 ×1, by hand ×1 · snoozes 2" in text
+    assert "· 2 received overdue at the month's end" in text
+    assert "Still waiting past their deadline at the month's end, by receiving team: Ops &lt;!here&gt; 2, Ops &lt;!here&gt; 2, Ops &lt;!here&gt; 2." in text
+    assert "<!here>" not in text
