@@ -12,7 +12,6 @@ from sqlalchemy import text
 from bot.process import load_process
 from storage.db import Database
 from storage.migrate import upgrade
-from storage.models import SQLModel
 from tests.harness import Steward
 from tests.slack_fake import FakeSlack
 
@@ -23,10 +22,13 @@ TABLES = ["outbox", "fasttrack_event", "fasttrack", "handoff_event", "handoff", 
 
 
 def reset_schema(db: Database) -> None:
-    """Drop every table, Alembic's included, and migrate from nothing."""
+    """Drop every table there is (Alembic's, and those of older versions of Steward), and migrate from nothing."""
+    from sqlalchemy import MetaData
+
     with db.engine.begin() as conn:
-        SQLModel.metadata.drop_all(conn)
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        found = MetaData()
+        found.reflect(conn)
+        found.drop_all(conn)
     upgrade(db.engine)
 
 
