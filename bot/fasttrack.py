@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import func, text
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from bot import schedule
@@ -255,33 +254,26 @@ def submit(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: 
         name, message = next(iter(errors.items()))
         raise HandoffError(message, name)
     right = cfg.right(draft.element)
-    for attempt in range(2):  # the same view saved at this moment by a second delivery: found on the second try
-        try:
-            with db.write() as s:
-                if view_id:
-                    before = s.exec(select(FastTrack).where(FastTrack.view_id == view_id)).first()
-                    if before is not None:
-                        return Requested(before, changed=False, budget=Budget.when_requested(FASTTRACK.events(s, before.id)))
-                _lock_team(s, db, draft.team)
-                position = budget(s, cfg, draft.team, now)
-                routed = route(cfg, right, requester, position.over)
-                row = FastTrack(
-                    team=draft.team, requester=requester, element=right.element, reason=draft.reason, what=draft.what.strip(),
-                    justification=draft.justification.strip(), handoff_id=draft.handoff_id, needed_by=draft.needed_by,
-                    state=FastTrackState.PENDING, over_budget=routed.over_budget, deciders=routed.deciders, version=1,
-                    created_at=now, updated_at=now, view_id=view_id,
-                )
-                s.add(row)
-                s.flush()
-                ev = FASTTRACK.event(row, FastTrackEventKind.REQUESTED, requester, now, draft.justification.strip(),
-                                     deciders=routed.deciders, watchers=routed.watchers, over_budget=routed.over_budget,
-                                     budget=position.as_dict(), right=right.model_dump(), why=routed.why)
-                keys = FASTTRACK.record(s, db, row, ev, messages(s, cfg, row, ev), now)
-            return Requested(row, changed=True, event=ev, keys=keys, budget=position, route=routed)
-        except IntegrityError:
-            if not view_id or attempt:
-                raise
-    raise AssertionError("unreachable")
+    def create(s: Session) -> Requested:
+        _lock_team(s, db, draft.team)
+        position = budget(s, cfg, draft.team, now)
+        routed = route(cfg, right, requester, position.over)
+        row = FastTrack(
+            team=draft.team, requester=requester, element=right.element, reason=draft.reason, what=draft.what.strip(),
+            justification=draft.justification.strip(), handoff_id=draft.handoff_id, needed_by=draft.needed_by,
+            state=FastTrackState.PENDING, over_budget=routed.over_budget, deciders=routed.deciders, version=1,
+            created_at=now, updated_at=now, view_id=view_id,
+        )
+        s.add(row)
+        s.flush()
+        ev = FASTTRACK.event(row, FastTrackEventKind.REQUESTED, requester, now, draft.justification.strip(),
+                             deciders=routed.deciders, watchers=routed.watchers, over_budget=routed.over_budget,
+                             budget=position.as_dict(), right=right.model_dump(), why=routed.why)
+        keys = FASTTRACK.record(s, db, row, ev, messages(s, cfg, row, ev), now)
+        return Requested(row, changed=True, event=ev, keys=keys, budget=position, route=routed)
+
+    return FASTTRACK.create_once(
+        db, view_id, create, lambda s, before: Requested(before, changed=False, budget=Budget.when_requested(FASTTRACK.events(s, before.id))))
 
 
 def get(db: Database, request_id: int) -> FastTrack:

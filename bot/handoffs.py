@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 from sqlalchemy import or_, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot import sla
@@ -198,32 +197,24 @@ def submit(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
         field, message = next(iter(errors.items()))
         raise HandoffError(message, field)
     met = [c for c in boundary.criteria if c in draft.criteria_met]
-    for attempt in range(2):  # the same view saved at this moment by a second delivery: found on the second try
-        try:
-            with db.write() as s:
-                if view_id:
-                    before = s.exec(select(Handoff).where(Handoff.view_id == view_id)).first()
-                    if before is not None:
-                        return Outcome(before, changed=False)
-                handoff = Handoff(
-                    from_team=draft.from_team, to_team=draft.to_team, sender=sender, title=draft.title.strip(),
-                    link=_clean(draft.link), due_date=draft.due_date, notes=_clean(draft.notes),
-                    criteria=list(boundary.criteria), criteria_met=met, state=HandoffState.OPEN,
-                    round=1, version=1, created_at=now, updated_at=now, view_id=view_id,
-                )
-                for key, value in sla.restart(cfg, handoff, {}, now).items():
-                    setattr(handoff, key, value)
-                s.add(handoff)
-                s.flush()
-                ev = HANDOFF.event(handoff, EventKind.CREATED, sender, now, from_team=handoff.from_team, to_team=handoff.to_team,
-                                   title=handoff.title, notes=handoff.notes, link=handoff.link, due_date=_iso(handoff.due_date),
-                                   criteria=list(handoff.criteria), criteria_met=met)
-                keys = HANDOFF.record(s, db, handoff, ev, messages(cfg, handoff, ev), now)
-            return Outcome(handoff, changed=True, event=ev, keys=keys)
-        except IntegrityError:
-            if not view_id or attempt:
-                raise
-    raise AssertionError("unreachable")
+    def create(s) -> Outcome:
+        handoff = Handoff(
+            from_team=draft.from_team, to_team=draft.to_team, sender=sender, title=draft.title.strip(),
+            link=_clean(draft.link), due_date=draft.due_date, notes=_clean(draft.notes),
+            criteria=list(boundary.criteria), criteria_met=met, state=HandoffState.OPEN,
+            round=1, version=1, created_at=now, updated_at=now, view_id=view_id,
+        )
+        for key, value in sla.restart(cfg, handoff, {}, now).items():
+            setattr(handoff, key, value)
+        s.add(handoff)
+        s.flush()
+        ev = HANDOFF.event(handoff, EventKind.CREATED, sender, now, from_team=handoff.from_team, to_team=handoff.to_team,
+                           title=handoff.title, notes=handoff.notes, link=handoff.link, due_date=_iso(handoff.due_date),
+                           criteria=list(handoff.criteria), criteria_met=met)
+        keys = HANDOFF.record(s, db, handoff, ev, messages(cfg, handoff, ev), now)
+        return Outcome(handoff, changed=True, event=ev, keys=keys)
+
+    return HANDOFF.create_once(db, view_id, create, lambda s, before: Outcome(before, changed=False))
 
 
 def get(db: Database, handoff_id: int) -> Handoff:

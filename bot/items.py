@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
 from bot import outbox
@@ -96,6 +97,24 @@ class Kind:
             except LostRace:
                 continue
         return Outcome(self.get(db, item_id), changed=False)
+
+    def create_once(self, db: Database, view_id: str | None, create: Callable[[Session], Outcome],
+                    found: Callable[[Session, SQLModel], Outcome]) -> Outcome:
+        """`create` in a write transaction, once per submitted view: a view already saved gives
+        `found(session, row)`. Two deliveries of one view at the same moment: the one the unique index
+        refuses finds the other's on its second try."""
+        for attempt in range(2):
+            try:
+                with db.write() as session:
+                    if view_id:
+                        before = session.exec(select(self.model).where(self.model.view_id == view_id)).first()
+                        if before is not None:
+                            return found(session, before)
+                    return create(session)
+            except IntegrityError:
+                if not view_id or attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def transition(self, session: Session, db: Database, item: SQLModel, values: dict, event: Callable[[SQLModel], SQLModel],
                    messages: Callable[[SQLModel, SQLModel], Iterable[Message]], now: datetime,
