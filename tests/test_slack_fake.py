@@ -225,11 +225,11 @@ def test_server_error_does_not_act(fake, client):
 
 
 def test_down_answers_503_to_everything_then_recovers(fake, client):
-    fake.down(0.3)
+    fake.down(1.5)
     assert refused(lambda: post(client, metadata=meta("k"))).response.status_code == 503
     assert refused(lambda: client.auth_test()).response.status_code == 503
     assert fake.messages("C0ENG") == [] and [c.status for c in fake.calls] == [503, 503]
-    time.sleep(0.35)
+    time.sleep(1.55)
     post(client, metadata=meta("k"))
     assert fake.posted("k") == 1 and fake.calls[-1].status == 200
 
@@ -252,14 +252,14 @@ def test_fail_and_rate_limit_store_nothing_and_faults_queue_in_call_order(fake, 
 
 # -- rate limits ------------------------------------------------------------------------------------------
 def test_limit_per_channel_is_a_token_bucket_per_channel(fake, client):
-    fake.limit_per_channel("chat.postMessage", per_second=5, burst=2)
+    fake.limit_per_channel("chat.postMessage", per_second=1, burst=2)
     post(client, metadata=meta("1"))
     post(client, metadata=meta("2"))
     limited = refused(lambda: post(client, metadata=meta("3"))).response
     assert (limited.status_code, limited.headers["Retry-After"]) == (429, "1")
     assert fake.posted("3") == 0
     post(client, channel="C0QA", metadata=meta("other"))  # another channel has its own bucket
-    time.sleep(0.25)  # a token comes back every 200 ms
+    time.sleep(1.05)  # a token comes back every second
     post(client, metadata=meta("3"))
     assert [(t.method, t.channel, t.retry_after, t.scope) for t in fake.throttled] == [("chat.postMessage", "C0ENG", 1, "channel")]
     assert [c.status for c in fake.calls] == [200, 200, 429, 200, 200]
