@@ -140,7 +140,13 @@ def escalate(ack, deps, user: str, rest: str):
 def snooze(ack, body, client, context):
     ack()
     deps = context["deps"]
-    outcome = act(client, body, "handoff", lambda user, handoff_id: escalations.snooze(deps.db, deps.cfg, handoff_id, user, deps.now()))
+    decide(deps, client, body, lambda user, handoff_id: escalations.snooze(deps.db, deps.cfg, handoff_id, user, deps.now()))
+
+
+def decide(deps, client, body, call) -> None:
+    """A button that decides: the domain call for the handoff it names; a refusal or a click after the
+    decision is told privately, a decision's messages are delivered."""
+    outcome = act(client, body, "handoff", call)
     if outcome is None:
         return
     if not outcome.changed:
@@ -199,12 +205,7 @@ def submit(ack, body, view, context):
 def accept(ack, body, client, context):
     ack()
     deps = context["deps"]
-    outcome = act(client, body, "handoff", lambda user, handoff_id: handoffs.accept(deps.db, deps.cfg, handoff_id, user, deps.now()))
-    if outcome is None:
-        return
-    if not outcome.changed:
-        return tell(client, body, body["user"]["id"], unchanged(outcome.item))
-    deps.deliver(outcome.keys)
+    decide(deps, client, body, lambda user, handoff_id: handoffs.accept(deps.db, deps.cfg, handoff_id, user, deps.now()))
 
 
 def clicked(deps, body, client, may, states) -> Handoff | None:
