@@ -116,7 +116,7 @@ def build(settings):
 
     cfg = _process(settings.process_config)
     db = _database(settings.database_url, connect=False, wait=WEB_DB_WAIT)
-    return create_app(settings, Deps(cfg=cfg, db=db)), db
+    return create_app(settings, Deps(cfg=cfg, db=db, sealer=_sealer(settings, cfg))), db
 
 
 def cmd_serve(args) -> int:
@@ -198,7 +198,20 @@ def _deliverer(settings, cfg, db, now):
     from bot.time import utcnow
     from handlers import deliverer
 
-    return deliverer(Deps(cfg=cfg, db=db, now=now), _slack(settings), now=utcnow)
+    return deliverer(Deps(cfg=cfg, db=db, now=now, sealer=_sealer(settings, cfg)), _slack(settings), now=utcnow)
+
+
+def _sealer(settings, cfg):
+    """The pulse's keyed hashes, from PULSE_SECRET: required when the process configuration has [pulse]."""
+    from bot.pulse import Sealer
+
+    secret = settings.pulse_secret.get_secret_value() if settings.pulse_secret else ""
+    if not secret:
+        if cfg.pulse_on:
+            raise Fail("PULSE_SECRET: required when the process configuration has [pulse] (it keys the survey's"
+                       " answers so the database alone cannot tell whose they are); e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`")
+        return None
+    return Sealer(secret)
 
 
 def _running_from(moment):

@@ -11,6 +11,9 @@ nothing twice, and a missed run is caught up by the next tick.
   every tick.
 - `escalations`: every handoff and fast-track request whose wait passed a level of its escalation path
   (in working time only); the catch-up tick runs it too.
+- `pulse`: the weekly satisfaction survey: the DMs of everyone whose `send_at` has come in their own time
+  zone, the one reminder to those who have not answered; the catch-up tick runs it too. Time zones come
+  from Slack's users.list, refreshed once a day.
 - `outbox`: deliver whatever the outbox holds that is due (a 429's Retry-After passed, a back-off, a
   deliverer that died); the clock sweeps every few seconds.
 """
@@ -24,12 +27,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from datetime import datetime, timedelta
 
-from bot import digest, escalations, outbox, schedule
+from bot import digest, escalations, outbox, pulse, schedule
 from bot.initiatives import prompt_key
 from bot.delivery import WAIT_FOR_ANCHOR, Deliverer
 from bot.outbox import POST, UPLOAD, Message
 from bot.process import ProcessConfig
 from handlers import digest as slack_digest
+from handlers import pulse as slack_pulse
 from storage.db import Database
 from storage.models import OutboxStatus
 
@@ -39,7 +43,9 @@ PROMPT = "initiative-prompt"
 CATCH_UP = "catch-up"
 OUTBOX = "outbox"
 ESCALATIONS = "escalations"
-JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX, ESCALATIONS)
+PULSE = "pulse"
+JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX, ESCALATIONS, PULSE)
+TZ_REFRESH = timedelta(hours=24)
 
 
 @dataclass
@@ -150,12 +156,51 @@ def run_escalations(run: Run) -> None:
     run.say(f"escalations: {len(keys)} message{'s' if len(keys) != 1 else ''} written" if keys else "escalations: nothing due")
 
 
+def run_pulse(run: Run) -> None:
+    """The weekly survey: whatever is due at `run.now` (each person's DM once their local `send_at` has
+    come, the one reminder). Written to the outbox; an operator's run delivers it at once (paced by
+    Slack's limits), the clock's outbox sweep otherwise."""
+    cfg, db = run.cfg, run.db
+    if not cfg.pulse_on:
+        run.say("pulse: not on (no [pulse] in the process configuration, or enabled = false)")
+        return
+    zones, refreshed = pulse.timezones(db)
+    wanted = set(pulse.members(cfg))
+    if refreshed is None or run.now - refreshed > TZ_REFRESH or not wanted <= set(zones):
+        fetched = slack_pulse.fetch_timezones(run.deliverer.client, wanted)
+        if fetched is not None:
+            pulse.store_timezones(db, fetched, run.now)
+            zones = {**zones, **fetched}
+    sent = pulse.send_due(db, cfg, run.now, zones)
+    reminders = pulse.remind_due(db, cfg, run.now)
+    keys = sent.keys + reminders
+    if run.force and keys:  # an operator waits for it: delivered now, paced as Slack allows
+        run.deliverer.sweep(max_seconds=3600, until_idle=True)
+        rows = [outbox.get(db, key) for key in keys]
+        done = sum(1 for r in rows if r is not None and r.status == OutboxStatus.SENT)
+        for r in rows:
+            if r is not None and r.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN):
+                run.failures += 1
+        run.say(f"pulse: {sent.asked} survey{'s' if sent.asked != 1 else ''} and {len(reminders)} reminder{'s' if len(reminders) != 1 else ''}"
+                f" written, {done} delivered" + (f", {run.failures} not delivered (see `python -m bot outbox`)" if run.failures else ""))
+    elif keys:
+        run.say(f"pulse: {sent.asked} survey{'s' if sent.asked != 1 else ''} and {len(reminders)} reminder{'s' if len(reminders) != 1 else ''} written")
+    else:
+        run.say("pulse: nothing due")
+    if sent.paused:
+        run.say(f"pulse: {sent.paused} {'people' if sent.paused != 1 else 'person'} paused or stopped the survey")
+    if sent.skipped:
+        run.say(f"pulse: {sent.skipped} survey{'s' if sent.skipped != 1 else ''} skipped: the week closed while the clock was not running")
+
+
 def run_catch_up(run: Run) -> None:
     for period in schedule.due_prompts(run.cfg, run.now):
         run_prompts(run, period)
     for period in schedule.due_digests(run.cfg, run.now):
         run_digest(run, period)
     run_escalations(run)
+    if run.cfg.pulse_on:
+        run_pulse(run)
 
 
 def run_job(run: Run, name: str, period: str | None) -> None:
@@ -170,6 +215,8 @@ def run_job(run: Run, name: str, period: str | None) -> None:
         run_outbox(run)
     elif name == ESCALATIONS:
         run_escalations(run)
+    elif name == PULSE:
+        run_pulse(run)
     else:
         raise ValueError(f"no job {name!r}; jobs: {', '.join(JOBS)}")
 

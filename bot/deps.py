@@ -18,3 +18,4 @@ class Deps:
     db: Database
     now: Callable[[], datetime] = field(default=utcnow)
     deliver: Callable[[Iterable[str]], object] = field(default=lambda keys: None)  # outbox keys to send now
+    sealer: object | None = None  # bot.pulse.Sealer, from PULSE_SECRET, when the process has a [pulse]

@@ -232,6 +232,43 @@ class Right(_Strict):
     owns_execution: str
 
 
+PULSE_QUESTION = "Our processes help us do our best work"
+
+
+class Pulse(_Strict):
+    """The weekly satisfaction pulse: one survey DM a week to every member of the pulse's teams, at
+    `send_at` in each member's own time zone (their Slack profile's, else the organisation's)."""
+
+    enabled: bool = True
+    question: str = Field(default=PULSE_QUESTION, min_length=1, max_length=150)
+    send_at: str = "mon 10:00"  # weekday and local time
+    min_group: int = Field(default=5, ge=3, le=10)  # figures only for groups with at least this many answering
+    remind_after_days: int = Field(default=2, ge=0, le=6)  # one reminder to non-responders (0: none)
+    open_days: int = Field(default=5, ge=1, le=6)  # then the week closes
+    teams: tuple[str, ...] = ()  # team ids; empty: every team
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, value: str) -> str:
+        from bot.worktime import DAYS
+
+        match = re.fullmatch(r"\s*([A-Za-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*", value)
+        day = match.group(1).lower() if match else ""
+        if not match or day not in DAYS or int(match.group(2)) > 23 or int(match.group(3)) > 59:
+            raise ValueError("write it as a weekday and a time, e.g. 'mon 10:00'")
+        return f"{day} {int(match.group(2)):02d}:{match.group(3)}"
+
+    @property
+    def weekday(self) -> int:
+        from bot.worktime import DAYS
+
+        return DAYS.index(self.send_at[:3])
+
+    @property
+    def at(self) -> time:
+        return time(*map(int, self.send_at[4:].split(":")))
+
+
 class ProcessConfig(_Strict):
     organization: Organization
     teams: tuple[Team, ...] = Field(min_length=1)
@@ -239,6 +276,16 @@ class ProcessConfig(_Strict):
     schedule: Schedule = Schedule()
     fasttrack: Fasttrack = Fasttrack()
     rights: tuple[Right, ...] = Field(default=(), max_length=100)
+    pulse: Pulse | None = None
+
+    @property
+    def pulse_on(self) -> bool:
+        return self.pulse is not None and self.pulse.enabled
+
+    def pulse_teams(self) -> list[Team]:
+        if self.pulse is None:
+            return []
+        return [t for t in self.teams if not self.pulse.teams or t.id in self.pulse.teams]
 
     # -- lookups used by the domain ------------------------------------------------------------
     def team(self, team_id: str) -> Team | None:
@@ -350,6 +397,12 @@ def _cross_check(cfg: ProcessConfig) -> list[str]:
                 problems.append(f"rights[{i}].{key}: '{who}' is neither a team id nor a Slack user id")
         if not r.grants_exceptions and not cfg.fasttrack.approvers:
             problems.append(f"rights[{i}].grants_exceptions: empty, and fasttrack.approvers is empty too: nobody could grant it")
+    if cfg.pulse is not None:
+        for i, team_id in enumerate(cfg.pulse.teams):
+            if team_id not in seen:
+                problems.append(f"pulse.teams[{i}]: no team '{team_id}'")
+        if cfg.pulse.remind_after_days and cfg.pulse.remind_after_days >= cfg.pulse.open_days:
+            problems.append(f"pulse.remind_after_days: {cfg.pulse.remind_after_days} is not before the week closes (open_days = {cfg.pulse.open_days})")
     if cfg.rights and not cfg.fasttrack.backup_approvers:
         problems.append("fasttrack.backup_approvers: required with [[rights]]: over-budget requests need someone to decide them")
     return problems

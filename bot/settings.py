@@ -16,6 +16,16 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///steward.db"
     process_config: str = "process.toml"
     port: int = Field(default=3000, ge=1, le=65535)
+    # keys the weekly pulse's answers (HMAC of user and week) so the database alone cannot tell whose
+    # answer is whose; required when the process configuration has [pulse]. Keep it secret and stable.
+    pulse_secret: SecretStr | None = None
+
+    @field_validator("pulse_secret")
+    @classmethod
+    def _pulse_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and len(value.get_secret_value()) < 16:
+            raise ValueError("at least 16 characters (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+        return value
 
     @field_validator("slack_api_url")
     @classmethod

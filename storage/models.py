@@ -252,3 +252,76 @@ class FastTrackEvent(SQLModel, table=True):
     at: datetime = Field(sa_type=DateTime())
     reason: str | None = Field(default=None, sa_column=Column(Text))
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# -- the weekly satisfaction pulse ------------------------------------------------------------------------
+# Who was asked and whether they answered (`pulse_recipient`) is kept apart from what they answered
+# (`pulse_answer`, `pulse_comment`), which carries no user id, no time and no insertion order: its key is a
+# keyed hash (HMAC with PULSE_SECRET) of the user, the week and the group it counts in, and the answer is
+# sealed with a pad derived from the same secret. Without the secret the database cannot tell whose
+# answer a row is, nor what it says (bot/pulse.py).
+
+
+class PulseRecipient(SQLModel, table=True):
+    """One person asked one week (or, `state = skipped`, a week whose window passed while the clock was
+    down). `teams`: the teams they counted in that week."""
+
+    __tablename__ = "pulse_recipient"
+    __table_args__ = (Index("ix_pulse_recipient_remind", "state", "reminded", "remind_at"),)
+
+    week: str = Field(primary_key=True, max_length=8)  # ISO week, "2026-W48"
+    user: str = Field(primary_key=True, max_length=20)
+    teams: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tz: str = Field(max_length=64)
+    due_at: datetime = Field(sa_type=DateTime())  # the week's send time in their time zone, in UTC
+    closes_at: datetime = Field(sa_type=DateTime())
+    remind_at: datetime | None = Field(default=None, sa_type=DateTime())
+    state: str = Field(max_length=10)  # asked | skipped
+    reminded: bool = False
+    answered: bool = False
+    opted_out: bool = False  # paused or stopped this week before answering: counted apart
+
+
+class PulseAnswer(SQLModel, table=True):
+    """What one person answered one week, counted in one group (a team id, or "*" for the organisation):
+    a person in two teams has three unlinkable rows. No rowid: nothing records the order of answers."""
+
+    __tablename__ = "pulse_answer"
+    __table_args__ = (Index("ix_pulse_answer_week", "week", "scope"), {"sqlite_with_rowid": False})
+
+    key: str = Field(primary_key=True, max_length=32)
+    week: str = Field(max_length=8)
+    scope: str = Field(max_length=40)
+    sealed: int
+
+
+class PulseComment(SQLModel, table=True):
+    """An anonymous comment, per group like answers; shown in the order of its key (not of submission)."""
+
+    __tablename__ = "pulse_comment"
+    __table_args__ = (Index("ix_pulse_comment_week", "week", "scope"), {"sqlite_with_rowid": False})
+
+    key: str = Field(primary_key=True, max_length=32)
+    week: str = Field(max_length=8)
+    scope: str = Field(max_length=40)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class PulseOptout(SQLModel, table=True):
+    """Someone who paused (until a date) or stopped (`until` empty) the weekly survey."""
+
+    __tablename__ = "pulse_optout"
+
+    user: str = Field(primary_key=True, max_length=20)
+    until: datetime | None = Field(default=None, sa_type=DateTime())
+    since: datetime = Field(sa_type=DateTime())
+
+
+class MemberTz(SQLModel, table=True):
+    """Each person's time zone as their Slack profile gives it (users.list), for sending at their 10:00."""
+
+    __tablename__ = "member_tz"
+
+    user: str = Field(primary_key=True, max_length=20)
+    tz: str = Field(max_length=64)
+    updated_at: datetime = Field(sa_type=DateTime())

@@ -149,6 +149,7 @@ class FakeSlack:
         self._faults: dict[str, list[tuple[str, object]]] = {}
         self._messages: dict[str, list[dict]] = {}  # channel → its messages, oldest first
         self._dms: set[str] = set()  # DM channels opened or posted to
+        self.users: dict[str, dict] = {}  # user id → profile fields users.list gives (tz, deleted, is_bot, …)
         self._channel_limits: dict[str, tuple[float, int, dict[str, _Bucket]]] = {}
         self._workspace_limits: dict[str, _Bucket] = {}
         self._down_until = 0.0
@@ -236,6 +237,7 @@ class FakeSlack:
             self._workspace_limits.clear()
             self._down_until = 0.0
             self.clock = _fixed_clock
+            self.users.clear()
 
     # -- programming faults -----------------------------------------------------------------------
     def _queue(self, method: str, fault: tuple[str, object], times: int) -> None:
@@ -519,6 +521,18 @@ class FakeSlack:
             if missing:
                 return {"ok": False, "error": "file_not_found"}
             return {"ok": True, "files": [{"id": f["id"], "title": f.get("title"), "channels": [args.get("channel_id")]} for f in files]}
+        if method == "users.list":  # paged by an opaque cursor, as Slack's
+            ids = sorted(self.users)
+            limit = max(1, min(int(args.get("limit") or 100), 1000))
+            cursor = str(args.get("cursor") or "")
+            try:
+                start = int(base64.b64decode(cursor).decode().removeprefix("user:")) if cursor else 0
+            except ValueError:
+                return {"ok": False, "error": "invalid_cursor"}
+            page = ids[start:start + limit]
+            more = start + limit < len(ids)
+            return {"ok": True, "members": [{"id": u, **self.users[u]} for u in page],
+                    "response_metadata": {"next_cursor": base64.b64encode(f"user:{start + limit}".encode()).decode() if more else ""}}
         if method == "conversations.join":
             return {"ok": True, "channel": {"id": args.get("channel")}}
         if method == "conversations.open":

@@ -97,6 +97,21 @@ def a_quiet_digest(text: str):
     return d
 
 
+def pulse_contexts(text: str) -> dict[str, list[dict]]:
+    from bot.pulse import FEELING_LABELS, SCORES
+
+    closes = datetime(2026, 11, 28, 9)
+    dm = dict(question=text or "q", week="2026-W48", closes=closes, feelings=FEELING_LABELS, scores=SCORES, min_group=5, commented=False,
+              paused=False, until=None, score=None, score_label=None, feeling=None)
+    return {
+        "pulse_dm": [dm, dict(dm, score=4, score_label="Agree", feeling="rigid", commented=True),
+                     dict(dm, paused=True, until=closes), dict(dm, paused=True)],
+        "pulse_reminder": [dict(closes=closes)],
+        "pulse_comment_modal": [dict(week="2026-W48", min_group=5)],
+        "pulse_closed": [dict(at=closes)],
+    }
+
+
 def contexts(text: str) -> dict[str, list[dict]]:
     cfg = load_process(PROCESS)
     b = cfg.boundary("design", "eng")
@@ -127,6 +142,7 @@ def contexts(text: str) -> dict[str, list[dict]]:
                          dict(sent=[], received=[], names={}, now=datetime(2026, 3, 1))],
         "handoff_help": [dict(problem=text, command="/handoff"), dict(problem=None, command="/handoff")],
         "notice": [dict(text=text)],
+        **pulse_contexts(text),
         "delivery_failed": [dict(what=text, channel=c, error=e) for c, e in (("C0ENG", "channel_not_found"), (None, text[:60] or "x"))],
         "handoff_resubmitted": [dict(h=h, actor="U0ALICE"), dict(h=h, actor="U0ALICE", reviewer="U0BOB")],
         "error": [dict(ref="deadbeef")],

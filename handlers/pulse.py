@@ -1,0 +1,200 @@
+"""The weekly satisfaction pulse in Slack: the survey DM's buttons, the comment form, and the DM drawn (and
+redrawn in place after each click) from what the person themself answered.
+
+Nothing here logs a user id next to an answer; the DM is drawn when delivered, from the person's own keyed
+rows, so no outbox row carries a score either.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from slack_bolt import App
+
+from bot import pulse
+from bot.items import RuleError
+from handlers.common import form_values, guarded, metadata, open_view, slack_call, state_value, tell
+from templates import render
+
+log = logging.getLogger("steward")
+
+
+def _week_and(body: dict) -> tuple[str | None, str]:
+    """The week a button names and what it says ("2026-W48 4"), or None when it names no week."""
+    value = str(((body.get("actions") or [{}])[0] or {}).get("value") or "")[:40]
+    week, _, rest = value.partition(" ")
+    try:
+        pulse.parse_week(week)
+    except ValueError:
+        return None, rest
+    return week, rest
+
+
+def _sealer(deps):
+    if deps.sealer is None:
+        raise RuleError("The weekly survey is not set up on this Steward (no PULSE_SECRET).")
+    return deps.sealer
+
+
+def _refused(client, body, user, exc: RuleError) -> None:
+    if isinstance(exc, pulse.Closed):  # drawn by its template: the date is a Slack date token
+        message = render("pulse_closed", at=exc.at)
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        if channel and slack_call(client.chat_postEphemeral, channel=channel, user=user, text=message["text"], blocks=message["blocks"]):
+            return None
+        return tell(client, body, user, str(exc))
+    return tell(client, body, user, exc)
+
+
+def _act(ack, body, client, context, do):
+    ack()
+    deps = context["deps"]
+    user = body["user"]["id"]
+    week, rest = _week_and(body)
+    if week is None:
+        return tell(client, body, user, "That button names no week of the survey.")
+    try:
+        outcome = do(deps, user, week, rest)
+    except RuleError as exc:
+        return _refused(client, body, user, exc)
+    deps.deliver(outcome.keys)
+
+
+@guarded
+def score(ack, body, client, context):
+    def do(deps, user, week, rest):
+        value = int(rest) if rest.isdigit() and len(rest) == 1 else None
+        if value is None:
+            raise RuleError("Choose a score from 1 to 5.")
+        return pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), score=value)
+
+    _act(ack, body, client, context, do)
+
+
+@guarded
+def feeling(ack, body, client, context):
+    _act(ack, body, client, context,
+         lambda deps, user, week, rest: pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?"))
+
+
+@guarded
+def pause(ack, body, client, context):
+    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.pause(deps.db, user, week, deps.now()))
+
+
+@guarded
+def stop(ack, body, client, context):
+    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.stop(deps.db, user, week, deps.now()))
+
+
+@guarded
+def resume(ack, body, client, context):
+    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.resume(deps.db, user, week, deps.now()))
+
+
+@guarded
+def open_comment(ack, body, client, context):
+    ack()
+    deps = context["deps"]
+    user = body["user"]["id"]
+    week, _ = _week_and(body)
+    if week is None:
+        return tell(client, body, user, "That button names no week of the survey.")
+    open_view(client, body, render("pulse_comment_modal", week=week, min_group=deps.cfg.pulse.min_group if deps.cfg.pulse else 5))
+
+
+@guarded
+def submit_comment(ack, body, view, context):
+    deps = context["deps"]
+    user = body["user"]["id"]
+    week = str(metadata(view).get("week") or "")[:8]
+    try:
+        outcome = pulse.comment(deps.db, _sealer(deps), user, week, state_value(form_values(view), "comment"), deps.now())
+    except ValueError:
+        return ack(response_action="errors", errors={"comment": "This form does not name a week of the survey."})
+    except pulse.Closed as exc:
+        return ack(response_action="errors", errors={"comment": "This week's survey has closed; your comment was not recorded."})
+    except RuleError as exc:
+        return ack(response_action="errors", errors={"comment": str(exc)})
+    ack()
+    deps.deliver(outcome.keys)
+
+
+# -- renderers -------------------------------------------------------------------------------------------
+
+
+def render_dm(deps, row) -> dict | None:
+    """The week's survey DM as the person now stands: unanswered, answered (changeable until the week
+    closes), or paused/stopped with a way back."""
+    week, user = row.params["week"], row.params["user"]
+    p = deps.cfg.pulse
+    if p is None or deps.sealer is None:
+        return None
+    state = pulse.mine(deps.db, deps.sealer, user, week)
+    if state["recipient"] is None:
+        return None
+    off = state["optout"]
+    paused = off is not None and (off.until is None or off.until > deps.now())
+    return render("pulse_dm", question=p.question, week=week, closes=state["recipient"].closes_at, score=state["score"],
+                  score_label=pulse.SCORES.get(state["score"]), feeling=state["feeling"], feelings=pulse.FEELING_LABELS,
+                  commented=state["commented"], paused=paused, until=off.until if paused else None, min_group=p.min_group,
+                  scores=pulse.SCORES)
+
+
+def render_reminder(deps, row) -> dict | None:
+    week, user = row.params["week"], row.params["user"]
+    with deps.db.read() as session:
+        recipient = session.get(pulse.PulseRecipient, (week, user))
+    if recipient is None or recipient.answered or recipient.opted_out:
+        return None  # answered or paused since: no reminder
+    return render("pulse_reminder", closes=recipient.closes_at)
+
+
+def register(app: App) -> None:
+    app.action(re.compile(r"^pulse_score_[1-5]$"))(score)
+    app.action(re.compile(r"^pulse_feeling_[a-z]+$"))(feeling)
+    app.action("pulse_comment")(open_comment)
+    app.action("pulse_pause")(pause)
+    app.action("pulse_stop")(stop)
+    app.action("pulse_resume")(resume)
+    app.view("pulse_comment_submit")(submit_comment)
+
+
+RENDERERS = {"pulse_dm": render_dm, "pulse_reminder": render_reminder}
+
+
+# -- time zones from Slack ---------------------------------------------------------------------------------
+
+
+def fetch_timezones(client, wanted: set[str], pages: int = 500) -> dict[str, str] | None:
+    """Everyone's time zone from `users.list` (Tier 2, paged 200 at a time, Retry-After honoured), for the
+    people in `wanted` ("" for those Slack does not list: they get the organisation's). None when Slack
+    refused or could not be reached: the zones on record stay as they are."""
+    import time
+
+    from slack_sdk.errors import SlackApiError
+
+    from bot.delivery import retry_after
+
+    zones, cursor, waits = {}, None, 0
+    for _ in range(pages):
+        try:
+            answer = client.users_list(limit=200, cursor=cursor) if cursor else client.users_list(limit=200)
+        except SlackApiError as exc:
+            if exc.response.status_code == 429 and waits < 10:
+                waits += 1
+                time.sleep(retry_after(exc.response))
+                continue
+            log.warning("pulse: users.list refused (%s); time zones on record kept", exc.response.get("error"))
+            return None
+        except OSError as exc:
+            log.warning("pulse: users.list unreachable (%s); time zones on record kept", type(exc).__name__)
+            return None
+        for member in answer.get("members") or []:
+            if member.get("id") in wanted:
+                zones[member["id"]] = str(member.get("tz") or "")[:64]
+        cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+        if not cursor:
+            break
+    return {user: zones.get(user, "") for user in wanted}

@@ -1,0 +1,301 @@
+"""The weekly pulse through Slack's protocol: `run-job pulse --now …` as an operator runs it, the survey DMs
+read back from the fake Web API, clicks and the comment form sent as signed requests to the served app, on
+every database the tests run on.
+
+The served app answers with the real time, so the week here is always a coming one (its survey still open
+when the test clicks), except where a test wants a closed week."""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import MetaData
+from sqlmodel import func, select
+
+from bot import pulse
+from bot.process import load_process
+from bot.time import utcnow
+from storage.models import PulseAnswer, PulseComment, PulseOptout, PulseRecipient
+from tests.harness import TOKEN, Steward, blocks_text, cli, view_of
+
+CONFIG = Path(__file__).parent / "pulse.toml"
+SECRET = "pulse-test-secret-0123456789abcdef"
+ZONES = {"U0TOKYO": "Asia/Tokyo", "U0LA": "America/Los_Angeles", "U0ALICE": "Europe/Berlin", "U0BOB": "Europe/Berlin",
+         "U0AMY": "", "U0OPS": "Europe/Berlin"}
+ASKED = {"U0ALICE", "U0AMY", "U0BOB", "U0TOKYO", "U0LA"}
+
+
+def env(db, fake, **extra) -> dict:
+    return {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url, "DATABASE_URL": db.url, "PROCESS_CONFIG": str(CONFIG),
+            "PULSE_SECRET": SECRET, "LOG_LEVEL": "INFO", **extra}
+
+
+@pytest.fixture(scope="module")
+def served(_migrated, _fake):
+    server = Steward(_migrated.url, _fake.url, CONFIG, extra_env={"PULSE_SECRET": SECRET, "LOG_LEVEL": "INFO"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(served, db, fake):
+    fake.users.update({u: {"tz": tz, "deleted": False} for u, tz in ZONES.items()})
+    yield served
+    fake.settle(quiet=0.2)
+
+
+def monday(weeks_ahead: int = 1) -> date:
+    """A Monday `weeks_ahead` weeks from now (negative: in the past)."""
+    today = utcnow().date()
+    return today - timedelta(days=today.weekday()) + timedelta(days=7 * weeks_ahead)
+
+
+def at(day: date, hour: int, minute: int = 0, plus_days: int = 0) -> str:
+    """A UTC moment as `--now` takes it."""
+    moment = datetime(day.year, day.month, day.day, hour, minute, tzinfo=timezone.utc) + timedelta(days=plus_days)
+    return moment.isoformat()
+
+
+def local_ten_utc(day: date, tz: str) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    return datetime(day.year, day.month, day.day, 10, tzinfo=ZoneInfo(tz)).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def job(db, fake, now: str, **extra) -> str:
+    r = cli("run-job", "pulse", "--now", now, env=env(db, fake, **extra))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    return r.stdout
+
+
+def dms(fake) -> dict[str, list[dict]]:
+    """Survey DMs per user (their first post carrying the week's key)."""
+    out = {}
+    for user in ZONES:
+        posts = [m for m in fake.messages(user) if ((m["metadata"] or {}).get("event_payload") or {}).get("key", "").startswith("pulse:")]
+        if posts:
+            out[user] = posts
+    return out
+
+
+def week_of(day: date) -> str:
+    return pulse.week_id(day)
+
+
+def click(app, fake, user: str, action: str, value: str):
+    dm = fake.messages(user)[0]
+    r = app.click(user, action, value, channel=dm["channel"], message_ts=dm["ts"])
+    assert r.status == 200, r.raw
+    return r
+
+
+def dm_text(fake, user: str) -> str:
+    return blocks_text(fake.messages(user)[0])
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+# -- the week's DMs ---------------------------------------------------------------------------------------
+
+
+def test_each_member_gets_one_dm_at_ten_in_their_own_time_zone(app, fake, db):
+    day = monday(1)
+    week = week_of(day)
+    tokyo, berlin, la = (local_ten_utc(day, z) for z in ("Asia/Tokyo", "Europe/Berlin", "America/Los_Angeles"))
+    just_before = (tokyo - timedelta(minutes=1)).replace(tzinfo=timezone.utc).isoformat()
+    assert "pulse: nothing due" in job(db, fake, just_before)
+    assert dms(fake) == {}
+    assert fake.of("users.list"), "time zones come from users.list"
+
+    out = job(db, fake, tokyo.replace(tzinfo=timezone.utc).isoformat())
+    assert set(dms(fake)) == {"U0TOKYO"}, out
+    job(db, fake, (berlin - timedelta(minutes=1)).replace(tzinfo=timezone.utc).isoformat())
+    assert set(dms(fake)) == {"U0TOKYO"}
+    job(db, fake, berlin.replace(tzinfo=timezone.utc).isoformat())
+    assert set(dms(fake)) == {"U0TOKYO", "U0ALICE", "U0BOB", "U0AMY"}  # U0AMY: no tz in Slack → the organisation's
+    out = job(db, fake, la.replace(tzinfo=timezone.utc).isoformat())
+    assert "1 survey and 0 reminders written, 1 delivered" in out
+    assert set(dms(fake)) == ASKED  # not U0OPS: their team is not in [pulse].teams
+    out = job(db, fake, (la + timedelta(hours=3)).replace(tzinfo=timezone.utc).isoformat())
+    assert "pulse: nothing due" in out
+    for user in ASKED:  # one DM each, U0AMY too though in two teams
+        assert fake.posted(pulse.dm_key(week, user)) == 1, user
+    text = dm_text(fake, "U0BOB")
+    assert "Our processes help us do our best work" in text
+    assert "Answers are shown only for groups of 3 or more" in text
+    buttons = [e["action_id"] for b in fake.messages("U0BOB")[0]["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == [f"pulse_score_{n}" for n in range(1, 6)] + ["pulse_feeling_rigid", "pulse_feeling_right", "pulse_feeling_ambiguous",
+                                                                   "pulse_comment", "pulse_pause", "pulse_stop"]
+    with db.read() as session:
+        rows = {r.user: r for r in session.exec(select(PulseRecipient))}
+    assert rows["U0AMY"].teams == ["design", "eng"] and rows["U0TOKYO"].tz == "Asia/Tokyo" and rows["U0AMY"].tz == "Europe/Berlin"
+    assert rows["U0LA"].due_at == la
+
+
+def test_answer_change_comment_and_one_reminder_only_to_non_responders(app, fake, db):
+    day = monday(1)
+    week = week_of(day)
+    job(db, fake, at(day, 20))  # everyone's 10:00 has come
+    click(app, fake, "U0ALICE", "pulse_score_4", f"{week} 4")
+    wait_for(lambda: "Thanks, recorded (4 · Agree)" in dm_text(fake, "U0ALICE"))
+    assert "You can change it until" in dm_text(fake, "U0ALICE")
+    click(app, fake, "U0ALICE", "pulse_score_2", f"{week} 2")
+    wait_for(lambda: "Thanks, recorded (2 · Disagree)" in dm_text(fake, "U0ALICE"))
+    click(app, fake, "U0BOB", "pulse_feeling_rigid", f"{week} rigid")
+    click(app, fake, "U0AMY", "pulse_score_5", f"{week} 5")
+    # the comment form, through views.open and a signed view_submission
+    click(app, fake, "U0AMY", "pulse_comment", week)
+    view = view_of(fake.wait("views.open")[-1])
+    assert view["callback_id"] == "pulse_comment_submit"
+    r = app.submit("U0AMY", view, {"comment": "  Too many <forms> & sign-offs  "})
+    assert r.status == 200 and not r.raw, r.raw
+    wait_for(lambda: "Change your comment" in dm_text(fake, "U0AMY"))
+    sealer = pulse.Sealer(SECRET)
+    with db.read() as session:
+        answers = {(a.scope, a.key): a for a in session.exec(select(PulseAnswer).where(PulseAnswer.week == week))}
+        comments = list(session.exec(select(PulseComment).where(PulseComment.week == week)))
+    # Alice changed her answer: still one row per group she counts in (design, the organisation), now 2
+    alice = [answers.get((s, sealer.key("answer", week, s, "U0ALICE"))) for s in ("design", pulse.ORG)]
+    assert all(a is not None and sealer.open(a.key, a.sealed) == (2, 0) for a in alice)
+    assert len(answers) == 2 + 2 + 3  # Alice (design, *), Bob (eng, *), Amy (design, eng, *)
+    assert {c.scope for c in comments} == {"design", "eng", pulse.ORG} and {c.text for c in comments} == {"Too many <forms> & sign-offs"}
+    # Wednesday 10:00 in Los Angeles: everyone's reminder day has come; only those who did not answer get one
+    out = job(db, fake, at(day, 19, plus_days=2))
+    assert "0 surveys and 2 reminders written, 2 delivered" in out
+    reminded = {u for u in ZONES if any("A reminder" in (m["text"] or "") for m in fake.messages(u))}
+    assert reminded == {"U0TOKYO", "U0LA"}
+    assert "pulse: nothing due" in job(db, fake, at(day, 21, plus_days=2))
+    assert all(fake.posted(f"{pulse.dm_key(week, u)}:reminder") == 1 for u in reminded)
+
+
+def test_pause_stop_and_resume(app, fake, db):
+    day = monday(1)
+    week = week_of(day)
+    job(db, fake, at(day, 20))
+    click(app, fake, "U0TOKYO", "pulse_pause", week)
+    wait_for(lambda: "You paused the weekly survey until" in dm_text(fake, "U0TOKYO"))
+    click(app, fake, "U0LA", "pulse_stop", week)
+    wait_for(lambda: "You stopped the weekly survey" in dm_text(fake, "U0LA"))
+    assert "Resume surveys" in json.dumps(fake.messages("U0LA")[0]["blocks"])
+    with db.read() as session:
+        recipients = {r.user: r for r in session.exec(select(PulseRecipient))}
+    assert recipients["U0TOKYO"].opted_out and recipients["U0LA"].opted_out and not recipients["U0BOB"].opted_out
+    # no reminder for those who paused or stopped
+    out = job(db, fake, at(day, 19, plus_days=2))
+    assert "and 3 reminders written" in out  # Alice, Bob, Amy have not answered
+    # Tokyo resumes: the question is back; Los Angeles stays stopped and gets nothing next week
+    click(app, fake, "U0TOKYO", "pulse_resume", week)
+    wait_for(lambda: "How much do you agree?" in dm_text(fake, "U0TOKYO"))
+    job(db, fake, at(day, 20, plus_days=7))
+    next_week = week_of(day + timedelta(days=7))
+    assert fake.posted(pulse.dm_key(next_week, "U0TOKYO")) == 1
+    assert fake.posted(pulse.dm_key(next_week, "U0LA")) == 0
+    with db.read() as session:
+        assert session.get(PulseOptout, "U0LA").until is None
+
+
+def test_a_click_after_the_week_closed_is_refused_and_records_nothing(app, fake, db):
+    day = monday(-2)  # its survey closed last week
+    week = week_of(day)
+    job(db, fake, at(day, 9, 30))  # Berlin's 10:30 that Monday
+    assert fake.posted(pulse.dm_key(week, "U0ALICE")) == 1
+    click(app, fake, "U0ALICE", "pulse_score_5", f"{week} 5")
+    said = fake.wait("chat.postEphemeral")[-1]
+    assert "survey closed" in said.args["text"] and "<!date^" in said.args["text"]
+    with db.read() as session:
+        assert session.exec(select(func.count()).select_from(PulseAnswer)).one() == 0
+        assert not session.get(PulseRecipient, (week, "U0ALICE")).answered
+
+
+def test_a_week_that_closed_while_the_clock_was_down_is_skipped_and_said(app, fake, db):
+    day = monday(-3)
+    job(db, fake, at(day, 20))
+    out = job(db, fake, at(day, 12, plus_days=13))  # down from the Tuesday after until the next Sunday
+    assert "skipped: the week closed while the clock was not running" in out
+    assert fake.posted(pulse.dm_key(week_of(day + timedelta(days=7)), "U0ALICE")) == 0
+
+
+def test_two_jobs_at_once_under_429s_send_each_dm_once(app, fake, db):
+    day = monday(1)
+    week = week_of(day)
+    fake.limit_workspace(per_minute=120, burst=1)
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda _: job(db, fake, at(day, 20)), range(2)))
+    assert fake.throttled, "the workspace limit answered 429s"
+    for user in ASKED:
+        assert fake.posted(pulse.dm_key(week, user)) == 1, (user, outs)
+
+
+def test_forged_and_stale_clicks_get_a_private_answer(app, fake, db):
+    day = monday(1)
+    week = week_of(day)
+    job(db, fake, at(day, 20))
+    dm = fake.messages("U0BOB")[0]
+    for action, value in (("pulse_score_3", "not-a-week 3"), ("pulse_score_3", f"{week} 9"), ("pulse_feeling_rigid", f"{week} sideways")):
+        r = app.click("U0BOB", action, value, channel=dm["channel"], message_ts=dm["ts"])
+        assert r.status == 200
+    # someone the survey was not sent to
+    r = app.click("U0OPS", "pulse_score_4", f"{week} 4", channel="D0OPS", message_ts=dm["ts"])
+    assert r.status == 200
+    said = [c.args["text"] for c in fake.wait("chat.postEphemeral", 4)]
+    assert any("names no week" in t for t in said) and any("from 1 to 5" in t for t in said)
+    assert any("too rigid, about right or too ambiguous" in t for t in said) and any("was not sent to you" in t for t in said)
+    with db.read() as session:
+        assert session.exec(select(func.count()).select_from(PulseAnswer)).one() == 0
+
+
+# -- anonymity in what is stored and logged ------------------------------------------------------------
+
+
+def test_nothing_stored_or_logged_links_a_person_to_a_score_or_comment(app, fake, db):
+    day = monday(1)
+    week = week_of(day)
+    job(db, fake, at(day, 20))
+    for user, n in (("U0ALICE", 1), ("U0BOB", 5), ("U0AMY", 3)):
+        click(app, fake, user, f"pulse_score_{n}", f"{week} {n}")
+    click(app, fake, "U0TOKYO", "pulse_comment", week)
+    r = app.submit("U0TOKYO", view_of(fake.wait("views.open")[-1]), {"comment": "handoffs wait too long"})
+    assert r.status == 200
+    wait_for(lambda: "Thanks, recorded (3 · Neutral)" in dm_text(fake, "U0AMY"))
+    fake.settle(quiet=0.3)
+    users = set(ZONES) | {"U0STEW"}
+    dump = []
+    with db.engine.connect() as conn:
+        meta = MetaData()
+        meta.reflect(conn)
+        for table in meta.sorted_tables:
+            for row in conn.execute(table.select()):
+                dump.append((table.name, {k: v for k, v in row._mapping.items()}))
+    def has_user(values) -> bool:
+        return any(u in json.dumps(values, default=str) for u in users)
+
+    for name, values in dump:
+        if name in ("pulse_answer", "pulse_comment"):
+            assert not has_user(values), (name, values)
+            assert set(values) == ({"key", "week", "scope", "sealed"} if name == "pulse_answer" else {"key", "week", "scope", "text"})
+        elif has_user(values):  # rows that name a person say nothing of what they answered
+            text = json.dumps(values, default=str)
+            assert "handoffs wait too long" not in text and "score" not in text and "sealed" not in text, (name, values)
+    # sealed values are not the scores: without the secret a row says nothing
+    with db.read() as session:
+        sealed = [a.sealed for a in session.exec(select(PulseAnswer))]
+    assert sorted(sealed) != sorted([1, 1, 5, 5, 3, 3, 3]) and any(s > 5 for s in sealed)
+    logged = app.output()
+    for line in logged.splitlines():
+        if any(u in line for u in users):
+            assert not re.search(r"\b(score|pulse_score_\d|Agree|Disagree|Neutral)\b", line), line
