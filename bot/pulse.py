@@ -136,6 +136,11 @@ def weeks_of(p: Pulse, period: str) -> list[str]:
     return weeks
 
 
+def final_at(p: Pulse, period: str) -> datetime:
+    """When every week that counts in a month has closed, in every time zone (naive UTC)."""
+    return datetime.combine(close_day(p, weeks_of(p, period)[-1]) + timedelta(days=2), datetime.min.time())
+
+
 def members(cfg: ProcessConfig) -> dict[str, list[str]]:
     """Everyone the pulse asks, with the teams they count in (one DM a week, however many teams)."""
     people: dict[str, list[str]] = {}
@@ -406,3 +411,204 @@ def recipients(db: Database, weeks: Iterable[str]) -> list[PulseRecipient]:
         return []
     with db.read() as session:
         return list(session.exec(select(PulseRecipient).where(PulseRecipient.week.in_(weeks), PulseRecipient.state == ASKED)))
+
+
+# -- results: a month's figures, and only those nobody can work a small group out of ------------------------
+
+HIDDEN_SMALL = "fewer than {k} answered"
+HIDDEN_DERIVABLE = "held back so that no group under {k} can be worked out from the figures shown"
+
+Coord = tuple[str, str]  # (user, week): one person's answer in one week
+
+
+def protect(coords: dict[str, set[Coord]], k: int) -> tuple[set[str], dict[str, str]]:
+    """Which groups' figures may be shown. `coords`: each group's answers (who, which week); `k` the
+    threshold. A group is shown only with at least `k` people answering, and only if no combination of the
+    figures shown (sums and differences: the organisation minus the teams shown, a team minus a team
+    inside it) isolates fewer than `k` people.
+
+    Every combination of the groups' figures is constant on the *atoms*: the sets of answers that belong
+    to exactly the same shown groups. So if every atom has at least `k` people, every set a combination
+    can isolate (a union of atoms) has too. While some atom is smaller, one more group is held back: the
+    smallest team whose hiding merges that atom into another, else the smallest team shown, else the
+    organisation. Returns the groups shown and, for each group held back, why."""
+    def people(cs: Iterable[Coord]) -> int:
+        return len({user for user, _ in cs})
+
+    shown = {g for g, cs in coords.items() if people(cs) >= k}
+    why = {g: HIDDEN_SMALL.format(k=k) for g in coords if g not in shown}
+    while True:
+        signature: dict[Coord, set[str]] = {}
+        for g in shown:
+            for c in coords[g]:
+                signature.setdefault(c, set()).add(g)
+        atoms: dict[frozenset, set[Coord]] = {}
+        for c, groups in signature.items():
+            atoms.setdefault(frozenset(groups), set()).add(c)
+        small = [s for s, cs in atoms.items() if people(cs) < k]
+        if not small:
+            return shown, why
+        sig = min(small, key=lambda s: (people(atoms[s]), sorted(s)))
+        teams = sorted(g for g in shown if g != ORG)
+        merging = [t for t in teams if (sig ^ {t}) in atoms or not (sig ^ {t})]
+        candidates = merging or [t for t in teams if t in sig] or teams
+        victim = min(candidates, key=lambda t: (people(coords[t]), t)) if candidates else ORG
+        shown.discard(victim)
+        why[victim] = HIDDEN_DERIVABLE.format(k=k)
+
+
+@dataclass
+class Figure:
+    """One group's satisfaction in a month. Rates over answers (a person answering four weeks counts four
+    times in the average); `people` distinct."""
+
+    group: str
+    asked: int  # person-weeks asked, not counting those who paused or stopped that week
+    opted_out: int  # person-weeks paused or stopped before answering
+    answered: int  # person-weeks answered (a score, a view, or a comment)
+    people: int  # distinct people who answered
+    scores: int  # person-weeks with a score
+    average: float | None
+    favourable: float | None  # share of scores 4-5
+    feelings: dict[str, int]  # rigid / right / ambiguous: person-weeks
+    comments: list[str]
+    change: float | None = None  # the average's change since last month, when last month's was shown
+
+    @property
+    def rate(self) -> float | None:
+        return self.answered / self.asked if self.asked else None
+
+    def share(self, feeling: str) -> float | None:
+        return self.feelings.get(feeling, 0) / self.answered if self.answered else None
+
+
+@dataclass
+class Satisfaction:
+    period: str
+    min_group: int
+    weeks: list[str]
+    org: Figure | None  # None: held back (`why`)
+    teams: dict[str, Figure | None]  # every pulse team, None when held back
+    why: dict[str, str]  # group held back → why
+    comments: list[str]  # the organisation's comments not already under a team shown
+
+    @property
+    def held_back(self) -> list[str]:
+        return sorted(self.why)
+
+
+def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: datetime) -> Satisfaction | None:
+    """A month's satisfaction: per pulse team and for the organisation, with every group that could
+    reveal fewer than `min_group` people held back (`protect`). None until every week that counts in the
+    month has closed (figures that move with each answer could be subtracted from each other), or when
+    the pulse is off or asked nobody."""
+    p = cfg.pulse
+    if p is None:
+        return None
+    weeks = weeks_of(p, period)
+    if now < final_at(p, period):
+        return None
+    rows = recipients(db, weeks)
+    if not rows or any(r.closes_at > now for r in rows):
+        return None
+    team_ids = [t.id for t in cfg.pulse_teams()]
+    groups = {g: set() for g in [*team_ids, ORG]}
+
+    def of(r: PulseRecipient) -> list[str]:
+        return [g for g in [*r.teams, ORG] if g in groups]
+
+    asked = {g: 0 for g in groups}
+    opted = {g: 0 for g in groups}
+    for r in rows:
+        for g in of(r):
+            if r.answered:
+                groups[g].add((r.user, r.week))
+            if r.opted_out and not r.answered:
+                opted[g] += 1
+            else:
+                asked[g] += 1
+    shown, why = protect(groups, p.min_group)
+    with db.read() as session:
+        answers = list(session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope.in_(list(shown)))))
+        notes = list(session.exec(select(PulseComment).where(PulseComment.week.in_(weeks), PulseComment.scope.in_(list(shown)))
+                                  .order_by(PulseComment.key)))
+    values: dict[str, list[tuple[int, int]]] = {g: [] for g in shown}
+    for a in answers:
+        values[a.scope].append(sealer.open(a.key, a.sealed))
+    out: dict[str, Figure | None] = {}
+    for g in groups:
+        if g not in shown:
+            out[g] = None
+            continue
+        scores = [s for s, _ in values[g] if s]
+        out[g] = Figure(
+            group=g, asked=asked[g], opted_out=opted[g], answered=len(groups[g]), people=len({u for u, _ in groups[g]}),
+            scores=len(scores), average=sum(scores) / len(scores) if scores else None,
+            favourable=sum(1 for s in scores if s >= 4) / len(scores) if scores else None,
+            feelings={f: sum(1 for _, v in values[g] if v == i) for i, f in enumerate(FEELINGS, 1)},
+            comments=[c.text for c in notes if c.scope == g])
+    under_teams = [c for g in team_ids if out.get(g) for c in out[g].comments]
+    rest = list(out[ORG].comments) if out.get(ORG) else []
+    for c in under_teams:
+        if c in rest:
+            rest.remove(c)
+    return Satisfaction(period=period, min_group=p.min_group, weeks=weeks, org=out.pop(ORG), teams=out, why=why, comments=rest)
+
+
+def with_changes(now: Satisfaction, before: Satisfaction | None) -> Satisfaction:
+    """Each shown average's change since last month, where last month's was shown too (a change against a
+    figure held back would reveal it)."""
+    if before is None:
+        return now
+    pairs = [(now.org, before.org)] + [(f, before.teams.get(g)) for g, f in now.teams.items()]
+    for this, last in pairs:
+        if this is not None and last is not None and this.average is not None and last.average is not None:
+            this.change = this.average - last.average
+    return now
+
+
+@dataclass(frozen=True)
+class Signal:
+    group: str  # team id or ORG
+    kind: str  # falling | falling_while_failing | rigid | ambiguous
+    text: str
+    owners: tuple[str, ...]  # the stewards of the team's boundaries (all stewards for the organisation)
+
+
+def owners_of(cfg: ProcessConfig, group: str) -> tuple[str, ...]:
+    if group == ORG:
+        return tuple(cfg.stewards())
+    return tuple(sorted({b.steward for b in cfg.boundaries if group in (b.from_team, b.to_team)}))
+
+
+def signals(cfg: ProcessConfig, now: Satisfaction, before: Satisfaction | None, earlier: Satisfaction | None,
+            failure: dict[str, tuple[float | None, float | None]] | None = None) -> list[Signal]:
+    """The guide's warning signs in satisfaction: falling two months running; falling while the team's
+    handoff failure rate rises (`failure`: team → (this month, last month)); more than a third of a
+    group's answers finding processes too rigid, or too ambiguous. Only from figures that are shown."""
+    out: list[Signal] = []
+    name = {t.id: t.name for t in cfg.teams} | {ORG: cfg.organization.name}
+
+    def avg(s: Satisfaction | None, g: str) -> float | None:
+        if s is None:
+            return None
+        f = s.org if g == ORG else s.teams.get(g)
+        return f.average if f is not None else None
+
+    for g in [ORG, *now.teams]:
+        f = now.org if g == ORG else now.teams.get(g)
+        if f is None or f.average is None:
+            continue
+        a0, a1, a2 = f.average, avg(before, g), avg(earlier, g)
+        if a1 is not None and a2 is not None and a0 < a1 < a2:
+            out.append(Signal(g, "falling", f"{name[g]}: satisfaction falling two months running ({a2:.1f} → {a1:.1f} → {a0:.1f})", owners_of(cfg, g)))
+        rates = (failure or {}).get(g)
+        if g != ORG and a1 is not None and a0 < a1 and rates and None not in rates and rates[0] > rates[1]:
+            out.append(Signal(g, "falling_while_failing", f"{name[g]}: satisfaction falls ({a1:.1f} → {a0:.1f}) while its handoff failure rate rises"
+                              f" ({rates[1]:.0%} → {rates[0]:.0%})", owners_of(cfg, g)))
+        for feeling in ("rigid", "ambiguous"):
+            share = f.share(feeling)
+            if share is not None and share > 1 / 3:
+                out.append(Signal(g, feeling, f"{name[g]}: {share:.0%} of answers find processes {FEELING_LABELS[feeling]}",
+                                  owners_of(cfg, g)))
+    return out
