@@ -182,7 +182,7 @@ def fetch_timezones(client, wanted: set[str], pages: int = 500) -> dict[str, str
         try:
             answer = client.users_list(limit=200, cursor=cursor) if cursor else client.users_list(limit=200)
         except SlackApiError as exc:
-            if exc.response.status_code == 429 and waits < 10:
+            if exc.response.status_code == 429 and waits < 20 * pages:
                 waits += 1
                 time.sleep(retry_after(exc.response))
                 continue
