@@ -130,7 +130,7 @@ def cmd_serve(args) -> int:
     problems = settings.missing(*required)
     if problems:
         raise Fail(*problems)
-    _process(settings.process_config)
+    _sealer(settings, _process(settings.process_config))  # PULSE_SECRET, when the process has a [pulse]
     _database(settings.database_url).dispose()
     try:
         me = make_client(settings).auth_test()

@@ -21,6 +21,7 @@ BOT_SCOPES = [
     "groups:history",     # private channels Steward was invited to
     "im:history",         # DMs (receipts, decisions, fast-track cards)
     "im:write",           # conversations.open: the DM channel to look in
+    "users:read",         # users.list: each member's time zone, for the weekly pulse at their own 10:00
 ]
 
 

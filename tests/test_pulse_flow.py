@@ -299,3 +299,23 @@ def test_nothing_stored_or_logged_links_a_person_to_a_score_or_comment(app, fake
     for line in logged.splitlines():
         if any(u in line for u in users):
             assert not re.search(r"\b(score|pulse_score_\d|Agree|Disagree|Neutral)\b", line), line
+
+
+def test_time_zones_come_from_every_page_of_users_list(fake):
+    from slack_sdk import WebClient
+
+    from handlers.pulse import fetch_timezones
+
+    fake.users.update({f"U{n:05d}": {"tz": "Asia/Tokyo" if n % 2 else "Europe/Berlin"} for n in range(450)})
+    fake.limit_workspace("users.list", per_minute=600, burst=1)  # a 429 between pages, honoured
+    client = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[])
+    zones = fetch_timezones(client, {"U00001", "U00448", "U00449", "U0NOBODY"})
+    assert zones == {"U00001": "Asia/Tokyo", "U00448": "Europe/Berlin", "U00449": "Asia/Tokyo", "U0NOBODY": ""}
+    assert len([c for c in fake.of("users.list") if c.status == 200]) == 3 and fake.throttled
+
+
+def test_serve_and_the_pulse_job_refuse_to_start_without_pulse_secret(db, fake):
+    r = cli("run-job", "pulse", env={k: v for k, v in env(db, fake).items() if k != "PULSE_SECRET"})
+    assert r.returncode == 2 and "PULSE_SECRET: required" in r.stderr and "Traceback" not in r.stderr
+    r = cli("serve", env={k: v for k, v in env(db, fake, SLACK_SIGNING_SECRET="s").items() if k != "PULSE_SECRET"})
+    assert r.returncode == 2 and "PULSE_SECRET: required" in r.stderr and "Traceback" not in r.stderr
