@@ -173,20 +173,18 @@ def run_pulse(run: Run) -> None:
             zones = {**zones, **fetched}
     sent = pulse.send_due(db, cfg, run.now, zones)
     reminders = pulse.remind_due(db, cfg, run.now)
-    keys = sent.keys + reminders
-    if run.force and keys:  # an operator waits for it: delivered now, paced as Slack allows
-        run.deliverer.sweep(max_seconds=3600, until_idle=True)
-        rows = [outbox.get(db, key) for key in keys]
-        done = sum(1 for r in rows if r is not None and r.status == OutboxStatus.SENT)
-        for r in rows:
-            if r is not None and r.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN):
-                run.failures += 1
-        run.say(f"pulse: {sent.asked} survey{'s' if sent.asked != 1 else ''} and {len(reminders)} reminder{'s' if len(reminders) != 1 else ''}"
-                f" written, {done} delivered" + (f", {run.failures} not delivered (see `python -m bot outbox`)" if run.failures else ""))
-    elif keys:
+    if sent.asked or reminders:
         run.say(f"pulse: {sent.asked} survey{'s' if sent.asked != 1 else ''} and {len(reminders)} reminder{'s' if len(reminders) != 1 else ''} written")
     else:
         run.say("pulse: nothing due")
+    waiting = sorted(set(sent.keys + reminders) | set(pulse.undelivered(db)))
+    if run.force and waiting:  # an operator waits for it: delivered now (a crashed run's too), paced as Slack allows
+        run.deliverer.sweep(max_seconds=3600, until_idle=True)
+        rows = [outbox.get(db, key) for key in waiting]
+        done = sum(1 for r in rows if r is not None and r.status == OutboxStatus.SENT)
+        bad = sum(1 for r in rows if r is not None and r.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN))
+        run.failures += bad
+        run.say(f"pulse: {done} of {len(waiting)} delivered" + (f", {bad} not delivered (see `python -m bot outbox`)" if bad else ""))
     if sent.paused:
         run.say(f"pulse: {sent.paused} {'people' if sent.paused != 1 else 'person'} paused or stopped the survey")
     if sent.skipped:

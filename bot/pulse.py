@@ -405,6 +405,15 @@ def resume(db: Database, user: str, week: str | None, now: datetime) -> Outcome:
     return _optout(db, user, week, now, None, stop=False)
 
 
+def undelivered(db: Database) -> list[str]:
+    """The pulse's outbox rows not delivered yet (a run that died mid fan-out leaves some)."""
+    from storage.models import Outbox, OutboxStatus
+
+    with db.read() as session:
+        return list(session.exec(select(Outbox.key).where(Outbox.item.like("pulse:%"),
+                                                          Outbox.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))))
+
+
 def recipients(db: Database, weeks: Iterable[str]) -> list[PulseRecipient]:
     weeks = list(weeks)
     if not weeks:

@@ -20,7 +20,7 @@ from sqlmodel import func, select
 from bot import pulse
 from bot.process import load_process
 from bot.time import utcnow
-from storage.models import PulseAnswer, PulseComment, PulseOptout, PulseRecipient
+from storage.models import Outbox, PulseAnswer, PulseComment, PulseOptout, PulseRecipient
 from tests.harness import TOKEN, Steward, blocks_text, cli, view_of
 
 CONFIG = Path(__file__).parent / "pulse.toml"
@@ -129,7 +129,7 @@ def test_each_member_gets_one_dm_at_ten_in_their_own_time_zone(app, fake, db):
     job(db, fake, berlin.replace(tzinfo=timezone.utc).isoformat())
     assert set(dms(fake)) == {"U0TOKYO", "U0ALICE", "U0BOB", "U0AMY"}  # U0AMY: no tz in Slack → the organisation's
     out = job(db, fake, la.replace(tzinfo=timezone.utc).isoformat())
-    assert "1 survey and 0 reminders written, 1 delivered" in out
+    assert "1 survey and 0 reminders written" in out and "1 of 1 delivered" in out
     assert set(dms(fake)) == ASKED  # not U0OPS: their team is not in [pulse].teams
     out = job(db, fake, (la + timedelta(hours=3)).replace(tzinfo=timezone.utc).isoformat())
     assert "pulse: nothing due" in out
@@ -157,7 +157,9 @@ def test_answer_change_comment_and_one_reminder_only_to_non_responders(app, fake
     click(app, fake, "U0ALICE", "pulse_score_2", f"{week} 2")
     wait_for(lambda: "Thanks, recorded (2 · Disagree)" in dm_text(fake, "U0ALICE"))
     click(app, fake, "U0BOB", "pulse_feeling_rigid", f"{week} rigid")
+    wait_for(lambda: '"style": "primary"' in json.dumps(fake.messages("U0BOB")[0]["blocks"]))
     click(app, fake, "U0AMY", "pulse_score_5", f"{week} 5")
+    wait_for(lambda: "Thanks, recorded (5 · Strongly agree)" in dm_text(fake, "U0AMY"))
     # the comment form, through views.open and a signed view_submission
     click(app, fake, "U0AMY", "pulse_comment", week)
     view = view_of(fake.wait("views.open")[-1])
@@ -176,7 +178,7 @@ def test_answer_change_comment_and_one_reminder_only_to_non_responders(app, fake
     assert {c.scope for c in comments} == {"design", "eng", pulse.ORG} and {c.text for c in comments} == {"Too many <forms> & sign-offs"}
     # Wednesday 10:00 in Los Angeles: everyone's reminder day has come; only those who did not answer get one
     out = job(db, fake, at(day, 19, plus_days=2))
-    assert "0 surveys and 2 reminders written, 2 delivered" in out
+    assert "0 surveys and 2 reminders written" in out and "2 of 2 delivered" in out
     reminded = {u for u in ZONES if any("A reminder" in (m["text"] or "") for m in fake.messages(u))}
     assert reminded == {"U0TOKYO", "U0LA"}
     assert "pulse: nothing due" in job(db, fake, at(day, 21, plus_days=2))
@@ -268,6 +270,7 @@ def test_nothing_stored_or_logged_links_a_person_to_a_score_or_comment(app, fake
     job(db, fake, at(day, 20))
     for user, n in (("U0ALICE", 1), ("U0BOB", 5), ("U0AMY", 3)):
         click(app, fake, user, f"pulse_score_{n}", f"{week} {n}")
+        wait_for(lambda: f"Thanks, recorded ({n} ·" in dm_text(fake, user))
     click(app, fake, "U0TOKYO", "pulse_comment", week)
     r = app.submit("U0TOKYO", view_of(fake.wait("views.open")[-1]), {"comment": "handoffs wait too long"})
     assert r.status == 200
@@ -319,3 +322,56 @@ def test_serve_and_the_pulse_job_refuse_to_start_without_pulse_secret(db, fake):
     assert r.returncode == 2 and "PULSE_SECRET: required" in r.stderr and "Traceback" not in r.stderr
     r = cli("serve", env={k: v for k, v in env(db, fake, SLACK_SIGNING_SECRET="s").items() if k != "PULSE_SECRET"})
     assert r.returncode == 2 and "PULSE_SECRET: required" in r.stderr and "Traceback" not in r.stderr
+
+
+def in_process(db, fake, *args: str, later: timedelta) -> str:
+    """`python -m bot ARGS` in this process (`bot.cli.main`), its real-time clock `later` than now: past
+    the 60 s lease a killed deliverer leaves on the message it was sending."""
+    import contextlib
+    import io
+    import os
+
+    import bot.time
+    from bot.cli import main
+
+    real, saved = bot.time.utcnow, dict(os.environ)
+    os.environ.update(env(db, fake))
+    os.environ.pop("SLACK_SIGNING_SECRET", None)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        bot.time.utcnow = lambda: real() + later
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        bot.time.utcnow = real
+        os.environ.clear()
+        os.environ.update(saved)
+    assert code == 0 and "Traceback" not in err.getvalue(), out.getvalue() + err.getvalue()
+    return out.getvalue()
+
+
+def test_the_job_killed_mid_fan_out_leaves_no_dm_twice_and_none_missing(app, fake, db):
+    import os
+    import subprocess
+    import sys
+
+    from tests.harness import ROOT
+
+    day = monday(1)
+    week = week_of(day)
+    fake.store_then_hang("chat.postMessage", 30)  # the first DM: Slack stores it and never answers
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")} | env(db, fake)
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "run-job", "pulse", "--now", at(day, 20)], cwd=ROOT, env=full,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: sum(fake.posted(pulse.dm_key(week, u)) for u in ASKED) >= 1, timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    with db.read() as session:
+        held = session.exec(select(Outbox).where(Outbox.status == "sending")).all()
+    assert len(held) == 1 and held[0].key.startswith(f"pulse:{week}:")  # posted, never recorded
+    out = in_process(db, fake, "run-job", "pulse", "--now", at(day, 20, 5), later=timedelta(minutes=2))
+    assert "pulse: nothing due" in out and "pulse: 5 of 5 delivered" in out  # nobody written twice; the held DM found
+    for user in ASKED:
+        assert fake.posted(pulse.dm_key(week, user)) == 1, user
