@@ -109,7 +109,24 @@ def pulse_contexts(text: str) -> dict[str, list[dict]]:
         "pulse_reminder": [dict(closes=closes)],
         "pulse_comment_modal": [dict(week="2026-W48", min_group=5)],
         "pulse_closed": [dict(at=closes)],
+        "pulse_digest": [a_satisfaction(text, shown) for shown in (True, False)],
     }
+
+
+def a_satisfaction(text: str, shown: bool) -> dict:
+    """A month's satisfaction with `text` everywhere a person wrote something, 40 teams."""
+    from bot.pulse import ORG, Figure, Satisfaction, Signal
+
+    def fig(g):
+        return Figure(group=g, asked=40, opted_out=2, answered=30, people=9, scores=29, average=3.4, favourable=0.55,
+                      feelings={"rigid": 12, "right": 10, "ambiguous": 8}, comments=[text or "c"] * 12, change=-0.3)
+
+    teams = {f"t{i}": fig(f"t{i}") if shown else None for i in range(40)}
+    names = {g: text or g for g in teams} | {ORG: text or "Acme"}
+    s = Satisfaction(period="2026-11", min_group=5, weeks=["2026-W45", "2026-W46"], org=fig(ORG) if shown else None, teams=teams,
+                     why={} if shown else {g: "fewer than 5 answered" for g in [*teams, ORG]}, comments=[text or "c"] * 20)
+    signals = [Signal("t1", "rigid", text or "s", ("U0STEW", "U0BOB"))] * 12
+    return dict(s=s, names=names, label="November 2026", question=text or "q", signals=signals)
 
 
 def contexts(text: str) -> dict[str, list[dict]]:
