@@ -89,7 +89,8 @@ def run(label: str, url: str, args) -> dict:
         fake.stop()
     week = pulse.week_id(tuesday)
     keys = [pulse.dm_key(week, u) for u in people]
-    counts = Counter(fake.posted(k) for k in keys)
+    stored = Counter(((m["metadata"] or {}).get("event_payload") or {}).get("key") for u in people for m in fake.messages(u))
+    counts = Counter(stored[k] for k in keys)
     with db.read() as s:
         left = s.exec(select(func.count()).select_from(Outbox).where(Outbox.status != OutboxStatus.SENT)).one()
     rate = args.workspace_per_minute / 60

@@ -42,7 +42,7 @@ FEELING_LABELS = {"rigid": "too rigid", "right": "about right", "ambiguous": "to
 ORG = "*"  # the organisation's group
 PAUSE_DAYS = 28
 COMMENT_MAX = 500
-BATCH = 500  # people written per transaction: a fan-out never holds the database for long
+BATCH = 200  # people written per transaction: a fan-out never holds the database for long
 ASKED, SKIPPED = "asked", "skipped"
 
 
@@ -244,20 +244,20 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
     missed = [d for d in passed if first is not None and d[0] > first and (d[0], d[1]) not in have and d[1] not in off]
     for rows, state in ((todo, ASKED), (missed, SKIPPED)):
         for start in range(0, len(rows), BATCH):
+            batch = rows[start:start + BATCH]
             with db.write() as session:
-                messages = []
-                for week, user, teams, tz, (sent, closes, remind) in rows[start:start + BATCH]:
-                    inserted = session.execute(db.insert(PulseRecipient.__table__).values(
-                        week=week, user=user, teams=teams, tz=tz, due_at=sent, closes_at=closes, remind_at=remind, state=state,
-                        reminded=False, answered=False, opted_out=False).on_conflict_do_nothing(index_elements=["week", "user"])
-                        .returning(PulseRecipient.__table__.c.user)).first()  # a row back: this run wrote it
-                    if inserted is None:
-                        continue
-                    if state == ASKED:
-                        out.asked += 1
-                        messages.append(Message(dm_key(week, user), item_of(week), POST, user, "pulse_dm", {"week": week, "user": user}))
-                    else:
-                        out.skipped += 1
+                table = PulseRecipient.__table__
+                insert = db.insert(table).on_conflict_do_nothing(index_elements=["week", "user"]).returning(table.c.user)
+                written = {u for (u,) in session.execute(insert, [  # the rows this run wrote come back
+                    dict(week=week, user=user, teams=teams, tz=tz, due_at=sent, closes_at=closes, remind_at=remind, state=state,
+                         reminded=False, answered=False, opted_out=False)
+                    for week, user, teams, tz, (sent, closes, remind) in batch])}
+                messages = [Message(dm_key(week, user), item_of(week), POST, user, "pulse_dm", {"week": week, "user": user})
+                            for week, user, *_ in batch if user in written and state == ASKED]
+                if state == ASKED:
+                    out.asked += len(written)
+                else:
+                    out.skipped += len(written)
                 out.keys += outbox.add(session, db, messages, now)
     if out.skipped:
         weeks_missed = sorted({d[0] for d in missed})
