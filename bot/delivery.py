@@ -15,8 +15,11 @@ operator. A 429 or an `ok: false` answer means Slack did not act, so those are r
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -70,13 +73,16 @@ class Deliverer:
     def __init__(self, ctx, client: WebClient, renderers: dict[str, Renderer],
                  on_failed: dict[str, Callable[[object, Outbox], list[str]]] | None = None,
                  now: Callable[[], datetime] | None = None, pace: float = 1.0, gap: float = 0.04,
-                 on_sent: dict[str, Callable[[object, Outbox, str | None, str | None], None]] | None = None):
+                 on_sent: dict[str, Callable[[object, Outbox, str | None, str | None], None]] | None = None,
+                 workers: int = 4):
         self.ctx, self.db, self.client = ctx, ctx.db, client
         self.renderers, self.on_failed, self.on_sent = renderers, on_failed or {}, on_sent or {}
         self.now = now or ctx.now
         self.pace = pace  # seconds between posts to one channel in a sweep (Slack allows about one a second)
         self.gap = gap  # seconds between any two posts in a sweep (the workspace-wide limit)
+        self.workers = workers  # conversations a sweep delivers at once
         self.last_retry_after = 0.0
+        self._local = threading.local()
 
     # -- entry points ------------------------------------------------------------------------------------
 
@@ -93,42 +99,79 @@ class Deliverer:
 
     def sweep(self, max_seconds: float = 50.0, until_idle: bool = False) -> Counter:
         """Deliver every due row, each conversation's in the order they were written (its oldest
-        unfinished row first), pacing posts per channel (`pace`) and across the workspace (`gap`), and
-        honouring Retry-After. With `until_idle` it also waits for rows that become due within
-        `max_seconds` (a drain)."""
+        unfinished row first, one at a time), pacing posts per channel (`pace`) and across the workspace
+        (`gap`), and honouring Retry-After. Up to `workers` conversations are delivered at once, so the
+        time one delivery takes (the database, Slack's answer) never slows a fan-out below the pace the
+        limits allow. With `until_idle` it also waits for rows that become due within `max_seconds`
+        (a drain)."""
         start = time.monotonic()
         ready: dict[str, float] = {}
         done = Counter()
         last_post = 0.0
-        while time.monotonic() - start < max_seconds:
-            rows = outbox.heads(self.db, self.now())
-            if not rows:
-                wait = self._next_due_in() if until_idle else None
-                if wait is None or time.monotonic() - start + wait > max_seconds:
-                    break
-                time.sleep(min(max(wait, 0.01), 1.0))
-                continue
-            progressed, soonest = False, None
-            for row in rows:
-                at = ready.get(row.channel, 0.0)
-                if at > time.monotonic():
-                    soonest = at if soonest is None else min(soonest, at)
-                    continue
-                if row.kind in (POST, UPLOAD):  # Slack's workspace-wide limit: never a burst
-                    time.sleep(max(0.0, last_post + self.gap - time.monotonic()))
-                    last_post = time.monotonic()
-                outcome = self.send_now([row.key]).most_common(1)[0][0]
+        inflight: dict[str, tuple[str, Future]] = {}  # channel → (row kind, its delivery)
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="outbox")
+
+        def settle(block: bool) -> bool:
+            if block and inflight:
+                futures_wait([f for _, f in inflight.values()], timeout=1.0, return_when=FIRST_COMPLETED)
+            finished = [ch for ch, (_, f) in inflight.items() if f.done()]
+            for channel in finished:
+                kind, future = inflight.pop(channel)
+                outcome, wait, finished_at = future.result()
                 done[outcome] += 1
-                progressed = True
                 if outcome == "ratelimited":
-                    ready[row.channel] = time.monotonic() + self.last_retry_after
-                elif row.kind in (POST, UPLOAD) and outcome == "sent":
-                    ready[row.channel] = time.monotonic() + self.pace
-                if time.monotonic() - start >= max_seconds:
-                    break
-            if not progressed:
-                time.sleep(min(max((soonest or time.monotonic() + 0.2) - time.monotonic(), 0.01), 1.0))
+                    ready[channel] = finished_at + wait
+                elif kind in (POST, UPLOAD) and outcome == "sent":
+                    ready[channel] = finished_at + self.pace
+            return bool(finished)
+
+        try:
+            while time.monotonic() - start < max_seconds:
+                settle(False)
+                rows = [r for r in outbox.heads(self.db, self.now()) if r.channel not in inflight]
+                if not rows:
+                    if inflight:
+                        settle(True)
+                        continue
+                    wait = self._next_due_in() if until_idle else None
+                    if wait is None or time.monotonic() - start + wait > max_seconds:
+                        break
+                    time.sleep(min(max(wait, 0.01), 1.0))
+                    continue
+                progressed, soonest = False, None
+                for row in rows:
+                    at = ready.get(row.channel, 0.0)
+                    if at > time.monotonic():
+                        soonest = at if soonest is None else min(soonest, at)
+                        continue
+                    while len(inflight) >= self.workers:
+                        settle(True)
+                    if row.kind in (POST, UPLOAD):  # Slack's workspace-wide limit: never a burst
+                        slot = last_post + self.gap
+                        time.sleep(max(0.0, slot - time.monotonic()))
+                        # on schedule: a wake-up a little late does not push every later post back
+                        last_post = slot if time.monotonic() - slot < self.gap else time.monotonic()
+                    inflight[row.channel] = (row.kind, pool.submit(self._one, row.key))
+                    progressed = True
+                    if time.monotonic() - start >= max_seconds:
+                        break
+                if not progressed:
+                    if inflight:
+                        settle(True)
+                    else:
+                        time.sleep(min(max((soonest or time.monotonic() + 0.2) - time.monotonic(), 0.01), 1.0))
+        finally:
+            while inflight:
+                settle(True)
+            pool.shutdown(wait=True)
         return done
+
+    def _one(self, key: str) -> tuple[str, float, float]:
+        """A sweep's delivery of one row, on a worker thread: what happened, Slack's Retry-After, and when
+        it finished (a channel's next post waits `pace` from then)."""
+        self._local.retry_after = 1.0
+        outcome = self.send_now([key]).most_common(1)[0][0]
+        return outcome, self._local.retry_after, time.monotonic()
 
     def _next_due_in(self) -> float | None:
         rows = outbox.listing(self.db, [OutboxStatus.PENDING, OutboxStatus.SENDING], limit=1000)
@@ -218,7 +261,7 @@ class Deliverer:
         unsure_kind = c.row.kind != UPDATE
         if status == 429 or error == "ratelimited":
             wait = retry_after(response)
-            self.last_retry_after = wait
+            self.last_retry_after = self._local.retry_after = wait
             outbox.later(self.db, c, self.now(), "ratelimited", at=self.now() + timedelta(seconds=wait), unsure=False)
             return "ratelimited"
         if status >= 500 or error in UNSURE:
