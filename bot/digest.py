@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 import io
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlmodel import select
 
@@ -160,6 +161,7 @@ class Digest:
     headcount: dict[tuple[str, str], int]
     review: list[Exception_] = field(default_factory=list)
     budget_percent: float = 10
+    to_date: bool = False  # the month has not ended: a preview of the month so far, never posted
 
     @property
     def month(self) -> Month:
@@ -186,15 +188,34 @@ def _months(db: Database, cfg: ProcessConfig, period: str) -> list[Month]:
     return out
 
 
-def _headcounts(db: Database, periods: list[str]) -> dict[tuple[str, str], int]:
+class Refused(Exception):
+    """A digest that must not be posted (a month not ended, a re-post without `--again`): the message says why."""
+
+
+def closed(cfg: ProcessConfig, period: str, now: datetime) -> bool:
+    """Whether `period` has ended by `now` (naive UTC), with the margin after which its figures never
+    change (`storage.metrics.CLOSED_AFTER`): only such a month's digest is posted and recorded."""
+    return schedule.bounds(period, cfg.organization.tz)[1] + metrics.CLOSED_AFTER <= now
+
+
+def headcounts(db: Database, cfg: ProcessConfig, period: str) -> dict[tuple[str, str], int]:
+    """Team sizes for `period` and the two months before, as the signals read them: what was recorded
+    when each month's digest was posted; for `period` itself, when nothing is recorded yet, the sizes
+    that posting it will record (the configuration's today). Posting records them *before* the digest is
+    composed (`record_headcount`), so the preview and the post read the same numbers."""
+    periods = [schedule.shift(period, -2), schedule.shift(period, -1), period]
     with db.read() as session:
         rows = session.exec(select(Headcount).where(Headcount.period.in_(periods)))
-        return {(r.period, r.team): r.members for r in rows}
+        out = {(r.period, r.team): r.members for r in rows}
+    for t in cfg.teams:
+        out.setdefault((period, t.id), len(t.members))
+    return out
 
 
 def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
-    """Remember team sizes for `period` (the first record stands): posted digests call this. Two clocks
-    writing the same digest at once both get here: the second one's rows are ignored, not an error."""
+    """Remember team sizes for `period` (the first record stands): posting a digest calls this before it
+    composes the digest. Two clocks writing the same digest at once both get here: the second one's rows
+    are ignored, not an error."""
     if not cfg.teams:
         return
     with db.write() as session:
@@ -226,7 +247,8 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
         if all(s.accepted >= MIN_FOR_TREND for s in sides) and medians[0] < medians[1] < medians[2] and medians[2] >= RISE * medians[0]:
             sizes = [headcount.get((m.period, team.id)) for m in last3]
             if None in sizes:
-                staff = f"headcount {len(team.members)} today, not recorded for every month"
+                missing = " and ".join(schedule.short_label(m.period) for m, n in zip(last3, sizes, strict=True) if n is None)
+                staff = f"headcount not recorded for {missing} ({sizes[-1]} in {schedule.short_label(now.period)})"
             elif max(sizes) <= min(sizes) * 1.1:
                 staff = f"headcount steady at {sizes[-1]}"
             else:
@@ -272,11 +294,14 @@ def _escalation_signals(cfg: ProcessConfig, before: Month, now: Month) -> list[S
     return out
 
 
-def compose(db: Database, cfg: ProcessConfig, period: str) -> Digest:
+def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None = None) -> Digest:
+    """The digest of `period` from the stored events and the recorded headcounts: the preview and the
+    post call this one function with the same data, so they are the same digest. `at` (naive UTC,
+    default now) only decides whether the month has ended: a month not ended is labelled "month to date"."""
     schedule.parse_period(period)
     months = _months(db, cfg, period)
     now, before = months[-1], months[-2]
-    headcount = _headcounts(db, [m.period for m in months[-3:]])
+    headcount = headcounts(db, cfg, period)
     shared = initiatives.current(db, period)
     teams = [
         TeamView(
@@ -297,8 +322,10 @@ def compose(db: Database, cfg: ProcessConfig, period: str) -> Digest:
                for t in cfg.teams}
     for tv in teams:
         tv.budget = budgets[tv.id]
+    to_date = not closed(cfg, period, at or utcnow())
     return Digest(
-        period=period, label=schedule.label(period), organization=cfg.organization.name,
+        period=period, label=schedule.label(period) + (" (month to date)" if to_date else ""), to_date=to_date,
+        organization=cfg.organization.name,
         channel=cfg.organization.digest_channel, months=months, teams=teams, boundaries=boundaries,
         signals=_signals(cfg, months, headcount, budgets), headcount=headcount, review=_review(cfg, now),
         budget_percent=cfg.fasttrack.budget_percent,

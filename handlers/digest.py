@@ -32,10 +32,11 @@ def context(d: Digest) -> dict:
                 short=schedule.short_label, working_hours=working_hours, escalation_counts=escalation_counts)
 
 
-def messages(d: Digest) -> list[dict]:
+def messages(d: Digest, replaces: dict | None = None) -> list[dict]:
     """The digest as Slack messages: the first carries the summary and signals, the rest (thread replies)
-    what did not fit. Each has at most MAX_BLOCKS blocks; every text is clipped to Slack's limits."""
-    full = render("digest", **context(d))
+    what did not fit. Each has at most MAX_BLOCKS blocks; every text is clipped to Slack's limits.
+    `replaces` ({"channel", "ts"} of an earlier edition's first message) marks a deliberate re-post."""
+    full = render("digest", **context(d), replaces=replaces)
     blocks = full["blocks"]
     parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)] or [[]]
     out = []

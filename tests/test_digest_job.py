@@ -48,13 +48,17 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     send(steward, fake, title="Profile spec")
     fresh(fake)
 
-    r = cli("run-job", "digest", "--month", period, env=env(db, fake))
+    # the month has not ended: posting it is refused; the preview shows it, month to date
+    refused = cli("run-job", "digest", "--month", period, env=env(db, fake))
+    assert refused.returncode == 2 and "has not ended; nothing posted or recorded" in refused.stderr
+    assert to_sync(fake) == [] and outbox.of_item(db, f"digest:{period}") == []
+    r = cli("digest", "--month", period, "--blocks", env=env(db, fake))
     assert r.returncode == 0, r.stderr
-    assert f"digest {period}: posted 1 message to C0SYNC" in r.stdout and "trend chart uploaded" in r.stdout
-    (post,) = to_sync(fake)
-    text = blocks_text(post.args)
+    post = json.loads(r.stdout)[0]
+    text = "\n".join(blocks_text(p) for p in json.loads(r.stdout))
+    assert "(month to date)" in post["blocks"][0]["text"]["text"]
     # the hand count: 3 sent by Design to Engineering, 2 accepted, 1 of them after a send-back
-    assert "3 handoffs sent" in post.args["text"] and "failure rate 50%" in post.args["text"]
+    assert "3 handoffs sent" in post["text"] and "failure rate 50%" in post["text"]
     assert "*3* handoffs sent across boundaries (+3 vs" in text
     assert "*2* accepted, of which *1* needed another round: handoff failure rate *50%* (new)" in text
     assert "*Design* · sent 3 (+3) · received 0 (±0)" in text
@@ -63,6 +67,14 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     assert "Sent back for: rework: “Wireframes lack &lt;!channel&gt; the error states” ×1" in text
     assert "*Design → Engineering* · steward <@U0STEW> · 3 sent · failure rate 50% (1 of 2, new)" in text
     assert "No handoffs and no initiative: Quality" in text
+
+    # a closed month (October, back-dated) is posted, its chart in its thread
+    seed_october(db, cfg)
+    fake.reset()
+    period = "2026-10"
+    r = cli("run-job", "digest", "--month", period, env=env(db, fake))
+    assert r.returncode == 0, r.stderr
+    assert f"digest {period}: posted 1 message to C0SYNC" in r.stdout and "trend chart uploaded" in r.stdout
     # the chart: uploaded in the digest's thread, as a PNG
     (url,) = fake.of("files.getUploadURLExternal")
     (done,) = fake.of("files.completeUploadExternal")

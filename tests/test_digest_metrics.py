@@ -134,7 +134,7 @@ def test_signals(db, cfg):
         hand(db, cfg, OCT, src="eng", dst="qa", sender="U0BOB", reviewer="U0CAROL", steps=steps)
     d = digest.compose(db, cfg, "2026-10")
     texts = [s.text for s in d.signals]
-    assert "Design: cycle time rising for 2 consecutive months (2.0 h → 3.0 h → 6.0 h, median) with headcount 2 today, not recorded for every month." in texts
+    assert "Design: cycle time rising for 2 consecutive months (2.0 h → 3.0 h → 6.0 h, median) with headcount not recorded for Aug 2026 and Sep 2026 (2 in Oct 2026)." in texts
     assert "Engineering: 80% of its handoffs needed another round (4 of 5), against 0% for the rest of the organisation (0 of 5)." in texts
     assert len(texts) == 2
 
