@@ -56,7 +56,7 @@ def test_an_unfinished_month_is_refused_and_its_digest_is_posted_once_it_has_clo
 
     # after the month's end: the real digest goes out, and is recorded
     ok = cli("run-job", "digest", "--month", "2026-10", "--now", "2026-11-02T09:00", env=env(db, fake))
-    assert ok.returncode == 0 and "posted 1 message to C0SYNC" in ok.stdout, ok.stdout + ok.stderr
+    assert ok.returncode == 0 and "posted 2 messages to C0SYNC" in ok.stdout, ok.stdout + ok.stderr
     (post,) = to_sync(fake)
     assert "3 handoffs sent" in post.args["text"] and "month to date" not in json.dumps(post.args)
     assert ("2026-10", "design", 2) in headcount_rows(db)
@@ -81,7 +81,7 @@ def test_a_posted_month_is_posted_again_only_with_again_which_says_what_it_repla
     (second,) = to_sync(fake)
     note = blocks_text(second.args)
     assert ":repeat: Posted again on request: this replaces the October 2026 digest posted <!date^" in note and "in <#C0SYNC>" in note
-    assert [r.status for r in outbox.of_item(db, "digest:2026-10#2")] == ["sent", "sent"]
+    assert [r.status for r in outbox.of_item(db, "digest:2026-10#2")] == ["sent", "sent", "sent"]
     assert fake.posted("digest:2026-10#2:C0SYNC:1") == 1 and len(fake.of("files.completeUploadExternal")) == 1
     bad = cli("run-job", "initiative-prompt", "--again", env=env(db, fake))
     assert bad.returncode == 2 and bad.stderr.startswith("--again: only for `run-job digest`")
