@@ -1,5 +1,10 @@
-"""The monthly cross-team sync digest: figures, changes, signals, initiatives and the trend chart.
-No Slack in here: `handlers.digest.messages()` turns a digest into Slack messages (Block Kit, its limits).
+"""The monthly cross-team sync digest: figures with their direction, signals and big changes (the
+highlights, each naming who acts), initiatives and the trend chart. No Slack in here:
+`handlers.digest.messages()` turns a digest into Slack messages (Block Kit, its limits).
+
+`compose()` is the one function of the stored data that both the preview (`python -m bot digest`) and
+the post (`bot.clock.run_digest`, which records the month's headcount first) call: for a closed month
+they are the same digest, byte for byte.
 
 Everything a reader sees is computed from `storage.metrics.month()` for the digest's month and the five
 before it (the trend chart; the previous month gives each figure's change, the two before it the

@@ -1,5 +1,6 @@
-"""The digest as Slack messages: Block Kit from templates/digest.json.j2, split to Slack's block limit
-(the first message carries the summary and signals; the rest go in its thread), the same messages as
+"""The digest as Slack messages: the first from templates/digest_summary.json.j2 (the month in at most 12
+blocks: figures with their direction, at most five highlights naming who acts), the details from
+templates/digest.json.j2 in its thread, split to Slack's block limit; the same messages as
 terminal text (`python -m bot digest`), and the chart drawn when its upload is delivered. The messages
 are drawn when the digest is written to the outbox (`bot.clock.run_digest`): the figures as they were."""
 

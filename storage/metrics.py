@@ -336,7 +336,7 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
             FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
             WHERE e.kind IN ('rework_requested', 'clarification_requested') AND e.at >= :start AND e.at < :end
             GROUP BY h.from_team, h.to_team, e.kind, e.reason"""), params)
-        for f, t, kind, reason, n in sorted(reasons, key=lambda r: (r[3] or "")):
+        for f, t, kind, reason, n in sorted(reasons, key=lambda r: _wording(r[3])):  # the first spelling shown
             said = _wording(reason)
             wording.setdefault(said.casefold(), said)
             key = (kind, said.casefold())
