@@ -223,16 +223,22 @@ def _running_from(moment):
 
 
 def cmd_run_job(args) -> int:
-    from bot.clock import JOBS, Run, run_job
+    from bot.clock import DIGEST, JOBS, Run, run_job
+    from bot.digest import Refused
 
     if args.name not in JOBS:
         raise Fail(f"run-job: no job '{args.name}'; jobs: {', '.join(JOBS)}")
+    if args.again and args.name != DIGEST:
+        raise Fail(f"--again: only for `run-job digest` (it posts a month's digest again), not {args.name}")
     settings = _settings()
     cfg = _process(settings.process_config)
     month, now = _month(args.month), _moment(args.now, cfg)
     db = _database(settings.database_url)
     run = Run(cfg, db, _deliverer(settings, cfg, db, _running_from(now)), now, force=True)
-    run_job(run, args.name, month)
+    try:
+        run_job(run, args.name, month, again=args.again)
+    except Refused as exc:
+        raise Fail(str(exc)) from None
     for line in run.done:
         print(line)
     return 1 if run.failures else 0
@@ -291,8 +297,11 @@ def cmd_digest(args) -> int:
 
     settings = _settings()
     cfg = _process(settings.process_config)
-    period = _month(args.month) or schedule.shift(schedule.period_of(utcnow(), cfg.organization.tz), -1)
-    d = digest.compose(_database(settings.database_url), cfg, period)
+    today = schedule.period_of(utcnow(), cfg.organization.tz)
+    period = _month(args.month) or schedule.shift(today, -1)
+    if period > today:
+        raise Fail(f"--month: {schedule.label(period)} has not started; the latest month to preview is {today} (month to date)")
+    d = digest.compose(_database(settings.database_url), cfg, period, utcnow())
     parts = slack_digest.messages(d)
     if args.blocks:
         print(json.dumps(parts, indent=2, ensure_ascii=False))
@@ -329,6 +338,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("name", metavar="NAME")
     r.add_argument("--now", help="the moment the job believes it is (ISO-8601; organisation time zone unless an offset is given)")
     r.add_argument("--month", help="the month (YYYY-MM): digest defaults to the previous month, prompts to the current one")
+    r.add_argument("--again", action="store_true",
+                   help="digest only: post a month that was posted already once more, saying which message it replaces")
     r.set_defaults(func=cmd_run_job)
     d = sub.add_parser("digest", help="print a month's digest in the terminal, without posting")
     d.add_argument("--month", help="YYYY-MM (default: the previous month)")

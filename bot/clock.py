@@ -25,17 +25,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import or_
+from sqlmodel import select
 
 from bot import digest, escalations, outbox, pulse, schedule
 from bot.initiatives import prompt_key
 from bot.delivery import WAIT_FOR_ANCHOR, Deliverer
 from bot.outbox import POST, UPLOAD, Message
 from bot.process import ProcessConfig
+from bot.time import utcnow
 from handlers import digest as slack_digest
 from handlers import pulse as slack_pulse
+from storage import metrics
 from storage.db import Database
-from storage.models import OutboxStatus
+from storage.models import Outbox, OutboxStatus
 
 log = logging.getLogger("steward")
 DIGEST = "digest"
@@ -86,34 +91,77 @@ class Run:
         return sum(1 for row in rows if row is not None and row.status == OutboxStatus.SENT)
 
 
-def digest_key(period: str, channel: str, part: str | int) -> str:
-    return f"digest:{period}:{channel}:{part}"
+def digest_key(period: str, channel: str, part: str | int, edition: int = 1) -> str:
+    """`digest:2026-10:C0SYNC:1`; a deliberate re-post (`--again`) is a new edition: `digest:2026-10#2:C0SYNC:1`."""
+    return f"{digest_item(period, edition)}:{channel}:{part}"
 
 
-def run_digest(run: Run, period: str) -> None:
-    """The month's digest to the digest channel: the first message, what did not fit as thread
-    replies, the trend chart in the thread. Written to the outbox once (the figures as they are when it
-    is first written), then delivered; a later run delivers what is still due and writes nothing again."""
+def digest_item(period: str, edition: int = 1) -> str:
+    return f"digest:{period}" if edition == 1 else f"digest:{period}#{edition}"
+
+
+def digest_editions(db: Database, period: str) -> list[int]:
+    """The editions of a month's digest written to the outbox, oldest first (1 is the scheduled one)."""
+    with db.read() as session:
+        items = session.exec(select(Outbox.item).where(or_(Outbox.item == digest_item(period), Outbox.item.like(f"digest:{period}#%")))
+                             .distinct()).all()
+    return sorted(1 if item == digest_item(period) else int(item.rpartition("#")[2]) for item in items)
+
+
+def _posted_at(row) -> datetime:
+    """When a posted row went out (naive UTC), from its Slack ts, else from the row."""
+    try:
+        return datetime.fromtimestamp(float(row.result_ts), timezone.utc).replace(tzinfo=None, microsecond=0)
+    except (TypeError, ValueError, OverflowError):
+        return row.updated_at
+
+
+def run_digest(run: Run, period: str, again: bool = False) -> None:
+    """The month's digest to the digest channel: the first message, the details as thread replies, the
+    trend chart in the thread. Only a month that has ended (by the job's clock and by the real one) is
+    posted: anything else raises `digest.Refused`. Written to the outbox once (the figures as they are when
+    it is first written, the month's headcount recorded first), then delivered; a later run delivers what
+    is still due and writes nothing again. `again` posts a closed month that was posted already as a new
+    edition, saying which one it replaces."""
     cfg, db = run.cfg, run.db
     channel = cfg.organization.digest_channel
-    first, chart = digest_key(period, channel, 1), digest_key(period, channel, "chart")
+    if not digest.closed(cfg, period, min(run.now, utcnow())):
+        end = schedule.bounds(period, cfg.organization.tz)[1] + metrics.CLOSED_AFTER
+        raise digest.Refused(f"digest {period}: {schedule.label(period)} has not ended; nothing posted or recorded. It can be posted from "
+                             f"{end:%Y-%m-%d %H:%M} UTC; `python -m bot digest --month {period}` previews it (month to date)")
+    editions = digest_editions(db, period)
+    edition = editions[-1] if editions else 1
+    replaces = None
+    if again:
+        last = outbox.get(db, digest_key(period, channel, "chart", edition)) if editions else None
+        first_of_last = outbox.get(db, digest_key(period, channel, 1, edition)) if editions else None
+        if last is None or last.status != OutboxStatus.SENT or first_of_last is None:
+            raise digest.Refused(f"digest {period}: not posted yet, so there is nothing to replace; run it without --again")
+        replaces = {"edition": edition, "channel": first_of_last.result_channel, "at": _posted_at(first_of_last)}
+        edition += 1
+    item = digest_item(period, edition)
+    first, chart = digest_key(period, channel, 1, edition), digest_key(period, channel, "chart", edition)
     row = outbox.get(db, chart)
     if row is not None and row.status == OutboxStatus.SENT:  # the chart goes last: every message before it is out
-        run.say(f"digest {period}: already posted to {channel}, nothing sent")
+        run.say(f"digest {period}: already posted to {channel}, nothing sent (`--again` posts it again, replacing it)")
         return
     if row is None:  # not written yet (or only in part, before an upgrade): write what is missing
-        parts = slack_digest.messages(digest.compose(db, cfg, period))
-        messages = [Message(digest_key(period, channel, i), f"digest:{period}", POST, channel, "static",
+        digest.record_headcount(db, cfg, period)  # before composing: the signals read the month's headcount
+        parts = slack_digest.messages(digest.compose(db, cfg, period, min(run.now, utcnow())), replaces=replaces)
+        messages = [Message(digest_key(period, channel, i, edition), item, POST, channel, "static",
                             {"message": m}, anchor=first if i > 1 else None) for i, m in enumerate(parts, 1)]
-        messages.append(Message(chart, f"digest:{period}", UPLOAD, channel, "digest_chart", {"period": period}, anchor=first))
+        messages.append(Message(chart, item, UPLOAD, channel, "digest_chart", {"period": period}, anchor=first))
         outbox.put(db, messages, run.now)
-        digest.record_headcount(db, cfg, period)
+        if replaces:
+            old = outbox.get(db, digest_key(period, channel, 1, replaces["edition"]))
+            run.say(f"digest {period}: posting it again (edition {edition}), replacing the one posted to {old.result_channel} "
+                    f"on {_posted_at(old):%Y-%m-%d %H:%M} UTC (ts {old.result_ts})")
     if run.force:
-        outbox.reopen(db, f"digest:{period}", run.now)
-    rows = outbox.of_item(db, f"digest:{period}")
+        outbox.reopen(db, item, run.now)
+    rows = outbox.of_item(db, item)
     before = {r.key for r in rows if r.status == OutboxStatus.SENT}
     run.deliver([r.key for r in rows], f"digest {period}")
-    now_sent = {r.key for r in outbox.of_item(db, f"digest:{period}") if r.status == OutboxStatus.SENT} - before
+    now_sent = {r.key for r in outbox.of_item(db, item) if r.status == OutboxStatus.SENT} - before
     posted = len(now_sent - {chart})
     if posted:
         run.say(f"digest {period}: posted {posted} message{'s' if posted != 1 else ''} to {channel}")
@@ -121,7 +169,7 @@ def run_digest(run: Run, period: str) -> None:
         run.say(f"digest {period}: trend chart uploaded to {channel}")
     elif not now_sent and chart in before:
         run.say(f"digest {period}: already posted to {channel}, nothing sent")
-    waiting = [r for r in outbox.of_item(db, f"digest:{period}") if r.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)]
+    waiting = [r for r in outbox.of_item(db, item) if r.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)]
     if waiting:
         run.say(f"digest {period}: {len(waiting)} part{'s' if len(waiting) != 1 else ''} not sent yet ({waiting[0].error or 'in progress'});"
                 " the clock's outbox sweep retries, or run this again")
@@ -195,16 +243,22 @@ def run_catch_up(run: Run) -> None:
     for period in schedule.due_prompts(run.cfg, run.now):
         run_prompts(run, period)
     for period in schedule.due_digests(run.cfg, run.now):
-        run_digest(run, period)
+        try:
+            run_digest(run, period)
+        except digest.Refused as exc:  # due within the hour after the month's end: the next tick posts it
+            run.say(str(exc))
     run_escalations(run)
     if run.cfg.pulse_on:
         run_pulse(run)
 
 
-def run_job(run: Run, name: str, period: str | None) -> None:
+def run_job(run: Run, name: str, period: str | None, again: bool = False) -> None:
+    """One job once. A digest that must not be posted raises `digest.Refused`; `again` is for the digest only."""
     tz = run.cfg.organization.tz
+    if again and name != DIGEST:
+        raise ValueError(f"--again is for the digest, not {name}")
     if name == DIGEST:
-        run_digest(run, period or schedule.shift(schedule.period_of(run.now, tz), -1))
+        run_digest(run, period or schedule.shift(schedule.period_of(run.now, tz), -1), again)
     elif name == PROMPT:
         run_prompts(run, period or schedule.period_of(run.now, tz))
     elif name == CATCH_UP:

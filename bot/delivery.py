@@ -68,7 +68,8 @@ def _epoch(moment: datetime) -> str:
 class Deliverer:
     """Sends outbox rows. `renderers` draw a row's message when it is sent (by `row.render`); `on_failed`
     hooks run when Slack refuses a row for good and return the keys of the rows they wrote; `on_sent`
-    hooks run when a post is first recorded as sent (a handoff remembers where its card is)."""
+    hooks run when a post is first recorded as sent (a handoff remembers where its card is, and asks
+    Slack for its permalink: hooks get the Web API client as `client=`)."""
 
     def __init__(self, ctx, client: WebClient, renderers: dict[str, Renderer],
                  on_failed: dict[str, Callable[[object, Outbox], list[str]]] | None = None,
@@ -222,7 +223,7 @@ class Deliverer:
             return "later"
         if outbox.sent(self.db, c, self.now(), *answer):
             if row.kind == POST and row.render in self.on_sent:
-                self.on_sent[row.render](self.ctx, row, *answer)
+                self.on_sent[row.render](self.ctx, row, *answer, client=self.client)
         elif again:  # asked for again while this one was on its way: send the newest state now, once
             return self.deliver(key, again=False)
         return "sent"
@@ -313,7 +314,7 @@ class Deliverer:
                     meta = m.get("metadata") or {}
                     if meta.get("event_type") == METADATA_TYPE and (meta.get("event_payload") or {}).get("key") == row.key:
                         if outbox.found(self.db, c, self.now(), channel, m.get("ts")) and row.render in self.on_sent:
-                            self.on_sent[row.render](self.ctx, row, channel, m.get("ts"))
+                            self.on_sent[row.render](self.ctx, row, channel, m.get("ts"), client=self.client)
                         return "found"
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:

@@ -1,5 +1,10 @@
-"""The monthly cross-team sync digest: figures, changes, signals, initiatives and the trend chart.
-No Slack in here: `handlers.digest.messages()` turns a digest into Slack messages (Block Kit, its limits).
+"""The monthly cross-team sync digest: figures with their direction, signals and big changes (the
+highlights, each naming who acts), initiatives and the trend chart. No Slack in here:
+`handlers.digest.messages()` turns a digest into Slack messages (Block Kit, its limits).
+
+`compose()` is the one function of the stored data that both the preview (`python -m bot digest`) and
+the post (`bot.clock.run_digest`, which records the month's headcount first) call: for a closed month
+they are the same digest, byte for byte.
 
 Everything a reader sees is computed from `storage.metrics.month()` for the digest's month and the five
 before it (the trend chart; the previous month gives each figure's change, the two before it the
@@ -11,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 import io
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlmodel import select
 
@@ -29,7 +35,8 @@ MIN_ACCEPTED = 5  # a failure rate from fewer accepted handoffs is not compared
 MIN_FOR_TREND = 5  # a median from fewer accepted handoffs does not count as rising
 RISE = 1.25  # "rising": up in each of the last two months, and by a quarter or more over both
 CHART_TEAMS = 8
-TOP_REASONS = 3
+TOP_REASONS = 3  # send-back reasons shown per team and per boundary
+HIGHLIGHTS = 5  # at most this many highlights in the first message
 RECURRING = 3  # an element fast-tracked this often in a month is a candidate to become standard
 BACKLOG = 3  # this many requests undecided at the month's end is a backlog
 STEWARD_PERCENT = 20  # "frequent escalations": this share (%) of a boundary's month's handoffs reached its steward…
@@ -40,11 +47,17 @@ KIND_WORD = {"rework_requested": "rework", "clarification_requested": "clarifica
 # -- formatting ------------------------------------------------------------------------------------
 
 
-def duration(seconds: float | None) -> str:
+def unit_of(*seconds: float | None) -> str:
+    """The one unit for a series of durations (a line, a trend): days when any reaches 48 hours, else hours."""
+    values = [abs(v) for v in seconds if v is not None]
+    return "d" if values and max(values) >= 48 * 3600 else "h"
+
+
+def duration(seconds: float | None, unit: str | None = None) -> str:
     if seconds is None:
         return "–"
-    hours = seconds / 3600
-    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
+    unit = unit or unit_of(seconds)
+    return f"{seconds / 86400:.1f} d" if unit == "d" else f"{seconds / 3600:.1f} h"
 
 
 def percent(rate: float | None) -> str:
@@ -68,13 +81,32 @@ def change_rate(now: float | None, before: float | None) -> str:
     return _signed((now - before) * 100, " pts")
 
 
-def change_duration(now: float | None, before: float | None) -> str:
+def change_duration(now: float | None, before: float | None, unit: str | None = None) -> str:
     if now is None or before is None:
         return "new" if before is None and now is not None else "–"
     delta = now - before
-    if max(abs(now), abs(before)) >= 48 * 3600:
+    if (unit or unit_of(now, before)) == "d":
         return _signed(delta / 86400, " d", 1)
     return _signed(delta / 3600, " h", 1)
+
+
+def compare_rate(now: metrics.Side, before: metrics.Side, before_label: str = "the month before") -> str:
+    """A failure rate's change in points, or, on fewer than MIN_ACCEPTED accepted handoffs in either month,
+    that it is too few to compare (a 0% → 67% swing on three handoffs means nothing)."""
+    if now.accepted < MIN_ACCEPTED:
+        return f"{now.accepted} handoff{'' if now.accepted == 1 else 's'}: too few to compare"
+    if before.accepted < MIN_ACCEPTED:
+        return f"{before.accepted} in {before_label}: too few to compare"
+    return change_rate(now.failure_rate, before.failure_rate)
+
+
+def compare_cycle(now: metrics.Side, before: metrics.Side, unit: str | None = None, before_label: str = "the month before") -> str:
+    """A median cycle time's change, in the line's unit, or that the samples are too few to compare."""
+    if now.accepted < MIN_FOR_TREND:
+        return f"{now.accepted} handoff{'' if now.accepted == 1 else 's'}: too few to compare"
+    if before.accepted < MIN_FOR_TREND:
+        return f"{before.accepted} in {before_label}: too few to compare"
+    return change_duration(now.cycle.get(0.5), before.cycle.get(0.5), unit)
 
 
 def metric_text(metric: str, value: float | None) -> str:
@@ -97,9 +129,87 @@ def escalation_counts(row: metrics.BoundaryMonth) -> str:
 
 
 @dataclass
+class Figure:
+    """A figure with its direction, as the first message shows it: the organisation's cycle time and
+    failure rate, and (once pulses feed it) satisfaction, for the organisation or a team. `kind` is
+    "duration" (seconds), "rate" (a fraction) or "score" (e.g. satisfaction on 1–5); the arrow is the
+    direction of the change and `verdict` says whether that is good, from `lower_is_better`. A change
+    between samples smaller than `minimum` is not compared: the note says so plainly."""
+
+    label: str
+    kind: str
+    now: float | None
+    before: float | None
+    lower_is_better: bool
+    sample: int = 0  # observations behind `now` (accepted handoffs, answers to a pulse)
+    sample_before: int = 0
+    noun: str = "handoff"
+    minimum: int = MIN_ACCEPTED
+    before_label: str = ""  # "Sep 2026"
+    detail: str = ""  # "3 of 5"
+
+    @property
+    def unit(self) -> str:
+        return unit_of(self.now, self.before)
+
+    def text(self, value: float | None) -> str:
+        if self.kind == "duration":
+            return duration(value, self.unit)
+        if self.kind == "rate":
+            return percent(value)
+        return "–" if value is None else f"{value:.1f}"
+
+    @property
+    def comparable(self) -> bool:
+        return (self.now is not None and self.before is not None and self.sample >= self.minimum
+                and self.sample_before >= self.minimum)
+
+    @property
+    def arrow(self) -> str:
+        """↑, ↓ or → (the same as shown, once rounded), when comparable; else ""."""
+        if not self.comparable:
+            return ""
+        if self.text(self.now) == self.text(self.before):
+            return "→"
+        return "↑" if self.now > self.before else "↓"
+
+    @property
+    def verdict(self) -> str:
+        """"better", "worse" or "no change" when comparable; else ""."""
+        arrow = self.arrow
+        if arrow in ("", "→"):
+            return "no change" if arrow else ""
+        return "better" if (arrow == "↓") == self.lower_is_better else "worse"
+
+    @property
+    def note(self) -> str:
+        """Why there is no comparison, in plain words; "" when there is one."""
+        plural = lambda n: f"{n} {self.noun}{'' if n == 1 else 's'}"  # noqa: E731
+        if self.now is None and not self.sample:
+            return f"no {self.noun}s this month"
+        if self.sample < self.minimum:
+            return f"{plural(self.sample)}: too few to compare"
+        if self.before is None or self.sample_before < self.minimum:
+            return f"{plural(self.sample_before)} in {self.before_label}: too few to compare"
+        return ""
+
+
+@dataclass
 class Signal:
+    """A warning sign, or a big change: a highlight of the first message, naming who should act."""
+
     text: str  # plain text, escaped by the template
-    people: list[str] = field(default_factory=list)  # user ids to name (the boundary's steward, say)
+    people: list[str] = field(default_factory=list)  # who should act: user ids, mentioned (a steward, a team's lead)
+    role: str = ""  # what they are: "steward of Design → Engineering", "Design's lead"
+    channel: str | None = None  # nobody to mention (a team without a lead): its channel is named instead
+    kind: str = "signal"  # "signal" or "change"
+    good: bool | None = None  # a change: better (True) or worse (False)
+    rank: int = 0  # signals: lower first; changes: by `score`
+    score: float = 0.0
+    links: list[tuple[int, str, str | None]] = field(default_factory=list)  # handoffs behind it: id, title, permalink
+    team: str | None = None  # whose (for the handoffs behind it)
+    metric: str | None = None
+    boundary: tuple[str, str] | None = None
 
 
 @dataclass
@@ -112,6 +222,8 @@ class TeamView:
     initiative: Initiative | None
     initiative_now: float | None
     budget: Budget | None = None  # the month's fast-track budget: items = handoffs sent, approved
+    reasons_total: int = 0  # distinct reasons in the month (`reasons` shows the first TOP_REASONS)
+    satisfaction: Figure | None = None  # the team's satisfaction, once pulses feed it (`satisfaction()`)
 
     @property
     def fasttracks(self) -> bool:
@@ -139,6 +251,7 @@ class BoundaryView:
     before: metrics.BoundaryMonth
     reasons: list[str]
     sla_hours: float | None = None
+    reasons_total: int = 0
 
     @property
     def clock(self) -> bool:
@@ -160,6 +273,11 @@ class Digest:
     headcount: dict[tuple[str, str], int]
     review: list[Exception_] = field(default_factory=list)
     budget_percent: float = 10
+    to_date: bool = False  # the month has not ended: a preview of the month so far, never posted
+    figures: list[Figure] = field(default_factory=list)  # the organisation's, with their direction (first message)
+    highlights: list[Signal] = field(default_factory=list)  # at most HIGHLIGHTS: signals first, then the biggest changes
+    changes: list[Signal] = field(default_factory=list)  # every big change (the thread lists those not highlighted)
+    definitions: str = ""  # where the definitions are: a link, or the README section's name
 
     @property
     def month(self) -> Month:
@@ -170,9 +288,12 @@ class Digest:
         return self.months[-2]
 
 
-def _reasons(counter, wording: dict[str, str], limit: int = TOP_REASONS) -> list[str]:
+def _reasons(counter, wording: dict[str, str], limit: int = TOP_REASONS) -> tuple[list[str], int]:
+    """The `limit` most frequent send-back reasons, and how many distinct ones there were. Ties: by kind
+    (clarification before rework), then by the grouped wording in code point order."""
     ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
-    return [f"{KIND_WORD.get(kind, kind)}: “{clip(wording.get(key, key), 120)}” ×{n}" for (kind, key), n in ranked[:limit]]
+    shown = [f"{KIND_WORD.get(kind, kind)}: “{clip(wording.get(key, key), 120)}” ×{n}" for (kind, key), n in ranked[:limit]]
+    return shown, len(ranked)
 
 
 def _months(db: Database, cfg: ProcessConfig, period: str) -> list[Month]:
@@ -186,15 +307,34 @@ def _months(db: Database, cfg: ProcessConfig, period: str) -> list[Month]:
     return out
 
 
-def _headcounts(db: Database, periods: list[str]) -> dict[tuple[str, str], int]:
+class Refused(Exception):
+    """A digest that must not be posted (a month not ended, a re-post without `--again`): the message says why."""
+
+
+def closed(cfg: ProcessConfig, period: str, now: datetime) -> bool:
+    """Whether `period` has ended by `now` (naive UTC), with the margin after which its figures never
+    change (`storage.metrics.CLOSED_AFTER`): only such a month's digest is posted and recorded."""
+    return schedule.bounds(period, cfg.organization.tz)[1] + metrics.CLOSED_AFTER <= now
+
+
+def headcounts(db: Database, cfg: ProcessConfig, period: str) -> dict[tuple[str, str], int]:
+    """Team sizes for `period` and the two months before, as the signals read them: what was recorded
+    when each month's digest was posted; for `period` itself, when nothing is recorded yet, the sizes
+    that posting it will record (the configuration's today). Posting records them *before* the digest is
+    composed (`record_headcount`), so the preview and the post read the same numbers."""
+    periods = [schedule.shift(period, -2), schedule.shift(period, -1), period]
     with db.read() as session:
         rows = session.exec(select(Headcount).where(Headcount.period.in_(periods)))
-        return {(r.period, r.team): r.members for r in rows}
+        out = {(r.period, r.team): r.members for r in rows}
+    for t in cfg.teams:
+        out.setdefault((period, t.id), len(t.members))
+    return out
 
 
 def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
-    """Remember team sizes for `period` (the first record stands): posted digests call this. Two clocks
-    writing the same digest at once both get here: the second one's rows are ignored, not an error."""
+    """Remember team sizes for `period` (the first record stands): posting a digest calls this before it
+    composes the digest. Two clocks writing the same digest at once both get here: the second one's rows
+    are ignored, not an error."""
     if not cfg.teams:
         return
     with db.write() as session:
@@ -202,22 +342,35 @@ def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
                         .on_conflict_do_nothing(index_elements=["period", "team"]))
 
 
+def _lead(team) -> dict:
+    """Who acts for a team: its lead (`[[teams]].lead`), mentioned; without one, its channel is named."""
+    if team.lead:
+        return {"people": [team.lead], "role": f"{team.name}'s lead"}
+    return {"channel": team.channel, "role": f"{team.name}: no lead configured"}
+
+
 def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: dict[str, Budget]) -> list[Signal]:
+    """The warning signs, most important first (rank): a failure rate far above the rest, cycle time
+    rising, frequent escalations, then fast-tracks over budget and a backlog of fast-track requests."""
     out: list[Signal] = []
     now = months[-1]
     for team in cfg.teams:  # 3. fast-tracks over budget
         b = budgets[team.id]
         if b.approved > b.limit:
             out.append(Signal(f"{team.name}: {b.approved} fast-tracks approved, over its budget of {b.limit} "
-                              f"({b.items} item{'s' if b.items != 1 else ''}, budget {b.percent:g}%)."))
+                              f"({b.items} item{'s' if b.items != 1 else ''}, budget {b.percent:g}%).", rank=4, team=team.id,
+                              **_lead(team)))
     waiting = [(t.name, now.teams[t.id].fasttracks_waiting) for t in cfg.teams if now.teams[t.id].fasttracks_waiting]
     total = sum(n for _, n in waiting)
     if total >= BACKLOG:  # 4. a backlog of exception requests
         _, end = schedule.bounds(now.period, cfg.organization.tz)
         age = (end - now.oldest_waiting).days if now.oldest_waiting else 0
         parts = ", ".join(f"{name} {n}" for name, n in sorted(waiting, key=lambda w: -w[1]))
+        deciders = list(cfg.fasttrack.approvers or cfg.fasttrack.backup_approvers)[:3]
         out.append(Signal(f"{total} fast-track requests were still waiting for a decision at the end of {schedule.label(now.period)} "
-                          f"({parts}), the oldest for {age} day{'s' if age != 1 else ''}."))
+                          f"({parts}), the oldest for {age} day{'s' if age != 1 else ''}.", rank=5,
+                          people=deciders, role="fast-track approvers",
+                          channel=None if deciders else cfg.organization.digest_channel))
     last3 = months[-3:]
     for team in cfg.teams:
         # 1. cycle time rising for consecutive months while headcount is steady
@@ -226,14 +379,17 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
         if all(s.accepted >= MIN_FOR_TREND for s in sides) and medians[0] < medians[1] < medians[2] and medians[2] >= RISE * medians[0]:
             sizes = [headcount.get((m.period, team.id)) for m in last3]
             if None in sizes:
-                staff = f"headcount {len(team.members)} today, not recorded for every month"
+                missing = " and ".join(schedule.short_label(m.period) for m, n in zip(last3, sizes, strict=True) if n is None)
+                staff = f"headcount not recorded for {missing} ({sizes[-1]} in {schedule.short_label(now.period)})"
             elif max(sizes) <= min(sizes) * 1.1:
                 staff = f"headcount steady at {sizes[-1]}"
             else:
                 staff = None  # the team grew or shrank: that explains it
             if staff:
-                trail = " → ".join(duration(v) for v in medians)
-                out.append(Signal(f"{team.name}: cycle time rising for 2 consecutive months ({trail}, median) with {staff}."))
+                unit = unit_of(*medians)
+                trail = " → ".join(duration(v, unit) for v in medians)
+                out.append(Signal(f"{team.name}: cycle time rising for 2 consecutive months ({trail}, median) with {staff}.",
+                                  rank=2, team=team.id, metric="cycle_time", **_lead(team)))
         # 2. a failure rate far above the others
         mine = now.teams[team.id].as_sender
         rest_accepted = now.total.side.accepted - mine.accepted
@@ -243,10 +399,10 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
             if rate >= 2 * rest and rate - rest >= 0.15:
                 out.append(Signal(
                     f"{team.name}: {percent(rate)} of its handoffs needed another round ({mine.failed} of {mine.accepted}), "
-                    f"against {percent(rest)} for the rest of the organisation ({rest_failed} of {rest_accepted})."
-                ))
+                    f"against {percent(rest)} for the rest of the organisation ({rest_failed} of {rest_accepted}).",
+                    rank=1, team=team.id, metric="failure_rate", **_lead(team)))
     out += _escalation_signals(cfg, months[-2], now)
-    return out
+    return sorted(out, key=lambda s: s.rank)  # stable: within a rank, in the configuration's order
 
 
 def _escalation_signals(cfg: ProcessConfig, before: Month, now: Month) -> list[Signal]:
@@ -268,40 +424,133 @@ def _escalation_signals(cfg: ProcessConfig, before: Month, now: Month) -> list[S
                        f"({prev.reached_last}) and {schedule.short_label(now.period)} ({row.reached_last})")
         if why:
             names = f"{cfg.team(b.from_team).name} → {cfg.team(b.to_team).name}"
-            out.append(Signal(f"{names}: frequent escalations: {'; '.join(why)}. Steward:", [b.steward]))
+            out.append(Signal(f"{names}: frequent escalations: {'; '.join(why)}.", [b.steward], role=f"steward of {names}",
+                              rank=3, boundary=key))
     return out
 
 
-def compose(db: Database, cfg: ProcessConfig, period: str) -> Digest:
+CHANGE_CYCLE = 0.25  # a change: a team's median cycle time moved by a quarter or more…
+CHANGE_RATE = 0.15  # …or its failure rate by 15 points or more (each on MIN_ACCEPTED handoffs at least, both months)
+
+
+def _changes(cfg: ProcessConfig, before: Month, now: Month, signals: list[Signal]) -> list[Signal]:
+    """The month's biggest changes per team (as sender), good and bad, biggest first: a cycle time's
+    relative change, a failure rate's change in points ÷ 50 (a 15-point change weighs like a 30% one).
+    A metric a signal already names for the team is not repeated."""
+    named = {(s.team, s.metric) for s in signals if s.team}
+    out = []
+    for team in cfg.teams:
+        mine, prev = now.teams[team.id].as_sender, before.teams[team.id].as_sender
+        if min(mine.accepted, prev.accepted) < MIN_ACCEPTED:
+            continue
+        m, p = mine.cycle.get(0.5), prev.cycle.get(0.5)
+        if (team.id, "cycle_time") not in named and m is not None and p and abs(m / p - 1) >= CHANGE_CYCLE:
+            unit = unit_of(m, p)
+            good = m < p
+            out.append(Signal(f"{team.name}: cycle time of handoffs sent {'↓' if good else '↑'} {duration(m, unit)} from "
+                              f"{duration(p, unit)} in {schedule.short_label(before.period)} (median of {mine.accepted}): "
+                              f"{'better' if good else 'worse'}.", kind="change", good=good, score=abs(m / p - 1),
+                              team=team.id, metric="cycle_time", **_lead(team)))
+        r, q = mine.failure_rate, prev.failure_rate
+        if (team.id, "failure_rate") not in named and abs(r - q) >= CHANGE_RATE - 1e-9:
+            good = r < q
+            out.append(Signal(f"{team.name}: failure rate as sender {'↓' if good else '↑'} {percent(r)} ({mine.failed} of "
+                              f"{mine.accepted}) from {percent(q)} in {schedule.short_label(before.period)}: "
+                              f"{'better' if good else 'worse'}.", kind="change", good=good, score=abs(r - q) * 2,
+                              team=team.id, metric="failure_rate", **_lead(team)))
+    return sorted(out, key=lambda s: -s.score)
+
+
+def _figures(d_before: Month, now: Month, before_label: str) -> list[Figure]:
+    """The organisation's figures of the first message, with their direction."""
+    t, b = now.total.side, d_before.total.side
+    return [
+        Figure("Cycle time (median, first submission → acceptance)", "duration", t.cycle.get(0.5), b.cycle.get(0.5), True,
+               t.accepted, b.accepted, before_label=before_label),
+        Figure("Handoff failure rate", "rate", t.failure_rate, b.failure_rate, True, t.accepted, b.accepted,
+               before_label=before_label, detail=f"{t.failed} of {t.accepted}" if t.accepted else ""),
+    ]
+
+
+def satisfaction(db: Database, cfg: ProcessConfig, period: str) -> dict[str | None, Figure]:
+    """The slot for satisfaction pulses (coming): the organisation's figure under `None`, each team's under
+    its id, as `Figure(kind="score", lower_is_better=False, noun="answer")`. Until pulses are recorded
+    there is none, and the digest shows no satisfaction row."""
+    return {}
+
+
+def _links(db: Database, cfg: ProcessConfig, period: str, signals: list[Signal]) -> None:
+    """The handoffs behind each signal, with their cards' permalinks (stored when each card was posted)."""
+    start, end = schedule.bounds(period, cfg.organization.tz)
+    for s in signals:
+        if s.metric == "failure_rate" and s.team:
+            s.links = metrics.behind(db, start, end, from_team=s.team, failed=True)
+        elif s.metric == "cycle_time" and s.team:
+            s.links = metrics.behind(db, start, end, from_team=s.team, slowest=True)
+        elif s.boundary:
+            s.links = metrics.behind(db, start, end, from_team=s.boundary[0], to_team=s.boundary[1], escalated=True)
+
+
+def definitions_link() -> str:
+    """Where the digest's definitions are: the README's section on the project's repository when
+    pyproject.toml names one (`[project.urls]` Repository or Homepage), else the section's name."""
+    import tomllib
+    from pathlib import Path
+
+    try:
+        urls = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"].get("urls", {})
+    except (OSError, KeyError, ValueError):
+        urls = {}
+    base = urls.get("Repository") or urls.get("Homepage") or ""
+    if base.startswith("https://") and not any(c in base for c in "<>| "):
+        return base.rstrip("/") + "#the-monthly-digest"
+    return ""
+
+
+def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None = None) -> Digest:
+    """The digest of `period` from the stored events and the recorded headcounts: the preview and the
+    post call this one function with the same data, so they are the same digest. `at` (naive UTC,
+    default now) only decides whether the month has ended: a month not ended is labelled "month to date"."""
     schedule.parse_period(period)
     months = _months(db, cfg, period)
     now, before = months[-1], months[-2]
-    headcount = _headcounts(db, [m.period for m in months[-3:]])
+    headcount = headcounts(db, cfg, period)
     shared = initiatives.current(db, period)
-    teams = [
-        TeamView(
-            id=t.id, name=t.name, now=now.teams[t.id], before=before.teams[t.id],
-            reasons=_reasons(now.teams[t.id].reasons, now.wording), initiative=shared.get(t.id),
+    pulses = satisfaction(db, cfg, period)
+    teams = []
+    for t in cfg.teams:
+        shown, total = _reasons(now.teams[t.id].reasons, now.wording)
+        teams.append(TeamView(
+            id=t.id, name=t.name, now=now.teams[t.id], before=before.teams[t.id], reasons=shown, reasons_total=total,
+            initiative=shared.get(t.id), satisfaction=pulses.get(t.id),
             initiative_now=initiatives.value(now, t.id, shared[t.id].metric) if t.id in shared else None,
-        )
-        for t in cfg.teams
-    ]
+        ))
     boundaries = []
     for b in cfg.boundaries:
         key = (b.from_team, b.to_team)
         row_now = now.boundaries.get(key) or metrics.BoundaryMonth(*key)
         row_before = before.boundaries.get(key) or metrics.BoundaryMonth(*key)
+        shown, total = _reasons(row_now.reasons, now.wording)
         boundaries.append(BoundaryView(cfg.team(b.from_team).name, cfg.team(b.to_team).name, b.steward, row_now, row_before,
-                                       _reasons(row_now.reasons, now.wording), b.sla_hours))
+                                       shown, b.sla_hours, total))
     budgets = {t.id: Budget(t.id, period, now.teams[t.id].sent, now.teams[t.id].fasttracks_approved, cfg.fasttrack.budget_percent)
                for t in cfg.teams}
     for tv in teams:
         tv.budget = budgets[tv.id]
+    to_date = not closed(cfg, period, at or utcnow())
+    signals = _signals(cfg, months, headcount, budgets)
+    _links(db, cfg, period, signals)
+    changes = _changes(cfg, before, now, signals)
+    figures = _figures(before, now, schedule.short_label(before.period))
+    if pulses.get(None) is not None:
+        figures.append(pulses[None])
     return Digest(
-        period=period, label=schedule.label(period), organization=cfg.organization.name,
+        period=period, label=schedule.label(period) + (" (month to date)" if to_date else ""), to_date=to_date,
+        organization=cfg.organization.name,
         channel=cfg.organization.digest_channel, months=months, teams=teams, boundaries=boundaries,
-        signals=_signals(cfg, months, headcount, budgets), headcount=headcount, review=_review(cfg, now),
-        budget_percent=cfg.fasttrack.budget_percent,
+        signals=signals, headcount=headcount, review=_review(cfg, now),
+        budget_percent=cfg.fasttrack.budget_percent, figures=figures,
+        highlights=(signals + changes)[:HIGHLIGHTS], changes=changes, definitions=definitions_link(),
     )
 
 
@@ -328,9 +577,16 @@ def _review(cfg: ProcessConfig, month: Month) -> list[Exception_]:
 # -- the trend chart -------------------------------------------------------------------------------
 
 
-def chart(d: Digest) -> bytes:
-    """A PNG: median cycle time and handoff failure rate (as sender) per team over the last months,
-    for the busiest teams."""
+CHART_WIDTH_IN = 4.0  # inches: laid out for a phone-width preview; fonts stay readable at 360 px wide
+CHART_DPI = 180  # 720 px wide as uploaded
+
+
+def chart_figure(d: Digest, dpi: float = CHART_DPI):
+    """The trend chart as a matplotlib figure (the tests measure it): two panels, median cycle time and
+    handoff failure rate of handoffs sent, per team, for the busiest CHART_TEAMS teams, over the digest's
+    months; the organisation as a dashed black reference line; each marker's area follows the number of
+    handoffs accepted behind it; the legend below both panels, outside the plots. Cycle time keeps one
+    unit (hours, or days when any value reaches 48 h) for the whole panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -338,27 +594,57 @@ def chart(d: Digest) -> bytes:
 
     volume = {t.id: sum(m.teams[t.id].as_sender.accepted for m in d.months) for t in d.teams}
     shown = sorted((t for t in d.teams if volume[t.id]), key=lambda t: (-volume[t.id], t.name))[:CHART_TEAMS]
-    labels = [schedule.short_label(m.period) for m in d.months]
+    labels = [schedule.short_label(m.period)[:3] for m in d.months]
     x = list(range(len(labels)))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, dpi=100)
-    for team in shown:
-        cycle = [m.teams[team.id].as_sender.cycle.get(0.5) for m in d.months]
-        rate = [m.teams[team.id].as_sender.failure_rate for m in d.months]
-        top.plot(x, [c / 86400 if c is not None else float("nan") for c in cycle], marker="o", label=team.name)
-        bottom.plot(x, [r * 100 if r is not None else float("nan") for r in rate], marker="o", label=team.name)
-    top.set_ylabel("cycle time, median (days)")
-    bottom.set_ylabel("handoff failure rate (%)")
-    top.set_title(f"{d.organization}: handoffs sent, {labels[0]} – {labels[-1]}")
+    every = [m.teams[t.id].as_sender.cycle.get(0.5) for m in d.months for t in shown] + [m.total.side.cycle.get(0.5) for m in d.months]
+    unit = unit_of(*every)
+    scale = 86400 if unit == "d" else 3600
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(CHART_WIDTH_IN, 6.4), sharex=True, dpi=dpi, layout="constrained")
+    first, last = schedule.short_label(d.months[0].period), schedule.short_label(d.months[-1].period)
+    fig.suptitle(f"Handoffs sent per team, {first} – {last}\nmedian cycle time and failure rate", fontsize=9)
+
+    def size(n: int) -> float:
+        return 6 + 4 * n ** 0.5  # marker area (pt²) grows with the handoffs accepted behind the point
+
+    def series(ax, values, sizes, **style):
+        ax.plot(x, values, **style)
+        ax.scatter(x, values, s=[size(n) for n in sizes], color=style.get("color"), zorder=3, linewidths=0)
+
+    cmap = plt.get_cmap("tab10")
+    for i, team in enumerate(shown):
+        sides = [m.teams[team.id].as_sender for m in d.months]
+        cycle = [s.cycle.get(0.5) / scale if s.cycle.get(0.5) is not None else float("nan") for s in sides]
+        rate = [s.failure_rate * 100 if s.failure_rate is not None else float("nan") for s in sides]
+        n = [s.accepted for s in sides]
+        color = cmap(i % 10)
+        series(top, cycle, n, color=color, linewidth=1.2, label=team.name[:24])
+        series(bottom, rate, n, color=color, linewidth=1.2)
+    org = [m.total.side for m in d.months]
+    series(top, [s.cycle.get(0.5) / scale if s.cycle.get(0.5) is not None else float("nan") for s in org], [s.accepted for s in org],
+           color="black", linestyle="--", linewidth=1.5, label="Organisation")
+    series(bottom, [s.failure_rate * 100 if s.failure_rate is not None else float("nan") for s in org], [s.accepted for s in org],
+           color="black", linestyle="--", linewidth=1.5)
+    top.set_ylabel(f"cycle time ({'days' if unit == 'd' else 'hours'})", fontsize=8)
+    bottom.set_ylabel("failure rate (%)", fontsize=8)
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
         ax.set_xlim(-0.3, len(x) - 0.7)
         ax.set_ylim(bottom=0)
+        ax.tick_params(labelsize=8)
     bottom.set_xticks(x, labels)
-    if shown:
-        top.legend(fontsize=8, loc="upper left", ncols=2)
+    note = "marker area: handoffs accepted"
     if len(d.teams) > len(shown):
-        fig.text(0.01, 0.01, f"{len(shown)} of {len(d.teams)} teams: those whose handoffs were accepted most", fontsize=8)
-    fig.tight_layout()
+        note += f"; the {len(shown)} busiest of {len(d.teams)} teams"
+    handles, names = top.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8, frameon=False, title=note, title_fontsize=7)
+    return fig
+
+
+def chart(d: Digest, dpi: float = CHART_DPI) -> bytes:
+    """The trend chart as a PNG (see `chart_figure`)."""
+    import matplotlib.pyplot as plt
+
+    fig = chart_figure(d, dpi)
     out = io.BytesIO()
     fig.savefig(out, format="png")
     plt.close(fig)

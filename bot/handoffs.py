@@ -321,6 +321,12 @@ def record_card(db: Database, handoff_id: int, channel: str | None, ts: str | No
         s.execute(update(Handoff).where(Handoff.id == handoff_id).values(channel=channel, message_ts=ts))
 
 
+def record_permalink(db: Database, handoff_id: int, permalink: str) -> None:
+    """Remember the card's permalink (Slack bookkeeping): the digest links its signals to the handoffs behind them."""
+    with db.write() as s:
+        s.execute(update(Handoff).where(Handoff.id == handoff_id).values(permalink=permalink[:500]))
+
+
 # -- reading ---------------------------------------------------------------------------------------
 
 

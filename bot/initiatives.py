@@ -79,6 +79,30 @@ def share(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str
     baseline = value(metrics.figures(db, baseline_period, start, end, [t.id for t in cfg.teams], utcnow()), team_id, metric)
     row = Initiative(team=team_id, period=period, text=text, metric=metric, owner=owner, set_by=user, set_at=now,
                      baseline_period=baseline_period, baseline=baseline)
+    return _save(db, cfg, row, user, now)
+
+
+def carry_on(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str, now: datetime | None = None) -> Outcome:
+    """The team's earlier initiative continues for `period`: the same text, metric, owner and baseline (its
+    movement keeps being measured from where it started), recorded for `period` by `user`, and the prompt
+    updated in place. Once the team has one for `period`, nothing changes."""
+    now = now or utcnow()
+    may_share(cfg, team_id, user)
+    schedule.parse_period(period)
+    earlier = current(db, period).get(team_id)
+    if earlier is None:
+        raise RuleError("There is no earlier initiative to continue: share one.")
+    if earlier.period == period:
+        return Outcome(earlier, changed=False, keys=[])
+    row = Initiative(team=team_id, period=period, text=earlier.text, metric=earlier.metric, owner=earlier.owner, set_by=user,
+                     set_at=now, baseline_period=earlier.baseline_period, baseline=earlier.baseline)
+    return _save(db, cfg, row, user, now)
+
+
+def _save(db: Database, cfg: ProcessConfig, row: Initiative, user: str, now: datetime) -> Outcome:
+    """Record the initiative and update the team's prompt in place (or, with no prompt on record, post it
+    in the team's channel), in one transaction."""
+    team_id, period = row.team, row.period
     key, params = prompt_key(period, team_id), {"team": team_id, "period": period}
     with db.write() as session:
         session.add(row)
@@ -91,6 +115,30 @@ def share(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str
                               "initiative_prompt", params, actor=user)
         keys = outbox.add(session, db, [message], now)
     return Outcome(row, changed=True, keys=keys)
+
+
+def prompt_figures(db: Database, cfg: ProcessConfig, team_id: str, period: str) -> dict:
+    """What a team's prompt for `period` shows besides the form: the team's own figures in the last full
+    month (cycle time and failure rate of handoffs sent, with their direction against the month before),
+    and its earlier initiative, if it has one from a month before `period`, with its metric's movement."""
+    from bot.digest import MIN_FOR_TREND, Figure
+
+    tz, teams = cfg.organization.tz, [t.id for t in cfg.teams]
+    last, before = schedule.shift(period, -1), schedule.shift(period, -2)
+    months = {p: metrics.figures(db, p, *schedule.bounds(p, tz), teams, utcnow(), cfg) for p in (before, last)}
+    mine, prev = months[last].teams[team_id].as_sender, months[before].teams[team_id].as_sender
+    label = schedule.short_label(before)
+    figures = [
+        Figure("Cycle time (median, handoffs sent)", "duration", mine.cycle.get(0.5), prev.cycle.get(0.5), True, mine.accepted,
+               prev.accepted, minimum=MIN_FOR_TREND, before_label=label),
+        Figure("Failure rate (as sender)", "rate", mine.failure_rate, prev.failure_rate, True, mine.accepted, prev.accepted,
+               before_label=label, detail=f"{mine.failed} of {mine.accepted}" if mine.accepted else ""),
+    ]
+    earlier = current(db, period).get(team_id)
+    if earlier is not None and earlier.period == period:
+        earlier = None
+    moved = value(months[last], team_id, earlier.metric) if earlier else None
+    return {"figures": figures, "figures_period": last, "earlier": earlier, "earlier_now": moved}
 
 
 def current(db: Database, period: str) -> dict[str, Initiative]:

@@ -107,6 +107,7 @@ class Team(_Strict):
     channel: str = Field(pattern=CHANNEL_ID)
     members: tuple[str, ...] = Field(default=(), max_length=500)
     reviewers: str | None = Field(default=None, pattern=USERGROUP_ID)  # mentioned on the team's cards and reminders
+    lead: str | None = Field(default=None, pattern=USER_ID)  # named in the digest as who acts on the team's highlights
 
     @field_validator("members")
     @classmethod

@@ -1,5 +1,6 @@
-"""The digest as Slack messages: Block Kit from templates/digest.json.j2, split to Slack's block limit
-(the first message carries the summary and signals; the rest go in its thread), the same messages as
+"""The digest as Slack messages: the first from templates/digest_summary.json.j2 (the month in at most 12
+blocks: figures with their direction, at most five highlights naming who acts), the details from
+templates/digest.json.j2 in its thread, split to Slack's block limit; the same messages as
 terminal text (`python -m bot digest`), and the chart drawn when its upload is delivered. The messages
 are drawn when the digest is written to the outbox (`bot.clock.run_digest`): the figures as they were."""
 
@@ -14,7 +15,10 @@ from bot.digest import (
     change_count,
     change_duration,
     change_rate,
+    compare_cycle,
+    compare_rate,
     duration,
+    unit_of,
     escalation_counts,
     metric_text,
     percent,
@@ -29,18 +33,22 @@ def context(d: Digest) -> dict:
     """What templates/digest.json.j2 needs: the digest and the formatting helpers."""
     return dict(d=d, duration=duration, percent=percent, change_count=change_count, change_rate=change_rate,
                 change_duration=change_duration, metric_text=metric_text, metric_label=initiatives.METRICS,
-                short=schedule.short_label, working_hours=working_hours, escalation_counts=escalation_counts)
+                short=schedule.short_label, working_hours=working_hours, escalation_counts=escalation_counts,
+                compare_rate=compare_rate, compare_cycle=compare_cycle, unit_of=unit_of)
 
 
-def messages(d: Digest) -> list[dict]:
-    """The digest as Slack messages: the first carries the summary and signals, the rest (thread replies)
-    what did not fit. Each has at most MAX_BLOCKS blocks; every text is clipped to Slack's limits."""
-    full = render("digest", **context(d))
-    blocks = full["blocks"]
-    parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)] or [[]]
-    out = []
+def messages(d: Digest, replaces: dict | None = None) -> list[dict]:
+    """The digest as Slack messages: the first (templates/digest_summary.json.j2) is the month in at most
+    12 blocks: the organisation's figures with their direction and at most five highlights, each naming who
+    should act; the details (templates/digest.json.j2) follow as thread replies of at most MAX_BLOCKS
+    blocks. `replaces` ({"channel", "at"} of an earlier edition's first message) marks a deliberate re-post."""
+    summary = render("digest_summary", **context(d), replaces=replaces)
+    details = render("digest", **context(d))
+    blocks = details["blocks"]
+    parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)]
+    out = [summary]
     for i, part in enumerate(parts, 1):
-        text = full["text"] if i == 1 else f"{clip_escaped(d.organization, 80)} sync digest, {d.label} (part {i} of {len(parts)})"
+        text = f"{clip_escaped(d.organization, 80)} sync digest, {d.label}: details" + (f" (part {i} of {len(parts)})" if len(parts) > 1 else "")
         if len(parts) > 1:
             part = part + [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"Part {i} of {len(parts)}"}]}]
         out.append({"text": text, "blocks": part})

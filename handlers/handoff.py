@@ -3,6 +3,8 @@ renderers that draw the card and the sender's messages when the outbox delivers 
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import date
 
 from slack_bolt import App
@@ -23,6 +25,8 @@ from handlers.common import (
 )
 from storage.models import EventKind, Handoff, HandoffState, OutboxStatus
 from templates import render
+
+log = logging.getLogger("steward")
 
 COMMAND = "/handoff"
 STATE_WORDS = {
@@ -407,8 +411,19 @@ RENDERERS = {
 }
 
 
-def card_posted(deps, row, channel: str | None, ts: str | None) -> None:
+def card_posted(deps, row, channel: str | None, ts: str | None, client=None) -> None:
+    """Remember where the card is and, asked from Slack once (`chat.getPermalink`), its permalink: the
+    digest links its signals to the handoffs behind them. Without a permalink the digest names the handoff."""
     handoffs.record_card(deps.db, int(row.params["id"]), channel, ts)
+    if client is None or not channel or not ts:
+        return
+    try:
+        link = client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
+    except Exception as exc:  # a missing permalink costs a link in the digest, never the card
+        log.warning("handoff %s: no permalink for its card (%s)", row.params["id"], getattr(exc, "response", {}) and exc.response.get("error") or type(exc).__name__)
+        return
+    if isinstance(link, str) and re.match(r"^https://[^\s<>|]+$", link):
+        handoffs.record_permalink(deps.db, int(row.params["id"]), link)
 
 
 ON_SENT = {"handoff_card": card_posted}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot import initiatives, schedule
+from bot import digest, initiatives, schedule
 from bot.items import RuleError
 from handlers.common import form_values, guarded, metadata, open_view, state_value, tell
 from templates import render
@@ -43,6 +43,22 @@ def open_form(ack, body, client, context):
 
 
 @guarded
+def carry_on(ack, body, client, context):
+    """*It continues*: the team's earlier initiative is kept for this month, its baseline with it."""
+    ack()
+    deps = context["deps"]
+    user = body["user"]["id"]
+    picked = _parse(deps.cfg, (body.get("actions") or [{}])[0].get("value"))
+    if picked is None:
+        return tell(client, body, user, "That button names no team of the process configuration.")
+    try:
+        outcome = initiatives.carry_on(deps.db, deps.cfg, *picked, user, deps.now())
+    except RuleError as exc:
+        return tell(client, body, user, exc)
+    deps.deliver(outcome.keys)
+
+
+@guarded
 def submit(ack, body, view, context):
     deps = context["deps"]
     user = body["user"]["id"]
@@ -68,13 +84,21 @@ def render_prompt(deps, row) -> dict | None:
         return None
     shared = initiatives.current(deps.db, period).get(team.id)
     shared = shared if shared is not None and shared.period == period else None
+    own = initiatives.prompt_figures(deps.db, deps.cfg, team.id, period)
+    earlier = own["earlier"]
     return render("initiative_prompt", team=team, period=period, label=schedule.label(period),
                   due=schedule.digest_due(deps.cfg, period), initiative=shared,
-                  metric_label=initiatives.METRICS.get(shared.metric) if shared else None)
+                  metric_label=initiatives.METRICS.get(shared.metric) if shared else None,
+                  figures=own["figures"], figures_label=schedule.short_label(own["figures_period"]), earlier=earlier,
+                  earlier_label=initiatives.METRICS.get(earlier.metric) if earlier else None,
+                  earlier_since=schedule.short_label(earlier.period) if earlier else None,
+                  earlier_moved=(digest.metric_text(earlier.metric, earlier.baseline), schedule.short_label(earlier.baseline_period),
+                                 digest.metric_text(earlier.metric, own["earlier_now"])) if earlier else None)
 
 
 def register(app: App) -> None:
     app.action("initiative_share")(open_form)
+    app.action("initiative_continue")(carry_on)
     app.view("initiative_submit")(submit)
 
 

@@ -10,8 +10,9 @@ Definitions (the digest states them too):
 - *cycle time*: from first submission (the handoff's `created` event) to its acceptance, over the month's
   accepted handoffs, per sending team and per boundary; median and 85th percentile, interpolated
   linearly between the two nearest ranks (like PostgreSQL's `percentile_cont`).
-- *send-back reasons*: the month's send-back events, by kind and by reason text (case and surrounding
-  space ignored), most frequent first.
+- *send-back reasons*: the month's send-back events, by kind and by reason text, grouped by `_wording`
+  (white space collapsed and trimmed, case ignored, punctuation kept); the wording shown is the group's
+  spelling that comes first in code point order.
 - *first response*: a handoff's first `accepted`, `rework_requested` or `clarification_requested` event,
   i.e. the one that closed round 1 (`round = 1` on the event: a round only ends with one of them, and
   only a resubmission, after a send-back, starts round 2). A handoff counts in the month its first
@@ -211,7 +212,10 @@ def _fill(side: Side, n: int, fails: int, cuts: dict[float, float]) -> None:
 
 
 def _wording(reason: str | None) -> str:
-    return " ".join((reason or "").split()).rstrip(".!") or "(no reason given)"
+    """A send-back reason as grouped: runs of white space made one space, trimmed; nothing else changes
+    (punctuation counts: "Wireframes missing." and "Wireframes missing" are two reasons). Two reasons are
+    one when these are equal ignoring case (`str.casefold`)."""
+    return " ".join((reason or "").split()) or "(no reason given)"
 
 
 def _dt(value) -> datetime:
@@ -332,7 +336,7 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
             FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
             WHERE e.kind IN ('rework_requested', 'clarification_requested') AND e.at >= :start AND e.at < :end
             GROUP BY h.from_team, h.to_team, e.kind, e.reason"""), params)
-        for f, t, kind, reason, n in sorted(reasons, key=lambda r: (r[3] or "")):
+        for f, t, kind, reason, n in sorted(reasons, key=lambda r: _wording(r[3])):  # the first spelling shown
             said = _wording(reason)
             wording.setdefault(said.casefold(), said)
             key = (kind, said.casefold())
@@ -410,9 +414,45 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
     return Month(period, team_rows, boundaries, total, wording, exceptions, oldest, clocked=cfg is not None)
 
 
+def behind(db: Database, start: datetime, end: datetime, *, from_team: str, to_team: str | None = None, failed: bool = False,
+           slowest: bool = False, escalated: bool = False, limit: int = 5) -> list[tuple[int, str, str | None]]:
+    """The handoffs behind a signal, as (id, title, permalink of its card or None), at most `limit`:
+    `failed`: the team's handoffs accepted in the month after a send-back (oldest acceptance first);
+    `slowest`: the team's handoffs accepted in the month, longest cycle time first; `escalated`: the
+    boundary's handoffs created in the month that reached the steward level by its end. Bounded by the
+    month through the same indexes as the figures."""
+    from sqlmodel import select
+
+    from storage.models import Handoff
+
+    params = {"start": start, "end": end, "f": from_team, "t": to_team}
+    if escalated:
+        dialect = db.engine.dialect.name
+        sql = f"""
+            SELECT h.id FROM handoff h
+            WHERE h.created_at >= :start AND h.created_at < :end AND h.from_team = :f AND h.to_team = :t AND EXISTS (
+                SELECT 1 FROM handoff_event e WHERE e.handoff_id = h.id AND e.kind = 'escalated' AND e.at < :end
+                AND {_flag(dialect, "manual")} = 0 AND {_json_field(dialect, "notify")} LIKE '%"steward"%')
+            ORDER BY h.created_at, h.id"""
+    else:
+        sql = """
+            SELECT h.id FROM handoff h
+            JOIN handoff_event e ON e.handoff_id = h.id AND e.kind = 'accepted' AND e.at >= :start AND e.at < :end
+            WHERE h.accepted_at >= :start AND h.accepted_at < :end AND h.from_team = :f""" + (
+            " AND e.round > 1 ORDER BY h.accepted_at, h.id" if failed else " ORDER BY h.accepted_at, h.id")
+    with db.read() as session:
+        ids = [row[0] for row in session.execute(text(sql), params)]
+        rows = {h.id: h for h in session.exec(select(Handoff).where(Handoff.id.in_(ids)))} if ids else {}
+    found = [rows[i] for i in ids if i in rows]
+    if slowest:
+        found.sort(key=lambda h: (-(h.accepted_at - h.created_at).total_seconds(), h.id))
+    return [(h.id, h.title, h.permalink) for h in found[:limit]]
+
+
 # -- closed months, kept -------------------------------------------------------------------------------
 
 CLOSED_AFTER = timedelta(hours=1)  # a transaction that began before the month ended has committed by then
+ROLLUP_VERSION = 2  # 2: reasons grouped without dropping a trailing "." or "!"; a month kept by an older rule is computed again
 
 
 def _side_json(side: Side) -> dict:
@@ -464,6 +504,7 @@ def to_json(m: Month) -> dict:
         "exceptions": [[t, e, r, n] for (t, e, r), n in m.exceptions.items()],
         "oldest_waiting": m.oldest_waiting.isoformat() if m.oldest_waiting else None,
         "clocked": m.clocked,
+        "version": ROLLUP_VERSION,
     }
 
 
@@ -499,7 +540,8 @@ def figures(db: Database, period: str, start: datetime, end: datetime, teams: li
     if closed:
         with db.read() as session:
             kept = session.get(MonthRollup, period)
-        if kept is not None and kept.start == start and kept.end == end and (cfg is None or kept.data.get("clocked", True)):
+        if kept is not None and kept.start == start and kept.end == end and (cfg is None or kept.data.get("clocked", True)) \
+                and kept.data.get("version", 1) >= ROLLUP_VERSION:
             return from_json(kept.data, teams)
     m = month(db, period, start, end, teams, cfg)
     if closed:

@@ -62,6 +62,7 @@ class Handoff(SQLModel, table=True):
     version: int = 1
     channel: str | None = Field(default=None, max_length=20)
     message_ts: str | None = Field(default=None, max_length=40)
+    permalink: str | None = Field(default=None, max_length=500)  # the card's permalink (chat.getPermalink), for the digest's links
     created_at: datetime = Field(sa_type=DateTime())
     updated_at: datetime = Field(sa_type=DateTime())
     accepted_at: datetime | None = Field(default=None, sa_type=DateTime())

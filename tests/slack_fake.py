@@ -533,6 +533,15 @@ class FakeSlack:
             more = start + limit < len(ids)
             return {"ok": True, "members": [{"id": u, **self.users[u]} for u in page],
                     "response_metadata": {"next_cursor": base64.b64encode(f"user:{start + limit}".encode()).decode() if more else ""}}
+        if method == "chat.getPermalink":  # a link to a message Slack has: https://<workspace>.slack.com/archives/C…/p…
+            channel = _dm(args.get("channel", ""))
+            message = self._find(channel, args.get("message_ts"))
+            if message is None:
+                return {"ok": False, "error": "message_not_found"}
+            link = f"https://acme.slack.com/archives/{channel}/p{message['ts'].replace('.', '')}"
+            if message["thread_ts"] not in (None, message["ts"]):
+                link += f"?thread_ts={message['thread_ts']}&cid={channel}"
+            return {"ok": True, "channel": channel, "permalink": link}
         if method == "conversations.join":
             return {"ok": True, "channel": {"id": args.get("channel")}}
         if method == "conversations.open":

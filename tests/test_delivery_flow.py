@@ -45,6 +45,7 @@ from tests.test_handoff_flow import ALL_MET, CRITERIA
 MONTH = "2026-10"
 DIGEST = f"digest:{MONTH}:C0SYNC:1"
 CHART = f"digest:{MONTH}:C0SYNC:chart"
+DETAILS = f"digest:{MONTH}:C0SYNC:2"  # the digest's details, a reply in its thread
 ARCHITECTURE = "Architecture review"  # its only approver is U0ALICE
 QA_SIGNOFF = "QA sign-off"  # approvers U0CAROL, U0STEW
 
@@ -275,7 +276,7 @@ def test_stored_then_503_each_message_is_found_not_posted_again(steward, fake, d
     assert keys_in(fake, "U0ALICE") == {receipt(a): 1, receipt(b): 1, accepted_dm(b): 1, ft_card(f, "U0ALICE"): 1}
     assert keys_in(fake, "U0BOB") == {ft_receipt(f): 1}
     # the chart is never uploaded twice; this run may leave it for the next sweep (see the last tests below)
-    assert keys_in(fake, "C0SYNC") == {DIGEST: 1} and len(fake.of("files.completeUploadExternal")) <= 1
+    assert keys_in(fake, "C0SYNC") == {DIGEST: 1, DETAILS: 1} and len(fake.of("files.completeUploadExternal")) <= 1
     # the card found is the card Steward edits from now on
     found = the_message(fake, card(a))
     assert (handoffs_get(db, a.id).channel, handoffs_get(db, a.id).message_ts) == ("C0ENG", found["ts"])
@@ -369,7 +370,7 @@ def test_refused_for_good_is_failed_told_once_listed_and_retried_by_the_operator
     assert keys_in(fake, "U0ALICE") == {receipt(a): 1, f"{card(a)}:failed": 1, receipt(b): 1, accepted_dm(b): 1}
     assert keys_in(fake, "U0BOB") == {f"{accepted_dm(b)}:failed": 1, f"{refused_ft}:failed": 1, ft_receipt(f): 1}
     assert keys_in(fake, "U0CAROL") == {refused_ft: 1} and keys_in(fake, "U0STEW") == {ft_card(f, "U0STEW"): 1}
-    assert keys_in(fake, "C0SYNC") == {DIGEST: 1} and len(fake.of("files.completeUploadExternal")) == 1
+    assert keys_in(fake, "C0SYNC") == {DIGEST: 1, DETAILS: 1} and len(fake.of("files.completeUploadExternal")) == 1
     # a retried row was refused, not unknown: sent without looking
     assert not looked(fake, "C0ENG") and not looked(fake, "C0SYNC")
 
@@ -407,7 +408,7 @@ def test_slack_down_then_back_each_message_is_delivered_once_by_run_job(steward,
     assert keys_in(fake, "U0CAROL") == {ft_card(f, "U0CAROL"): 1} and keys_in(fake, "U0STEW") == {ft_card(f, "U0STEW"): 1}
     assert keys_in(fake, "U0BOB") == {ft_receipt(f): 1}
     # the chart is never uploaded twice; this run may leave it for the next sweep (see the last tests below)
-    assert keys_in(fake, "C0SYNC") == {DIGEST: 1} and len(fake.of("files.completeUploadExternal")) <= 1
+    assert keys_in(fake, "C0SYNC") == {DIGEST: 1, DETAILS: 1} and len(fake.of("files.completeUploadExternal")) <= 1
     assert fasttrack.get(db, f.id).deciders == ["U0CAROL", "U0STEW"]  # an outage is not a refusal: no re-route
 
 
@@ -489,13 +490,13 @@ def test_two_servers_and_two_clocks_deliver_each_message_once(steward, _second, 
         until_saved([lambda s=s, u=u: s.click(u, "fasttrack_approve", str(f.id), channel=f"D{u[1:]}")
                      for s in (steward, other) for u in ("U0CAROL", "U0STEW")],
                     lambda: fasttrack.get(db, f.id).state == "approved", "the decision")
-        # the digest (its message, its chart), the handoff's card, receipt, card update and DM, the request's
+        # the digest (its message, its details, its chart), the handoff's card, receipt, card update and DM, the request's
         # two cards and receipt, the cards' updates and the decision's DM: all waiting, none in Slack
-        until(lambda: statuses(db) == {"pending": 12}, what="every message waiting")
+        until(lambda: statuses(db) == {"pending": 13}, what="every message waiting")
         assert all(fake.messages(ch) == [] for ch in ("C0ENG", "C0SYNC", "U0ALICE", "U0BOB", "U0CAROL", "U0STEW"))
 
         fake.down(0)  # back: the two clocks sweep the same rows, in the same order, at once
-        until(lambda: statuses(db) == {"sent": 12}, timeout=40, what="the clocks to deliver everything")
+        until(lambda: statuses(db) == {"sent": 13}, timeout=40, what="the clocks to deliver everything")
     finally:
         for c in clocks:
             c.stop()
@@ -515,7 +516,7 @@ def test_two_servers_and_two_clocks_deliver_each_message_once(steward, _second, 
     assert mine("U0ALICE") == {receipt(a): 1, accepted_dm(a): 1}
     assert mine("U0CAROL") == {ft_card(f, "U0CAROL"): 1} and mine("U0STEW") == {ft_card(f, "U0STEW"): 1}
     assert mine("U0BOB") == {ft_receipt(f): 1, dm_decided: 1}
-    assert mine("C0SYNC") == {DIGEST: 1} and len(fake.of("files.completeUploadExternal")) == 1
+    assert mine("C0SYNC") == {DIGEST: 1, DETAILS: 1} and len(fake.of("files.completeUploadExternal")) == 1
     for person in ("U0CAROL", "U0STEW"):  # one decision, shown on both cards
         assert f"by <@{decided.decided_by}>" in blocks_text(the_message(fake, ft_card(f, person)))
 

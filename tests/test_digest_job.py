@@ -24,7 +24,13 @@ def env(db, fake, **extra) -> dict:
 
 
 def to_sync(fake) -> list:
-    return [c for c in fake.of("chat.postMessage") if c.args["channel"] == "C0SYNC"]
+    """The digests' first messages posted to the sync channel (their details are thread replies)."""
+    return [c for c in fake.of("chat.postMessage") if c.args["channel"] == "C0SYNC" and not c.args.get("thread_ts")]
+
+
+def firsts(fake, channel: str = "C0SYNC") -> list:
+    """Stored top-level messages of a channel (thread replies left out)."""
+    return [m for m in fake.messages(channel) if m["thread_ts"] in (None, m["ts"])]
 
 
 def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db, cfg):
@@ -48,28 +54,42 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     send(steward, fake, title="Profile spec")
     fresh(fake)
 
+    # the month has not ended: posting it is refused; the preview shows it, month to date
+    refused = cli("run-job", "digest", "--month", period, env=env(db, fake))
+    assert refused.returncode == 2 and "has not ended; nothing posted or recorded" in refused.stderr
+    assert to_sync(fake) == [] and outbox.of_item(db, f"digest:{period}") == []
+    r = cli("digest", "--month", period, "--blocks", env=env(db, fake))
+    assert r.returncode == 0, r.stderr
+    post = json.loads(r.stdout)[0]
+    text = "\n".join(blocks_text(p) for p in json.loads(r.stdout))
+    assert "(month to date)" in post["blocks"][0]["text"]["text"]
+    # the hand count: 3 sent by Design to Engineering, 2 accepted, 1 of them after a send-back
+    assert "3 handoffs sent" in post["text"] and "failure rate 50%" in post["text"]
+    assert "*3* handoffs sent across boundaries (+3 vs" in text
+    assert "*Handoff failure rate*: *50%* (1 of 2) · 2 handoffs: too few to compare" in text
+    assert "*2* accepted, of which *1* needed another round: handoff failure rate *50%* (2 handoffs: too few to compare)" in text
+    assert "*Design* · sent 3 (+3)\n" in text  # no row for what it did not do: it received nothing
+    assert "Failure rate as sender 50% (1 of 2, 2 handoffs: too few to compare)\n" in text  # no "as receiver – (0 of 0, –)"
+    assert "*Engineering* · received 3 (+3)" in text and "Failure rate as receiver 50% (1 of 2, 2 handoffs: too few to compare)" in text
+    assert "Sent back for: rework: “Wireframes lack &lt;!channel&gt; the error states” ×1" in text
+    assert "*Design → Engineering* · steward <@U0STEW> · 3 sent · failure rate 50% (1 of 2, 2 handoffs: too few to compare)" in text
+    assert "No handoffs and no initiative: Quality" in text
+
+    # a closed month (October, back-dated) is posted, its chart in its thread
+    seed_october(db, cfg)
+    fake.reset()
+    period = "2026-10"
     r = cli("run-job", "digest", "--month", period, env=env(db, fake))
     assert r.returncode == 0, r.stderr
-    assert f"digest {period}: posted 1 message to C0SYNC" in r.stdout and "trend chart uploaded" in r.stdout
-    (post,) = to_sync(fake)
-    text = blocks_text(post.args)
-    # the hand count: 3 sent by Design to Engineering, 2 accepted, 1 of them after a send-back
-    assert "3 handoffs sent" in post.args["text"] and "failure rate 50%" in post.args["text"]
-    assert "*3* handoffs sent across boundaries (+3 vs" in text
-    assert "*2* accepted, of which *1* needed another round: handoff failure rate *50%* (new)" in text
-    assert "*Design* · sent 3 (+3) · received 0 (±0)" in text
-    assert "Failure rate as sender 50% (1 of 2, new) · as receiver – (0 of 0, –)" in text
-    assert "*Engineering* · sent 0 (±0) · received 3 (+3)" in text and "as receiver 50% (1 of 2, new)" in text
-    assert "Sent back for: rework: “Wireframes lack &lt;!channel&gt; the error states” ×1" in text
-    assert "*Design → Engineering* · steward <@U0STEW> · 3 sent · failure rate 50% (1 of 2, new)" in text
-    assert "No handoffs and no initiative: Quality" in text
+    assert f"digest {period}: posted 2 messages to C0SYNC" in r.stdout and "trend chart uploaded" in r.stdout
     # the chart: uploaded in the digest's thread, as a PNG
     (url,) = fake.of("files.getUploadURLExternal")
     (done,) = fake.of("files.completeUploadExternal")
     assert url.args["filename"] == f"steward-trend-{period}.png" and done.args["channel_id"] == "C0SYNC"
     assert list(fake.uploads.values())[0].startswith(b"\x89PNG")
     rows = outbox.of_item(db, f"digest:{period}")
-    assert [(r.key, r.status) for r in rows] == [(f"digest:{period}:C0SYNC:1", "sent"), (f"digest:{period}:C0SYNC:chart", "sent")]
+    assert [(r.key, r.status) for r in rows] == [(f"digest:{period}:C0SYNC:{part}", "sent") for part in (1, 2, "chart")]
+    (details,) = [c for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == rows[0].result_ts]  # the details, in its thread
     assert done.args["thread_ts"] == rows[0].result_ts and fake.posted(rows[0].key) == 1
 
     # a second run posts nothing
@@ -91,8 +111,8 @@ def test_slack_refusals_are_recorded_and_retried(fake, db, cfg):
     fake.fail("chat.postMessage", "channel_not_found")
     r = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
     assert r.returncode == 1 and "failed (channel_not_found); see `python -m bot outbox`" in r.stdout and "Traceback" not in r.stderr
-    first, chart = outbox.of_item(db, "digest:2026-10")
-    assert (first.status, first.error) == ("failed", "channel_not_found") and chart.status == "failed"
+    first, details, chart = outbox.of_item(db, "digest:2026-10")
+    assert (first.status, first.error) == ("failed", "channel_not_found") and details.status == chart.status == "failed"
     assert fake.of("files.getUploadURLExternal") == []  # nothing after the first message failed
     listed = cli("outbox", env=env(db, fake))
     assert listed.returncode == 0 and "failed   digest:2026-10:C0SYNC:1" in listed.stdout and "channel_not_found" in listed.stdout
@@ -104,18 +124,19 @@ def test_slack_refusals_are_recorded_and_retried(fake, db, cfg):
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(to_sync(fake)) == 1 and [c.args["channel"] for c in fake.of("conversations.join")] == ["C0SYNC"]
     assert len(fake.of("files.completeUploadExternal")) == 2
-    assert [(r.status, r.attempts) for r in outbox.of_item(db, "digest:2026-10")] == [("sent", 2), ("sent", 2)]
+    assert [r.status for r in outbox.of_item(db, "digest:2026-10")] == ["sent"] * 3
+    assert [(r.key, r.attempts) for r in outbox.of_item(db, "digest:2026-10")][::2] == [("digest:2026-10:C0SYNC:1", 2), ("digest:2026-10:C0SYNC:chart", 2)]
 
 
 def test_a_digest_slack_stored_but_never_confirmed_is_found_not_posted_again(fake, db, cfg):
     seed_october(db, cfg)
     fake.store_then_error("chat.postMessage", 503)
     r = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
-    assert "posted 1" not in r.stdout and len(fake.messages("C0SYNC")) == 1  # Slack has it; Steward does not know
+    assert "posted 1" not in r.stdout and len(firsts(fake)) == 1  # Slack has it; Steward does not know
     assert outbox.get(db, "digest:2026-10:C0SYNC:1").check and "not sent yet (internal_error)" in r.stdout
     again = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
     assert again.returncode == 0 and "trend chart uploaded" in again.stdout, again.stdout + again.stderr
-    assert len(fake.messages("C0SYNC")) == 1 and fake.posted("digest:2026-10:C0SYNC:1") == 1
+    assert len(firsts(fake)) == 1 and fake.posted("digest:2026-10:C0SYNC:1") == 1
     assert fake.of("conversations.history")  # it looked before sending
 
 
@@ -133,12 +154,12 @@ def test_a_run_that_died_after_sending_is_taken_over_once_the_lease_passes(fake,
     assert outbox.claim(db, "digest:2026-10:C0SYNC:1", utcnow() + outbox.BACKOFF_MAX) is not None
     WebClient(token=TOKEN, base_url=fake.url).chat_postMessage(channel="C0SYNC", text="digest", metadata=metadata("digest:2026-10:C0SYNC:1"))
     soon = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
-    assert "posted 1" not in soon.stdout and len(fake.messages("C0SYNC")) == 1  # its lease runs: nobody touches it
+    assert "posted 1" not in soon.stdout and len(firsts(fake)) == 1  # its lease runs: nobody touches it
     with db.engine.begin() as conn:  # the lease passes (leases are real time, shared by every process)
         conn.execute(text("UPDATE outbox SET lease_until = :t WHERE key = 'digest:2026-10:C0SYNC:1'"), {"t": utcnow()})
     later = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
     assert later.returncode == 0 and "trend chart uploaded" in later.stdout, later.stdout + later.stderr
-    assert len(fake.messages("C0SYNC")) == 1 and fake.posted("digest:2026-10:C0SYNC:1") == 1
+    assert len(firsts(fake)) == 1 and fake.posted("digest:2026-10:C0SYNC:1") == 1
 
 
 class Clock:
@@ -203,7 +224,7 @@ def test_two_clocks_at_once_post_one_digest(fake, db, cfg, tmp_path):
         for clock in clocks:
             clock.stop()
     assert len(to_sync(fake)) == 1 and len(fake.of("files.completeUploadExternal")) == 1
-    assert [r.status for r in outbox.of_item(db, "digest:2026-10")] == ["sent", "sent"]
+    assert [r.status for r in outbox.of_item(db, "digest:2026-10")] == ["sent", "sent", "sent"]
 
 
 def test_due_times_and_the_catch_up_window(cfg):

@@ -111,13 +111,18 @@ def test_the_digest_states_figures_changes_and_reasons(db, cfg, october):
     d = digest.compose(db, cfg, "2026-10")
     text = slack_digest.preview(slack_digest.messages(d))
     assert "7 handoffs sent across boundaries (+6 vs Sep 2026)" in text
-    assert "5 accepted, of which 3 needed another round: handoff failure rate 60% (+60 pts)" in text
-    assert "median 3.0 h (−1.0 h), 85th percentile 7.0 h" in text  # p85 of 1,2,3,5,10: rank 3.4 → 5 + 0.4 × 5 = 7
-    assert "Design · sent 5 (+4) · received 0 (±0)" in text
-    assert "Failure rate as sender 50% (2 of 4, +50 pts)" in text
+    # September had one accepted handoff, October four or five per side: too few to compare, said plainly
+    assert "5 accepted, of which 3 needed another round: handoff failure rate 60% (1 in Sep 2026: too few to compare)" in text
+    assert "median 3.0 h (1 in Sep 2026: too few to compare), 85th percentile 7.0 h" in text  # p85 of 1,2,3,5,10: rank 3.4 → 5 + 0.4 × 5 = 7
+    assert "Design · sent 5 (+4)\n" in text  # received nothing in either month: no row for it
+    assert "Failure rate as sender 50% (2 of 4, 4 handoffs: too few to compare)" in text
     assert "Sent back for: rework: “Wireframes missing” ×2; clarification: “Which glossary?” ×1" in text or \
            "Sent back for: rework: “wireframes MISSING” ×2; clarification: “Which glossary?” ×1" in text
-    assert "Design → Engineering · steward @U0STEW · 5 sent · failure rate 50% (2 of 4, +50 pts)" in text
+    assert "Design → Engineering · steward @U0STEW · 5 sent · failure rate 50% (2 of 4, 4 handoffs: too few to compare)" in text
+    # the first message: the organisation's figures with their direction, samples too small said plainly
+    first = slack_digest.preview(slack_digest.messages(d)[:1])
+    assert "Cycle time (median, first submission → acceptance): 3.0 h · 1 handoff in Sep 2026: too few to compare" in first
+    assert "Handoff failure rate: 60% (3 of 5) · 1 handoff in Sep 2026: too few to compare" in first
 
 
 def test_signals(db, cfg):
@@ -134,7 +139,7 @@ def test_signals(db, cfg):
         hand(db, cfg, OCT, src="eng", dst="qa", sender="U0BOB", reviewer="U0CAROL", steps=steps)
     d = digest.compose(db, cfg, "2026-10")
     texts = [s.text for s in d.signals]
-    assert "Design: cycle time rising for 2 consecutive months (2.0 h → 3.0 h → 6.0 h, median) with headcount 2 today, not recorded for every month." in texts
+    assert "Design: cycle time rising for 2 consecutive months (2.0 h → 3.0 h → 6.0 h, median) with headcount not recorded for Aug 2026 and Sep 2026 (2 in Oct 2026)." in texts
     assert "Engineering: 80% of its handoffs needed another round (4 of 5), against 0% for the rest of the organisation (0 of 5)." in texts
     assert len(texts) == 2
 
@@ -142,7 +147,7 @@ def test_signals(db, cfg):
     with db.write() as s:
         for period in ("2026-08", "2026-09", "2026-10"):
             s.add(Headcount(period=period, team="design", members=2))
-    assert "with headcount steady at 2." in digest.compose(db, cfg, "2026-10").signals[0].text
+    assert [s.text for s in digest.compose(db, cfg, "2026-10").signals if s.text.startswith("Design")][0].endswith("with headcount steady at 2.")
     with db.write() as s:
         s.get(Headcount, ("2026-10", "design")).members = 4
     assert [s.text for s in digest.compose(db, cfg, "2026-10").signals if s.text.startswith("Design")] == []
@@ -199,7 +204,8 @@ def test_block_limits_with_many_teams(db):
         handoffs.resubmit(db, cfg, h.id, "U0ALICE", ["Spec"], None, None, now=OCT + 2 * H)
         handoffs.accept(db, cfg, h.id, "U0STEW", now=OCT + 3 * H)  # the steward: nobody reviews their own
     parts = slack_digest.messages(digest.compose(db, cfg, "2026-10"))
-    assert len(parts) >= 8  # 120 teams and 240 boundaries do not fit one message
+    assert len(parts) >= 6 and len(parts[0]["blocks"]) <= 12  # 120 teams and 120 busy boundaries fill five replies
+    assert "*Boundaries* (120 of 240: the others had no handoffs)" in "".join(blocks_text(p) for p in parts)
     for part in parts:
         assert len(part["blocks"]) <= 50 and len(part["text"]) <= 4000
         for block in part["blocks"]:

@@ -184,7 +184,7 @@ def test_the_digest_shows_the_share_and_the_review(steward, fake, db, cfg):
         fresh(fake)
     period = schedule.period_of(utcnow(), cfg.organization.tz)
     text = slack_digest.preview(slack_digest.messages(digest.compose(db, cfg, period)))
-    assert "Fast-tracks: 3 approved of 0 items, budget 10% (1 allowed): over budget" in text
+    assert "Fast-tracks: 3 of 1 allowed this month (budget 10% of 0 items): over budget" in text
     assert "Quality: 3 fast-tracks approved, over its budget of 1 (0 items, budget 10%)." in text
     assert "Fast-track review" in text
     assert "QA sign-off was skipped 3 times (Customer escalation ×3): a candidate to become standard, for Quality, which sets that standard." in text

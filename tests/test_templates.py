@@ -85,8 +85,16 @@ def a_digest(text: str, active: bool = True):
         tv.now.fasttracks_approved, tv.now.fasttracks_denied, tv.now.fasttracks_waiting = 4 * active, 2 * active, 1
     review = [digest.Exception_(text, 4, text, True, text, None), digest.Exception_(text, 3, text, True, None, "U0STEW"),
               digest.Exception_(text, 1, text, False, None, None)] * (5 if active else 0)
-    return digest.Digest("2026-10", "October 2026", text, "C0SYNC", months, teams, boundaries,
-                         [digest.Signal(text, ["U0STEW"]), digest.Signal(text)], {}, review)
+    signals = [digest.Signal(text, ["U0STEW"], role=text, links=[(7, text, "https://acme.slack.com/archives/C0ENG/p1"), (8, text, None)]),
+               digest.Signal(text, channel="C0ENG", role=text), digest.Signal(text)]
+    changes = [digest.Signal(text, ["U0AMY"], role=text, kind="change", good=g) for g in (True, False)]
+    satisfaction = digest.Figure(text, "score", 3.5 * active or None, 3.0, False, 12 * active, 10, noun="answer", before_label=text)
+    teams[0].satisfaction = satisfaction
+    figures = [digest.Figure(text, "duration", 3600.0 * active or None, 7200.0, True, 6 * active, 6, before_label="Sep 2026", detail=text),
+               digest.Figure(text, "rate", 0.5, 0.25, True, 2, 9, before_label="Sep 2026"), satisfaction]
+    return digest.Digest("2026-10", "October 2026", text, "C0SYNC", months, teams, boundaries, signals, {}, review,
+                         figures=figures, highlights=(signals + changes)[:5], changes=changes,
+                         definitions="https://example.org/steward#the-monthly-digest" if active else "")
 
 
 def a_quiet_digest(text: str):
@@ -164,8 +172,13 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "handoff_resubmitted": [dict(h=h, actor="U0ALICE"), dict(h=h, actor="U0ALICE", reviewer="U0BOB")],
         "error": [dict(ref="deadbeef")],
         "digest": [digest_context(a_digest(text)), digest_context(a_digest(text, active=False)), digest_context(a_quiet_digest(text))],
+        "digest_summary": [dict(digest_context(d), replaces=r) for d in (a_digest(text), a_digest(text, active=False), a_quiet_digest(text))
+                           for r in (None, {"channel": "C0SYNC", "at": datetime(2026, 11, 2, 8)})],
         "initiative_prompt": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", due=datetime(2026, 12, 1, 8), initiative=i, metric_label=text)
-                              for i in (None, an_initiative(text))],
+                              for i in (None, an_initiative(text))]
+        + [dict(team=cfg.teams[0], period="2026-11", label="November 2026", due=datetime(2026, 12, 1, 8), initiative=i, metric_label=text,
+                figures=a_digest(text).figures[:2], figures_label=text, earlier=an_initiative(text), earlier_label=text, earlier_since=text,
+                earlier_moved=(text, text, text)) for i in (None, an_initiative(text))],
         "fasttrack_modal": [dict(teams=t, budgets={x.id: Budget(x.id, "2026-11", 27, 2, 10) for x in cfg.teams}, rights=rights(text),
                                  reasons=[text[:75] or "r", "Other"], handoffs=hs) for t, hs in ((cfg.teams, [h] * 120), (cfg.teams[:1], []))],
         "fasttrack_card": [dict(r=a_request(text, state=st, over=o), team_name=text, meter=text, right=rights(text)[0], handoff=hd, mode=mode, why=w)
