@@ -301,7 +301,7 @@ def cmd_digest(args) -> int:
     period = _month(args.month) or schedule.shift(today, -1)
     if period > today:
         raise Fail(f"--month: {schedule.label(period)} has not started; the latest month to preview is {today} (month to date)")
-    d = digest.compose(_database(settings.database_url), cfg, period, utcnow())
+    d = digest.compose(_database(settings.database_url), cfg, period, utcnow(), sealer=_sealer(settings, cfg))
     parts = slack_digest.messages(d)
     if args.blocks:
         print(json.dumps(parts, indent=2, ensure_ascii=False))

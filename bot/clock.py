@@ -147,7 +147,8 @@ def run_digest(run: Run, period: str, again: bool = False) -> None:
         return
     if row is None:  # not written yet (or only in part, before an upgrade): write what is missing
         digest.record_headcount(db, cfg, period)  # before composing: the signals read the month's headcount
-        parts = slack_digest.messages(digest.compose(db, cfg, period, min(run.now, utcnow())), replaces=replaces)
+        parts = slack_digest.messages(digest.compose(db, cfg, period, min(run.now, utcnow()), sealer=getattr(run.deliverer.ctx, "sealer", None)),
+                                      replaces=replaces)
         messages = [Message(digest_key(period, channel, i, edition), item, POST, channel, "static",
                             {"message": m}, anchor=first if i > 1 else None) for i, m in enumerate(parts, 1)]
         messages.append(Message(chart, item, UPLOAD, channel, "digest_chart", {"period": period}, anchor=first))

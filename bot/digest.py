@@ -278,6 +278,9 @@ class Digest:
     highlights: list[Signal] = field(default_factory=list)  # at most HIGHLIGHTS: signals first, then the biggest changes
     changes: list[Signal] = field(default_factory=list)  # every big change (the thread lists those not highlighted)
     definitions: str = ""  # where the definitions are: a link, or the README section's name
+    pulse: object | None = None  # bot.pulse.Satisfaction: the month's satisfaction detail (a thread reply)
+    pulse_trend: dict[str, dict[str | None, float]] = field(default_factory=dict)  # the chart's satisfaction panel
+    pulse_question: str = ""
 
     @property
     def month(self) -> Month:
@@ -472,11 +475,61 @@ def _figures(d_before: Month, now: Month, before_label: str) -> list[Figure]:
     ]
 
 
-def satisfaction(db: Database, cfg: ProcessConfig, period: str) -> dict[str | None, Figure]:
-    """The slot for satisfaction pulses (coming): the organisation's figure under `None`, each team's under
-    its id, as `Figure(kind="score", lower_is_better=False, noun="answer")`. Until pulses are recorded
-    there is none, and the digest shows no satisfaction row."""
-    return {}
+@dataclass
+class Pulses:
+    """The month's satisfaction, from the weekly pulse (bot/pulse.py): the figures with their direction
+    (the organisation's under None, each team shown under its id), the thread's detail, the warning
+    signs, and the averages of the digest's months for the chart."""
+
+    figures: dict[str | None, Figure] = field(default_factory=dict)
+    month: object | None = None  # bot.pulse.Satisfaction of the digest's month (None: none, or not final yet)
+    signals: list[Signal] = field(default_factory=list)
+    trend: dict[str, dict[str | None, float]] = field(default_factory=dict)  # period → group → average
+
+
+def satisfaction(db: Database, cfg: ProcessConfig, period: str, months: list[Month], sealer=None, at: datetime | None = None) -> Pulses:
+    """The month's satisfaction from the weekly pulse, only as the anonymity rules let it be shown
+    (`bot.pulse.figures`): nothing without a [pulse], without PULSE_SECRET, or before every survey of the
+    month has closed. Signals name the stewards of the team's boundaries."""
+    from bot import pulse
+
+    if not cfg.pulse_on or sealer is None:
+        return Pulses()
+    at = at or utcnow()
+    by_period = {m.period: pulse.figures(db, cfg, sealer, m.period, at) for m in months}
+    now, before = by_period.get(period), by_period.get(schedule.shift(period, -1))
+    earlier = by_period.get(schedule.shift(period, -2))
+    trend: dict[str, dict[str | None, float]] = {}
+    for p, sat in by_period.items():
+        if sat is not None:
+            shown = {g: f for g, f in sat.teams.items() if f is not None and f.average is not None}
+            if sat.org is not None and sat.org.average is not None:
+                shown[None] = sat.org
+            trend[p] = {g: f.average for g, f in shown.items()}
+    if now is None:
+        return Pulses(trend=trend)
+    pulse.with_changes(now, before)
+    label = schedule.short_label(schedule.shift(period, -1))
+
+    def figure(f, last) -> Figure:
+        rate = f"{f.rate:.0%} answered" if f.rate is not None else ""
+        return Figure("Satisfaction (1–5)", "score", f.average, last.average if last else None, False, f.scores,
+                      last.scores if last else 0, noun="answer", minimum=cfg.pulse.min_group, before_label=label,
+                      detail=", ".join(x for x in (f"{f.favourable:.0%} favourable" if f.favourable is not None else "", rate) if x))
+
+    figures: dict[str | None, Figure] = {}
+    if now.org is not None:
+        figures[None] = figure(now.org, before.org if before else None)
+    for g, f in now.teams.items():
+        if f is not None:
+            figures[g] = figure(f, before.teams.get(g) if before else None)
+    failure = {t.id: (months[-1].teams[t.id].as_sender.failure_rate, months[-2].teams[t.id].as_sender.failure_rate)
+               for t in cfg.teams if t.id in months[-1].teams and t.id in months[-2].teams}
+    rank = {"falling_while_failing": 1, "falling": 2, "rigid": 3, "ambiguous": 3}
+    signals = [Signal(f"{s.text}.", list(s.owners), role="steward" if len(s.owners) == 1 else "stewards",
+                      rank=rank.get(s.kind, 3), team=s.group if s.group != pulse.ORG else None, metric="satisfaction")
+               for s in pulse.signals(cfg, now, before, earlier, failure)]
+    return Pulses(figures=figures, month=now, signals=signals, trend=trend)
 
 
 def _links(db: Database, cfg: ProcessConfig, period: str, signals: list[Signal]) -> None:
@@ -507,22 +560,23 @@ def definitions_link() -> str:
     return ""
 
 
-def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None = None) -> Digest:
+def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None = None, sealer=None) -> Digest:
     """The digest of `period` from the stored events and the recorded headcounts: the preview and the
     post call this one function with the same data, so they are the same digest. `at` (naive UTC,
-    default now) only decides whether the month has ended: a month not ended is labelled "month to date"."""
+    default now) only decides whether the month has ended: a month not ended is labelled "month to date".
+    `sealer` (bot.pulse.Sealer, from PULSE_SECRET) reads the weekly pulse's answers for satisfaction."""
     schedule.parse_period(period)
     months = _months(db, cfg, period)
     now, before = months[-1], months[-2]
     headcount = headcounts(db, cfg, period)
     shared = initiatives.current(db, period)
-    pulses = satisfaction(db, cfg, period)
+    pulses = satisfaction(db, cfg, period, months, sealer, at)
     teams = []
     for t in cfg.teams:
         shown, total = _reasons(now.teams[t.id].reasons, now.wording)
         teams.append(TeamView(
             id=t.id, name=t.name, now=now.teams[t.id], before=before.teams[t.id], reasons=shown, reasons_total=total,
-            initiative=shared.get(t.id), satisfaction=pulses.get(t.id),
+            initiative=shared.get(t.id), satisfaction=pulses.figures.get(t.id),
             initiative_now=initiatives.value(now, t.id, shared[t.id].metric) if t.id in shared else None,
         ))
     boundaries = []
@@ -538,12 +592,12 @@ def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None =
     for tv in teams:
         tv.budget = budgets[tv.id]
     to_date = not closed(cfg, period, at or utcnow())
-    signals = _signals(cfg, months, headcount, budgets)
+    signals = sorted(_signals(cfg, months, headcount, budgets) + pulses.signals, key=lambda s: s.rank)
     _links(db, cfg, period, signals)
     changes = _changes(cfg, before, now, signals)
     figures = _figures(before, now, schedule.short_label(before.period))
-    if pulses.get(None) is not None:
-        figures.append(pulses[None])
+    if pulses.figures.get(None) is not None:
+        figures.append(pulses.figures[None])
     return Digest(
         period=period, label=schedule.label(period) + (" (month to date)" if to_date else ""), to_date=to_date,
         organization=cfg.organization.name,
@@ -551,6 +605,7 @@ def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None =
         signals=signals, headcount=headcount, review=_review(cfg, now),
         budget_percent=cfg.fasttrack.budget_percent, figures=figures,
         highlights=(signals + changes)[:HIGHLIGHTS], changes=changes, definitions=definitions_link(),
+        pulse=pulses.month, pulse_trend=pulses.trend, pulse_question=cfg.pulse.question if cfg.pulse else "",
     )
 
 
@@ -599,9 +654,13 @@ def chart_figure(d: Digest, dpi: float = CHART_DPI):
     every = [m.teams[t.id].as_sender.cycle.get(0.5) for m in d.months for t in shown] + [m.total.side.cycle.get(0.5) for m in d.months]
     unit = unit_of(*every)
     scale = 86400 if unit == "d" else 3600
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(CHART_WIDTH_IN, 6.4), sharex=True, dpi=dpi, layout="constrained")
+    pulse = any(d.pulse_trend.get(m.period) for m in d.months)  # the weekly pulse's averages: a third panel
+    fig, axes = plt.subplots(3 if pulse else 2, 1, figsize=(CHART_WIDTH_IN, 8.6 if pulse else 6.4), sharex=True, dpi=dpi,
+                             layout="constrained")
+    top, bottom = axes[0], axes[1]
     first, last = schedule.short_label(d.months[0].period), schedule.short_label(d.months[-1].period)
-    fig.suptitle(f"Handoffs sent per team, {first} – {last}\nmedian cycle time and failure rate", fontsize=9)
+    fig.suptitle(f"Handoffs sent per team, {first} – {last}\nmedian cycle time and failure rate"
+                 + (", and satisfaction (1–5)" if pulse else ""), fontsize=9)
 
     def size(n: int) -> float:
         return 6 + 4 * n ** 0.5  # marker area (pt²) grows with the handoffs accepted behind the point
@@ -626,10 +685,22 @@ def chart_figure(d: Digest, dpi: float = CHART_DPI):
            color="black", linestyle="--", linewidth=1.5)
     top.set_ylabel(f"cycle time ({'days' if unit == 'd' else 'hours'})", fontsize=8)
     bottom.set_ylabel("failure rate (%)", fontsize=8)
-    for ax in (top, bottom):
+    if pulse:  # groups shown by the anonymity rules only; a month held back is a gap
+        happy = axes[2]
+        for i, team in enumerate(shown):
+            happy.plot(x, [d.pulse_trend.get(m.period, {}).get(team.id, float("nan")) for m in d.months], color=cmap(i % 10),
+                       linewidth=1.2, marker="o", markersize=3)
+        happy.plot(x, [d.pulse_trend.get(m.period, {}).get(None, float("nan")) for m in d.months], color="black",
+                   linestyle="--", linewidth=1.5, marker="o", markersize=3)
+        happy.set_ylabel("satisfaction (1–5)", fontsize=8)
+        happy.set_ylim(1, 5)
+        bottom.tick_params(labelbottom=False)
+        bottom = happy
+    for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.set_xlim(-0.3, len(x) - 0.7)
-        ax.set_ylim(bottom=0)
+        if ax is not axes[-1] or not pulse:
+            ax.set_ylim(bottom=0)
         ax.tick_params(labelsize=8)
     bottom.set_xticks(x, labels)
     note = "marker area: handoffs accepted"

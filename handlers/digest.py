@@ -52,6 +52,10 @@ def messages(d: Digest, replaces: dict | None = None) -> list[dict]:
         if len(parts) > 1:
             part = part + [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"Part {i} of {len(parts)}"}]}]
         out.append({"text": text, "blocks": part})
+    if d.pulse is not None:  # the weekly pulse's month: figures shown, what was held back and why, comments
+        names = {t.id: t.name for t in d.teams} | {"*": d.organization}
+        pulse_signals = [s for s in d.signals if s.metric == "satisfaction"]
+        out.append(render("pulse_digest", s=d.pulse, names=names, label=d.label, question=d.pulse_question, signals=pulse_signals))
     return out
 
 
@@ -95,7 +99,7 @@ def preview(parts: list[dict]) -> str:
 
 def render_chart(deps, row) -> dict:
     period = row.params["period"]
-    d = digest.compose(deps.db, deps.cfg, period)
+    d = digest.compose(deps.db, deps.cfg, period, sealer=deps.sealer)
     return {"file": digest.chart(d), "filename": f"steward-trend-{period}.png", "title": f"Handoff trends to {d.label}",
             "alt_txt": f"Median cycle time and handoff failure rate per team, {len(d.months)} months to {d.label}"}
 

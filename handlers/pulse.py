@@ -199,8 +199,3 @@ def fetch_timezones(client, wanted: set[str], pages: int = 500) -> dict[str, str
             break
     return {user: zones.get(user, "") for user in wanted}
 
-
-def digest_message(cfg, s, signals, label: str) -> dict:
-    """The digest's satisfaction part, as a thread reply of the month's digest."""
-    names = {t.id: t.name for t in cfg.teams} | {pulse.ORG: cfg.organization.name}
-    return render("pulse_digest", s=s, names=names, label=label, question=cfg.pulse.question if cfg.pulse else "", signals=signals)

@@ -123,7 +123,8 @@ def pulse_contexts(text: str) -> dict[str, list[dict]]:
 
 def a_satisfaction(text: str, shown: bool) -> dict:
     """A month's satisfaction with `text` everywhere a person wrote something, 40 teams."""
-    from bot.pulse import ORG, Figure, Satisfaction, Signal
+    from bot.digest import Signal
+    from bot.pulse import ORG, Figure, Satisfaction
 
     def fig(g):
         return Figure(group=g, asked=40, opted_out=2, answered=30, people=9, scores=29, average=3.4, favourable=0.55,
@@ -133,7 +134,7 @@ def a_satisfaction(text: str, shown: bool) -> dict:
     names = {g: text or g for g in teams} | {ORG: text or "Acme"}
     s = Satisfaction(period="2026-11", min_group=5, weeks=["2026-W45", "2026-W46"], org=fig(ORG) if shown else None, teams=teams,
                      why={} if shown else {g: "fewer than 5 answered" for g in [*teams, ORG]}, comments=[text or "c"] * 20)
-    signals = [Signal("t1", "rigid", text or "s", ("U0STEW", "U0BOB"))] * 12
+    signals = [Signal(text or "s", ["U0STEW", "U0BOB"], role="stewards", metric="satisfaction")] * 12
     return dict(s=s, names=names, label="November 2026", question=text or "q", signals=signals)
 
 
