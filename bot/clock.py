@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from bot import digest, escalations, outbox, schedule
 from bot.initiatives import prompt_key
@@ -53,9 +53,10 @@ class Run:
     force: bool = False  # an operator's run retries refused messages now
     done: list[str] = field(default_factory=list)
     failures: int = 0
+    report: Callable[[str], None] = log.info  # where each line goes as it is said (`run-job`: the terminal)
 
     def say(self, line: str) -> None:
-        log.info(line)
+        self.report(line)
         self.done.append(line)
 
     def deliver(self, keys: list[str], what: str, patience: float = 15.0) -> int:
@@ -151,10 +152,17 @@ def run_escalations(run: Run) -> None:
 
 
 def run_catch_up(run: Run) -> None:
-    for period in schedule.due_prompts(run.cfg, run.now):
+    prompts, digests = schedule.due_prompts(run.cfg, run.now), schedule.due_digests(run.cfg, run.now)
+    for period in prompts:
         run_prompts(run, period)
-    for period in schedule.due_digests(run.cfg, run.now):
+    for period in digests:
         run_digest(run, period)
+    if not prompts and not digests:
+        tz = run.cfg.organization.tz
+        period = schedule.period_of(run.now, tz)
+        due = schedule.digest_due(run.cfg, period).replace(tzinfo=timezone.utc).astimezone(tz)
+        run.say(f"catch-up: no digest or initiative prompt due; the next digest, for {schedule.label(period)},"
+                f" is due {due:%a %d %b %Y %H:%M} {run.cfg.organization.timezone}")
     run_escalations(run)
 
 
