@@ -26,6 +26,7 @@ install: $(VENV)/.installed
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Steward needs Python 3.11 or newer, and $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 (or newer)")'
+	@echo "creating $(VENV) with $$($(PYTHON) --version)"
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  echo "could not create $(VENV) with $(PYTHON). On Debian or Ubuntu install the venv module first: sudo apt install python3-venv"; exit 1; }
 
