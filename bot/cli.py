@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from functools import partial
 from datetime import datetime, timedelta, timezone
 
 from bot.process import ProcessConfigError, load_process
@@ -31,9 +32,9 @@ def _settings(*required: str):
         raise Fail(*exc.problems) from None
 
 
-def _process(path: str):
+def _process(path: str, source: str = "PROCESS_CONFIG"):
     try:
-        return load_process(path)
+        return load_process(path, source)
     except ProcessConfigError as exc:
         raise Fail(*exc.problems) from None
 
@@ -50,30 +51,45 @@ def _database(url: str, need_schema: bool = True, connect: bool = True, wait: fl
         raise Fail(f"DATABASE_URL: cannot use it: {exc}") from None
     if not connect:
         return db
+    where = db.engine.url.render_as_string(hide_password=True)
+    path = db.engine.url.database if db.is_sqlite else None
+    if need_schema and path not in (None, "", ":memory:") and not path.startswith("file:") and not os.path.exists(path):
+        db.dispose()  # SQLite would create an empty file on the first connection: nothing to read, and it misleads
+        raise Fail(f"DATABASE_URL: no database at {path} yet: run `python -m bot migrate` first")
     if not db.ping():
-        raise Fail(f"DATABASE_URL: cannot connect to {db.engine.url.render_as_string(hide_password=True)}")
+        raise Fail(f"DATABASE_URL: cannot connect to {where}")
     if need_schema and current(db.engine) != head():
-        raise Fail(f"DATABASE_URL: the schema is at {current(db.engine) or 'nothing'}, not {head()}: run `python -m bot migrate`")
+        at = current(db.engine)
+        db.dispose()
+        raise Fail(f"DATABASE_URL: {where} has no Steward schema yet: run `python -m bot migrate` first" if at is None else
+                   f"DATABASE_URL: the schema is at {at}, not {head()}: run `python -m bot migrate` first")
     return db
 
 
 # -- commands ------------------------------------------------------------------------------------
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """`1 team`, `2 teams`, `0 criteria`."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def cmd_check_config(args) -> int:
-    settings = _settings()
-    cfg = _process(args.file or settings.process_config)
+    if args.file:
+        cfg = _process(args.file, "--file")
+    else:
+        cfg = _process(_settings().process_config)
     org = cfg.organization
     print(f"{org.name}: {org.model} model, time zone {org.timezone}, digest to {org.digest_channel}")
-    print(f"working time: {', '.join(org.working_days)} {org.working_hours}, {len(org.holidays)} holidays"
+    print(f"working time: {', '.join(org.working_days)} {org.working_hours}, {_count(len(org.holidays), 'holiday')}"
           + (f"; escalation contact {org.escalation_contact}" if org.escalation_contact else ""))
-    print(f"{len(cfg.teams)} teams:")
+    print(f"{_count(len(cfg.teams), 'team')}:")
     for t in cfg.teams:
-        print(f"  {t.id:<14} {t.name} ({len(t.members)} members, channel {t.channel})")
-    print(f"{len(cfg.boundaries)} boundaries:")
+        print(f"  {t.id:<14} {t.name} ({_count(len(t.members), 'member')}, channel {t.channel})")
+    print(f"{_count(len(cfg.boundaries), 'boundary', 'boundaries')}:")
     for b in cfg.boundaries:
         path = ", ".join(f"{lv.hours(b.sla_hours):g} h → {'/'.join(lv.notify)}" for lv in cfg.escalation_path(b))
-        print(f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {len(b.criteria)} criteria, SLA {b.sla_hours} working h,"
+        print(f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {_count(len(b.criteria), 'criterion', 'criteria')}, SLA {b.sla_hours} working h,"
               f" steward {b.steward}; escalation {path}")
     print(f"stewards: {', '.join(cfg.stewards()) or 'none'}")
     ft = cfg.fasttrack
@@ -86,7 +102,7 @@ def cmd_check_config(args) -> int:
     period = schedule.period_of(utcnow(), org.tz)
     due = schedule.digest_due(cfg, period).replace(tzinfo=timezone.utc).astimezone(org.tz)
     print(f"schedule: digest '{cfg.schedule.digest}'; the next, for {schedule.label(period)}, on {due:%a %d %b %Y %H:%M} {org.timezone};"
-          f" initiative prompts {cfg.schedule.initiative_prompt_days} days before; catch-up {cfg.schedule.catch_up_days} days")
+          f" initiative prompts {_count(cfg.schedule.initiative_prompt_days, 'day')} before; catch-up {_count(cfg.schedule.catch_up_days, 'day')}")
     return 0
 
 
@@ -139,16 +155,58 @@ def cmd_serve(args) -> int:
     except Exception as exc:
         raise Fail(f"SLACK_API_URL: cannot reach {settings.slack_api_url} ({type(exc).__name__})", code=1) from None
     log.info("connected to %s as %s", me.get("team"), me.get("user"))
-
+    _forget_secrets()
     if socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        app, _db = build(settings)
-        SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
-        return 0
+        return _serve_socket_mode(settings)
     from bot.web import serve
 
     serve(settings)
+    return 0
+
+
+def _forget_secrets() -> None:
+    """Steward has read its settings: the Slack secrets leave the process environment, so no library
+    picks one up behind its back (Bolt would read SLACK_BOT_TOKEN beside the client it is given, and
+    warn at every start that it is unused) and no child process inherits them. gunicorn's workers are
+    forks of this process: they get the settings, not the environment (`bot.web`)."""
+    for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "PULSE_SECRET"):
+        os.environ.pop(name, None)
+
+
+def _serve_socket_mode(settings) -> int:
+    """Socket Mode on slack-sdk's `websocket-client` adapter: when the connection ends, even without a
+    close frame, the client asks for a new URL and reconnects at once (checked again every ping
+    interval), with no busy loop meanwhile. The app-level token is tried first, with one
+    `apps.connections.open`, so a refused token ends `serve` with one line rather than a traceback."""
+    import signal
+    import threading
+
+    from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
+
+    app, _db = build(settings)
+    token = settings.slack_app_token.get_secret_value()
+    try:
+        url = app.client.apps_connections_open(app_token=token)["url"]
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if error == "ratelimited":
+            raise Fail("SLACK_APP_TOKEN: Slack is rate limiting new connections for this app; try again in a minute", code=1) from None
+        raise Fail(f"SLACK_APP_TOKEN: Slack refused it ({error})") from None
+    except Exception as exc:
+        raise Fail(f"SLACK_API_URL: cannot reach {settings.slack_api_url} ({type(exc).__name__})", code=1) from None
+    handler = SocketModeHandler(app, token)
+    handler.client.wss_uri = url  # the URL just issued: its first connection needs no second call
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        handler.connect()
+        log.info("Socket Mode: started (SIGTERM or Ctrl-C stops it)")
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handler.close()
     return 0
 
 
@@ -234,13 +292,11 @@ def cmd_run_job(args) -> int:
     cfg = _process(settings.process_config)
     month, now = _month(args.month), _moment(args.now, cfg)
     db = _database(settings.database_url)
-    run = Run(cfg, db, _deliverer(settings, cfg, db, _running_from(now)), now, force=True)
+    run = Run(cfg, db, _deliverer(settings, cfg, db, _running_from(now)), now, force=True, report=partial(print, flush=True))
     try:
-        run_job(run, args.name, month, again=args.again)
+        run_job(run, args.name, month, again=args.again)  # each line on stdout as it is said, once (the clock logs them instead)
     except Refused as exc:
         raise Fail(str(exc)) from None
-    for line in run.done:
-        print(line)
     return 1 if run.failures else 0
 
 
@@ -362,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # "building the font cache" on a first chart
     args = parser().parse_args(argv)
     try:
         return args.func(args)
@@ -371,3 +428,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `python -m bot check-config | head`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

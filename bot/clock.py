@@ -64,9 +64,10 @@ class Run:
     force: bool = False  # an operator's run retries refused messages now
     done: list[str] = field(default_factory=list)
     failures: int = 0
+    report: Callable[[str], None] = log.info  # where each line goes as it is said (`run-job`: the terminal)
 
     def say(self, line: str) -> None:
-        log.info(line)
+        self.report(line)
         self.done.append(line)
 
     def deliver(self, keys: list[str], what: str, patience: float = 15.0) -> int:
@@ -241,13 +242,20 @@ def run_pulse(run: Run) -> None:
 
 
 def run_catch_up(run: Run) -> None:
-    for period in schedule.due_prompts(run.cfg, run.now):
+    prompts, digests = schedule.due_prompts(run.cfg, run.now), schedule.due_digests(run.cfg, run.now)
+    for period in prompts:
         run_prompts(run, period)
-    for period in schedule.due_digests(run.cfg, run.now):
+    for period in digests:
         try:
             run_digest(run, period)
         except digest.Refused as exc:  # due within the hour after the month's end: the next tick posts it
             run.say(str(exc))
+    if not prompts and not digests:
+        tz = run.cfg.organization.tz
+        period = schedule.period_of(run.now, tz)
+        due = schedule.digest_due(run.cfg, period).replace(tzinfo=timezone.utc).astimezone(tz)
+        run.say(f"catch-up: no digest or initiative prompt due; the next digest, for {schedule.label(period)},"
+                f" is due {due:%a %d %b %Y %H:%M} {run.cfg.organization.timezone}")
     run_escalations(run)
     if run.cfg.pulse_on:
         run_pulse(run)

@@ -152,14 +152,19 @@ def run(directory: str | None = None) -> int:
     parts = slack_digest.messages(d)
     print(f"{count} handoffs written. The digest Steward would post for {d.label}:\n")
     print(slack_digest.preview(parts))
-    (out / f"digest-{period}.json").write_text(json.dumps(parts, indent=2, ensure_ascii=False), encoding="utf-8")
+    names = []
+    for i, part in enumerate(parts, 1):  # one file a message, as Block Kit Builder takes it: {"blocks": [...]}
+        names.append(f"digest-{period}-{i}.json")
+        (out / names[-1]).write_text(json.dumps({"blocks": part["blocks"]}, indent=2, ensure_ascii=False), encoding="utf-8")
     (out / f"trend-{period}.png").write_bytes(digest.chart(d))
     db.dispose()
+    messages = (f"  {names[0]:<24} the digest's first message" + "".join(f"\n  {n:<24} thread reply {i}" for i, n in enumerate(names[1:], 1)))
     print(f"""Written to {out}:
   process.toml             the generated organisation's process configuration
   steward.db               its SQLite database
-  digest-{period}.json   the Block Kit messages (paste one into https://app.slack.com/block-kit-builder)
-  trend-{period}.png     the trend chart that goes with them
+{messages}
+  {"":<24} (Block Kit, a message a file: paste one whole into https://app.slack.com/block-kit-builder)
+  {f"trend-{period}.png":<24} the trend chart, uploaded in the digest's thread
 
 Explore it:  DATABASE_URL=sqlite:///{path} PROCESS_CONFIG={out}/process.toml python -m bot digest --month {schedule.shift(period, -1)}""")
     return 0

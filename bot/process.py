@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from datetime import date, time
 from typing import Literal
@@ -360,23 +361,67 @@ def _loc(loc: tuple) -> str:
     return out or "(file)"
 
 
-def _cross_check(cfg: ProcessConfig) -> list[str]:
+@dataclass
+class _Valid:
+    """What of a configuration is valid, for the checks across sections. When some part is invalid,
+    every other part is still checked: each section, and each item of a list, is validated on its own
+    (keeping its index), and the ids of teams that did not validate still count as teams, so a
+    reference to one adds no second problem to the one already reported."""
+
+    organization: Organization | None
+    teams: list[tuple[int, Team]]
+    invalid_team_ids: set[str]
+    boundaries: list[tuple[int, Boundary]]
+    rights: list[tuple[int, Right]]
+    any_rights: bool
+    fasttrack: Fasttrack | None
+    pulse: Pulse | None = None
+
+    @classmethod
+    def of(cls, cfg: ProcessConfig) -> _Valid:
+        return cls(cfg.organization, list(enumerate(cfg.teams)), set(), list(enumerate(cfg.boundaries)),
+                   list(enumerate(cfg.rights)), bool(cfg.rights), cfg.fasttrack, cfg.pulse)
+
+    @classmethod
+    def parts(cls, data: dict) -> _Valid:
+        def one(model, value):
+            try:
+                return model.model_validate(value)
+            except ValidationError:
+                return None
+
+        def items(key: str, model) -> tuple[list[tuple[int, BaseModel]], list]:
+            raw = data.get(key) if isinstance(data.get(key), list) else []
+            checked = [(i, one(model, item), item) for i, item in enumerate(raw)]
+            return [(i, m) for i, m, _ in checked if m is not None], [item for _, m, item in checked if m is None]
+
+        teams, bad_teams = items("teams", Team)
+        boundaries, _ = items("boundaries", Boundary)
+        rights, _ = items("rights", Right)
+        return cls(one(Organization, data.get("organization")), teams,
+                   {t["id"] for t in bad_teams if isinstance(t, dict) and isinstance(t.get("id"), str)},
+                   boundaries, rights, bool(data.get("rights")), one(Fasttrack, data.get("fasttrack", {})),
+                   one(Pulse, data["pulse"]) if "pulse" in data else None)
+
+
+def _cross_check(v: _Valid) -> list[str]:
     problems = []
     seen: dict[str, int] = {}
-    for i, team in enumerate(cfg.teams):
+    for i, team in v.teams:
         if team.id in seen:
             problems.append(f"teams[{i}].id: '{team.id}' is already teams[{seen[team.id]}]")
         seen.setdefault(team.id, i)
+    known = set(seen) | v.invalid_team_ids
     names: dict[str, int] = {}
-    for i, team in enumerate(cfg.teams):
+    for i, team in v.teams:
         key = team.name.casefold()
         if key in names:
             problems.append(f"teams[{i}].name: '{team.name}' is already teams[{names[key]}]")
         names.setdefault(key, i)
     pairs: dict[tuple[str, str], int] = {}
-    for i, b in enumerate(cfg.boundaries):
+    for i, b in v.boundaries:
         for key, team_id in (("from", b.from_team), ("to", b.to_team)):
-            if team_id not in seen:
+            if team_id not in known:
                 problems.append(f"boundaries[{i}].{key}: no team '{team_id}'")
         if b.from_team == b.to_team:
             problems.append(f"boundaries[{i}]: 'from' and 'to' are the same team")
@@ -384,32 +429,35 @@ def _cross_check(cfg: ProcessConfig) -> list[str]:
         if pair in pairs:
             problems.append(f"boundaries[{i}]: {b.from_team} → {b.to_team} is already boundaries[{pairs[pair]}]")
         pairs.setdefault(pair, i)
-    for i, b in enumerate(cfg.boundaries):
-        if any("contact" in level.notify for level in b.escalation or ()) and not cfg.organization.escalation_contact:
+    for i, b in v.boundaries:
+        if (v.organization is not None and not v.organization.escalation_contact
+                and any("contact" in level.notify for level in b.escalation or ())):
             problems.append(f"boundaries[{i}].escalation: a level notifies 'contact' but organization.escalation_contact is not set")
     elements: dict[str, int] = {}
-    for i, r in enumerate(cfg.rights):
+    for i, r in v.rights:
         if r.element.casefold() in elements:
             problems.append(f"rights[{i}].element: '{r.element}' is already rights[{elements[r.element.casefold()]}]")
         elements.setdefault(r.element.casefold(), i)
         for key, who in (("sets_standard", r.sets_standard), ("owns_execution", r.owns_execution),
                          *((f"grants_exceptions[{k}]", g) for k, g in enumerate(r.grants_exceptions))):
-            if who not in seen and not re.match(USER_ID, who):
+            if who not in known and not re.match(USER_ID, who):
                 problems.append(f"rights[{i}].{key}: '{who}' is neither a team id nor a Slack user id")
-        if not r.grants_exceptions and not cfg.fasttrack.approvers:
+        if v.fasttrack is not None and not r.grants_exceptions and not v.fasttrack.approvers:
             problems.append(f"rights[{i}].grants_exceptions: empty, and fasttrack.approvers is empty too: nobody could grant it")
-    if cfg.pulse is not None:
-        for i, team_id in enumerate(cfg.pulse.teams):
-            if team_id not in seen:
+    if v.pulse is not None:
+        for i, team_id in enumerate(v.pulse.teams):
+            if team_id not in known:
                 problems.append(f"pulse.teams[{i}]: no team '{team_id}'")
-        if cfg.pulse.remind_after_days and cfg.pulse.remind_after_days >= cfg.pulse.open_days:
-            problems.append(f"pulse.remind_after_days: {cfg.pulse.remind_after_days} is not before the week closes (open_days = {cfg.pulse.open_days})")
-    if cfg.rights and not cfg.fasttrack.backup_approvers:
+        if v.pulse.remind_after_days and v.pulse.remind_after_days >= v.pulse.open_days:
+            problems.append(f"pulse.remind_after_days: {v.pulse.remind_after_days} is not before the week closes (open_days = {v.pulse.open_days})")
+    if v.any_rights and v.fasttrack is not None and not v.fasttrack.backup_approvers:
         problems.append("fasttrack.backup_approvers: required with [[rights]]: over-budget requests need someone to decide them")
     return problems
 
 
 def parse_process(data: dict) -> ProcessConfig:
+    """The configuration, or ProcessConfigError with every problem at once: those of each field, then
+    those across sections (checked over whatever parts are valid, even when others are not)."""
     try:
         cfg = ProcessConfig.model_validate(data)
     except ValidationError as exc:
@@ -425,21 +473,26 @@ def parse_process(data: dict) -> ProcessConfig:
             ):
                 continue  # a follow-on of an error inside the list, already reported
             problems.append(f"{_loc(err['loc'])}: {msg}")
+        problems += [p for p in _cross_check(_Valid.parts(data)) if p not in problems]
         raise ProcessConfigError(problems) from None
-    problems = _cross_check(cfg)
+    problems = _cross_check(_Valid.of(cfg))
     if problems:
         raise ProcessConfigError(problems)
     return cfg
 
 
-def load_process(path: str | Path) -> ProcessConfig:
+def load_process(path: str | Path, source: str = "PROCESS_CONFIG") -> ProcessConfig:
+    """The file at `path`; `source` is where the path came from (a setting, `--file`), named when it
+    cannot be read."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ProcessConfigError([f"PROCESS_CONFIG: no file at {path}"]) from None
+        raise ProcessConfigError([f"{source}: no file at {path}"]) from None
+    except IsADirectoryError:
+        raise ProcessConfigError([f"{source}: {path} is a directory, not a file"]) from None
     except OSError as exc:
-        raise ProcessConfigError([f"PROCESS_CONFIG: cannot read {path}: {exc.strerror}"]) from None
+        raise ProcessConfigError([f"{source}: cannot read {path}: {exc.strerror}"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

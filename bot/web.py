@@ -9,22 +9,23 @@ from gunicorn.app.base import BaseApplication
 from bot.settings import Settings
 
 
-def wsgi_app():
-    """Build the WSGI app from the environment (one per gunicorn worker). It does not connect to the
-    database (`serve` checked it before gunicorn started), so a worker that restarts while the database
-    is down still boots, and serves again as soon as it is back."""
+def wsgi_app(settings: Settings | None = None):
+    """Build the WSGI app (one per gunicorn worker) from `serve`'s settings, which a worker inherits as
+    a fork of its master, or else from the environment. It does not connect to the database (`serve`
+    checked it before gunicorn started), so a worker that restarts while the database is down still
+    boots, and serves again as soon as it is back."""
     from bot.app import WebApp
     from bot.cli import build
     from bot.settings import load_settings
 
-    settings = load_settings("slack_bot_token", "slack_signing_secret")
+    settings = settings or load_settings("slack_bot_token", "slack_signing_secret")
     app, db = build(settings)
     return WebApp(app, db, settings.slack_signing_secret.get_secret_value())
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, options: dict):
-        self.options = options
+    def __init__(self, options: dict, settings: Settings):
+        self.options, self.settings = options, settings
         super().__init__()
 
     def load_config(self):
@@ -32,7 +33,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return wsgi_app()
+        return wsgi_app(self.settings)
 
 
 def serve(settings: Settings) -> None:
@@ -47,4 +48,4 @@ def serve(settings: Settings) -> None:
         "errorlog": "-",
         "loglevel": os.environ.get("LOG_LEVEL", "info").lower(),
         "proc_name": "steward-web",
-    }).run()
+    }, settings).run()

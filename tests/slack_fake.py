@@ -153,6 +153,7 @@ class FakeSlack:
         self._channel_limits: dict[str, tuple[float, int, dict[str, _Bucket]]] = {}
         self._workspace_limits: dict[str, _Bucket] = {}
         self._down_until = 0.0
+        self.socket_url: str | None = None  # what apps.connections.open answers (a fake Socket Mode server's ws:// URL)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._last_ts = 1700000000 * 10**6  # microseconds; never reset, so a ts is never issued twice
@@ -238,6 +239,7 @@ class FakeSlack:
             self._down_until = 0.0
             self.clock = _fixed_clock
             self.users.clear()
+            self.socket_url = None
 
     # -- programming faults -----------------------------------------------------------------------
     def _queue(self, method: str, fault: tuple[str, object], times: int) -> None:
@@ -372,6 +374,12 @@ class FakeSlack:
             return 200, {}, {"ok": False, "error": value}, 0
         if kind == "server_error":
             return int(value), {}, dict(SERVER_ERROR), 0
+        if method == "apps.connections.open":  # Socket Mode: the one method that takes the app-level token
+            if not token or not token.startswith("xapp-"):
+                return 200, {}, {"ok": False, "error": "not_authed"}, 0
+            if not self.socket_url:
+                return 200, {}, {"ok": False, "error": "internal_error"}, 0
+            return 200, {}, {"ok": True, "url": self.socket_url}, 0
         if not token or not token.startswith("xoxb-"):
             return 200, {}, {"ok": False, "error": "not_authed"}, 0
         invalid = _check_blocks(method, args)

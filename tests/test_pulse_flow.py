@@ -370,8 +370,9 @@ def test_the_job_killed_mid_fan_out_leaves_no_dm_twice_and_none_missing(app, fak
         proc.wait()
     with db.read() as session:
         held = session.exec(select(Outbox).where(Outbox.status == "sending")).all()
-    assert len(held) == 1 and held[0].key.startswith(f"pulse:{week}:")  # posted, never recorded
+    # the hung DM, and any other the sweep's workers had in flight: posted or not, never recorded
+    assert 1 <= len(held) <= 4 and all(h.key.startswith(f"pulse:{week}:") for h in held)
     out = in_process(db, fake, "run-job", "pulse", "--now", at(day, 20, 5), later=timedelta(minutes=2))
-    assert "pulse: nothing due" in out and "pulse: 5 of 5 delivered" in out  # nobody written twice; the held DM found
+    assert "pulse: nothing due" in out and re.search(r"pulse: (\d) of \1 delivered", out), out  # nobody written twice
     for user in ASKED:
         assert fake.posted(pulse.dm_key(week, user)) == 1, user
