@@ -103,14 +103,15 @@ def contexts(text: str) -> dict[str, list[dict]]:
     h = handoff(text)
     states = ["open", "rework_requested", "clarification_requested", "accepted", "cancelled"]
     return {
-        "handoff_card": [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward="U0STEW") for s in states]
+        "handoff_card": [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward="U0STEW",
+                              fasttracks=[a_request(text, state=st) for st in ("pending", "approved", "denied")] * 3) for s in states]
         + [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward=None, deadline=datetime(2026, 1, 2, 9),
                 overdue=o, reviewers="S0REVIEW") for s in states for o in (0, 12.5)],
         "handoff_escalation": [dict(h=h, ev=ev, to=to, from_name=text, to_name=text, deadline=d, overdue=o, snoozes_left=left, channel=c)
                                for ev in clock_events(text) for to in ("team", "S0LEADS", "U0STEW", None)
                                for d, o, left, c in ((datetime(2026, 1, 2, 9), 12.5, 1, "C0ENG"), (None, 0, 0, None))],
         "handoff_resubmit_reminder": [dict(h=h, to_name=text, deadline=d, overdue=o) for d, o in ((datetime(2026, 1, 2, 9), 3.0), (None, 0))],
-        "fasttrack_escalated_dm": [dict(r=a_request(text), hours="24")],
+        "fasttrack_escalated_dm": [dict(r=a_request(text), hours=h) for h in (24.0, 1.0, 2.5)],
         "handoff_modal": [
             dict(from_teams=cfg.teams, from_team=cfg.teams[0], to_teams=cfg.teams[1:], to_team=to, boundary=bd, model=m,
                  criteria_block="criteria-design-eng", alternatives=list(cfg.teams))
@@ -135,24 +136,30 @@ def contexts(text: str) -> dict[str, list[dict]]:
                               for i in (None, an_initiative(text))],
         "fasttrack_modal": [dict(teams=t, budgets={x.id: Budget(x.id, "2026-11", 27, 2, 10) for x in cfg.teams}, rights=rights(text),
                                  reasons=[text[:75] or "r", "Other"], handoffs=hs) for t, hs in ((cfg.teams, [h] * 120), (cfg.teams[:1], []))],
-        "fasttrack_card": [dict(r=a_request(text, state=st, over=o), team_name=text, meter=text, right=rights(text)[0], handoff=hd, mode=mode, why=w)
-                           for st in ("pending", "approved", "denied") for mode in ("decide", "watch") for o, hd, w in ((True, h, text), (False, None, None))],
+        "fasttrack_card": [dict(r=a_request(text, state=st, over=o), team_name=text, budget=Budget("eng", "2026-11", 9, int(o), 10), right=rt,
+                                names={"qa": text, "eng": text}, handoff=hd, mode=mode, why=w)
+                           for st in ("pending", "approved", "denied") for mode in ("decide", "watch") for o, hd, w in ((True, h, text), (False, None, None))
+                           for rt in (rights(text)[0], rights(text, "U0PMO")[0])],
+        "fasttrack_owner_notice": [dict(r=a_request(text, state=st), team_name=text, owner=o, names={"qa": text}, handoff=hd)
+                                   for st in ("approved", "denied") for o, hd in (("qa", h), ("U0PMO", None))],
+        "fasttrack_already": [dict(r=a_request(text, state=st)) for st in ("approved", "denied")],
         "fasttrack_deny_modal": [dict(r=a_request(text))],
         "fasttrack_decided_dm": [dict(r=a_request(text, state=st)) for st in ("approved", "denied")],
-        "fasttrack_submitted_dm": [dict(r=a_request(text, over=o), meter=text, why=w, channel=c) for o, w, c in ((True, None, "C0FT"), (False, text, None))],
+        "fasttrack_submitted_dm": [dict(r=a_request(text, over=o), budget=Budget("eng", "2026-11", 9, int(o), 10), why=w, channel=c)
+                                   for o, w, c in ((True, None, "C0FT"), (False, text, None))],
         "fasttrack_list": [dict(mine=[a_request(text)] * 20, waiting=[a_request(text, over=True)] * 20, names={"eng": text}), dict(mine=[], waiting=[], names={})],
-        "fasttrack_rights": [dict(rows=[{"element": text, "sets": {"team": text, "user": None}, "grants": ["U0STEW"] * 30, "owns": {"team": None, "user": "U0BOB"}}] * 50,
-                                  percent="12.5", backups=["U0HEAD"]), dict(rows=[], percent="10", backups=[])],
+        "fasttrack_rights": [dict(rows=[{"element": text, "sets": "qa", "grants": ["U0STEW"] * 30, "owns": "U0BOB"}] * 50, names={"qa": text},
+                                  percent="12.5", backups=["U0HEAD"]), dict(rows=[], names={}, percent="10", backups=[])],
         "fasttrack_help": [dict(problem=text, command="/fasttrack"), dict(problem=None, command="/fasttrack")],
         "initiative_modal": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", metrics=METRICS, current=c, user="U0ALICE")
                              for c in (None, an_initiative(text))],
     }
 
 
-def rights(text: str):
+def rights(text: str, owner: str = "qa"):
     from bot.process import Right
 
-    return [Right(element=(text or "e")[:75], sets_standard=(text or "qa")[:40], grants_exceptions=("U0STEW",), owns_execution="qa")] * 120
+    return [Right(element=(text or "e")[:75], sets_standard=(text or "qa")[:40], grants_exceptions=("U0STEW",), owns_execution=owner)] * 120
 
 
 def a_request(text: str, state: str = "pending", over: bool = False):
