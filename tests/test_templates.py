@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 
 import pytest
@@ -202,6 +203,68 @@ def user_texts(node):
             yield from user_texts(item)
 
 
+# What may stand between < and > in Slack's mrkdwn, as Steward writes it: a mention, a channel, a user
+# group, a date token, a link. Anything else between < and > is a raw `<word>` Slack turns into a link or
+# swallows; an & that starts no entity is not valid either.
+_TOKEN = re.compile(r"<(?:@[UW][A-Z0-9]{2,}|#[CG][A-Z0-9]{2,}|!subteam\^S[A-Z0-9]{2,}"
+                    r"|!date\^\d+\^[^|<>]+\|[^<>]+|https?://[^\s<>|]+(?:\|[^<>]*)?)>")
+_ENTITY = re.compile(r"&(?!amp;|lt;|gt;)")
+
+
+def mrkdwn_problems(text: str) -> list[str]:
+    """Why `text` is not valid mrkdwn as Steward must write it (empty when it is): the one check for
+    inserted values and for a template's own words. A `>` starting a line is a quote and may stay."""
+    rest = _TOKEN.sub("", text)
+    problems = [f"raw {m.group(0)!r}" for m in re.finditer(r"<[^<>]{0,40}>?", rest)]
+    rest = re.sub(r"<[^<>]{0,40}>?", "", rest)
+    problems += [f"raw '>' in {rest[max(m.start() - 20, 0):m.start() + 1]!r}" for m in re.finditer(r"(?<!\n)(?<!^)>", rest)]
+    problems += [f"unescaped '&' in {text[max(m.start() - 20, 0):m.start() + 10]!r}" for m in _ENTITY.finditer(rest)]
+    return problems
+
+
+def static_text(source: str) -> list[str]:
+    """A template's own words: the text between its tags, as Jinja's lexer reads it (comments, tags and
+    expressions are not static text; an expression is escaped when rendered). The JSON escapes of a line
+    break are read as one, so a quote's `>` is at the start of its line."""
+    from templates import _env
+
+    # JSON's own syntax has no <, > or &, so a data token is checked whole (a leading space: a token that
+    # starts after an expression does not start a line)
+    return [" " + value.replace("\\n", "\n") for _, kind, value in _env.lex(source) if kind == "data"]
+
+
+def static_problems(source: str) -> list[str]:
+    return [p for text in static_text(source) for p in mrkdwn_problems(text)]
+
+
+def test_every_templates_own_words_are_valid_mrkdwn():
+    """Every template, present or future, is read: its static text gets the check inserted values get."""
+    from pathlib import Path
+
+    import templates
+
+    files = sorted(Path(templates.__file__).parent.glob("*.j2"))
+    assert len(files) == len(names()) + 1  # and _macros.j2
+    problems = {f.name: static_problems(f.read_text()) for f in files}
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+def test_the_static_check_catches_raw_words_and_ampersands():
+    from pathlib import Path
+
+    import templates
+
+    help_source = (Path(templates.__file__).parent / "handoff_help.json.j2").read_text()
+    assert "&lt;team&gt;" in help_source and static_problems(help_source) == []
+    broken = help_source.replace("&lt;team&gt;", "<team>").replace("&lt;number&gt;", "<number>")
+    assert static_problems(broken) == ["raw '<team>'", "raw '<number>'", "raw '<number>'"]
+    assert static_problems('{"text": "Q&A {{ x }} &amp; <@U0ABC> <#C0ENG> <https://a.example|a>"}') == ["unescaped '&' in ' {\"text\": \"Q&A '"]
+    assert static_problems('{"text": "{% if x %}a -> b{% endif %}"}') == ["raw '>' in ' a ->'"]
+    assert static_problems('{"text": "said:\\n>{{ reason }}"} {# a <comment> & more #}') == []  # a quote; a comment is not shown
+    assert mrkdwn_problems("<!date^1790000000^{date_short_pretty} {time}|Thu 26 Nov 2026 12:14 UTC> <!subteam^S0X>") == []
+    assert mrkdwn_problems("<!channel> <!date^x^y|z>") == ["raw '<!channel>'", "raw '<!date^x^y|z>'"]
+
+
 @pytest.mark.parametrize("text", [HOSTILE, BIG, "", "plain words"])
 def test_templates_render_valid_block_kit_and_escape_user_text(text):
     for name, cases in contexts(text).items():
@@ -218,6 +281,7 @@ def test_templates_render_valid_block_kit_and_escape_user_text(text):
                     if block["type"] == "section":
                         assert len(block["text"]["text"]) <= 3000
             for s in user_texts(out):
+                assert mrkdwn_problems(s) == [], (name, mrkdwn_problems(s)[:3], s[:200])
                 s = s.replace("<!subteam^S0REVIEW>", "").replace("<!subteam^S0LEADS>", "")  # groups Steward was configured to mention
                 for ping in ("<!channel>", "<!here>", "<!everyone>", "<@U0BOSS>", "<!subteam", "<https://evil"):
                     assert ping not in s, (name, s[:200])
