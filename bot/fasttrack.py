@@ -218,7 +218,7 @@ def _owner(cfg: ProcessConfig, r: FastTrack, ev: FastTrackEvent) -> list[Message
         return []
     team = cfg.team(right.owns_execution)
     where = team.channel if team else right.owns_execution
-    if where == ev.actor:
+    if where in (ev.actor, r.requester):  # the requester has the decision's DM already
         return []
     item = f"fasttrack:{r.id}"
     return [Message(f"{item}:v{ev.seq}:owner", item, POST, where, "fasttrack_owner_notice", {"id": r.id, "owner": right.owns_execution},

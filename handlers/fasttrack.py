@@ -63,7 +63,8 @@ def command(ack, body, client, context):
                             backups=list(cfg.fasttrack.backup_approvers)))
     if verb == "list":
         mine, waiting = fasttrack.listing(db, user)
-        return ack(**render("fasttrack_list", mine=mine, waiting=waiting, names=names(cfg)))
+        budgets = [fasttrack.team_budget(db, cfg, t.id, deps.now()) for t in cfg.teams_of(user)]
+        return ack(**render("fasttrack_list", mine=mine, waiting=waiting, names=names(cfg), budgets=budgets))
     if verb:
         return ack(**render("fasttrack_help", problem=f"There is no {COMMAND} command '{verb}'.", command=COMMAND))
     teams = cfg.teams_of(user)

@@ -244,6 +244,7 @@ def test_rights_list_and_help(steward, fake, db):
     fake.wait("chat.postMessage", 3)
     mine = blocks_text(steward.command("U0BOB", "list", command="/fasttrack").json())
     assert "skip QA sign-off · Hotfix 4.2.1 &lt;!channel&gt; · Engineering · pending" in mine
+    assert "*Engineering* has used 0 of 1 allowed this month (budget 10% of 0 items)." in mine  # the form's words
     waiting = blocks_text(steward.command("U0CAROL", "list", command="/fasttrack").json())
     assert "*Awaiting your decision*\n*#" in waiting and "from <@U0BOB>" in waiting
     assert "/fasttrack rights" in blocks_text(steward.command("U0BOB", "help", command="/fasttrack").json())

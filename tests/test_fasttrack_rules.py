@@ -265,3 +265,27 @@ def clean_fasttracks(db) -> None:
     with db.engine.begin() as conn:
         for table in ("outbox", "fasttrack_event", "fasttrack"):
             conn.execute(text(f"DELETE FROM {table}"))
+
+
+def test_a_decision_reaches_whoever_owns_the_gate(db, cfg):
+    from bot.process import Right
+
+    def owned_by(owner: str):
+        rights = tuple(Right(**{**r.model_dump(), "owns_execution": owner}) if r.element == "QA sign-off" else r for r in cfg.rights)
+        return cfg.model_copy(update={"rights": rights})
+
+    def notices(request_id: int) -> list[str]:
+        with db.read() as s:
+            return [o.channel for o in s.exec(select(Outbox).where(Outbox.item == f"fasttrack:{request_id}",
+                                                                   Outbox.render == "fasttrack_owner_notice"))]
+
+    items(db, cfg, 50, "eng")  # a budget of 5: every request here is within it
+    for owner, decider, approve, expected in (("qa", "U0CAROL", True, ["C0QA"]),  # a team: its channel, its member decided or not
+                                              ("U0PMO", "U0STEW", False, ["U0PMO"]),  # a person: a DM, denied too
+                                              ("U0STEW", "U0STEW", True, []),  # not the decider about their own decision
+                                              ("U0BOB", "U0CAROL", True, [])):  # nor the requester, who has the decision's DM
+        rules = owned_by(owner)
+        row, _, _ = ask(db, rules)
+        assert notices(row.id) == []  # asked: nothing for the owner yet
+        fasttrack.decide(db, rules, row.id, decider, approve=approve, reason=None if approve else "Use the standard path", now=NOW)
+        assert notices(row.id) == expected, owner

@@ -148,7 +148,9 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "fasttrack_decided_dm": [dict(r=a_request(text, state=st)) for st in ("approved", "denied")],
         "fasttrack_submitted_dm": [dict(r=a_request(text, over=o), budget=Budget("eng", "2026-11", 9, int(o), 10), why=w, channel=c)
                                    for o, w, c in ((True, None, "C0FT"), (False, text, None))],
-        "fasttrack_list": [dict(mine=[a_request(text)] * 20, waiting=[a_request(text, over=True)] * 20, names={"eng": text}), dict(mine=[], waiting=[], names={})],
+        "fasttrack_list": [dict(mine=[a_request(text)] * 20, waiting=[a_request(text, over=True)] * 20, names={"eng": text},
+                                budgets=[Budget(t, "2026-11", 9, 1, 10) for t in ("eng", "qa")]),
+                           dict(mine=[], waiting=[], names={})],
         "fasttrack_rights": [dict(rows=[{"element": text, "sets": "qa", "grants": ["U0STEW"] * 30, "owns": "U0BOB"}] * 50, names={"qa": text},
                                   percent="12.5", backups=["U0HEAD"]), dict(rows=[], names={}, percent="10", backups=[])],
         "fasttrack_help": [dict(problem=text, command="/fasttrack"), dict(problem=None, command="/fasttrack")],
