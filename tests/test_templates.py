@@ -320,3 +320,15 @@ def test_digest_shows_responses_escalations_and_overdue():
     assert "· 2 received overdue at the month's end" in text
     assert "Still waiting past their deadline at the month's end, by receiving team: Ops &lt;!here&gt; 2, Ops &lt;!here&gt; 2, Ops &lt;!here&gt; 2." in text
     assert "<!here>" not in text
+
+
+def test_a_time_is_a_slack_date_token_with_a_readable_utc_fallback():
+    from datetime import timedelta, timezone
+
+    from templates import _when, readable_utc
+
+    noon = datetime(2026, 11, 26, 12, 14)  # naive UTC, as stored
+    assert _when(noon) == "<!date^1795695240^{date_short_pretty} {time}|Thu 26 Nov 2026 12:14 UTC>"
+    berlin = datetime(2026, 11, 26, 13, 14, tzinfo=timezone(timedelta(hours=1)))
+    assert _when(berlin) == _when(noon) and readable_utc(berlin) == "Thu 26 Nov 2026 12:14 UTC"
+    assert _when(date(2026, 11, 26)) == "Thu 26 Nov 2026"  # a date has no time of day: no token
