@@ -212,13 +212,14 @@ def _handoff_card(session: Session, cfg: ProcessConfig, r: FastTrack) -> list[Me
 
 def _owner(cfg: ProcessConfig, r: FastTrack, ev: FastTrackEvent) -> list[Message]:
     """The decision reaches whoever owns the gate's execution (the matrix's `owns_execution`): the team's
-    channel, or the person. Not the decider told of their own decision."""
+    channel, or the person. Not the decider about their own decision, nor the requester (who has the
+    decision's DM)."""
     right = cfg.right(r.element)
     if right is None:
         return []
     team = cfg.team(right.owns_execution)
     where = team.channel if team else right.owns_execution
-    if where in (ev.actor, r.requester):  # the requester has the decision's DM already
+    if where in (ev.actor, r.requester):
         return []
     item = f"fasttrack:{r.id}"
     return [Message(f"{item}:v{ev.seq}:owner", item, POST, where, "fasttrack_owner_notice", {"id": r.id, "owner": right.owns_execution},
