@@ -10,8 +10,11 @@ deciding transaction (serialised per team), so two approvals at once can never o
 budget no longer covers is re-routed to the backup approvers instead.
 
 Each request and decision writes, in its transaction, the messages it causes (`messages()`): a card per
-decider (or one in `[fasttrack].channel`), updated in place when it is decided or re-routed, and the
-requester's DMs. A request none of whose cards Slack would take goes to the backup approvers.
+decider (or one in `[fasttrack].channel`), updated in place when it is decided or re-routed, the
+requester's DMs, a decision's notice to whoever owns the gate's execution (`owns_execution`: the team's
+channel, or the person), and the linked handoff's card drawn again. The regular approvers of an
+over-budget request get no card (they could not act on it). A request none of whose cards Slack would
+take goes to the backup approvers.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlmodel import Session, select
 
 from bot import schedule
 from bot.handoffs import HandoffError, NotAllowed, NotFound, local_today, utcnow
+from bot.handoffs import card_key as card_key_of_handoff
 from bot.items import Kind, LostRace, Outcome
 from bot.outbox import POST, UPDATE, Message, update_of
 from bot.process import ProcessConfig, Right
@@ -39,11 +43,6 @@ WHAT_MAX = 300
 PENDING_SCAN = 1000
 JUSTIFICATION_MAX = 2000
 REASON_MAX = 1000
-
-
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -69,18 +68,6 @@ class Budget:
         """Would one more approval exceed the budget?"""
         return self.position > self.limit
 
-    def meter(self) -> str:
-        """"this would be the 3rd fast-track of 27 items this month (11%), budget 10%"."""
-        budget = f"budget {self.percent:g}%"
-        if self.items == 0:
-            return f"this would be the {ordinal(self.position)} fast-track this month, with no items sent yet ({budget}: at least 1 allowed)"
-        share = round(self.position * 100 / self.items)
-        return f"this would be the {ordinal(self.position)} fast-track of {self.items} items this month ({share}%), {budget}"
-
-    def standing(self) -> str:
-        """How the month stands, before asking: "2 of 3 allowed used (27 items, budget 10%)"."""
-        return f"{self.approved} of {self.limit} allowed used ({self.items} item{'s' if self.items != 1 else ''} this month, budget {self.percent:g}%)"
-
     def as_dict(self) -> dict:
         return {"team": self.team, "period": self.period, "items": self.items, "approved": self.approved,
                 "limit": self.limit, "position": self.position, "percent": self.percent}
@@ -88,7 +75,17 @@ class Budget:
     @classmethod
     def when_requested(cls, events: list[FastTrackEvent]) -> Budget:
         """The budget as it stood when the request was made (its `requested` event)."""
-        b = events[0].data["budget"]
+        return cls._of(events[0].data["budget"])
+
+    @classmethod
+    def latest(cls, events: list[FastTrackEvent]) -> Budget:
+        """The budget as it stood at the request's latest event that measured it: asked, re-routed because
+        the budget ran out, or decided. (A card shows this one snapshot, so it never says both "over" and
+        "within" budget.)"""
+        return cls._of(next(e.data["budget"] for e in reversed(events) if (e.data or {}).get("budget")))
+
+    @classmethod
+    def _of(cls, b: dict) -> Budget:
         return cls(b.get("team", ""), b["period"], b["items"], b["approved"], b["percent"])
 
 
@@ -114,8 +111,10 @@ def team_budget(db: Database, cfg: ProcessConfig, team: str, now: datetime | Non
 
 @dataclass
 class Route:
+    """Who decides. The regular approvers of an over-budget request get no card they could not act on;
+    when a request they already have a card for goes on to the backups, that card says so in one line."""
+
     deciders: list[str]  # may decide
-    watchers: list[str]  # see that it awaits the backup approvers (regular approvers of an over-budget request)
     over_budget: bool
     why: str | None = None  # when the backups decide although the budget allows it
 
@@ -124,10 +123,10 @@ def route(cfg: ProcessConfig, right: Right, requester: str, over_budget: bool) -
     regular = [p for p in cfg.granters(right) if p != requester]
     backups = [p for p in cfg.fasttrack.backup_approvers if p != requester]
     if over_budget:
-        return Route(backups, [p for p in regular if p not in backups], True)
+        return Route(backups, True)
     if not regular:
-        return Route(backups, [], False, "the only approver named for this element is the requester")
-    return Route(regular, [], False)
+        return Route(backups, False, "the only approver named for this element is the requester")
+    return Route(regular, False)
 
 
 # -- requests ----------------------------------------------------------------------------------------
@@ -201,7 +200,36 @@ def _cards(session: Session, request_id: int) -> list[Outbox]:
                                                   Outbox.render == "fasttrack_card")))
 
 
+def _handoff_card(session: Session, cfg: ProcessConfig, r: FastTrack) -> list[Message]:
+    """The linked handoff's card is drawn again: it shows the request and its decision."""
+    h = session.get(Handoff, r.handoff_id) if r.handoff_id else None
+    if h is None:
+        return []
+    team = cfg.team(h.to_team)
+    card = card_key_of_handoff(h.id)
+    return [Message(update_of(card), f"handoff:{h.id}", UPDATE, team.channel if team else "", "handoff_card", {"id": h.id}, anchor=card)]
+
+
+def _owner(cfg: ProcessConfig, r: FastTrack, ev: FastTrackEvent) -> list[Message]:
+    """The decision reaches whoever owns the gate's execution (the matrix's `owns_execution`): the team's
+    channel, or the person. Not the decider about their own decision, nor the requester (who has the
+    decision's DM)."""
+    right = cfg.right(r.element)
+    if right is None:
+        return []
+    team = cfg.team(right.owns_execution)
+    where = team.channel if team else right.owns_execution
+    if where in (ev.actor, r.requester):
+        return []
+    item = f"fasttrack:{r.id}"
+    return [Message(f"{item}:v{ev.seq}:owner", item, POST, where, "fasttrack_owner_notice", {"id": r.id, "owner": right.owns_execution},
+                    actor=ev.actor)]
+
+
 def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEvent) -> list[Message]:
+    """A request's messages: a card per decider (or one in [fasttrack].channel), updated in place; the
+    requester's receipt and the DMs that tell them what happened; a decision's notice to the owner of the
+    gate's execution; and the linked handoff's card, drawn again when the request is made and decided."""
     item = f"fasttrack:{r.id}"
     channel = cfg.fasttrack.channel
 
@@ -210,9 +238,9 @@ def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEv
                        actor=r.requester)
 
     if ev.kind == FastTrackEventKind.REQUESTED:
-        people = list(ev.data.get("deciders") or []) + list(ev.data.get("watchers") or [])
-        cards = [post(None)] if channel else [post(p) for p in people]
-        return cards + [Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_submitted_dm", {"id": r.id})]
+        cards = [post(None)] if channel else [post(p) for p in ev.data.get("deciders") or []]
+        return cards + [Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_submitted_dm", {"id": r.id})] \
+            + _handoff_card(session, cfg, r)
     cards = _cards(session, r.id)
     out = [Message(update_of(c.key), item, UPDATE, c.channel, "fasttrack_card", dict(c.params), anchor=c.key) for c in cards]
     if ev.kind == FastTrackEventKind.REROUTED:
@@ -226,6 +254,7 @@ def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEv
     if ev.kind in (FastTrackEventKind.APPROVED, FastTrackEventKind.DENIED):
         out.append(Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_decided_dm", {"id": r.id},
                            actor=ev.actor))
+        out += _owner(cfg, r, ev) + _handoff_card(session, cfg, r)
     return out
 
 
@@ -267,7 +296,7 @@ def submit(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: 
         s.add(row)
         s.flush()
         ev = FASTTRACK.event(row, FastTrackEventKind.REQUESTED, requester, now, draft.justification.strip(),
-                             deciders=routed.deciders, watchers=routed.watchers, over_budget=routed.over_budget,
+                             deciders=routed.deciders, over_budget=routed.over_budget,
                              budget=position.as_dict(), right=right.model_dump(), why=routed.why)
         keys = FASTTRACK.record(s, db, row, ev, messages(s, cfg, row, ev), now)
         return Requested(row, changed=True, event=ev, keys=keys, budget=position, route=routed)
@@ -340,7 +369,7 @@ def _decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, appro
         position = budget(s, cfg, row.team, now)
         if approve and not row.over_budget and position.over:
             right = cfg.right(row.element)
-            routed = route(cfg, right, row.requester, True) if right else Route(list(cfg.fasttrack.backup_approvers), [], True)
+            routed = route(cfg, right, row.requester, True) if right else Route(list(cfg.fasttrack.backup_approvers), True)
             done = _reroute(s, db, cfg, row, routed.deciders, actor, now, budget=position.as_dict())
             return Decision(row, changed=False, keys=done.keys, event=done.event, rerouted=True, budget=position)
         kind = FastTrackEventKind.APPROVED if approve else FastTrackEventKind.DENIED
@@ -415,6 +444,12 @@ def listing(db: Database, user: str, limit: int = 15) -> tuple[list[FastTrack], 
                          .limit(PENDING_SCAN))
         waiting = [r for r in pending if user in r.deciders][:limit]
     return mine, waiting
+
+
+def for_handoff(db: Database, handoff_id: int) -> list[FastTrack]:
+    """The requests linked to a handoff, oldest first (its card shows them)."""
+    with db.read() as s:
+        return list(s.exec(select(FastTrack).where(FastTrack.handoff_id == handoff_id).order_by(FastTrack.id).limit(20)))
 
 
 def open_handoffs(db: Database, user: str, limit: int = 50) -> list[Handoff]:

@@ -99,11 +99,15 @@ def slack_call(method, **kwargs) -> dict | None:
         return None
 
 
-def tell(client: WebClient, body: dict, user: str, text, people: tuple[str, ...] | list[str] = ()) -> None:
+def tell(client: WebClient, body: dict, user: str, text: str | dict, people: tuple[str, ...] | list[str] = ()) -> None:
     """A private answer to the person who acted: ephemeral where they clicked, else a DM. `text` may be a
-    rule's exception: the people it names show as mentions. (Not a decision's message: no outbox.)"""
-    people = tuple(people) + tuple(getattr(text, "people", ()))
-    message = render("notice", text=str(text), people=people)
+    rule's exception: the people it names show as mentions; or a message already rendered from its own
+    template. (Not a decision's message: no outbox.)"""
+    if isinstance(text, dict):
+        message = text
+    else:
+        people = tuple(people) + tuple(getattr(text, "people", ()))
+        message = render("notice", text=str(text), people=people)
     channel = body.get("channel_id") or (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
     if channel and slack_call(client.chat_postEphemeral, channel=channel, user=user, text=message["text"], blocks=message["blocks"]):
         return
@@ -187,6 +191,7 @@ def render_delivery_failed(deps, row) -> dict | None:
         "handoff_submitted_dm": "a handoff receipt", "fasttrack_submitted_dm": "a fast-track receipt",
         "handoff_accepted_dm": "the acceptance message", "handoff_sent_back_dm": "the send-back message",
         "fasttrack_decided_dm": "the decision message", "handoff_resubmitted": "the resubmission notice",
+        "fasttrack_owner_notice": "the decision's notice to the gate's owners",
     }.get(failed.render, "a message")
     kind, _, number = failed.item.partition(":")
     noun = {"handoff": "handoff #", "fasttrack": "fast-track request #", "digest": "the digest of ", "prompt": "the initiative prompt of "}

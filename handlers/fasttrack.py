@@ -22,25 +22,29 @@ from handlers.common import (
     view_key,
 )
 from storage.models import FastTrack
-from templates import render
+from templates import meter, readable_utc, render
 
 COMMAND = "/fasttrack"
 NOUN = "fast-track request"
 
 
 def matrix(cfg) -> list[dict]:
-    def party(who: str) -> dict:
-        team = cfg.team(who)
-        return {"team": team.name, "user": None} if team else {"team": None, "user": who}
+    return [{"element": r.element, "sets": r.sets_standard, "grants": cfg.granters(r), "owns": r.owns_execution} for r in cfg.rights]
 
-    return [{"element": r.element, "sets": party(r.sets_standard), "grants": cfg.granters(r), "owns": party(r.owns_execution)}
-            for r in cfg.rights]
+
+def names(cfg) -> dict[str, str]:
+    return {t.id: t.name for t in cfg.teams}
 
 
 def already(r: FastTrack) -> str:
+    """What a late deny form is told, in its field error (plain text: Slack shows no date token there)."""
+    when = f" ({readable_utc(r.decided_at)})" if r.decided_at else ""
+    return f"Fast-track #{r.id} was already {r.state}{when}; nothing changed."
+
+
+def told_already(r: FastTrack) -> dict:
     """What a late click is told: the decision that stands, by whom and when."""
-    when = r.decided_at.strftime("%Y-%m-%d %H:%M UTC") if r.decided_at else ""
-    return f"Fast-track #{r.id} was already {r.state} by <@{r.decided_by}> ({when}); nothing changed."
+    return render("fasttrack_already", r=r)
 
 
 # -- /fasttrack --------------------------------------------------------------------------------------------
@@ -55,11 +59,12 @@ def command(ack, body, client, context):
     if verb in ("help", "?"):
         return ack(**render("fasttrack_help", problem=None, command=COMMAND))
     if verb == "rights":
-        return ack(**render("fasttrack_rights", rows=matrix(cfg), percent=f"{cfg.fasttrack.budget_percent:g}",
+        return ack(**render("fasttrack_rights", rows=matrix(cfg), names=names(cfg), percent=f"{cfg.fasttrack.budget_percent:g}",
                             backups=list(cfg.fasttrack.backup_approvers)))
     if verb == "list":
         mine, waiting = fasttrack.listing(db, user)
-        return ack(**render("fasttrack_list", mine=mine, waiting=waiting, names={t.id: t.name for t in cfg.teams}))
+        budgets = [fasttrack.team_budget(db, cfg, t.id, deps.now()) for t in cfg.teams_of(user)]
+        return ack(**render("fasttrack_list", mine=mine, waiting=waiting, names=names(cfg), budgets=budgets))
     if verb:
         return ack(**render("fasttrack_help", problem=f"There is no {COMMAND} command '{verb}'.", command=COMMAND))
     teams = cfg.teams_of(user)
@@ -107,9 +112,10 @@ def submit(ack, body, view, context):
 def _decided(deps, client, body, user: str, outcome: fasttrack.Decision) -> None:
     r = outcome.request
     if outcome.rerouted:
-        tell(client, body, user, f"Fast-track #{r.id} is now over the team's budget ({outcome.budget.meter()}), so a backup approver decides it. Sent to them.")
+        b = outcome.budget
+        tell(client, body, user, f"Fast-track #{r.id} is now over the team's budget (it would be {meter(b.position, b)}), so a backup approver decides it. Sent to them.")
     elif not outcome.changed:
-        return tell(client, body, user, already(r), [r.decided_by])
+        return tell(client, body, user, told_already(r))
     deps.deliver(outcome.keys)
 
 
@@ -137,7 +143,7 @@ def open_deny(ack, body, client, context):
     if r is None:
         return
     if r.state != "pending":
-        return tell(client, body, body["user"]["id"], already(r), [r.decided_by])
+        return tell(client, body, body["user"]["id"], told_already(r))
     open_view(client, body, render("fasttrack_deny_modal", r=r))
 
 
@@ -184,26 +190,34 @@ def _request(deps, row) -> FastTrack | None:
         return None
 
 
+def _linked(deps, r: FastTrack):
+    if not r.handoff_id:
+        return None
+    try:
+        return handoffs.get(deps.db, r.handoff_id)
+    except HandoffError:
+        return None
+
+
+def _team_name(cfg, team_id: str) -> str:
+    team = cfg.team(team_id)
+    return team.name if team else team_id
+
+
 def render_card(deps, row) -> dict | None:
     """A decider's card (or the one card in [fasttrack].channel), as the request stands when delivered:
-    buttons for those who may decide it, "awaits the backup approvers" for the regular approvers of an
-    over-budget request."""
+    buttons for those who may decide it, one line saying a backup approver decides for a regular approver
+    whose request went on to the backups."""
     r = _request(deps, row)
     if r is None:
         return None
     events = fasttrack.history(deps.db, r.id)
     person = row.params.get("user")
     mode = "watch" if person and r.state == "pending" and person not in r.deciders else "decide"
-    handoff = None
-    if r.handoff_id:
-        try:
-            handoff = handoffs.get(deps.db, r.handoff_id)
-        except HandoffError:
-            handoff = None
     why = (events[0].data or {}).get("why") if events and set(r.deciders) == set(events[0].data.get("deciders") or []) else None
-    return render("fasttrack_card", r=r, team_name=deps.cfg.team(r.team).name if deps.cfg.team(r.team) else r.team,
-                  meter=fasttrack.Budget.when_requested(events).meter(), right=deps.cfg.right(r.element) or _Unknown(r.element),
-                  handoff=handoff, mode=mode, why=why)
+    return render("fasttrack_card", r=r, team_name=_team_name(deps.cfg, r.team), budget=fasttrack.Budget.latest(events),
+                  right=deps.cfg.right(r.element) or _Unknown(r.element), names=names(deps.cfg), handoff=_linked(deps, r),
+                  mode=mode, why=why)
 
 
 def render_submitted(deps, row) -> dict | None:
@@ -211,8 +225,17 @@ def render_submitted(deps, row) -> dict | None:
     if r is None:
         return None
     events = fasttrack.history(deps.db, r.id)
-    return render("fasttrack_submitted_dm", r=r, meter=fasttrack.Budget.when_requested(events).meter(),
+    return render("fasttrack_submitted_dm", r=r, budget=fasttrack.Budget.when_requested(events),
                   why=(events[0].data or {}).get("why"), channel=deps.cfg.fasttrack.channel or None)
+
+
+def render_owner(deps, row) -> dict | None:
+    """The decision, to whoever owns the gate's execution."""
+    r = _request(deps, row)
+    if r is None or r.state == "pending":
+        return None
+    return render("fasttrack_owner_notice", r=r, team_name=_team_name(deps.cfg, r.team), owner=row.params["owner"],
+                  names=names(deps.cfg), handoff=_linked(deps, r))
 
 
 def render_decided(deps, row) -> dict | None:
@@ -225,7 +248,7 @@ def render_escalated(deps, row) -> dict | None:
     ev = next((e for e in fasttrack.history(deps.db, r.id) if e.seq == row.params.get("seq")), None) if r else None
     if ev is None:
         return None
-    return render("fasttrack_escalated_dm", r=r, hours=f"{ev.data.get('hours', deps.cfg.fasttrack.escalate_after_hours):g}")
+    return render("fasttrack_escalated_dm", r=r, hours=float(ev.data.get("hours", deps.cfg.fasttrack.escalate_after_hours)))
 
 
 def card_failed(deps, row) -> list[str]:
@@ -236,5 +259,5 @@ def card_failed(deps, row) -> list[str]:
 
 
 RENDERERS = {"fasttrack_card": render_card, "fasttrack_submitted_dm": render_submitted, "fasttrack_decided_dm": render_decided,
-             "fasttrack_escalated_dm": render_escalated}
+             "fasttrack_escalated_dm": render_escalated, "fasttrack_owner_notice": render_owner}
 ON_FAILED = {"fasttrack_card": card_failed}

@@ -9,7 +9,7 @@ from datetime import date
 
 from slack_bolt import App
 
-from bot import escalations, handoffs, outbox, sla
+from bot import escalations, fasttrack, handoffs, outbox, sla
 from bot.handoffs import Draft, HandoffError, NotAllowed
 from handlers.common import (
     act,
@@ -343,7 +343,7 @@ def render_card(deps, row) -> dict | None:
     return render("handoff_card", h=h, from_name=team_name(deps.cfg, h.from_team), to_name=team_name(deps.cfg, h.to_team),
                   events=handoffs.history(deps.db, h.id)[-8:], steward=boundary.steward if boundary else None,
                   deadline=sla.deadline(deps.cfg, h), overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1),
-                  reviewers=team.reviewers if team else None)
+                  reviewers=team.reviewers if team else None, fasttracks=fasttrack.for_handoff(deps.db, h.id))
 
 
 def render_submitted(deps, row) -> dict | None:

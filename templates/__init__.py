@@ -15,11 +15,19 @@ Filters:
 - `group`      a user group mention built from a user group id (`<!subteam^S…>`)
 - `user_id`    a Slack user id, checked, for fields such as `initial_user`
 - `channel`    a channel link built from a channel id
-- `when`       a datetime (naive UTC) as a Slack date token with a readable fallback; a date as `day`
+- `when`       a datetime (naive UTC) as a Slack date token (`<!date^…^{date_short_pretty} {time}|…>`, shown
+               in the reader's time zone) with a readable UTC fallback, "Thu 26 Nov 2026 12:14 UTC"; a date as
+               `day`. Every time a person sees goes through it (plain text, where Slack parses no token,
+               uses `readable_utc`, the same fallback)
 - `day`        a calendar date (a due date, a needed-by date) as plain text, "Mon 30 Nov 2026": a date has
                no time of day, so no time zone may shift it
 - `url`        a link already validated by the domain (http/https, no spaces, < > |)
+- `link(label)` the same link with a label, `<url|label>`, built whole
 - `json`       a value as a JSON fragment (lists of options built in Python)
+
+Wording every template shares (globals, also imported by handlers): `plural(n, "item")` ("1 item",
+"2 items"), `meter(count, budget)`, the fast-track budget meter ("1 of 1 allowed this month (budget 10% of
+9 items)"). Tests: `is user_id` (a Slack user id, to tell a matrix party that is a person from a team).
 """
 
 from __future__ import annotations
@@ -129,15 +137,21 @@ def _channel(channel_id: str) -> Safe:
     return Safe(f"<#{channel_id}>")
 
 
+def readable_utc(value: datetime) -> str:
+    """A moment as a person reads it where Slack shows no date token: "Thu 26 Nov 2026 12:14 UTC"."""
+    aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return f"{_day(aware.date())} {aware:%H:%M} UTC"
+
+
 def _when(value: datetime | date | None, style: str = "{date_short_pretty} {time}") -> Safe:
+    """A moment as a Slack date token: each reader sees it in their own time zone; the fallback (UTC) is
+    for clients that cannot show the token."""
     if value is None:
         return Safe("")
-    if isinstance(value, datetime):
-        aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
-        fallback = aware.strftime("%Y-%m-%d %H:%M UTC")
-    else:
+    if not isinstance(value, datetime):
         return _day(value)
-    return Safe(f"<!date^{int(aware.timestamp())}^{style}|{fallback}>")
+    aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return Safe(f"<!date^{int(aware.timestamp())}^{style}|{readable_utc(aware)}>")
 
 
 def _day(value: date | None) -> Safe:
@@ -152,10 +166,31 @@ _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # not strftime: t
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+def plural(n, word: str, many: str | None = None) -> str:
+    """ "1 item", "2 items", "1.5 working hours": the count and the word that agrees with it."""
+    return f"{n:g} {word if n == 1 else (many or word + 's')}" if isinstance(n, float) else f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def meter(count: int, budget) -> str:
+    """The fast-track budget meter, the one wording every message uses: "1 of 1 allowed this month (budget
+    10% of 9 items)". `count` is what is counted: the approved so far (a form, before asking), or the
+    place a request takes (`budget.position`, on its card: more than the limit is over budget)."""
+    return f"{count} of {budget.limit} allowed this month (budget {budget.percent:g}% of {plural(budget.items, 'item')})"
+
+
+def _is_user_id(value) -> bool:
+    return isinstance(value, str) and bool(re.match(r"^[UW][A-Z0-9]{2,}$", value))
+
+
 def _url(value: str) -> Safe:
     if not _URL.match(value or "") or len(value) > 3000:
         raise ValueError("not a safe link")
     return Safe(escape_mrkdwn(value))
+
+
+def _link(value: str, label: str) -> Safe:
+    """A link with a label, `<url|label>`, built whole: no template writes a bare `<` of its own."""
+    return Safe(f"<{_url(value)}|{clip_escaped(label, 200)}>")
 
 
 def _json(value) -> Raw:
@@ -198,8 +233,9 @@ def _age(start: datetime, now: datetime) -> str:
     return f"{minutes // (24 * 60)} d"
 
 
-_env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options)
-_env.filters.update(mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, group=_group, user_id=_user_id, channel=_channel, when=_when, day=_day, url=_url, json=_json)
+_env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options, plural=plural, meter=meter)
+_env.tests.update(user_id=_is_user_id)
+_env.filters.update(mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, group=_group, user_id=_user_id, channel=_channel, when=_when, day=_day, url=_url, link=_link, json=_json)
 
 
 def render(name: str, **context) -> dict:

@@ -490,13 +490,14 @@ def test_two_servers_and_two_clocks_deliver_each_message_once(steward, _second, 
         until_saved([lambda s=s, u=u: s.click(u, "fasttrack_approve", str(f.id), channel=f"D{u[1:]}")
                      for s in (steward, other) for u in ("U0CAROL", "U0STEW")],
                     lambda: fasttrack.get(db, f.id).state == "approved", "the decision")
-        # the digest (its message, its details, its chart), the handoff's card, receipt, card update and DM, the request's
-        # two cards and receipt, the cards' updates and the decision's DM: all waiting, none in Slack
-        until(lambda: statuses(db) == {"pending": 13}, what="every message waiting")
-        assert all(fake.messages(ch) == [] for ch in ("C0ENG", "C0SYNC", "U0ALICE", "U0BOB", "U0CAROL", "U0STEW"))
+        # the digest (its message, its details, its chart), the handoff's card, receipt, card update and DM, the
+        # request's two cards and receipt, the cards' updates, the decision's DM and its notice to Quality (which
+        # owns QA sign-off's execution): all waiting, none in Slack
+        until(lambda: statuses(db) == {"pending": 14}, what="every message waiting")
+        assert all(fake.messages(ch) == [] for ch in ("C0ENG", "C0SYNC", "C0QA", "U0ALICE", "U0BOB", "U0CAROL", "U0STEW"))
 
         fake.down(0)  # back: the two clocks sweep the same rows, in the same order, at once
-        until(lambda: statuses(db) == {"sent": 13}, timeout=40, what="the clocks to deliver everything")
+        until(lambda: statuses(db) == {"sent": 14}, timeout=40, what="the clocks to deliver everything")
     finally:
         for c in clocks:
             c.stop()
@@ -504,7 +505,8 @@ def test_two_servers_and_two_clocks_deliver_each_message_once(steward, _second, 
     decided = fasttrack.get(db, f.id)
     assert decided.state == "approved" and handoffs_get(db, a.id).state == "accepted"
     dm_decided = f"fasttrack:{f.id}:v2:dm:U0BOB"
-    once = [card(a), receipt(a), accepted_dm(a), ft_card(f, "U0CAROL"), ft_card(f, "U0STEW"), ft_receipt(f), dm_decided, DIGEST]
+    once = [card(a), receipt(a), accepted_dm(a), ft_card(f, "U0CAROL"), ft_card(f, "U0STEW"), ft_receipt(f), dm_decided,
+            f"fasttrack:{f.id}:v2:owner", DIGEST]
     assert [fake.posted(k) for k in once] == [1] * len(once)
 
     def mine(channel):

@@ -57,8 +57,10 @@ def at_local(work: WorkTime, day, hour: int) -> datetime:
 
 
 def overdue(work: WorkTime, due: datetime, moment: datetime) -> str:
-    """The card's wording of how late it is at `moment` (the renderer rounds to a tenth)."""
-    return f"overdue by {round(work.between(due, moment), 1)} working hours"
+    """The card's wording of how late it is at `moment` (the renderer rounds to a tenth; templates.plural words it)."""
+    from templates import plural
+
+    return f"overdue by {plural(round(work.between(due, moment), 1), 'working hour')}"
 
 
 def date_of(moment: datetime) -> str:

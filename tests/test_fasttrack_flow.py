@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import threading
 
+from sqlmodel import select
+
 from bot import digest, fasttrack, schedule
 from handlers import digest as slack_digest
 from bot.handoffs import utcnow
+from storage.models import Handoff
 from tests.harness import blocks_text, view_of
 from tests.test_handoff_flow import fresh
 
@@ -37,7 +40,8 @@ def cards_to(fake, users) -> dict:
 def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, db, cfg):
     view = open_form(steward, fake)
     assert view["callback_id"] == "fasttrack_submit"
-    assert "*Engineering's budget this month:* 0 of 1 allowed used (0 items this month, budget 10%)" in blocks_text(view)
+    assert "*Engineering* has used 0 of 1 allowed this month (budget 10% of 0 items)." in blocks_text(view)
+    assert "(optional)" not in json.dumps(view)  # Slack adds it to an optional input's label
     options = [o["text"]["text"] for b in view["blocks"] if b.get("block_id") == "element" for o in b["element"]["options"]]
     assert options == ["QA sign-off", "Design review", "Architecture review"]
     fresh(fake)
@@ -48,7 +52,8 @@ def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, 
     assert sorted(c.args["channel"] for c in posts) == ["U0BOB", "U0CAROL", "U0STEW"]  # two approvers, the receipt
     card = cards_to(fake, {"U0CAROL"})["U0CAROL"]
     text = blocks_text(card.args)
-    assert "Budget: this would be the 1st fast-track this month, with no items sent yet (budget 10%: at least 1 allowed)" in text
+    assert "Within budget: this request is 1 of 1 allowed this month (budget 10% of 0 items)." in text and "Over budget" not in text
+    assert "Matrix: *QA sign-off*, standard set by Quality, executed by Quality." in text  # names, not team ids
     assert "Hotfix 4.2.1 &lt;!channel&gt;" in text and "<!channel>" not in text
     assert "Checkout is down for our largest customer" in text
     buttons = [e for b in card.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
@@ -56,6 +61,7 @@ def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, 
                                                                ("fasttrack_deny", str(fasttrack.listing(db, "U0BOB")[0][0].id))]
     receipt = cards_to(fake, {"U0BOB"})["U0BOB"]
     assert "went to <@U0CAROL>, <@U0STEW>" in blocks_text(receipt.args)
+    assert "Within budget: this request is 1 of 1 allowed this month (budget 10% of 0 items)." in blocks_text(receipt.args)
     (row,) = fasttrack.listing(db, "U0BOB")[0]
     assert (row.team, row.element, row.reason, row.state) == ("eng", "QA sign-off", "Customer escalation", "pending")
 
@@ -128,20 +134,91 @@ def test_over_budget_goes_to_the_backup_approvers(steward, fake, db):
     fake.wait("chat.update", 2)
     fresh(fake)
     ask(steward, fake)  # the budget (1, no items) is used: over budget
-    fake.wait("chat.postMessage", 4)
+    fake.wait("chat.postMessage", 2)
     fake.settle(quiet=0.3)
     second = fasttrack.listing(db, "U0BOB")[0][0]
     assert second.over_budget and second.deciders == ["U0HEAD"]
     posts = {c.args["channel"]: blocks_text(c.args) for c in fake.of("chat.postMessage")}
-    assert set(posts) == {"U0HEAD", "U0CAROL", "U0STEW", "U0BOB"}
-    assert "this would be the 2nd fast-track this month" in posts["U0HEAD"] and "Over budget" in posts["U0HEAD"]
-    assert "awaits a backup approver's decision (<@U0HEAD>)" in posts["U0STEW"]
+    assert set(posts) == {"U0HEAD", "U0BOB"}  # no card for the regular approvers, who could not act on it
+    card = posts["U0HEAD"]
+    assert ":warning: *Over budget*: this request is 2 of 1 allowed this month (budget 10% of 0 items), so a backup approver decides." in card
+    assert "Within budget" not in card and "Budget:" not in card
+    assert "*Over budget*: this request is 2 of 1 allowed" in posts["U0BOB"]
     fresh(fake)
     steward.click("U0STEW", "fasttrack_approve", str(second.id), channel="D0STEW")
     assert "a backup approver decides it: <@U0HEAD>" in blocks_text(fake.wait("chat.postEphemeral")[0].args)
     steward.click("U0HEAD", "fasttrack_approve", str(second.id), channel="D0HEAD")
-    assert len(fake.wait("chat.update", 3)) == 3  # the backup's card and the two regular approvers'
+    (update,) = fake.wait("chat.update")  # the backup's card
+    assert update.args["channel"] == "D0HEAD" and "Approved* by <@U0HEAD>" in blocks_text(update.args)
     assert fasttrack.get(db, second.id).decided_by == "U0HEAD"
+
+
+def test_a_rerouted_card_says_over_budget_once(steward, fake, db):
+    ask(steward, fake)
+    fake.wait("chat.postMessage", 3)
+    ask(steward, fake)  # both asked while nothing was approved: both within the budget of 1
+    fake.wait("chat.postMessage", 6)
+    first, second = sorted(fasttrack.listing(db, "U0BOB")[0], key=lambda r: r.id)
+    steward.click("U0CAROL", "fasttrack_approve", str(first.id), channel="D0CAROL")
+    fake.wait("chat.update", 2)
+    fresh(fake)
+    steward.click("U0CAROL", "fasttrack_approve", str(second.id), channel="D0CAROL")
+    told = blocks_text(fake.wait("chat.postEphemeral")[0].args)
+    assert "now over the team's budget (it would be 2 of 1 allowed this month (budget 10% of 0 items))" in told
+    updates = fake.wait("chat.update", 2)
+    new_card = next(c for c in fake.wait("chat.postMessage") if c.args["channel"] == "U0HEAD")
+    for card in [u.args for u in updates] + [new_card.args]:
+        text = blocks_text(card)
+        assert text.count("Over budget") == 1 and "Within budget" not in text and "within budget" not in text, text
+    for u in updates:  # the regular approvers' existing cards: one line, no buttons
+        text = blocks_text(u.args)
+        assert ":hourglass: Now over the team's budget, so a backup approver decides: <@U0HEAD>." in text
+        assert "fasttrack_approve" not in json.dumps(u.args["blocks"])
+
+
+def test_a_decision_reaches_the_gates_owner_and_the_linked_handoff(steward, fake, db):
+    from tests.test_handoff_flow import steward_db
+
+    view = view_of_command(steward, fake, "U0BOB", "qa")
+    assert steward.submit("U0BOB", view, {"to_team": "qa", "title": "Release 4.2.1", "criteria-eng-qa": ["Release notes"]}).status == 200
+    fake.wait("chat.postMessage", 2)
+    with steward_db(steward).read() as s:
+        h = s.exec(select(Handoff).order_by(Handoff.id.desc())).first()
+    fresh(fake)
+    ask(steward, fake, handoff=str(h.id))
+    (marked,) = fake.wait("chat.update")
+    assert marked.args["channel"] == "C0QA" and marked.args["ts"] == h.message_ts
+    (r,) = fasttrack.listing(db, "U0BOB")[0]
+    assert f":zap: Fast-track #{r.id}: skip *QA sign-off*, asked by <@U0BOB>, waiting for a decision" in blocks_text(marked.args)
+    fake.wait("chat.postMessage", 3)
+    fresh(fake)
+    steward.click("U0STEW", "fasttrack_approve", str(r.id), channel="D0STEW")
+    updates = fake.wait("chat.update", 3)  # two approvers' cards and the handoff's
+    card = next(u for u in updates if u.args["channel"] == "C0QA")
+    assert f":zap: Fast-track #{r.id}: skip *QA sign-off*, *approved* by <@U0STEW> <!date^" in blocks_text(card.args)
+    posts = {c.args["channel"]: c for c in fake.wait("chat.postMessage", 2)}
+    assert set(posts) == {"U0BOB", "C0QA"}  # the requester, and Quality, which owns QA sign-off's execution
+    notice = blocks_text(posts["C0QA"].args)
+    assert f"<@U0STEW> *approved* fast-track *#{r.id}*: *Engineering* (<@U0BOB>) may skip *QA sign-off*" in notice
+    assert f"(handoff *#{h.id} Release 4.2.1*)" in notice and "because Quality owns the execution of QA sign-off" in notice
+
+    # a late click is told the decision that stands, with the time as Slack's date token
+    fresh(fake)
+    steward.click("U0CAROL", "fasttrack_approve", str(r.id), channel="D0CAROL")
+    late = fake.wait("chat.postEphemeral")[0].args
+    assert f"Fast-track #{r.id} was already approved by <@U0STEW> <!date^" in blocks_text(late)
+    assert "{date_short_pretty} {time}|" in blocks_text(late) and " UTC>; nothing changed." in blocks_text(late)
+
+
+def test_cards_name_people_and_teams(steward, fake, db):
+    ask(steward, fake, element="Design review")  # the standard is set by a person, executed by Design
+    card = blocks_text(fake.wait("chat.postMessage", 2)[0].args)
+    assert "Matrix: *Design review*, standard set by <@U0STEW>, executed by Design." in card
+
+
+def view_of_command(steward, fake, user, text) -> dict:
+    assert steward.command(user, text).status == 200
+    return view_of(fake.wait("views.open")[-1])
 
 
 def test_bad_requests_are_answered_in_the_form(steward, fake, db):
@@ -167,6 +244,7 @@ def test_rights_list_and_help(steward, fake, db):
     fake.wait("chat.postMessage", 3)
     mine = blocks_text(steward.command("U0BOB", "list", command="/fasttrack").json())
     assert "skip QA sign-off · Hotfix 4.2.1 &lt;!channel&gt; · Engineering · pending" in mine
+    assert "*Engineering* has used 0 of 1 allowed this month (budget 10% of 0 items)." in mine  # the form's words
     waiting = blocks_text(steward.command("U0CAROL", "list", command="/fasttrack").json())
     assert "*Awaiting your decision*\n*#" in waiting and "from <@U0BOB>" in waiting
     assert "/fasttrack rights" in blocks_text(steward.command("U0BOB", "help", command="/fasttrack").json())

@@ -12,7 +12,10 @@ import pytest
 from bot import fasttrack, handoffs
 from bot.fasttrack import Budget, Draft
 from bot.handoffs import HandoffError, NotAllowed
+from sqlmodel import select
+
 from storage.db import Database
+from storage.models import Outbox
 
 NOW = datetime(2026, 11, 10, 9)
 
@@ -34,10 +37,18 @@ def test_the_budget_rule_and_its_meter():
     assert Budget("eng", "2026-11", 0, 0, 10).limit == 1  # max(1, …): a team with no items may still have one
     assert Budget("eng", "2026-11", 27, 0, 10).limit == 2  # floor(2.7)
     assert Budget("eng", "2026-11", 30, 3, 10).over and not Budget("eng", "2026-11", 30, 2, 10).over
-    assert Budget("eng", "2026-11", 27, 2, 10).meter() == "this would be the 3rd fast-track of 27 items this month (11%), budget 10%"
-    assert Budget("eng", "2026-11", 0, 0, 10).meter() == "this would be the 1st fast-track this month, with no items sent yet (budget 10%: at least 1 allowed)"
-    assert [fasttrack.ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == \
-        ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+
+def test_one_wording_for_the_meter_and_for_counts():
+    from templates import meter, plural
+
+    nine = Budget("eng", "2026-11", 9, 0, 10)
+    assert meter(nine.position, nine) == "1 of 1 allowed this month (budget 10% of 9 items)"  # within: 1st of 1
+    assert meter(nine.approved, nine) == "0 of 1 allowed this month (budget 10% of 9 items)"  # the form, before asking
+    over = Budget("eng", "2026-11", 27, 2, 12.5)
+    assert meter(over.position, over) == "3 of 3 allowed this month (budget 12.5% of 27 items)"
+    assert meter(1, Budget("eng", "2026-11", 1, 0, 10)) == "1 of 1 allowed this month (budget 10% of 1 item)"
+    assert [plural(n, "member") for n in (0, 1, 2)] == ["0 members", "1 member", "2 members"]
+    assert [plural(h, "working hour") for h in (1.0, 2.0, 12.5)] == ["1 working hour", "2 working hours", "12.5 working hours"]
 
 
 def test_items_are_the_handoffs_the_team_sent_this_month(db, cfg):
@@ -75,14 +86,14 @@ def test_needed_by_today_is_the_organisations_date(db, cfg):
     with pytest.raises(HandoffError) as exc:
         fasttrack.request(db, cfg, "U0BOB", draft, now=evening)  # Berlin: already 1 December
     assert exc.value.field == "needed_by"
-    card = render("fasttrack_card", r=row, team_name="Engineering", meter=budget.meter(), right=la.right("QA sign-off"),
+    card = render("fasttrack_card", r=row, team_name="Engineering", budget=budget, right=la.right("QA sign-off"), names={},
                   handoff=None, mode="decide", why=None)
     assert "needed by Mon 30 Nov 2026\n" in card["blocks"][1]["text"]["text"]
 
 
 def test_routing_follows_the_matrix_and_never_the_requester(db, cfg):
     row, budget, route = ask(db, cfg, element="QA sign-off")
-    assert row.deciders == ["U0CAROL", "U0STEW"] and not row.over_budget and route.watchers == []
+    assert row.deciders == ["U0CAROL", "U0STEW"] and not row.over_budget
     assert budget.position == 1
     row, _, _ = ask(db, cfg, element="Design review")  # names nobody: [fasttrack].approvers
     assert row.deciders == ["U0STEW"]
@@ -169,8 +180,11 @@ def test_over_budget_goes_to_the_backup_approvers(db, cfg):
     first, _, _ = ask(db, cfg)
     fasttrack.decide(db, cfg, first.id, "U0STEW", approve=True, now=NOW)
     second, budget, route = ask(db, cfg)
-    assert budget.meter() == "this would be the 2nd fast-track of 12 items this month (17%), budget 10%"
-    assert second.over_budget and second.deciders == ["U0HEAD"] and route.watchers == ["U0CAROL", "U0STEW"]
+    assert (budget.position, budget.limit, budget.over) == (2, 1, True)
+    assert second.over_budget and second.deciders == ["U0HEAD"] and route.deciders == ["U0HEAD"]
+    with db.read() as s:  # no card for the regular approvers: they could not act on it
+        cards = s.exec(select(Outbox).where(Outbox.item == f"fasttrack:{second.id}", Outbox.render == "fasttrack_card")).all()
+    assert [c.channel for c in cards] == ["U0HEAD"]
     with pytest.raises(NotAllowed, match="over the team's fast-track budget, so a backup approver decides it: <@U0HEAD>"):
         fasttrack.decide(db, cfg, second.id, "U0STEW", approve=True, now=NOW)
     decision = fasttrack.decide(db, cfg, second.id, "U0HEAD", approve=True, now=NOW)
@@ -251,3 +265,27 @@ def clean_fasttracks(db) -> None:
     with db.engine.begin() as conn:
         for table in ("outbox", "fasttrack_event", "fasttrack"):
             conn.execute(text(f"DELETE FROM {table}"))
+
+
+def test_a_decision_reaches_whoever_owns_the_gate(db, cfg):
+    from bot.process import Right
+
+    def owned_by(owner: str):
+        rights = tuple(Right(**{**r.model_dump(), "owns_execution": owner}) if r.element == "QA sign-off" else r for r in cfg.rights)
+        return cfg.model_copy(update={"rights": rights})
+
+    def notices(request_id: int) -> list[str]:
+        with db.read() as s:
+            return [o.channel for o in s.exec(select(Outbox).where(Outbox.item == f"fasttrack:{request_id}",
+                                                                   Outbox.render == "fasttrack_owner_notice"))]
+
+    items(db, cfg, 50, "eng")  # a budget of 5: every request here is within it
+    for owner, decider, approve, expected in (("qa", "U0CAROL", True, ["C0QA"]),  # a team: its channel, its member decided or not
+                                              ("U0PMO", "U0STEW", False, ["U0PMO"]),  # a person: a DM, denied too
+                                              ("U0STEW", "U0STEW", True, []),  # not the decider about their own decision
+                                              ("U0BOB", "U0CAROL", True, [])):  # nor the requester, who has the decision's DM
+        rules = owned_by(owner)
+        row, _, _ = ask(db, rules)
+        assert notices(row.id) == []  # asked: nothing for the owner yet
+        fasttrack.decide(db, rules, row.id, decider, approve=approve, reason=None if approve else "Use the standard path", now=NOW)
+        assert notices(row.id) == expected, owner

@@ -38,6 +38,9 @@ def test_help_unknown_words_and_unknown_team(steward, fake):
     r = steward.command("U0ALICE", "frobnicate the widgets").json()
     assert r["response_type"] == "ephemeral" and "no team or command 'frobnicate the widgets'" in blocks_text(r)
     assert "Engineering (eng)" in blocks_text(r) and "/handoff list" in blocks_text(r)
+    # the words a person fills in are shown, not swallowed by Slack as a link: escaped
+    assert "`/handoff &lt;team&gt;`" in blocks_text(r) and "`/handoff cancel &lt;number&gt;`" in blocks_text(r)
+    assert "<team>" not in json.dumps(r) and "<number>" not in json.dumps(r)
     fake.settle(quiet=0.2)
     assert fake.of("views.open") == []
 
@@ -90,6 +93,41 @@ def test_sender_in_two_teams_gets_the_team_with_a_boundary(steward, fake, db):
 
 
 # -- criteria by model ----------------------------------------------------------------------------
+
+
+def criteria_input(view: dict) -> dict:
+    return next(b for b in view["blocks"] if b.get("block_id", "").startswith("criteria"))
+
+
+def test_the_form_agrees_with_the_boundarys_model(steward, fake, db):
+    centralized = open_modal(steward, fake, "U0ALICE", "eng")
+    block = criteria_input(centralized)  # Slack shows "(optional)" on an optional input: not above "must be met"
+    assert block["optional"] is False and "every criterion must be met" in block["hint"]["text"]
+    assert "Boundary steward: <@U0STEW>" in blocks_text(centralized)
+    fresh(fake)
+    hybrid = open_modal(steward, fake, "U0BOB", "qa")
+    block = criteria_input(hybrid)
+    assert block["optional"] is True and "must be met" not in json.dumps(hybrid)
+    for view in (centralized, hybrid):
+        assert "(optional)" not in json.dumps(view)  # Slack adds it: never twice
+
+
+def test_the_resubmit_form_is_the_handoffs_notes_not_what_changed(steward, fake, db):
+    h = send(steward, fake, notes="Spec v1 in the shared drive")
+    handoffs.send_back(db, handoffs_cfg(), h.id, "U0BOB", "rework_requested", "Wireframes lack the error states")
+    fresh(fake)
+    steward.click("U0ALICE", "handoff_resubmit", str(h.id), channel="D0ALICE")
+    modal = view_of(fake.wait("views.open")[0])
+    notes = next(b for b in modal["blocks"] if b.get("block_id") == "notes")
+    assert notes["label"]["text"] == "Notes" and notes["element"]["initial_value"] == "Spec v1 in the shared drive"
+    assert "what changed" in notes["hint"]["text"] and "what changed" not in notes["label"]["text"].lower()
+    assert criteria_input(modal)["optional"] is False  # design → eng is centralized
+
+
+def test_the_card_names_the_boundary_steward(steward, fake, db):
+    send(steward, fake)
+    card = blocks_text(fake.of("chat.postMessage")[0].args)
+    assert "Boundary steward: <@U0STEW>" in card and "\nSteward:" not in card and not card.startswith("Steward:")
 
 
 def test_centralized_boundary_refuses_missing_criteria(steward, fake, db):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime
 
 import pytest
@@ -144,14 +145,15 @@ def contexts(text: str) -> dict[str, list[dict]]:
     h = handoff(text)
     states = ["open", "rework_requested", "clarification_requested", "accepted", "cancelled"]
     return {
-        "handoff_card": [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward="U0STEW") for s in states]
+        "handoff_card": [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward="U0STEW",
+                              fasttracks=[a_request(text, state=st) for st in ("pending", "approved", "denied")] * 3) for s in states]
         + [dict(h=handoff(text, state=s), from_name=text, to_name=text, events=events(text), steward=None, deadline=datetime(2026, 1, 2, 9),
                 overdue=o, reviewers="S0REVIEW") for s in states for o in (0, 12.5)],
         "handoff_escalation": [dict(h=h, ev=ev, to=to, from_name=text, to_name=text, deadline=d, overdue=o, snoozes_left=left, channel=c)
                                for ev in clock_events(text) for to in ("team", "S0LEADS", "U0STEW", None)
                                for d, o, left, c in ((datetime(2026, 1, 2, 9), 12.5, 1, "C0ENG"), (None, 0, 0, None))],
         "handoff_resubmit_reminder": [dict(h=h, to_name=text, deadline=d, overdue=o) for d, o in ((datetime(2026, 1, 2, 9), 3.0), (None, 0))],
-        "fasttrack_escalated_dm": [dict(r=a_request(text), hours="24")],
+        "fasttrack_escalated_dm": [dict(r=a_request(text), hours=h) for h in (24.0, 1.0, 2.5)],
         "handoff_modal": [
             dict(from_teams=cfg.teams, from_team=cfg.teams[0], to_teams=cfg.teams[1:], to_team=to, boundary=bd, model=m,
                  criteria_block="criteria-design-eng", alternatives=list(cfg.teams))
@@ -182,24 +184,32 @@ def contexts(text: str) -> dict[str, list[dict]]:
                 earlier_moved=(text, text, text)) for i in (None, an_initiative(text))],
         "fasttrack_modal": [dict(teams=t, budgets={x.id: Budget(x.id, "2026-11", 27, 2, 10) for x in cfg.teams}, rights=rights(text),
                                  reasons=[text[:75] or "r", "Other"], handoffs=hs) for t, hs in ((cfg.teams, [h] * 120), (cfg.teams[:1], []))],
-        "fasttrack_card": [dict(r=a_request(text, state=st, over=o), team_name=text, meter=text, right=rights(text)[0], handoff=hd, mode=mode, why=w)
-                           for st in ("pending", "approved", "denied") for mode in ("decide", "watch") for o, hd, w in ((True, h, text), (False, None, None))],
+        "fasttrack_card": [dict(r=a_request(text, state=st, over=o), team_name=text, budget=Budget("eng", "2026-11", 9, int(o), 10), right=rt,
+                                names={"qa": text, "eng": text}, handoff=hd, mode=mode, why=w)
+                           for st in ("pending", "approved", "denied") for mode in ("decide", "watch") for o, hd, w in ((True, h, text), (False, None, None))
+                           for rt in (rights(text)[0], rights(text, "U0PMO")[0])],
+        "fasttrack_owner_notice": [dict(r=a_request(text, state=st), team_name=text, owner=o, names={"qa": text}, handoff=hd)
+                                   for st in ("approved", "denied") for o, hd in (("qa", h), ("U0PMO", None))],
+        "fasttrack_already": [dict(r=a_request(text, state=st)) for st in ("approved", "denied")],
         "fasttrack_deny_modal": [dict(r=a_request(text))],
         "fasttrack_decided_dm": [dict(r=a_request(text, state=st)) for st in ("approved", "denied")],
-        "fasttrack_submitted_dm": [dict(r=a_request(text, over=o), meter=text, why=w, channel=c) for o, w, c in ((True, None, "C0FT"), (False, text, None))],
-        "fasttrack_list": [dict(mine=[a_request(text)] * 20, waiting=[a_request(text, over=True)] * 20, names={"eng": text}), dict(mine=[], waiting=[], names={})],
-        "fasttrack_rights": [dict(rows=[{"element": text, "sets": {"team": text, "user": None}, "grants": ["U0STEW"] * 30, "owns": {"team": None, "user": "U0BOB"}}] * 50,
-                                  percent="12.5", backups=["U0HEAD"]), dict(rows=[], percent="10", backups=[])],
+        "fasttrack_submitted_dm": [dict(r=a_request(text, over=o), budget=Budget("eng", "2026-11", 9, int(o), 10), why=w, channel=c)
+                                   for o, w, c in ((True, None, "C0FT"), (False, text, None))],
+        "fasttrack_list": [dict(mine=[a_request(text)] * 20, waiting=[a_request(text, over=True)] * 20, names={"eng": text},
+                                budgets=[Budget(t, "2026-11", 9, 1, 10) for t in ("eng", "qa")]),
+                           dict(mine=[], waiting=[], names={})],
+        "fasttrack_rights": [dict(rows=[{"element": text, "sets": "qa", "grants": ["U0STEW"] * 30, "owns": "U0BOB"}] * 50, names={"qa": text},
+                                  percent="12.5", backups=["U0HEAD"]), dict(rows=[], names={}, percent="10", backups=[])],
         "fasttrack_help": [dict(problem=text, command="/fasttrack"), dict(problem=None, command="/fasttrack")],
         "initiative_modal": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", metrics=METRICS, current=c, user="U0ALICE")
                              for c in (None, an_initiative(text))],
     }
 
 
-def rights(text: str):
+def rights(text: str, owner: str = "qa"):
     from bot.process import Right
 
-    return [Right(element=(text or "e")[:75], sets_standard=(text or "qa")[:40], grants_exceptions=("U0STEW",), owns_execution="qa")] * 120
+    return [Right(element=(text or "e")[:75], sets_standard=(text or "qa")[:40], grants_exceptions=("U0STEW",), owns_execution=owner)] * 120
 
 
 def a_request(text: str, state: str = "pending", over: bool = False):
@@ -242,6 +252,68 @@ def user_texts(node):
             yield from user_texts(item)
 
 
+# What may stand between < and > in Slack's mrkdwn, as Steward writes it: a mention, a channel, a user
+# group, a date token, a link. Anything else between < and > is a raw `<word>` Slack turns into a link or
+# swallows; an & that starts no entity is not valid either.
+_TOKEN = re.compile(r"<(?:@[UW][A-Z0-9]{2,}|#[CG][A-Z0-9]{2,}|!subteam\^S[A-Z0-9]{2,}"
+                    r"|!date\^\d+\^[^|<>]+\|[^<>]+|https?://[^\s<>|]+(?:\|[^<>]*)?)>")
+_ENTITY = re.compile(r"&(?!amp;|lt;|gt;)")
+
+
+def mrkdwn_problems(text: str) -> list[str]:
+    """Why `text` is not valid mrkdwn as Steward must write it (empty when it is): the one check for
+    inserted values and for a template's own words. A `>` starting a line is a quote and may stay."""
+    rest = _TOKEN.sub("", text)
+    problems = [f"raw {m.group(0)!r}" for m in re.finditer(r"<[^<>]{0,40}>?", rest)]
+    rest = re.sub(r"<[^<>]{0,40}>?", "", rest)
+    problems += [f"raw '>' in {rest[max(m.start() - 20, 0):m.start() + 1]!r}" for m in re.finditer(r"(?<!\n)(?<!^)>", rest)]
+    problems += [f"unescaped '&' in {text[max(m.start() - 20, 0):m.start() + 10]!r}" for m in _ENTITY.finditer(rest)]
+    return problems
+
+
+def static_text(source: str) -> list[str]:
+    """A template's own words: the text between its tags, as Jinja's lexer reads it (comments, tags and
+    expressions are not static text; an expression is escaped when rendered). The JSON escapes of a line
+    break are read as one, so a quote's `>` is at the start of its line."""
+    from templates import _env
+
+    # JSON's own syntax has no <, > or &, so a data token is checked whole (a leading space: a token that
+    # starts after an expression does not start a line)
+    return [" " + value.replace("\\n", "\n") for _, kind, value in _env.lex(source) if kind == "data"]
+
+
+def static_problems(source: str) -> list[str]:
+    return [p for text in static_text(source) for p in mrkdwn_problems(text)]
+
+
+def test_every_templates_own_words_are_valid_mrkdwn():
+    """Every template, present or future, is read: its static text gets the check inserted values get."""
+    from pathlib import Path
+
+    import templates
+
+    files = sorted(Path(templates.__file__).parent.glob("*.j2"))
+    assert len(files) == len(names()) + 1  # and _macros.j2
+    problems = {f.name: static_problems(f.read_text()) for f in files}
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+def test_the_static_check_catches_raw_words_and_ampersands():
+    from pathlib import Path
+
+    import templates
+
+    help_source = (Path(templates.__file__).parent / "handoff_help.json.j2").read_text()
+    assert "&lt;team&gt;" in help_source and static_problems(help_source) == []
+    broken = help_source.replace("&lt;team&gt;", "<team>").replace("&lt;number&gt;", "<number>")
+    assert static_problems(broken) == ["raw '<team>'", "raw '<number>'", "raw '<number>'"]
+    assert static_problems('{"text": "Q&A {{ x }} &amp; <@U0ABC> <#C0ENG> <https://a.example|a>"}') == ["unescaped '&' in ' {\"text\": \"Q&A '"]
+    assert static_problems('{"text": "{% if x %}a -> b{% endif %}"}') == ["raw '>' in ' a ->'"]
+    assert static_problems('{"text": "said:\\n>{{ reason }}"} {# a <comment> & more #}') == []  # a quote; a comment is not shown
+    assert mrkdwn_problems("<!date^1790000000^{date_short_pretty} {time}|Thu 26 Nov 2026 12:14 UTC> <!subteam^S0X>") == []
+    assert mrkdwn_problems("<!channel> <!date^x^y|z>") == ["raw '<!channel>'", "raw '<!date^x^y|z>'"]
+
+
 @pytest.mark.parametrize("text", [HOSTILE, BIG, "", "plain words"])
 def test_templates_render_valid_block_kit_and_escape_user_text(text):
     for name, cases in contexts(text).items():
@@ -258,6 +330,7 @@ def test_templates_render_valid_block_kit_and_escape_user_text(text):
                     if block["type"] == "section":
                         assert len(block["text"]["text"]) <= 3000
             for s in user_texts(out):
+                assert mrkdwn_problems(s) == [], (name, mrkdwn_problems(s)[:3], s[:200])
                 s = s.replace("<!subteam^S0REVIEW>", "").replace("<!subteam^S0LEADS>", "")  # groups Steward was configured to mention
                 for ping in ("<!channel>", "<!here>", "<!everyone>", "<@U0BOSS>", "<!subteam", "<https://evil"):
                     assert ping not in s, (name, s[:200])
@@ -294,3 +367,15 @@ def test_digest_shows_responses_escalations_and_overdue():
     assert "· 2 received overdue at the month's end" in text
     assert "Still waiting past their deadline at the month's end, by receiving team: Ops &lt;!here&gt; 2, Ops &lt;!here&gt; 2, Ops &lt;!here&gt; 2." in text
     assert "<!here>" not in text
+
+
+def test_a_time_is_a_slack_date_token_with_a_readable_utc_fallback():
+    from datetime import timedelta, timezone
+
+    from templates import _when, readable_utc
+
+    noon = datetime(2026, 11, 26, 12, 14)  # naive UTC, as stored
+    assert _when(noon) == "<!date^1795695240^{date_short_pretty} {time}|Thu 26 Nov 2026 12:14 UTC>"
+    berlin = datetime(2026, 11, 26, 13, 14, tzinfo=timezone(timedelta(hours=1)))
+    assert _when(berlin) == _when(noon) and readable_utc(berlin) == "Thu 26 Nov 2026 12:14 UTC"
+    assert _when(date(2026, 11, 26)) == "Thu 26 Nov 2026"  # a date has no time of day: no token
