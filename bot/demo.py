@@ -15,7 +15,7 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bot import digest, fasttrack, handoffs, initiatives, schedule
+from bot import digest, fasttrack, handoffs, initiatives, pulse, schedule
 from handlers import digest as slack_digest
 from bot.handoffs import Draft, utcnow
 from bot.process import load_process
@@ -24,6 +24,12 @@ from storage.migrate import upgrade
 from storage.models import Headcount
 
 MONTHS = 6
+PULSE_SECRET = "demo-only-pulse-secret-not-for-production"  # the demo's throwaway database; never reuse it
+# team → (average score in the first month, change a month, chance of "too rigid", of "too ambiguous")
+MOOD = {"product": (4.1, 0.0, 0.1, 0.1), "design": (3.9, -0.05, 0.1, 0.2), "eng": (3.9, -0.2, 0.2, 0.2),
+        "data": (4.2, 0.0, 0.1, 0.1), "qa": (3.4, 0.0, 0.3, 0.1), "ops": (3.2, -0.1, 0.5, 0.05)}
+COMMENTS = ["Handoff criteria are clear now, thanks", "Too many sign-offs for small changes",
+            "I never know who decides on exceptions", "The QA gate slows every hotfix"]
 PROCESS = (Path(__file__).parent / "demo_process.toml").read_text()  # the generated organisation
 
 # boundary → (handoffs a month, chance of a send-back per round, review hours, monthly drift of review hours)
@@ -131,7 +137,35 @@ def generate(db: Database, cfg, now: datetime, seed: int = 7) -> int:
                 if when == back:
                     initiatives.share(db, cfg, team, period, owner, text, metric, owner, now=end - timedelta(days=3))
     fasttracks(db, cfg, now, current)
+    pulses(db, cfg, now, rng)
     return count
+
+
+def pulses(db: Database, cfg, now: datetime, rng: random.Random) -> int:
+    """Every week of the demo's months: the survey DM to everyone, three in four answering (through the
+    same domain functions as the buttons), a comment now and then. Returns the answers recorded."""
+    sealer, tz = pulse.Sealer(PULSE_SECRET), cfg.organization.tz
+    start, _ = schedule.bounds(schedule.shift(schedule.period_of(now, tz), -MONTHS), tz)
+    monday = start - timedelta(days=start.weekday()) + timedelta(hours=12)
+    answers, week_no = 0, 0
+    while monday < now - timedelta(days=1):
+        pulse.send_due(db, cfg, monday, {})
+        week = pulse.week_id(monday.date())
+        for user, teams in pulse.members(cfg).items():
+            if rng.random() > 0.75:
+                continue
+            base, drift, rigid, vague = MOOD[teams[0]]
+            score = min(5, max(1, round(rng.gauss(base + drift * week_no / 4.3, 0.8))))
+            roll = rng.random()
+            feeling = "rigid" if roll < rigid else ("ambiguous" if roll < rigid + vague else "right")
+            at = monday + timedelta(hours=rng.uniform(1, 60))
+            pulse.answer(db, sealer, user, week, at, score=score, feeling=feeling)
+            if rng.random() < 0.04:
+                pulse.comment(db, sealer, user, week, rng.choice(COMMENTS), at)
+            answers += 1
+        monday += timedelta(days=7)
+        week_no += 1
+    return answers
 
 
 def run(directory: str | None = None) -> int:
@@ -148,7 +182,7 @@ def run(directory: str | None = None) -> int:
     print(f"Generating {cfg.organization.name}: {len(cfg.teams)} teams, {len(cfg.boundaries)} boundaries, {MONTHS} months of handoffs…")
     count = generate(db, cfg, now)
     period = schedule.shift(schedule.period_of(now, cfg.organization.tz), -1)
-    d = digest.compose(db, cfg, period)
+    d = digest.compose(db, cfg, period, sealer=pulse.Sealer(PULSE_SECRET))
     parts = slack_digest.messages(d)
     print(f"{count} handoffs written. The digest Steward would post for {d.label}:\n")
     print(slack_digest.preview(parts))
@@ -166,5 +200,5 @@ def run(directory: str | None = None) -> int:
   {"":<24} (Block Kit, a message a file: paste one whole into https://app.slack.com/block-kit-builder)
   {f"trend-{period}.png":<24} the trend chart, uploaded in the digest's thread
 
-Explore it:  DATABASE_URL=sqlite:///{path} PROCESS_CONFIG={out}/process.toml python -m bot digest --month {schedule.shift(period, -1)}""")
+Explore it:  DATABASE_URL=sqlite:///{path} PROCESS_CONFIG={out}/process.toml PULSE_SECRET={PULSE_SECRET} python -m bot digest --month {schedule.shift(period, -1)}""")
     return 0

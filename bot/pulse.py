@@ -608,7 +608,8 @@ def signals(cfg: ProcessConfig, now: Satisfaction, before: Satisfaction | None, 
         f = now.org if g == ORG else now.teams.get(g)
         if f is None or f.average is None:
             continue
-        a0, a1, a2 = f.average, avg(before, g), avg(earlier, g)
+        # compared as shown (one decimal): "4.3 → 4.3 → 3.9" is not "falling two months running"
+        a0, a1, a2 = (round(a, 1) if a is not None else None for a in (f.average, avg(before, g), avg(earlier, g)))
         if a1 is not None and a2 is not None and a0 < a1 < a2:
             out.append(Signal(g, "falling", f"{name[g]}: satisfaction falling two months running ({a2:.1f} → {a1:.1f} → {a0:.1f})", owners_of(cfg, g)))
         rates = (failure or {}).get(g)

@@ -211,6 +211,12 @@ def test_schedule_is_validated_with_its_key():
     assert cfg.schedule.digest == "30 8 * * *" and cfg.schedule.catch_up_days == 7
 
 
+def schedule_label(period: str) -> str:
+    from bot import schedule
+
+    return schedule.label(period)
+
+
 def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
     from slack_sdk.models.blocks import Block
 
@@ -236,6 +242,16 @@ def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
     assert json.loads(files[0].read_text())["blocks"][0]["type"] == "header"
     assert str(tmp_path / "demo") in r.stdout
     # the database it leaves is a real Steward database: the preview command reads it
-    again = cli("digest", "--month", month, env={"DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'steward.db'}",
-                                                 "PROCESS_CONFIG": str(tmp_path / "demo" / "process.toml")})
+    from bot.demo import PULSE_SECRET
+
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'steward.db'}", "PROCESS_CONFIG": str(tmp_path / "demo" / "process.toml")}
+    again = cli("digest", "--month", month, env=dict(env, PULSE_SECRET=PULSE_SECRET))
     assert again.returncode == 0 and again.stdout in r.stdout
+    # the demo answers the weekly pulse: its digest shows satisfaction once the month's surveys have all closed
+    from bot import pulse
+    from bot.process import load_process
+    from bot.time import utcnow
+
+    if pulse.final_at(load_process(tmp_path / "demo" / "process.toml").pulse, month) <= utcnow():
+        assert "Satisfaction (1–5)" in r.stdout and f"Satisfaction in {schedule_label(month)}" in r.stdout
+    assert "PULSE_SECRET: required" in cli("digest", "--month", month, env=env).stderr  # without the secret: said, not skipped
