@@ -103,6 +103,16 @@ def cmd_check_config(args) -> int:
     due = schedule.digest_due(cfg, period).replace(tzinfo=timezone.utc).astimezone(org.tz)
     print(f"schedule: digest '{cfg.schedule.digest}'; the next, for {schedule.label(period)}, on {due:%a %d %b %Y %H:%M} {org.timezone};"
           f" initiative prompts {_count(cfg.schedule.initiative_prompt_days, 'day')} before; catch-up {_count(cfg.schedule.catch_up_days, 'day')}")
+    p = cfg.pulse
+    if p is None:
+        print("pulse: off (no [pulse])")
+    else:
+        from bot.pulse import members
+
+        print(f"pulse: {'on' if p.enabled else 'off (enabled = false)'}; {p.send_at} in each member's time zone to"
+              f" {_count(len(members(cfg)), 'person', 'people')} of {_count(len(cfg.pulse_teams()), 'team')}; shown for groups of"
+              f" {p.min_group} or more; open {_count(p.open_days, 'day')}, a reminder after {_count(p.remind_after_days, 'day')};"
+              " needs PULSE_SECRET")
     return 0
 
 

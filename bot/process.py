@@ -376,11 +376,12 @@ class _Valid:
     any_rights: bool
     fasttrack: Fasttrack | None
     pulse: Pulse | None = None
+    pulse_teams: tuple = ()  # [pulse].teams as written, checked against the teams even when [pulse] is invalid
 
     @classmethod
     def of(cls, cfg: ProcessConfig) -> _Valid:
         return cls(cfg.organization, list(enumerate(cfg.teams)), set(), list(enumerate(cfg.boundaries)),
-                   list(enumerate(cfg.rights)), bool(cfg.rights), cfg.fasttrack, cfg.pulse)
+                   list(enumerate(cfg.rights)), bool(cfg.rights), cfg.fasttrack, cfg.pulse, cfg.pulse.teams if cfg.pulse else ())
 
     @classmethod
     def parts(cls, data: dict) -> _Valid:
@@ -401,7 +402,8 @@ class _Valid:
         return cls(one(Organization, data.get("organization")), teams,
                    {t["id"] for t in bad_teams if isinstance(t, dict) and isinstance(t.get("id"), str)},
                    boundaries, rights, bool(data.get("rights")), one(Fasttrack, data.get("fasttrack", {})),
-                   one(Pulse, data["pulse"]) if "pulse" in data else None)
+                   one(Pulse, data["pulse"]) if "pulse" in data else None,
+                   tuple((data.get("pulse") or {}).get("teams") or ()) if isinstance(data.get("pulse"), dict) else ())
 
 
 def _cross_check(v: _Valid) -> list[str]:
@@ -444,10 +446,10 @@ def _cross_check(v: _Valid) -> list[str]:
                 problems.append(f"rights[{i}].{key}: '{who}' is neither a team id nor a Slack user id")
         if v.fasttrack is not None and not r.grants_exceptions and not v.fasttrack.approvers:
             problems.append(f"rights[{i}].grants_exceptions: empty, and fasttrack.approvers is empty too: nobody could grant it")
+    for i, team_id in enumerate(v.pulse_teams if isinstance(v.pulse_teams, tuple) else ()):
+        if isinstance(team_id, str) and team_id not in known:
+            problems.append(f"pulse.teams[{i}]: no team '{team_id}'")
     if v.pulse is not None:
-        for i, team_id in enumerate(v.pulse.teams):
-            if team_id not in known:
-                problems.append(f"pulse.teams[{i}]: no team '{team_id}'")
         if v.pulse.remind_after_days and v.pulse.remind_after_days >= v.pulse.open_days:
             problems.append(f"pulse.remind_after_days: {v.pulse.remind_after_days} is not before the week closes (open_days = {v.pulse.open_days})")
     if v.any_rights and v.fasttrack is not None and not v.fasttrack.backup_approvers:

@@ -376,3 +376,20 @@ def test_the_job_killed_mid_fan_out_leaves_no_dm_twice_and_none_missing(app, fak
     assert "pulse: nothing due" in out and re.search(r"pulse: (\d) of \1 delivered", out), out  # nobody written twice
     for user in ASKED:
         assert fake.posted(pulse.dm_key(week, user)) == 1, user
+
+
+def test_check_config_summarises_the_pulse_and_names_a_bad_key():
+    r = cli("check-config", "--file", str(CONFIG))
+    assert r.returncode == 0 and "pulse: on; mon 10:00 in each member's time zone to 5 people of 2 teams; shown for groups of 3" in r.stdout
+    bad = CONFIG.read_text().replace('send_at = "mon 10:00"', 'send_at = "someday"').replace("min_group = 3", "min_group = 2") \
+        .replace('teams = ["design", "eng"]', 'teams = ["design", "nobody"]')
+    path = Path(__file__).parent / ".pulse-bad.toml"
+    path.write_text(bad)
+    try:
+        r = cli("check-config", "--file", str(path))
+    finally:
+        path.unlink()
+    assert r.returncode == 2, r.stdout + r.stderr
+    for line in ("pulse.send_at: write it as a weekday and a time", "pulse.min_group: Input should be greater than or equal to 3",
+                 "pulse.teams[1]: no team 'nobody'"):
+        assert line in r.stderr, r.stderr
