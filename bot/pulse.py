@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import and_, func, update
-from sqlmodel import Session, delete, select
+from sqlalchemy import func, update
+from sqlmodel import Session, select
 
 from bot import outbox
 from bot.items import NotFound, Outcome, RuleError
@@ -312,16 +312,25 @@ def answer(db: Database, sealer: Sealer, user: str, week: str, now: datetime, *,
     if score is None and feeling is None:
         raise RuleError("Choose a score from 1 to 5.")
     parse_week(week)
+
+    def write(session: Session, scope: str) -> None:
+        key = sealer.key("answer", week, scope, user)
+        old = session.get(PulseAnswer, key)
+        was = sealer.open(key, old.sealed) if old is not None else (0, 0)
+        sealed = sealer.seal(key, score or was[0], FEELINGS.index(feeling) + 1 if feeling else was[1])
+        session.execute(db.insert(PulseAnswer).values(key=key, week=week, scope=scope, sealed=sealed)
+                        .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed}))
+
+    return _give(db, user, week, now, write)
+
+
+def _give(db: Database, user: str, week: str, now: datetime, write) -> Outcome:
+    """One transaction: the person was asked this week and it is open; `write(session, scope)` for each
+    group they count in; the recipient row learns only that they answered; their DM is redrawn."""
     with db.write() as session:
         row = _asked(session, week, user, now)
         for scope in [*row.teams, ORG]:
-            key = sealer.key("answer", week, scope, user)
-            old = session.get(PulseAnswer, key)
-            was = sealer.open(key, old.sealed) if old is not None else (0, 0)
-            new = (score or was[0], FEELINGS.index(feeling) + 1 if feeling else was[1])
-            sealed = sealer.seal(key, *new)
-            session.execute(db.insert(PulseAnswer).values(key=key, week=week, scope=scope, sealed=sealed)
-                            .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed}))
+            write(session, scope)
         if not row.answered or row.opted_out:
             row.answered, row.opted_out = True, False
             session.add(row)
@@ -337,17 +346,12 @@ def comment(db: Database, sealer: Sealer, user: str, week: str, text: str | None
     if len(text) > COMMENT_MAX:
         raise RuleError(f"At most {COMMENT_MAX} characters.", "comment")
     parse_week(week)
-    with db.write() as session:
-        row = _asked(session, week, user, now)
-        for scope in [*row.teams, ORG]:
-            key = sealer.key("comment", week, scope, user)
-            session.execute(db.insert(PulseComment).values(key=key, week=week, scope=scope, text=text)
-                            .on_conflict_do_update(index_elements=["key"], set_={"text": text}))
-        if not row.answered or row.opted_out:
-            row.answered, row.opted_out = True, False
-            session.add(row)
-        keys = outbox.add(session, db, [_dm_update(week, user)], now)
-    return Outcome(row, changed=True, keys=keys)
+
+    def write(session: Session, scope: str) -> None:
+        session.execute(db.insert(PulseComment).values(key=sealer.key("comment", week, scope, user), week=week, scope=scope, text=text)
+                        .on_conflict_do_update(index_elements=["key"], set_={"text": text}))
+
+    return _give(db, user, week, now, write)
 
 
 def mine(db: Database, sealer: Sealer, user: str, week: str) -> dict:

@@ -14,7 +14,7 @@ from slack_bolt import App
 
 from bot import pulse
 from bot.items import RuleError
-from handlers.common import form_values, guarded, metadata, open_view, slack_call, state_value, tell
+from handlers.common import form_values, guarded, metadata, open_view, state_value, tell
 from templates import render
 
 log = logging.getLogger("steward")
@@ -39,21 +39,24 @@ def _sealer(deps):
 
 def _refused(client, body, user, exc: RuleError) -> None:
     if isinstance(exc, pulse.Closed):  # drawn by its template: the date is a Slack date token
-        message = render("pulse_closed", at=exc.at)
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-        if channel and slack_call(client.chat_postEphemeral, channel=channel, user=user, text=message["text"], blocks=message["blocks"]):
-            return None
-        return tell(client, body, user, str(exc))
+        return tell(client, body, user, render("pulse_closed", at=exc.at))
     return tell(client, body, user, exc)
+
+
+def _week_or_tell(body, client, user) -> tuple[str | None, str]:
+    week, rest = _week_and(body)
+    if week is None:
+        tell(client, body, user, "That button names no week of the survey.")
+    return week, rest
 
 
 def _act(ack, body, client, context, do):
     ack()
     deps = context["deps"]
     user = body["user"]["id"]
-    week, rest = _week_and(body)
+    week, rest = _week_or_tell(body, client, user)
     if week is None:
-        return tell(client, body, user, "That button names no week of the survey.")
+        return None
     try:
         outcome = do(deps, user, week, rest)
     except RuleError as exc:
@@ -98,9 +101,9 @@ def open_comment(ack, body, client, context):
     ack()
     deps = context["deps"]
     user = body["user"]["id"]
-    week, _ = _week_and(body)
+    week, _ = _week_or_tell(body, client, user)
     if week is None:
-        return tell(client, body, user, "That button names no week of the survey.")
+        return None
     open_view(client, body, render("pulse_comment_modal", week=week, min_group=deps.cfg.pulse.min_group if deps.cfg.pulse else 5))
 
 
@@ -113,7 +116,7 @@ def submit_comment(ack, body, view, context):
         outcome = pulse.comment(deps.db, _sealer(deps), user, week, state_value(form_values(view), "comment"), deps.now())
     except ValueError:
         return ack(response_action="errors", errors={"comment": "This form does not name a week of the survey."})
-    except pulse.Closed as exc:
+    except pulse.Closed:
         return ack(response_action="errors", errors={"comment": "This week's survey has closed; your comment was not recorded."})
     except RuleError as exc:
         return ack(response_action="errors", errors={"comment": str(exc)})
