@@ -64,7 +64,7 @@ def _act(ack, body, client, context, do):
 @guarded
 def score(ack, body, client, context):
     def do(deps, user, week, rest):
-        value = int(rest) if rest.isdigit() and len(rest) == 1 else None
+        value = int(rest) if rest in ("1", "2", "3", "4", "5") else None  # ASCII only: "٣".isdigit() too
         if value is None:
             raise RuleError("Choose a score from 1 to 5.")
         return pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), score=value)
