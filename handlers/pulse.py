@@ -78,14 +78,21 @@ def feeling(ack, body, client, context):
          lambda deps, user, week, rest: pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?"))
 
 
+def _asked(deps, user: str) -> str:
+    """Only someone the pulse asks may pause or stop it: a forged click from anyone else records nothing."""
+    if user not in pulse.members(deps.cfg):
+        raise RuleError("This survey was not sent to you.")
+    return user
+
+
 @guarded
 def pause(ack, body, client, context):
-    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.pause(deps.db, user, week, deps.now()))
+    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.pause(deps.db, _asked(deps, user), week, deps.now()))
 
 
 @guarded
 def stop(ack, body, client, context):
-    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.stop(deps.db, user, week, deps.now()))
+    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.stop(deps.db, _asked(deps, user), week, deps.now()))
 
 
 @guarded
