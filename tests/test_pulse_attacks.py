@@ -109,3 +109,36 @@ def test_postgres_transaction_ids_do_not_link_an_answer_row_to_its_person(db):
     linked = {people[x] for x in answers if x in people}
     assert not linked, f"answer rows share a transaction with the recipient rows of {sorted(linked)}"
     assert not answers & outbox
+
+
+
+def test_a_score_and_a_view_clicked_at_once_both_stay_recorded(db):
+    """Defect (PostgreSQL): answer() read the person's sealed row, merged, and wrote it back without a lock,
+    so a score and a view of processes clicked at the same moment lost one of the two. Made deterministic:
+    another connection holds the person's answer rows while both clicks arrive, then lets go."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime
+
+    if not db.url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE)")
+    week = _answered(db)  # U0BOB: score 5, no view yet
+    sealer = pulse.Sealer(SECRET)
+    day = monday(1)
+    now = datetime(day.year, day.month, day.day, 21)
+    with db.engine.connect() as holder, ThreadPoolExecutor(2) as pool:
+        holder.execute(text("SELECT key FROM pulse_answer FOR UPDATE"))
+        a = pool.submit(pulse.answer, db, sealer, "U0BOB", week, now, score=2)
+        b = pool.submit(pulse.answer, db, sealer, "U0BOB", week, now, feeling="rigid")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # both clicks have read the row and wait to write it
+            with db.engine.connect() as probe:
+                waiting = probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                             "AND datname = current_database()")).scalar()
+            if waiting >= 2 or a.done() or b.done():
+                break
+        holder.rollback()
+        a.result(), b.result()
+    with db.read() as session:  # every group the person counts in (the DM shows only the organisation's)
+        rows = {scope: session.get(PulseAnswer, sealer.key("answer", week, scope, "U0BOB")) for scope in ("eng", pulse.ORG)}
+    assert {scope: sealer.open(r.key, r.sealed) for scope, r in rows.items()} == {"eng": (2, 1), pulse.ORG: (2, 1)}
