@@ -293,7 +293,9 @@ def remind_due(db: Database, cfg: ProcessConfig, now: datetime) -> list[str]:
 
 
 def _asked(session: Session, week: str, user: str, now: datetime) -> PulseRecipient:
-    row = session.get(PulseRecipient, (week, user))
+    # Locked: the person's answer rows are read, merged and written back, so two clicks at once (a score
+    # and a view) take turns instead of one overwriting the other in some of their groups (PostgreSQL).
+    row = session.get(PulseRecipient, (week, user), with_for_update=True)
     if row is None or row.state != ASKED:
         raise NotFound("This survey was not sent to you.")
     if now >= row.closes_at:
