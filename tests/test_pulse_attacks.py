@@ -142,3 +142,24 @@ def test_a_score_and_a_view_clicked_at_once_both_stay_recorded(db):
     with db.read() as session:  # every group the person counts in (the DM shows only the organisation's)
         rows = {scope: session.get(PulseAnswer, sealer.key("answer", week, scope, "U0BOB")) for scope in ("eng", pulse.ORG)}
     assert {scope: sealer.open(r.key, r.sealed) for scope, r in rows.items()} == {"eng": (2, 1), pulse.ORG: (2, 1)}
+
+
+def test_a_lone_score_cannot_be_subtracted_out_when_the_others_gave_only_a_view(db):
+    """Defect: groups were protected by who *answered* (a score, a view or a comment), but averages count
+    only the scores. Team b: five answered, one of them with a score. Its average was that one person's
+    score, and the organisation's average times its count minus team a's gave it again."""
+    from datetime import datetime
+
+    from tests.test_pulse_anonymity import config, run_month
+
+    cfg = config({"a": 5, "b": 5}, min_group=5)
+    answers = {u: (4, None) for u in pulse.members(cfg) if u.startswith("U0A")}
+    answers |= {u: (None, "rigid") for u in pulse.members(cfg) if u.startswith("U0B")}
+    answers["U0B0"] = (1, "rigid")  # the lone score
+    s = run_month(db, cfg, answers, datetime(2026, 11, 2))
+    assert s is not None
+    shown = {g: f for g, f in [*s.teams.items(), (pulse.ORG, s.org)] if f is not None and f.average is not None}
+    for g, f in shown.items():
+        assert f.scores >= 5, (g, f.scores, f.average)
+    if pulse.ORG in shown and "a" in shown:
+        assert shown[pulse.ORG].scores - shown["a"].scores >= 5
