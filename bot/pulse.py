@@ -539,6 +539,20 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
             else:
                 asked[g] += 1
     shown, why = protect(groups, p.min_group)
+    # Averages count only scores: the people who gave one (some answer with a view or a comment alone)
+    # must pass the same test, or a lone score among views is a team's average, or a difference of sums.
+    with db.read() as session:
+        org_rows = {a.key: a.sealed for a in session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope == ORG))}
+
+    def scored(user: str, week: str) -> bool:
+        key = sealer.key("answer", week, ORG, user)
+        return key in org_rows and sealer.open(key, org_rows[key])[0] > 0
+
+    by_score = {g: {c for c in cs if scored(*c)} for g, cs in groups.items()}
+    shown_scores, why_scores = protect(by_score, p.min_group)
+    for g in shown - shown_scores:  # hiding groups only merges atoms: what stays shown passes both tests
+        shown.discard(g)
+        why[g] = why_scores[g].replace("answered", "gave a score") if why_scores[g] == HIDDEN_SMALL.format(k=p.min_group) else why_scores[g]
     with db.read() as session:
         answers = list(session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope.in_(list(shown)))))
         notes = list(session.exec(select(PulseComment).where(PulseComment.week.in_(weeks), PulseComment.scope.in_(list(shown)))
