@@ -293,7 +293,9 @@ def remind_due(db: Database, cfg: ProcessConfig, now: datetime) -> list[str]:
 
 
 def _asked(session: Session, week: str, user: str, now: datetime) -> PulseRecipient:
-    row = session.get(PulseRecipient, (week, user))
+    # Locked: the person's answer rows are read, merged and written back, so two clicks at once (a score
+    # and a view) take turns instead of one overwriting the other in some of their groups (PostgreSQL).
+    row = session.get(PulseRecipient, (week, user), with_for_update=True)
     if row is None or row.state != ASKED:
         raise NotFound("This survey was not sent to you.")
     if now >= row.closes_at:
@@ -541,6 +543,20 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
             else:
                 asked[g] += 1
     shown, why = protect(groups, p.min_group)
+    # Averages count only scores: the people who gave one (some answer with a view or a comment alone)
+    # must pass the same test, or a lone score among views is a team's average, or a difference of sums.
+    with db.read() as session:
+        org_rows = {a.key: a.sealed for a in session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope == ORG))}
+
+    def scored(user: str, week: str) -> bool:
+        key = sealer.key("answer", week, ORG, user)
+        return key in org_rows and sealer.open(key, org_rows[key])[0] > 0
+
+    by_score = {g: {c for c in cs if scored(*c)} for g, cs in groups.items()}
+    shown_scores, why_scores = protect(by_score, p.min_group)
+    for g in shown - shown_scores:  # hiding groups only merges atoms: what stays shown passes both tests
+        shown.discard(g)
+        why[g] = why_scores[g].replace("answered", "gave a score") if why_scores[g] == HIDDEN_SMALL.format(k=p.min_group) else why_scores[g]
     with db.read() as session:
         answers = list(session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope.in_(list(shown)))))
         notes = list(session.exec(select(PulseComment).where(PulseComment.week.in_(weeks), PulseComment.scope.in_(list(shown)))

@@ -67,7 +67,7 @@ def _act(ack, body, client, context, do):
 @guarded
 def score(ack, body, client, context):
     def do(deps, user, week, rest):
-        value = int(rest) if rest.isdigit() and len(rest) == 1 else None
+        value = int(rest) if rest in ("1", "2", "3", "4", "5") else None  # ASCII only: "٣".isdigit() too
         if value is None:
             raise RuleError("Choose a score from 1 to 5.")
         return pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), score=value)
@@ -81,14 +81,21 @@ def feeling(ack, body, client, context):
          lambda deps, user, week, rest: pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?"))
 
 
+def _asked(deps, user: str) -> str:
+    """Only someone the pulse asks may pause or stop it: a forged click from anyone else records nothing."""
+    if user not in pulse.members(deps.cfg):
+        raise RuleError("This survey was not sent to you.")
+    return user
+
+
 @guarded
 def pause(ack, body, client, context):
-    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.pause(deps.db, user, week, deps.now()))
+    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.pause(deps.db, _asked(deps, user), week, deps.now()))
 
 
 @guarded
 def stop(ack, body, client, context):
-    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.stop(deps.db, user, week, deps.now()))
+    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.stop(deps.db, _asked(deps, user), week, deps.now()))
 
 
 @guarded
