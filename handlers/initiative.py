@@ -22,14 +22,22 @@ def _parse(cfg, value: str | None) -> tuple[str, str] | None:
     return (team_id, period) if cfg.team(team_id) else None
 
 
-@guarded
-def open_form(ack, body, client, context):
-    ack()
+def _clicked(body, client, context):
+    """The deps, the clicker and the (team, month) their button names; a button naming none is told so."""
     deps = context["deps"]
     user = body["user"]["id"]
     picked = _parse(deps.cfg, (body.get("actions") or [{}])[0].get("value"))
     if picked is None:
-        return tell(client, body, user, "That button names no team of the process configuration.")
+        tell(client, body, user, "That button names no team of the process configuration.")
+    return deps, user, picked
+
+
+@guarded
+def open_form(ack, body, client, context):
+    ack()
+    deps, user, picked = _clicked(body, client, context)
+    if picked is None:
+        return None
     team_id, period = picked
     try:
         initiatives.may_share(deps.cfg, team_id, user)
@@ -46,11 +54,9 @@ def open_form(ack, body, client, context):
 def carry_on(ack, body, client, context):
     """*It continues*: the team's earlier initiative is kept for this month, its baseline with it."""
     ack()
-    deps = context["deps"]
-    user = body["user"]["id"]
-    picked = _parse(deps.cfg, (body.get("actions") or [{}])[0].get("value"))
+    deps, user, picked = _clicked(body, client, context)
     if picked is None:
-        return tell(client, body, user, "That button names no team of the process configuration.")
+        return None
     try:
         outcome = initiatives.carry_on(deps.db, deps.cfg, *picked, user, deps.now())
     except RuleError as exc:
