@@ -177,24 +177,30 @@ RENDERERS = {"pulse_dm": render_dm, "pulse_reminder": render_reminder}
 # -- time zones from Slack ---------------------------------------------------------------------------------
 
 
-def fetch_timezones(client, wanted: set[str], pages: int = 500) -> dict[str, str] | None:
+def fetch_timezones(client, wanted: set[str], pages: int = 500, max_wait: float = 600) -> dict[str, str] | None:
     """Everyone's time zone from `users.list` (Tier 2, paged 200 at a time, Retry-After honoured), for the
     people in `wanted` ("" for those Slack does not list: they get the organisation's). None when Slack
-    refused or could not be reached: the zones on record stay as they are."""
+    refused or could not be reached, or when its Retry-Afters add up to more than `max_wait` seconds: the
+    zones on record stay as they are (a job is never held for hours by a rate limit)."""
     import time
 
     from slack_sdk.errors import SlackApiError
 
     from bot.delivery import retry_after
 
-    zones, cursor, waits = {}, None, 0
-    for _ in range(pages):
+    zones, cursor, waited = {}, None, 0.0
+    page = 0
+    while page < pages:
         try:
             answer = client.users_list(limit=200, cursor=cursor) if cursor else client.users_list(limit=200)
         except SlackApiError as exc:
-            if exc.response.status_code == 429 and waits < 20 * pages:
-                waits += 1
-                time.sleep(retry_after(exc.response))
+            if exc.response.status_code == 429:
+                pause = retry_after(exc.response)
+                if waited + pause > max_wait:
+                    log.warning("pulse: users.list rate-limited for more than %.0f s; time zones on record kept", max_wait)
+                    return None
+                waited += pause
+                time.sleep(pause)
                 continue
             log.warning("pulse: users.list refused (%s); time zones on record kept", exc.response.get("error"))
             return None
@@ -204,6 +210,7 @@ def fetch_timezones(client, wanted: set[str], pages: int = 500) -> dict[str, str
         for member in answer.get("members") or []:
             if member.get("id") in wanted:
                 zones[member["id"]] = str(member.get("tz") or "")[:64]
+        page += 1
         cursor = (answer.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
             break

@@ -317,6 +317,20 @@ def test_time_zones_come_from_every_page_of_users_list(fake):
     assert len([c for c in fake.of("users.list") if c.status == 200]) == 3 and fake.throttled
 
 
+def test_a_long_rate_limit_on_users_list_keeps_the_zones_on_record_instead_of_waiting(fake):
+    import time
+
+    from slack_sdk import WebClient
+
+    from handlers.pulse import fetch_timezones
+
+    fake.rate_limit("users.list", retry_after=30, times=5)
+    client = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[])
+    started = time.monotonic()
+    assert fetch_timezones(client, {"U00001"}, max_wait=10) is None  # 30 s asked, 10 s allowed: gives up at once
+    assert time.monotonic() - started < 5 and len(fake.of("users.list")) == 1
+
+
 def test_serve_and_the_pulse_job_refuse_to_start_without_pulse_secret(db, fake):
     r = cli("run-job", "pulse", env={k: v for k, v in env(db, fake).items() if k != "PULSE_SECRET"})
     assert r.returncode == 2 and "PULSE_SECRET: required" in r.stderr and "Traceback" not in r.stderr
