@@ -479,7 +479,7 @@ class Figure:
 
     group: str
     asked: int  # person-weeks asked, not counting those who paused or stopped that week
-    opted_out: int  # person-weeks paused or stopped before answering
+    opted_out: int | None  # person-weeks paused or stopped before answering; None: held back (fewer than min_group)
     answered: int  # person-weeks answered (a score, a view, or a comment)
     people: int  # distinct people who answered
     scores: int  # person-weeks with a score
@@ -533,15 +533,14 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
         return [g for g in [*r.teams, ORG] if g in groups]
 
     asked = {g: 0 for g in groups}
-    opted = {g: 0 for g in groups}
+    opted: dict[str, set[Coord]] = {g: set() for g in groups}
     for r in rows:
         for g in of(r):
+            asked[g] += 1  # everyone the week went to, paused or not: a count that says nothing of a choice
             if r.answered:
                 groups[g].add((r.user, r.week))
-            if r.opted_out and not r.answered:
-                opted[g] += 1
-            else:
-                asked[g] += 1
+            elif r.opted_out:
+                opted[g].add((r.user, r.week))
     shown, why = protect(groups, p.min_group)
     # Averages count only scores: the people who gave one (some answer with a view or a comment alone)
     # must pass the same test, or a lone score among views is a team's average, or a difference of sums.
@@ -561,6 +560,9 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
         answers = list(session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope.in_(list(shown)))))
         notes = list(session.exec(select(PulseComment).where(PulseComment.week.in_(weeks), PulseComment.scope.in_(list(shown)))
                                   .order_by(PulseComment.key)))
+    # Pausing is a choice too: a group's pause count is shown only when the counts shown cannot be
+    # subtracted down to fewer than min_group people (the organisation's minus a team's is the rest's).
+    opted_shown, _ = protect({g: opted[g] for g in shown}, p.min_group)
     values: dict[str, list[tuple[int, int]]] = {g: [] for g in shown}
     for a in answers:
         values[a.scope].append(sealer.open(a.key, a.sealed))
@@ -571,7 +573,7 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
             continue
         scores = [s for s, _ in values[g] if s]
         out[g] = Figure(
-            group=g, asked=asked[g], opted_out=opted[g], answered=len(groups[g]), people=len({u for u, _ in groups[g]}),
+            group=g, asked=asked[g], opted_out=len(opted[g]) if g in opted_shown else None, answered=len(groups[g]), people=len({u for u, _ in groups[g]}),
             scores=len(scores), average=sum(scores) / len(scores) if scores else None,
             favourable=sum(1 for s in scores if s >= 4) / len(scores) if scores else None,
             feelings={f: sum(1 for _, v in values[g] if v == i) for i, f in enumerate(FEELINGS, 1)},

@@ -145,6 +145,45 @@ def test_figures_match_an_independent_count_and_hold_back_small_teams(db):
         assert s.org.people == len(answers) and s.org.answered == len(answers) and s.org.asked == len(pulse.members(cfg))
 
 
+def test_who_paused_cannot_be_worked_out_from_the_counts_shown(db):
+    """Five people in design paused, and one in qa (a team of 4, hidden). Were the pause counts of every
+    shown group given, the organisation's 6 minus design's 5 would say that someone outside design paused."""
+    cfg = config({"design": 12, "eng": 6, "qa": 4})
+    sealer = pulse.Sealer(SECRET)
+    monday = datetime(2026, 11, 2)
+    week = pulse.week_id(monday.date())
+    pulse.send_due(db, cfg, monday + timedelta(hours=11), {})
+    paused = {"U0QA0"} | {f"U0DESIGN{i}" for i in range(5)}
+    for user in pulse.members(cfg):
+        if user in paused:
+            pulse.pause(db, user, week, monday + timedelta(hours=12))
+        else:
+            pulse.answer(db, sealer, user, week, monday + timedelta(hours=12), score=4, feeling=None)
+    period = pulse.close_day(cfg.pulse, week).strftime("%Y-%m")
+    s = pulse.figures(db, cfg, sealer, period, pulse.final_at(cfg.pulse, period))
+    shown = {g: f for g, f in [*s.teams.items(), (pulse.ORG, s.org)] if f is not None}
+    assert set(shown) == {"design", pulse.ORG}  # qa (3 answered) hidden, and eng so qa cannot be subtracted
+    assert shown[pulse.ORG].opted_out == 6 and shown["design"].opted_out is None
+    assert shown[pulse.ORG].asked == len(pulse.members(cfg)) and shown["design"].asked == 12  # everyone asked
+    assert shown["design"].answered == 7 and shown[pulse.ORG].answered == 16
+
+
+def test_a_lone_pause_is_never_shown(db):
+    cfg = config({"design": 6, "eng": 6})
+    sealer = pulse.Sealer(SECRET)
+    monday = datetime(2026, 11, 2)
+    week = pulse.week_id(monday.date())
+    pulse.send_due(db, cfg, monday + timedelta(hours=11), {})
+    for user in pulse.members(cfg):
+        if user == "U0ENG0":
+            pulse.pause(db, user, week, monday + timedelta(hours=12))
+        else:
+            pulse.answer(db, sealer, user, week, monday + timedelta(hours=12), score=3, feeling=None)
+    period = pulse.close_day(cfg.pulse, week).strftime("%Y-%m")
+    s = pulse.figures(db, cfg, sealer, period, pulse.final_at(cfg.pulse, period))
+    assert s.org is not None and s.org.opted_out is None and s.org.answered == 11 and s.org.asked == 12
+
+
 def test_no_figures_while_a_week_of_the_month_is_open(db):
     cfg = config({"design": 6})
     sealer = pulse.Sealer(SECRET)
