@@ -6,11 +6,13 @@
 #   make demo                                        generate an organisation and print its digest
 #   make test                                        the whole test suite (SQLite; PostgreSQL too with TEST_DATABASE_URL)
 #   make test PYTEST_ARGS="tests/test_config_and_cli.py -x"   some of it
+#   make test PYTEST_WORKERS=0                      in one process (pytest-xdist off)
 #   make PYTHON=python3.12 test                      another interpreter (3.11 or newer)
 
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 4
 DEMO_ARGS ?=
 PY := $(VENV)/bin/python
 
@@ -20,7 +22,7 @@ demo: $(VENV)/.installed
 	$(PY) -m bot demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 

@@ -167,23 +167,16 @@ def _dm_update(week: str, user: str) -> Message:
 
 
 def store_timezones(db: Database, zones: dict[str, str], now: datetime) -> int:
-    """Remember people's time zones (from Slack's users.list); returns how many changed."""
-    changed = 0
+    """Remember people's time zones (from Slack's users.list); returns how many changed. One upsert in
+    the order of the user ids, so two jobs storing at once wait for each other instead of deadlocking."""
+    if not zones:
+        return 0
     with db.write() as session:
-        known = {row.user: row for row in session.exec(select(MemberTz))}
-        for user, tz in zones.items():
-            row = known.get(user)
-            if row is None:
-                session.add(MemberTz(user=user, tz=tz, updated_at=now))
-                changed += 1
-            elif row.tz != tz:
-                row.tz, row.updated_at = tz, now
-                session.add(row)
-                changed += 1
-            else:
-                row.updated_at = now
-                session.add(row)
-    return changed
+        known = {row.user: row.tz for row in session.exec(select(MemberTz))}
+        stmt = db.insert(MemberTz)
+        stmt = stmt.on_conflict_do_update(index_elements=["user"], set_={"tz": stmt.excluded.tz, "updated_at": stmt.excluded.updated_at})
+        session.execute(stmt, [{"user": u, "tz": zones[u], "updated_at": now} for u in sorted(zones)])
+    return sum(1 for user, tz in zones.items() if known.get(user) != tz)
 
 
 def timezones(db: Database) -> tuple[dict[str, str], datetime | None]:
@@ -242,7 +235,8 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
     todo = [d for d in todo if d[1] not in off]
     # a week that began and closed while nothing ran (once the pulse has run before): skipped, and said
     missed = [d for d in passed if first is not None and d[0] > first and (d[0], d[1]) not in have and d[1] not in off]
-    for rows, state in ((todo, ASKED), (missed, SKIPPED)):
+    # in the order of the unique key, so two runs writing at once wait for each other, never deadlock
+    for rows, state in ((sorted(todo, key=lambda d: d[:2]), ASKED), (sorted(missed, key=lambda d: d[:2]), SKIPPED)):
         for start in range(0, len(rows), BATCH):
             batch = rows[start:start + BATCH]
             with db.write() as session:

@@ -15,6 +15,42 @@ from storage.migrate import upgrade
 from tests.harness import Steward
 from tests.slack_fake import FakeSlack
 
+
+
+def _database_per_worker() -> None:
+    """Under pytest-xdist (`make test` runs several workers), each worker has a PostgreSQL database of its
+    own beside TEST_DATABASE_URL's (`test_gw0`, `test_gw1`, …), created when missing: tests that reset the
+    schema or count rows never see another worker's."""
+    import time
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from storage.db import normalize_url
+
+    worker, base = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("TEST_DATABASE_URL")
+    if not worker or not base:
+        return
+    url = make_url(normalize_url(base))
+    name = f"{url.database}_{worker}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        for attempt in range(20):  # workers creating theirs at once may find template1 busy for a moment
+            try:
+                with admin.connect() as conn:
+                    if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+                        conn.execute(text(f'CREATE DATABASE "{name}"'))
+                break
+            except Exception:
+                if attempt == 19:
+                    raise
+                time.sleep(0.25)
+    finally:
+        admin.dispose()
+    os.environ["TEST_DATABASE_URL"] = url.set(database=name).render_as_string(hide_password=False)
+
+
+_database_per_worker()
 HERE = Path(__file__).parent
 PROCESS = HERE / "process.toml"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])

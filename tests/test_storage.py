@@ -116,11 +116,12 @@ def scratch_database(backend: str, tmp_path) -> Database:
         pytest.skip("TEST_DATABASE_URL is not set")
     url = make_url(normalize_url(os.environ["TEST_DATABASE_URL"]))
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    scratch = f"{url.database}_upgrade"  # one per worker database, so parallel workers never share it
     with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS steward_upgrade_test"))
-        conn.execute(text("CREATE DATABASE steward_upgrade_test"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}"'))
+        conn.execute(text(f'CREATE DATABASE "{scratch}"'))
     admin.dispose()
-    return Database(url.set(database="steward_upgrade_test").render_as_string(hide_password=False))
+    return Database(url.set(database=scratch).render_as_string(hide_password=False))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
