@@ -314,8 +314,8 @@ def answer(db: Database, sealer: Sealer, user: str, week: str, now: datetime, *,
         old = session.get(PulseAnswer, key)
         was = sealer.open(key, old.sealed) if old is not None else (0, 0)
         sealed = sealer.seal(key, score or was[0], FEELINGS.index(feeling) + 1 if feeling else was[1])
-        session.execute(db.insert(PulseAnswer).values(key=key, week=week, scope=scope, sealed=sealed)
-                        .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed}))
+        session.execute(db.insert(PulseAnswer).values(key=key, week=week, scope=scope, sealed=sealed, mixed=False)
+                        .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed, "mixed": False}))
 
     return _give(db, user, week, now, write)
 
@@ -344,10 +344,46 @@ def comment(db: Database, sealer: Sealer, user: str, week: str, text: str | None
     parse_week(week)
 
     def write(session: Session, scope: str) -> None:
-        session.execute(db.insert(PulseComment).values(key=sealer.key("comment", week, scope, user), week=week, scope=scope, text=text)
-                        .on_conflict_do_update(index_elements=["key"], set_={"text": text}))
+        session.execute(db.insert(PulseComment).values(key=sealer.key("comment", week, scope, user), week=week, scope=scope, text=text, mixed=False)
+                        .on_conflict_do_update(index_elements=["key"], set_={"text": text, "mixed": False}))
 
     return _give(db, user, week, now, write)
+
+
+def mix(db: Database) -> int:
+    """Rewrite every answer and comment of each week that has new ones, all in one transaction and in
+    the order of their keys. A click writes its rows in the same transaction as the person's recipient
+    row and their DM's outbox row, so on PostgreSQL the rows' transaction id (`xmin`) and their place in
+    the table (`ctid`, the order of writing) would tell which sealed rows are whose; after the mix every
+    row of the week carries the mix's transaction id and sits in key order (pseudo-random). Dead row
+    versions are then vacuumed away. The clock mixes on every tick, so a click stays linkable for one
+    tick at most (to someone reading the live database). Returns how many weeks were mixed."""
+    from sqlalchemy import delete, text
+
+    with db.read() as session:
+        weeks = set()
+        for model in (PulseAnswer, PulseComment):
+            weeks |= set(session.exec(select(model.week).where(model.mixed.is_(False)).distinct()))
+    if not weeks:
+        return 0
+    weeks = sorted(weeks)
+    with db.write() as session:
+        # the week's clicks wait: they lock their recipient row first, as this does, so none deadlocks
+        session.execute(select(PulseRecipient.week).where(PulseRecipient.week.in_(weeks))
+                        .order_by(PulseRecipient.week, PulseRecipient.user).with_for_update())
+        for model in (PulseAnswer, PulseComment):
+            table = model.__table__
+            rows = [dict(r, mixed=True) for r in session.execute(select(table).where(table.c.week.in_(weeks))).mappings()]
+            session.execute(delete(table).where(table.c.week.in_(weeks)))
+            if rows:
+                session.execute(table.insert(), sorted(rows, key=lambda r: r["key"]))
+    if db.engine.dialect.name == "postgresql":  # the old row versions (with the clicks' xmin) go too
+        try:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM pulse_answer, pulse_comment"))
+        except Exception as exc:  # noqa: BLE001 - a VACUUM refused (permissions) leaves them to autovacuum
+            log.warning("pulse: VACUUM after mixing refused (%s); autovacuum will remove old row versions", type(exc).__name__)
+    return len(weeks)
 
 
 def mine(db: Database, sealer: Sealer, user: str, week: str) -> dict:

@@ -294,6 +294,7 @@ class PulseAnswer(SQLModel, table=True):
     week: str = Field(max_length=8)
     scope: str = Field(max_length=40)
     sealed: int
+    mixed: bool = False  # rewritten with the whole week since written (bot/pulse.py mix)
 
 
 class PulseComment(SQLModel, table=True):
@@ -306,6 +307,7 @@ class PulseComment(SQLModel, table=True):
     week: str = Field(max_length=8)
     scope: str = Field(max_length=40)
     text: str = Field(sa_column=Column(Text, nullable=False))
+    mixed: bool = False  # rewritten with the whole week since written (bot/pulse.py mix)
 
 
 class PulseOptout(SQLModel, table=True):
