@@ -290,7 +290,7 @@ def test_nothing_stored_or_logged_links_a_person_to_a_score_or_comment(app, fake
     for name, values in dump:
         if name in ("pulse_answer", "pulse_comment"):
             assert not has_user(values), (name, values)
-            assert set(values) == ({"key", "week", "scope", "sealed"} if name == "pulse_answer" else {"key", "week", "scope", "text"})
+            assert set(values) == ({"key", "week", "scope", "sealed", "mixed"} if name == "pulse_answer" else {"key", "week", "scope", "text", "mixed"})
         elif has_user(values):  # rows that name a person say nothing of what they answered
             text = json.dumps(values, default=str)
             assert "handoffs wait too long" not in text and "score" not in text and "sealed" not in text, (name, values)
