@@ -386,8 +386,15 @@ def cmd_demo(args) -> int:
     return run(args.dir)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (like every other problem), pointing to --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bot", description="Steward, a Slack bot for process stewardship.")
+    p = _Parser(prog="python -m bot", description="Steward, a Slack bot for process stewardship.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help="serve Slack's requests on $PORT (gunicorn), or Socket Mode with SLACK_APP_TOKEN").set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="bring the database schema up to date (idempotent)").set_defaults(func=cmd_migrate)
