@@ -254,8 +254,8 @@ def confirm(db: Database, cfg: ProcessConfig, user: str, quarter: str, now: date
     with db.write() as session:
         result = session.execute(db.insert(MatrixReviewEvent).values(
             quarter=quarter, user=user, kind=CONFIRMED, once=CONFIRMED, at=now, elements=[r.element for r in rows],
-        ).on_conflict_do_nothing(index_elements=["quarter", "user", "once"]))
-        if result.rowcount != 1:
+        ).on_conflict_do_nothing(index_elements=["quarter", "user", "once"]).returning(MatrixReviewEvent.id))
+        if result.first() is None:  # (rowcount is -1 on PostgreSQL with RETURNING)
             raise RuleError(f"You already confirmed your rows for {label(quarter)}.")
         return outbox.add(session, db, [_redraw(quarter, user)], now)
 
