@@ -153,10 +153,11 @@ class Figure:
     minimum: int = MIN_ACCEPTED
     before_label: str = ""  # "Sep 2026"
     detail: str = ""  # "3 of 5"
+    unit_with: tuple = ()  # other values of the same line elsewhere (the 85th percentile beside a median): one unit for all
 
     @property
     def unit(self) -> str:
-        return unit_of(self.now, self.before)
+        return unit_of(self.now, self.before, *self.unit_with)
 
     def text(self, value: float | None) -> str:
         if self.kind == "duration":
@@ -476,7 +477,7 @@ def _figures(d_before: Month, now: Month, before_label: str) -> list[Figure]:
     t, b = now.total.side, d_before.total.side
     return [
         Figure("Cycle time (median, first submission → acceptance)", "duration", t.cycle.get(0.5), b.cycle.get(0.5), True,
-               t.accepted, b.accepted, before_label=before_label),
+               t.accepted, b.accepted, before_label=before_label, unit_with=(t.cycle.get(0.85),)),  # the thread's line: the same unit
         Figure("Handoff failure rate", "rate", t.failure_rate, b.failure_rate, True, t.accepted, b.accepted,
                before_label=before_label, detail=f"{t.failed} of {t.accepted}" if t.accepted else ""),
     ]
