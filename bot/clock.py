@@ -132,9 +132,10 @@ def run_digest(run: Run, period: str, again: bool = False) -> None:
     cfg, db = run.cfg, run.db
     channel = cfg.organization.digest_channel
     if not digest.closed(cfg, period, min(run.now, utcnow())):
-        end = schedule.bounds(period, cfg.organization.tz)[1] + metrics.CLOSED_AFTER
+        tz = cfg.organization.tz
+        end = (schedule.bounds(period, tz)[1] + metrics.CLOSED_AFTER).replace(tzinfo=timezone.utc).astimezone(tz)
         raise digest.Refused(f"digest {period}: {schedule.label(period)} has not ended; nothing posted or recorded. It can be posted from "
-                             f"{end:%Y-%m-%d %H:%M} UTC; `python -m bot digest --month {period}` previews it (month to date)")
+                             f"{end:%Y-%m-%d %H:%M} {cfg.organization.timezone}; `python -m bot digest --month {period}` previews it (month to date)")
     editions = digest_editions(db, period)
     edition = editions[-1] if editions else 1
     replaces = None
@@ -201,6 +202,8 @@ def run_outbox(run: Run) -> None:
     done = run.deliverer.sweep(max_seconds=50)
     if done:
         run.say("outbox: " + ", ".join(f"{n} {what}" for what, n in sorted(done.items())))
+    else:
+        run.say("outbox: nothing due (`python -m bot outbox` lists what waits, failed or is unknown)")
 
 
 def run_escalations(run: Run) -> None:

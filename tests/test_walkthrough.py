@@ -83,3 +83,18 @@ def test_numeric_bounds_are_said_plainly_for_every_field():
     assert "boundaries[0].sla_hours: more than 0 (it is 0)" in found
     assert "fasttrack.budget_percent: at most 100 (it is 101.5)" in found
     assert not [p for p in found if "Input should" in p], found
+
+
+def test_run_job_outbox_says_when_nothing_is_due_and_a_refused_month_is_in_the_organisations_time(db, fake, cfg):
+    from bot import schedule
+    from bot.time import utcnow
+    from tests.harness import TOKEN
+
+    env = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url, "DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS), "LOG_LEVEL": "WARNING"}
+    r = cli("run-job", "outbox", env=env)
+    assert r.returncode == 0 and r.stdout.startswith("outbox: nothing due"), r.stdout + r.stderr
+    period = schedule.period_of(utcnow(), cfg.organization.tz)
+    r = cli("run-job", "digest", "--month", period, env=env)
+    year, month = schedule.parse_period(schedule.shift(period, 1))
+    assert r.returncode == 2 and f"It can be posted from {year:04d}-{month:02d}-01 01:00 Europe/Berlin;" in r.stderr, r.stderr
+    assert " UTC" not in r.stderr
