@@ -249,11 +249,14 @@ def run_pulse(run: Run) -> None:
         run.say(f"pulse: {sent.skipped} survey{'s' if sent.skipped != 1 else ''} skipped: the week closed while the clock was not running")
 
 
-def run_matrix_review(run: Run) -> None:
+def run_matrix_review(run: Run, quiet: bool = False) -> None:
     """The quarter's decision-rights matrix review, when due at `run.now`: one DM per person who sets a
-    standard, written once ever; an operator's run delivers them at once, the clock's outbox sweep otherwise."""
+    standard, written once ever; an operator's run delivers them at once, the clock's outbox sweep otherwise.
+    `quiet` (the catch-up tick): a line only when DMs are written."""
     cfg = run.cfg
     sent = review.send_due(run.db, cfg, run.now)
+    if quiet and not sent.keys:
+        return
     if sent.quarter is None:
         if not cfg.rights:
             run.say("matrix review: no decision-rights matrix ([[rights]]), nothing to review")
@@ -295,7 +298,7 @@ def run_catch_up(run: Run) -> None:
     if run.cfg.pulse_on:
         run_pulse(run)
     if review.due_quarter(run.cfg, run.now) is not None:
-        run_matrix_review(run)
+        run_matrix_review(run, quiet=True)
 
 
 def run_job(run: Run, name: str, period: str | None, again: bool = False) -> None:

@@ -237,10 +237,8 @@ def test_the_review_dm_through_slack_confirm_propose_forged_and_stale(steward, f
 
 
 def test_the_catch_up_tick_sends_a_missed_review_and_run_job_says_when_the_next_is_due(db, fake, cfg):
-    # the clock was down on 1 October 2026: its catch-up on the 9th sends the review; on the 20th, nothing
-    r = cli("run-job", "catch-up", "--now", "2026-10-20T10:00", env=env(db, fake))
-    assert r.returncode == 0 and "matrix review" not in r.stdout
-    assert outbox.of_item(db, "matrix-review:2026-Q4") == []
+    # the clock was down on 1 October 2026: its catch-up on the 9th sends the review (on the 15th it would
+    # not: see the first test)
     r = cli("run-job", "catch-up", "--now", "2026-10-09T10:00", env=env(db, fake))
     assert r.returncode == 0, r.stderr
     assert "matrix review Q4 2026: 4 DMs written" in r.stdout
