@@ -65,10 +65,13 @@ def test_the_examples_commented_pulse_is_valid_and_the_demo_teams_have_leads():
     assert all(t.get("lead") in t["members"] for t in demo["teams"])
 
 
-def test_the_demo_names_the_interpreter_to_explore_with():
+def test_the_demo_names_the_interpreter_to_explore_with(tmp_path, monkeypatch):
     from bot.demo import _python
 
-    assert _python() in (sys.executable, ".venv/bin/python") or not _python().startswith("..")
+    monkeypatch.chdir(ROOT)
+    assert _python() == (".venv/bin/python" if sys.executable.startswith(str(ROOT / ".venv")) else sys.executable)
+    monkeypatch.chdir(tmp_path)  # elsewhere: the full path, never "../../…"
+    assert _python() == sys.executable
 
 
 def test_numeric_bounds_are_said_plainly_for_every_field():
