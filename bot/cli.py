@@ -386,8 +386,15 @@ def cmd_demo(args) -> int:
     return run(args.dir)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (like every other problem), pointing to --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bot", description="Steward, a Slack bot for process stewardship.")
+    p = _Parser(prog="python -m bot", description="Steward, a Slack bot for process stewardship.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help="serve Slack's requests on $PORT (gunicorn), or Socket Mode with SLACK_APP_TOKEN").set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="bring the database schema up to date (idempotent)").set_defaults(func=cmd_migrate)
@@ -397,11 +404,14 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("manifest", help="print the Slack app manifest (JSON)")
     m.add_argument("--url", help="https://host where Steward is served (omit for Socket Mode)")
     m.set_defaults(func=cmd_manifest)
-    c = sub.add_parser("clock", help="run the scheduler (the digest, initiative prompts, catch-up) until stopped")
+    c = sub.add_parser("clock", help="run the scheduler until stopped: every job but outbox on its schedule (catch-up ticks), the outbox sweep")
     c.add_argument("--now", help="rehearse: the clock believes it started at this moment (ISO-8601)")
     c.set_defaults(func=cmd_clock)
-    r = sub.add_parser("run-job", help="run one job once, now: digest, initiative-prompt, catch-up or outbox")
-    r.add_argument("name", metavar="NAME")
+    from bot.clock import JOBS
+
+    jobs = ", ".join(JOBS)
+    r = sub.add_parser("run-job", help=f"run one job once, now: {jobs}", description=f"Run one job once, now. NAME is one of: {jobs}.")
+    r.add_argument("name", metavar="NAME", choices=JOBS, help=f"one of: {jobs}")
     r.add_argument("--now", help="the moment the job believes it is (ISO-8601; organisation time zone unless an offset is given)")
     r.add_argument("--month", help="the month (YYYY-MM): digest defaults to the previous month, prompts to the current one")
     r.add_argument("--again", action="store_true",

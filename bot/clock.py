@@ -14,6 +14,10 @@ nothing twice, and a missed run is caught up by the next tick.
 - `pulse`: the weekly satisfaction survey: the DMs of everyone whose `send_at` has come in their own time
   zone, the one reminder to those who have not answered; the catch-up tick runs it too. Time zones come
   from Slack's users.list, refreshed once a day.
+- `matrix-review`: on the first working day of each quarter, at the working day's start, one DM to each
+  person who sets a standard in the decision-rights matrix, with their rows and last quarter's fast-track
+  history (`bot.review`); once per person per quarter; the catch-up tick runs it too (and so catches it
+  up within the quarter's first 14 days).
 - `outbox`: deliver whatever the outbox holds that is due (a 429's Retry-After passed, a back-off, a
   deliverer that died); the clock sweeps every few seconds.
 """
@@ -30,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import or_
 from sqlmodel import select
 
-from bot import digest, escalations, outbox, pulse, schedule
+from bot import digest, escalations, outbox, pulse, review, schedule
 from bot.initiatives import prompt_key
 from bot.delivery import WAIT_FOR_ANCHOR, Deliverer
 from bot.outbox import POST, UPLOAD, Message
@@ -49,7 +53,8 @@ CATCH_UP = "catch-up"
 OUTBOX = "outbox"
 ESCALATIONS = "escalations"
 PULSE = "pulse"
-JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX, ESCALATIONS, PULSE)
+MATRIX_REVIEW = "matrix-review"
+JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX, ESCALATIONS, PULSE, MATRIX_REVIEW)
 TZ_REFRESH = timedelta(hours=24)
 
 
@@ -127,9 +132,10 @@ def run_digest(run: Run, period: str, again: bool = False) -> None:
     cfg, db = run.cfg, run.db
     channel = cfg.organization.digest_channel
     if not digest.closed(cfg, period, min(run.now, utcnow())):
-        end = schedule.bounds(period, cfg.organization.tz)[1] + metrics.CLOSED_AFTER
+        tz = cfg.organization.tz
+        end = (schedule.bounds(period, tz)[1] + metrics.CLOSED_AFTER).replace(tzinfo=timezone.utc).astimezone(tz)
         raise digest.Refused(f"digest {period}: {schedule.label(period)} has not ended; nothing posted or recorded. It can be posted from "
-                             f"{end:%Y-%m-%d %H:%M} UTC; `python -m bot digest --month {period}` previews it (month to date)")
+                             f"{end:%Y-%m-%d %H:%M} {cfg.organization.timezone}; `python -m bot digest --month {period}` previews it (month to date)")
     editions = digest_editions(db, period)
     edition = editions[-1] if editions else 1
     replaces = None
@@ -196,6 +202,8 @@ def run_outbox(run: Run) -> None:
     done = run.deliverer.sweep(max_seconds=50)
     if done:
         run.say("outbox: " + ", ".join(f"{n} {what}" for what, n in sorted(done.items())))
+    else:
+        run.say("outbox: nothing due (`python -m bot outbox` lists what waits, failed or is unknown)")
 
 
 def run_escalations(run: Run) -> None:
@@ -242,6 +250,36 @@ def run_pulse(run: Run) -> None:
         run.say(f"pulse: {sent.skipped} survey{'s' if sent.skipped != 1 else ''} skipped: the week closed while the clock was not running")
 
 
+def run_matrix_review(run: Run, quiet: bool = False) -> None:
+    """The quarter's decision-rights matrix review, when due at `run.now`: one DM per person who sets a
+    standard, written once ever; an operator's run delivers them at once, the clock's outbox sweep otherwise.
+    `quiet` (the catch-up tick): a line only when DMs are written."""
+    cfg = run.cfg
+    sent = review.send_due(run.db, cfg, run.now)
+    if quiet and not sent.keys:
+        return
+    if sent.quarter is None:
+        if not cfg.rights:
+            run.say("matrix review: no decision-rights matrix ([[rights]]), nothing to review")
+            return
+        tz = cfg.organization.tz
+        quarter = review.quarter_of(run.now, tz)
+        if run.now >= review.due_at(cfg, quarter):
+            quarter = review.shift(quarter, 1)
+        due = review.due_at(cfg, quarter).replace(tzinfo=timezone.utc).astimezone(tz)
+        run.say(f"matrix review: not due; the next, for {review.label(quarter)}, on {due:%a %d %b %Y %H:%M} {cfg.organization.timezone}")
+        return
+    label = review.label(sent.quarter)
+    if sent.keys:
+        run.say(f"matrix review {label}: {len(sent.keys)} DM{'s' if len(sent.keys) != 1 else ''} written")
+    else:
+        run.say(f"matrix review {label}: already written ({sent.before} DM{'s' if sent.before != 1 else ''}), nothing new")
+    if run.force:
+        keys = [r.key for r in outbox.of_item(run.db, review.item_of(sent.quarter)) if r.render == "matrix_review_dm" and r.kind == POST]
+        delivered = run.deliver(keys, f"matrix review {label}")
+        run.say(f"matrix review {label}: {delivered} of {len(keys)} delivered")
+
+
 def run_catch_up(run: Run) -> None:
     prompts, digests = schedule.due_prompts(run.cfg, run.now), schedule.due_digests(run.cfg, run.now)
     for period in prompts:
@@ -260,6 +298,8 @@ def run_catch_up(run: Run) -> None:
     run_escalations(run)
     if run.cfg.pulse_on:
         run_pulse(run)
+    if review.due_quarter(run.cfg, run.now) is not None:
+        run_matrix_review(run, quiet=True)
 
 
 def run_job(run: Run, name: str, period: str | None, again: bool = False) -> None:
@@ -279,6 +319,8 @@ def run_job(run: Run, name: str, period: str | None, again: bool = False) -> Non
         run_escalations(run)
     elif name == PULSE:
         run_pulse(run)
+    elif name == MATRIX_REVIEW:
+        run_matrix_review(run)
     else:
         raise ValueError(f"no job {name!r}; jobs: {', '.join(JOBS)}")
 

@@ -168,6 +168,16 @@ def pulses(db: Database, cfg, now: datetime, rng: random.Random) -> int:
     return answers
 
 
+def _python() -> str:
+    """The interpreter running the demo, as one types it from here: `.venv/bin/python` after `make demo`
+    (no activated virtual environment needed), else its full path."""
+    import os
+    import sys
+
+    relative = os.path.relpath(sys.executable) if sys.executable else "python3"
+    return relative if not relative.startswith("..") and " " not in relative else sys.executable
+
+
 def run(directory: str | None = None) -> int:
     out = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="steward-demo-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -200,5 +210,5 @@ def run(directory: str | None = None) -> int:
   {"":<24} (Block Kit, a message a file: paste one whole into https://app.slack.com/block-kit-builder)
   {f"trend-{period}.png":<24} the trend chart, uploaded in the digest's thread
 
-Explore it:  DATABASE_URL=sqlite:///{path} PROCESS_CONFIG={out}/process.toml PULSE_SECRET={PULSE_SECRET} python -m bot digest --month {schedule.shift(period, -1)}""")
+Explore it:  DATABASE_URL=sqlite:///{path} PROCESS_CONFIG={out}/process.toml PULSE_SECRET={PULSE_SECRET} {_python()} -m bot digest --month {schedule.shift(period, -1)}""")
     return 0

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from sqlmodel import select
 
-from bot import initiatives, schedule
+from bot import initiatives, review, schedule
 from bot.fasttrack import Budget
 from bot.handoffs import utcnow
 from bot.process import ProcessConfig
@@ -42,6 +42,12 @@ BACKLOG = 3  # this many requests undecided at the month's end is a backlog
 STEWARD_PERCENT = 20  # "frequent escalations": this share (%) of a boundary's month's handoffs reached its steward…
 MIN_FOR_ESCALATIONS = 5  # …of this many created in the month at least
 KIND_WORD = {"rework_requested": "rework", "clarification_requested": "clarification"}
+
+
+def candidate(approved: int) -> bool:
+    """The fast-track review's rule (and the quarterly matrix review's): an element fast-tracked this often
+    in a month is a candidate to become standard."""
+    return approved >= RECURRING
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -147,10 +153,11 @@ class Figure:
     minimum: int = MIN_ACCEPTED
     before_label: str = ""  # "Sep 2026"
     detail: str = ""  # "3 of 5"
+    unit_with: tuple = ()  # other values of the same line elsewhere (the 85th percentile beside a median): one unit for all
 
     @property
     def unit(self) -> str:
-        return unit_of(self.now, self.before)
+        return unit_of(self.now, self.before, *self.unit_with)
 
     def text(self, value: float | None) -> str:
         if self.kind == "duration":
@@ -281,6 +288,7 @@ class Digest:
     pulse: object | None = None  # bot.pulse.Satisfaction: the month's satisfaction detail (a thread reply)
     pulse_trend: dict[str, dict[str | None, float]] = field(default_factory=dict)  # the chart's satisfaction panel
     pulse_question: str = ""
+    matrix: object | None = None  # bot.review.Status: the quarter's matrix review, in its first month's digest
 
     @property
     def month(self) -> Month:
@@ -469,7 +477,7 @@ def _figures(d_before: Month, now: Month, before_label: str) -> list[Figure]:
     t, b = now.total.side, d_before.total.side
     return [
         Figure("Cycle time (median, first submission → acceptance)", "duration", t.cycle.get(0.5), b.cycle.get(0.5), True,
-               t.accepted, b.accepted, before_label=before_label),
+               t.accepted, b.accepted, before_label=before_label, unit_with=(t.cycle.get(0.85),)),  # the thread's line: the same unit
         Figure("Handoff failure rate", "rate", t.failure_rate, b.failure_rate, True, t.accepted, b.accepted,
                before_label=before_label, detail=f"{t.failed} of {t.accepted}" if t.accepted else ""),
     ]
@@ -606,6 +614,7 @@ def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None =
         budget_percent=cfg.fasttrack.budget_percent, figures=figures,
         highlights=(signals + changes)[:HIGHLIGHTS], changes=changes, definitions=definitions_link(),
         pulse=pulses.month, pulse_trend=pulses.trend, pulse_question=cfg.pulse.question if cfg.pulse else "",
+        matrix=review.status(db, cfg, period),
     )
 
 
@@ -622,7 +631,7 @@ def _review(cfg: ProcessConfig, month: Month) -> list[Exception_]:
         setter = right.sets_standard if right else None
         team = cfg.team(setter) if setter else None
         out.append(Exception_(
-            element=element, count=count, recurring=count >= RECURRING,
+            element=element, count=count, recurring=candidate(count),
             reasons=", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))),
             owner_team=team.name if team else None, owner_user=setter if setter and not team else None,
         ))

@@ -457,6 +457,17 @@ def _cross_check(v: _Valid) -> list[str]:
     return problems
 
 
+_BOUNDS = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+           "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
+
+
+def _number(value) -> str:
+    """3, 2.5, 100 (not 100.0), as a person writes it."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
 def parse_process(data: dict) -> ProcessConfig:
     """The configuration, or ProcessConfigError with every problem at once: those of each field, then
     those across sections (checked over whatever parts are valid, even when others are not)."""
@@ -470,6 +481,9 @@ def parse_process(data: dict) -> ProcessConfig:
                 msg = "unknown key"
             elif err["type"] == "string_pattern_mismatch":
                 msg = f"{err['input']!r} is not {_PATTERN_NAMES[err['ctx']['pattern']]}"
+            elif err["type"] in _BOUNDS:  # a numeric bound, said plainly: "at least 3 (it is 2)"
+                word, key = _BOUNDS[err["type"]]
+                msg = f"{word} {_number(err['ctx'][key])} (it is {_number(err['input'])})"
             elif err["type"] == "too_short" and any(
                 other["loc"][: len(err["loc"])] == err["loc"] and other is not err for other in exc.errors()
             ):

@@ -192,9 +192,11 @@ def render_delivery_failed(deps, row) -> dict | None:
         "handoff_accepted_dm": "the acceptance message", "handoff_sent_back_dm": "the send-back message",
         "fasttrack_decided_dm": "the decision message", "handoff_resubmitted": "the resubmission notice",
         "fasttrack_owner_notice": "the decision's notice to the gate's owners",
+        "matrix_review_proposal": "your proposed change to the decision-rights matrix",
     }.get(failed.render, "a message")
     kind, _, number = failed.item.partition(":")
-    noun = {"handoff": "handoff #", "fasttrack": "fast-track request #", "digest": "the digest of ", "prompt": "the initiative prompt of "}
+    noun = {"handoff": "handoff #", "fasttrack": "fast-track request #", "digest": "the digest of ", "prompt": "the initiative prompt of ",
+            "matrix-review": "the decision-rights matrix review of "}
     what = f"{about} of {noun.get(kind, kind + ' ')}{number}"
     channel = failed.channel if failed.channel[:1] in ("C", "G") else None
     return render("delivery_failed", what=what, channel=channel, error=row.params.get("error") or failed.error or "error")

@@ -113,7 +113,7 @@ def _decided(deps, client, body, user: str, outcome: fasttrack.Decision) -> None
     r = outcome.request
     if outcome.rerouted:
         b = outcome.budget
-        tell(client, body, user, f"Fast-track #{r.id} is now over the team's budget (it would be {meter(b.position, b)}), so a backup approver decides it. Sent to them.")
+        tell(client, body, user, f"Fast-track #{r.id} is now {meter(b.position, b)}, so a backup approver decides it. Sent to them.")
     elif not outcome.changed:
         return tell(client, body, user, told_already(r))
     deps.deliver(outcome.keys)

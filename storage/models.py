@@ -328,3 +328,23 @@ class MemberTz(SQLModel, table=True):
     user: str = Field(primary_key=True, max_length=20)
     tz: str = Field(max_length=64)
     updated_at: datetime = Field(sa_type=DateTime())
+
+
+class MatrixReviewEvent(SQLModel, table=True):
+    """The quarterly decision-rights matrix review, append-only: a person who sets a standard confirmed their
+    rows for a quarter (`confirmed`, at most once: `once` is "confirmed" and unique per quarter and person),
+    or proposed a change (`proposed`, any number; `once` empty). `elements`: the rows they reviewed."""
+
+    __tablename__ = "matrix_review_event"
+    __table_args__ = (UniqueConstraint("quarter", "user", "once", name="uq_matrix_review_once"),
+                      Index("ix_matrix_review_quarter", "quarter", "kind"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    quarter: str = Field(max_length=7)  # "2026-Q4"
+    user: str = Field(max_length=20)
+    kind: str = Field(max_length=10)  # confirmed | proposed
+    once: str | None = Field(default=None, max_length=10)
+    at: datetime = Field(sa_type=DateTime())
+    elements: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    text: str | None = Field(default=None, sa_column=Column(Text))  # a proposal's words
+    channel: str | None = Field(default=None, max_length=20)  # where a proposal was posted

@@ -26,8 +26,8 @@ Filters:
 - `json`       a value as a JSON fragment (lists of options built in Python)
 
 Wording every template shares (globals, also imported by handlers): `plural(n, "item")` ("1 item",
-"2 items"), `meter(count, budget)`, the fast-track budget meter ("1 of 1 allowed this month (budget 10% of
-9 items)"). Tests: `is user_id` (a Slack user id, to tell a matrix party that is a person from a team).
+"2 items"), `meter(count, budget)`, the fast-track budget meter ("1 of 1 allowed this month (10% of 9
+items)", "over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least 1)"). Tests: `is user_id` (a Slack user id, to tell a matrix party that is a person from a team).
 """
 
 from __future__ import annotations
@@ -172,10 +172,15 @@ def plural(n, word: str, many: str | None = None) -> str:
 
 
 def meter(count: int, budget) -> str:
-    """The fast-track budget meter, the one wording every message uses: "1 of 1 allowed this month (budget
-    10% of 9 items)". `count` is what is counted: the approved so far (a form, before asking), or the
-    place a request takes (`budget.position`, on its card: more than the limit is over budget)."""
-    return f"{count} of {budget.limit} allowed this month (budget {budget.percent:g}% of {plural(budget.items, 'item')})"
+    """The fast-track budget meter, the one wording every message uses: "1 of 2 allowed this month (10% of
+    27 items)", or past the limit "over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least
+    1)": "at least 1" says when the minimum of one, not the percentage, sets the limit. `count` is what is
+    counted: the approved so far (a form, the digest), or the place a request takes (`budget.position`, on
+    its card)."""
+    basis = f"{budget.percent:g}% of {plural(budget.items, 'item')}" + (", at least 1" if budget.items * budget.percent / 100 < 1 else "")
+    if count > budget.limit:
+        return f"over budget: {plural(count, 'fast-track')}, {budget.limit} allowed this month ({basis})"
+    return f"{count} of {budget.limit} allowed this month ({basis})"
 
 
 def _is_user_id(value) -> bool:

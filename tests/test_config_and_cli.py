@@ -241,6 +241,9 @@ def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
         assert path.name in r.stdout
     assert json.loads(files[0].read_text())["blocks"][0]["type"] == "header"
     assert str(tmp_path / "demo") in r.stdout
+    import sys
+
+    assert f"{sys.executable} -m bot digest --month" in r.stdout  # no activated venv assumed: the interpreter that ran it
     # the database it leaves is a real Steward database: the preview command reads it
     from bot.demo import PULSE_SECRET
 

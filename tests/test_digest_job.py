@@ -277,7 +277,8 @@ def test_initiatives_through_slack(steward, fake, db, cfg):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["run-job", "nope"], "run-job: no job 'nope'; jobs: digest, initiative-prompt, catch-up"),
+    (["run-job", "nope"], "python -m bot run-job: argument NAME: invalid choice: 'nope' (choose from 'digest', 'initiative-prompt', 'catch-up',"
+                          " 'outbox', 'escalations', 'pulse', 'matrix-review')"),
     (["run-job", "digest", "--month", "2026-13"], "--month: '2026-13' is not a month (YYYY-MM)"),
     (["run-job", "digest", "--now", "yesterday"], "--now: 'yesterday' is not an ISO-8601 date and time"),
     (["digest", "--month", "October"], "--month: 'October' is not a month (YYYY-MM)"),

@@ -40,7 +40,7 @@ def cards_to(fake, users) -> dict:
 def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, db, cfg):
     view = open_form(steward, fake)
     assert view["callback_id"] == "fasttrack_submit"
-    assert "*Engineering* has used 0 of 1 allowed this month (budget 10% of 0 items)." in blocks_text(view)
+    assert "*Engineering* has used 0 of 1 allowed this month (10% of 0 items, at least 1)." in blocks_text(view)
     assert "(optional)" not in json.dumps(view)  # Slack adds it to an optional input's label
     options = [o["text"]["text"] for b in view["blocks"] if b.get("block_id") == "element" for o in b["element"]["options"]]
     assert options == ["QA sign-off", "Design review", "Architecture review"]
@@ -52,7 +52,7 @@ def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, 
     assert sorted(c.args["channel"] for c in posts) == ["U0BOB", "U0CAROL", "U0STEW"]  # two approvers, the receipt
     card = cards_to(fake, {"U0CAROL"})["U0CAROL"]
     text = blocks_text(card.args)
-    assert "Within budget: this request is 1 of 1 allowed this month (budget 10% of 0 items)." in text and "Over budget" not in text
+    assert "Within budget: this request is 1 of 1 allowed this month (10% of 0 items, at least 1)." in text and "over budget" not in text
     assert "Matrix: *QA sign-off*, standard set by Quality, executed by Quality." in text  # names, not team ids
     assert "Hotfix 4.2.1 &lt;!channel&gt;" in text and "<!channel>" not in text
     assert "Checkout is down for our largest customer" in text
@@ -61,7 +61,7 @@ def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, 
                                                                ("fasttrack_deny", str(fasttrack.listing(db, "U0BOB")[0][0].id))]
     receipt = cards_to(fake, {"U0BOB"})["U0BOB"]
     assert "went to <@U0CAROL>, <@U0STEW>" in blocks_text(receipt.args)
-    assert "Within budget: this request is 1 of 1 allowed this month (budget 10% of 0 items)." in blocks_text(receipt.args)
+    assert "Within budget: this request is 1 of 1 allowed this month (10% of 0 items, at least 1)." in blocks_text(receipt.args)
     (row,) = fasttrack.listing(db, "U0BOB")[0]
     assert (row.team, row.element, row.reason, row.state) == ("eng", "QA sign-off", "Customer escalation", "pending")
 
@@ -141,9 +141,9 @@ def test_over_budget_goes_to_the_backup_approvers(steward, fake, db):
     posts = {c.args["channel"]: blocks_text(c.args) for c in fake.of("chat.postMessage")}
     assert set(posts) == {"U0HEAD", "U0BOB"}  # no card for the regular approvers, who could not act on it
     card = posts["U0HEAD"]
-    assert ":warning: *Over budget*: this request is 2 of 1 allowed this month (budget 10% of 0 items), so a backup approver decides." in card
+    assert ":warning: This request is over budget: 2 fast-tracks, 1 allowed this month (10% of 0 items, at least 1), so a backup approver decides." in card
     assert "Within budget" not in card and "Budget:" not in card
-    assert "*Over budget*: this request is 2 of 1 allowed" in posts["U0BOB"]
+    assert "This request is over budget: 2 fast-tracks, 1 allowed" in posts["U0BOB"]
     fresh(fake)
     steward.click("U0STEW", "fasttrack_approve", str(second.id), channel="D0STEW")
     assert "a backup approver decides it: <@U0HEAD>" in blocks_text(fake.wait("chat.postEphemeral")[0].args)
@@ -164,12 +164,12 @@ def test_a_rerouted_card_says_over_budget_once(steward, fake, db):
     fresh(fake)
     steward.click("U0CAROL", "fasttrack_approve", str(second.id), channel="D0CAROL")
     told = blocks_text(fake.wait("chat.postEphemeral")[0].args)
-    assert "now over the team's budget (it would be 2 of 1 allowed this month (budget 10% of 0 items))" in told
+    assert "is now over budget: 2 fast-tracks, 1 allowed this month (10% of 0 items, at least 1), so a backup approver decides it" in told
     updates = fake.wait("chat.update", 2)
     new_card = next(c for c in fake.wait("chat.postMessage") if c.args["channel"] == "U0HEAD")
     for card in [u.args for u in updates] + [new_card.args]:
         text = blocks_text(card)
-        assert text.count("Over budget") == 1 and "Within budget" not in text and "within budget" not in text, text
+        assert json.dumps(card["blocks"]).count("over budget") == 1 and "Within budget" not in text and "within budget" not in text, text
     for u in updates:  # the regular approvers' existing cards: one line, no buttons
         text = blocks_text(u.args)
         assert ":hourglass: Now over the team's budget, so a backup approver decides: <@U0HEAD>." in text
@@ -244,7 +244,7 @@ def test_rights_list_and_help(steward, fake, db):
     fake.wait("chat.postMessage", 3)
     mine = blocks_text(steward.command("U0BOB", "list", command="/fasttrack").json())
     assert "skip QA sign-off · Hotfix 4.2.1 &lt;!channel&gt; · Engineering · pending" in mine
-    assert "*Engineering* has used 0 of 1 allowed this month (budget 10% of 0 items)." in mine  # the form's words
+    assert "*Engineering* has used 0 of 1 allowed this month (10% of 0 items, at least 1)." in mine  # the form's words
     waiting = blocks_text(steward.command("U0CAROL", "list", command="/fasttrack").json())
     assert "*Awaiting your decision*\n*#" in waiting and "from <@U0BOB>" in waiting
     assert "/fasttrack rights" in blocks_text(steward.command("U0BOB", "help", command="/fasttrack").json())
@@ -262,7 +262,7 @@ def test_the_digest_shows_the_share_and_the_review(steward, fake, db, cfg):
         fresh(fake)
     period = schedule.period_of(utcnow(), cfg.organization.tz)
     text = slack_digest.preview(slack_digest.messages(digest.compose(db, cfg, period)))
-    assert "Fast-tracks: 3 of 1 allowed this month (budget 10% of 0 items): over budget" in text
+    assert "Fast-tracks: over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least 1)" in text
     assert "Quality: 3 fast-tracks approved, over its budget of 1 (0 items, budget 10%)." in text
     assert "Fast-track review" in text
     assert "QA sign-off was skipped 3 times (Customer escalation ×3): a candidate to become standard, for Quality, which sets that standard." in text

@@ -42,11 +42,16 @@ def test_one_wording_for_the_meter_and_for_counts():
     from templates import meter, plural
 
     nine = Budget("eng", "2026-11", 9, 0, 10)
-    assert meter(nine.position, nine) == "1 of 1 allowed this month (budget 10% of 9 items)"  # within: 1st of 1
-    assert meter(nine.approved, nine) == "0 of 1 allowed this month (budget 10% of 9 items)"  # the form, before asking
-    over = Budget("eng", "2026-11", 27, 2, 12.5)
-    assert meter(over.position, over) == "3 of 3 allowed this month (budget 12.5% of 27 items)"
-    assert meter(1, Budget("eng", "2026-11", 1, 0, 10)) == "1 of 1 allowed this month (budget 10% of 1 item)"
+    assert meter(nine.position, nine) == "1 of 1 allowed this month (10% of 9 items, at least 1)"  # within: 1st of 1
+    assert meter(nine.approved, nine) == "0 of 1 allowed this month (10% of 9 items, at least 1)"  # the form, before asking
+    full = Budget("eng", "2026-11", 27, 2, 12.5)
+    assert meter(full.position, full) == "3 of 3 allowed this month (12.5% of 27 items)"  # the percentage sets it: no "at least"
+    ten = Budget("eng", "2026-11", 10, 0, 10)
+    assert meter(ten.position, ten) == "1 of 1 allowed this month (10% of 10 items)"
+    # past the limit: never "3 of 2 allowed"; the minimum of one said as such, not "10% of 0 items" alone
+    assert meter(3, Budget("eng", "2026-11", 0, 2, 10)) == "over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least 1)"
+    assert meter(4, full) == "over budget: 4 fast-tracks, 3 allowed this month (12.5% of 27 items)"
+    assert meter(1, Budget("eng", "2026-11", 1, 0, 10)) == "1 of 1 allowed this month (10% of 1 item, at least 1)"
     assert [plural(n, "member") for n in (0, 1, 2)] == ["0 members", "1 member", "2 members"]
     assert [plural(h, "working hour") for h in (1.0, 2.0, 12.5)] == ["1 working hour", "2 working hours", "12.5 working hours"]
 

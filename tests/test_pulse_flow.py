@@ -404,6 +404,6 @@ def test_check_config_summarises_the_pulse_and_names_a_bad_key():
     finally:
         path.unlink()
     assert r.returncode == 2, r.stdout + r.stderr
-    for line in ("pulse.send_at: write it as a weekday and a time", "pulse.min_group: Input should be greater than or equal to 3",
+    for line in ("pulse.send_at: write it as a weekday and a time", "pulse.min_group: at least 3 (it is 2)",
                  "pulse.teams[1]: no team 'nobody'"):
         assert line in r.stderr, r.stderr

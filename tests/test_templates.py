@@ -93,8 +93,10 @@ def a_digest(text: str, active: bool = True):
     teams[0].satisfaction = satisfaction
     figures = [digest.Figure(text, "duration", 3600.0 * active or None, 7200.0, True, 6 * active, 6, before_label="Sep 2026", detail=text),
                digest.Figure(text, "rate", 0.5, 0.25, True, 2, 9, before_label="Sep 2026"), satisfaction]
+    from bot.review import Status
+
     return digest.Digest("2026-10", "October 2026", text, "C0SYNC", months, teams, boundaries, signals, {}, review,
-                         figures=figures, highlights=(signals + changes)[:5], changes=changes,
+                         matrix=Status("2026-Q4", [text] * 20, [text] * 20 if active else []), figures=figures, highlights=(signals + changes)[:5], changes=changes,
                          definitions="https://example.org/steward#the-monthly-digest" if active else "")
 
 
@@ -104,6 +106,23 @@ def a_quiet_digest(text: str):
     for tv in d.teams:
         tv.now.fasttracks_waiting = 0
     return d
+
+
+def matrix_review_contexts(text: str) -> dict[str, list[dict]]:
+    from bot.review import History
+
+    hist = [None, History(), History(5, 3, 1, [text] * 3, True), History(1, 0, 1, [text], False)]
+    rows = [dict(element=text or "e", sets=s, grants=["U0STEW", "U0CAROL"], owns=o, history=h)
+            for s, o in (("qa", "design"), ("U0STEW", text or "x")) for h in hist] * 6  # 48 rows: past the 40 shown
+    dm = dict(quarter="2026-Q4", quarter_label="Q4 2026", last_label="Q3 2026", rows=rows, names={"qa": text, "design": text},
+              confirmed_at=None, proposed=0, proposed_at=None, recurring=3)
+    return {
+        "matrix_review_dm": [dm, dict(dm, rows=rows[:1], confirmed_at=datetime(2026, 10, 2, 9), proposed=2, proposed_at=datetime(2026, 10, 3, 9)),
+                             dict(dm, rows=rows[2:3], proposed=1, proposed_at=datetime(2026, 10, 3, 9))],
+        "matrix_review_modal": [dict(quarter="2026-Q4", quarter_label="Q4 2026", elements=[text or "e"] * 30,
+                                     channels=[("C0SYNC", "The digest channel")] + [(f"C0T{i}", text + "'s channel") for i in range(120)])],
+        "matrix_review_proposal": [dict(user="U0CAROL", quarter_label="Q4 2026", elements=[text or "e"] * 30, text=text or "t")],
+    }
 
 
 def pulse_contexts(text: str) -> dict[str, list[dict]]:
@@ -171,6 +190,7 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "handoff_help": [dict(problem=text, command="/handoff"), dict(problem=None, command="/handoff")],
         "notice": [dict(text=text)],
         **pulse_contexts(text),
+        **matrix_review_contexts(text),
         "delivery_failed": [dict(what=text, channel=c, error=e) for c, e in (("C0ENG", "channel_not_found"), (None, text[:60] or "x"))],
         "handoff_resubmitted": [dict(h=h, actor="U0ALICE"), dict(h=h, actor="U0ALICE", reviewer="U0BOB")],
         "error": [dict(ref="deadbeef")],
