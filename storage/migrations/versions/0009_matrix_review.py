@@ -1,14 +1,14 @@
 """The quarterly decision-rights matrix review: who confirmed their rows for which quarter, and the changes
 proposed (append-only).
 
-Revision ID: 0008_matrix_review
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_matrix_review"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
