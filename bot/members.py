@@ -160,7 +160,7 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
             if source in sources and (sync is None or sync.ref != sources[source]):
                 first.add(source)
             new[source] = set(users)
-        out.baseline = sorted(first)
+        out.baseline = [s for s in ORDER if s in first]
         for source in new:
             added, gone = new[source] - have.get(source, set()), have.get(source, set()) - new[source]
             if added:

@@ -220,7 +220,7 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
     def where(keys: list[str]) -> str:
         return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
-    for user, keys in sorted(users.items()):
+    for user, keys in users.items():  # in the order the configuration names them
         try:
             info = patience.call(client.users_info, user=user).get("user") or {}
         except Unread as exc:
@@ -230,7 +230,7 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
             problems.append(f"{where(keys)}: user {user} is deactivated")
         elif info.get("is_bot"):
             problems.append(f"{where(keys)}: {user} is a bot, not a person")
-    for channel, keys in sorted(channels.items()):
+    for channel, keys in channels.items():
         try:
             info = patience.call(client.conversations_info, channel=channel).get("channel") or {}
         except Unread as exc:
@@ -249,7 +249,7 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
         except Unread as exc:
             problems.append(f"user groups could not be checked ({exc})")
             listed = None
-        for group, keys in sorted(groups.items()) if listed is not None else ():
+        for group, keys in groups.items() if listed is not None else ():
             found = listed.get(group)
             if found is None:
                 problems.append(f"{where(keys)}: user group {group} is unknown in this workspace")
