@@ -205,8 +205,9 @@ def _welcome(session: Session, db: Database, team: str, users: list[str], now: d
     """A welcome DM to each of `users` not yet welcomed to `team` (nor in its baseline): once per person per team, ever."""
     keys = []
     for user in users:
-        done = session.execute(db.insert(Welcome).values(team=team, user_id=user, at=now, sent=True).on_conflict_do_nothing())
-        if done.rowcount:
+        done = session.execute(db.insert(Welcome).values(team=team, user_id=user, at=now, sent=True)
+                               .on_conflict_do_nothing(index_elements=["team", "user_id"]).returning(Welcome.__table__.c.user_id)).first()
+        if done is not None:
             keys += outbox.add(session, db, [welcome_message(team, user)], now)
     return keys
 
