@@ -40,6 +40,7 @@ CONFIG, USERGROUP, CHANNEL = "config", "usergroup", "channel"
 ORDER = (CONFIG, USERGROUP, CHANNEL)  # a join is credited to the first source that has the person
 JOINED, LEFT = "joined", "left"
 CHECK_EVERY = 1.0  # seconds between two looks at the stamp, per process
+RETRY_AFTER_FAILURE = 9.0  # more seconds before looking again when the database could not be read
 
 
 def welcome_key(team: str, user: str) -> str:
@@ -72,7 +73,8 @@ def effective(cfg: ProcessConfig, rows) -> ProcessConfig:
 class Roster:
     """The configuration as it stands now: the file's, with the members Slack gave. Cheap: one primary-key
     read a second at most, the members re-read only when their stamp changed. When the database cannot be
-    read, the last known members stay (at first, the file's)."""
+    read, the last known members stay (at first, the file's), and it is asked again ten seconds later. One
+    thread looks at a time; the others go on with the members last read meanwhile."""
 
     def __init__(self, cfg: ProcessConfig, db: Database, every: float = CHECK_EVERY):
         self.base, self.db, self.every = cfg, db, every
@@ -85,24 +87,33 @@ class Roster:
             return self.base  # every member is listed in the file
         if time.monotonic() - self._checked < self.every:
             return self._cfg
-        with self._lock:
-            if time.monotonic() - self._checked < self.every:
-                return self._cfg
+        if not self._lock.acquire(blocking=False):
+            return self._cfg  # another thread is looking: this one goes on with the members last read
+        try:
             self._checked = time.monotonic()
-            try:
-                with self.db.read() as session:
-                    stamp = session.exec(select(MemberVersion.stamp).where(MemberVersion.id == 1)).first()
-                    if stamp != self._stamp:
-                        rows = session.exec(select(TeamMember.team, TeamMember.source, TeamMember.user_id)
-                                            .where(TeamMember.source != CONFIG)).all()
-                        self._cfg, self._stamp = effective(self.base, rows), stamp
-            except Exception as exc:  # noqa: BLE001 - the database down: the members last read stay
-                log.warning("members: cannot read the current members (%s); using those last read", type(exc).__name__)
+            with self.db.read() as session:
+                stamp = session.exec(select(MemberVersion.stamp).where(MemberVersion.id == 1)).first()
+                if stamp != self._stamp:
+                    rows = session.exec(select(TeamMember.team, TeamMember.source, TeamMember.user_id)
+                                        .where(TeamMember.source != CONFIG)).all()
+                    self._cfg, self._stamp = effective(self.base, rows), stamp
+        except Exception as exc:  # noqa: BLE001 - the database down: the members last read stay
+            self._checked = time.monotonic() + RETRY_AFTER_FAILURE  # and a down database is not asked every second
+            log.warning("members: cannot read the current members (%s); using those last read", type(exc).__name__)
+        finally:
+            self._lock.release()
         return self._cfg
 
     def expire(self) -> None:
         """Look at the stamp on the next read (this process just changed the members)."""
         self._checked = -1e18
+
+
+def _serialise(session: Session, db: Database) -> None:
+    """Changes of membership one at a time (two clocks refreshing at once record each join once): the
+    stamp's row locked on PostgreSQL; SQLite's write transactions are serial already."""
+    session.execute(db.insert(MemberVersion).values(id=1, stamp="").on_conflict_do_nothing(index_elements=["id"]))
+    session.execute(select(MemberVersion.id).where(MemberVersion.id == 1).with_for_update())
 
 
 def _bump(session: Session, db: Database) -> None:
@@ -144,6 +155,7 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
     fetched = {CONFIG: set(team.members), **fetched}
     out = Applied(team.id)
     with db.write() as session:
+        _serialise(session, db)
         have: dict[str, set[str]] = defaultdict(set)
         for source, user in session.exec(select(TeamMember.source, TeamMember.user_id).where(TeamMember.team == team.id)).all():
             have[source].add(user)
@@ -218,6 +230,7 @@ def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, no
     member from now on (a `joined` event), without waiting for the hourly refresh."""
     keys = []
     with db.write() as session:
+        _serialise(session, db)
         for team in (t for t in cfg.teams if t.channel == channel):
             if team.members_from_channel:
                 present = set(session.exec(select(TeamMember.source).where(TeamMember.team == team.id, TeamMember.user_id == user)).all())

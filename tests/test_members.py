@@ -225,3 +225,58 @@ def test_check_config_slack_names_every_bad_id(fake, tmp_path):
     assert "(1 member listed + user group S0QA, channel C0QA)" in r.stdout
     assert len(fake.of("users.info")) == 8  # seven people, one of them asked again after the 429
     assert cli("check-config", "--file", str(path), "--slack").returncode == 2  # no token
+
+
+def test_roster_reads_the_members_only_when_their_stamp_changed_and_survives_a_database_it_cannot_read(db, fake, tmp_path):
+    from storage.db import Database
+
+    cfg = parse_process(org(ops={"usergroup": "S0OPS"}, qa={}))
+    fake.usergroups["S0OPS"] = {"users": ["U0A"]}
+    refresh(db, cfg, fake)
+    roster = members.Roster(cfg, db, every=3600)
+    assert roster.current().team("ops").members == ("U0A",)
+    fake.usergroups["S0OPS"] = {"users": ["U0A", "U0B"]}
+    refresh(db, cfg, fake, NOW.replace(hour=10))
+    assert roster.current().team("ops").members == ("U0A",)  # not looked at again within `every`
+    roster.expire()
+    assert roster.current().team("ops").members == ("U0A", "U0B")
+    gone = members.Roster(cfg, Database(f"sqlite:///{tmp_path}/missing/steward.db"))
+    assert gone.current() is cfg  # nothing readable: the file's members, no error
+    assert members.Roster(load_process(PROCESS).model_copy(update={"teams": cfg.teams[1:]}), db).current().team("qa").members == ()
+
+
+def test_run_job_members_reads_slack_and_says_what_changed(db, fake, database_url):
+    fake.usergroups["S0QA"] = {"users": ["U0DAN"]}
+    env = {"DATABASE_URL": database_url, "PROCESS_CONFIG": str(PROCESS), "SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url}
+    r = cli("run-job", "members", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "members qa: first read of config, usergroup: 2 members recorded, nobody welcomed; 2 members now" in r.stdout
+    fake.usergroups["S0QA"] = {"users": ["U0DAN", "U0ERIN"]}
+    r = cli("run-job", "members", env=env)
+    assert "members qa: 1 joined (U0ERIN); 3 members now" in r.stdout and "members: 1 welcome DM written, 1 delivered" in r.stdout, r.stdout
+    assert len(fake.messages("U0ERIN")) == 1
+    fake.fail("usergroups.users.list", "missing_scope")
+    r = cli("run-job", "members", env=env)
+    assert r.returncode == 0 and "usergroup S0QA not read (missing_scope): its last known members kept; 3 members now" in r.stdout
+
+
+def test_two_refreshes_at_once_record_each_join_once(db):
+    import threading
+
+    team = parse_process(org(ops={"members": ["U0A"]}, qa={})).team("ops")
+    members.apply(db, team, {}, NOW)
+    grown = team.model_copy(update={"members": ("U0A", "U0B", "U0C")})
+    results, barrier = [], threading.Barrier(4)
+
+    def go():
+        barrier.wait()
+        results.append(members.apply(db, grown, {}, NOW.replace(hour=10)))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(u for r in results for u in r.joined) == ["U0B", "U0C"]
+    assert sorted(k for r in results for k in r.keys) == ["welcome:ops:U0B", "welcome:ops:U0C"]
+    assert [e[1] for e in events(db) if not e[4]] == ["U0B", "U0C"]
