@@ -21,7 +21,11 @@ from handlers.fasttrack import names
 from templates import render
 
 log = logging.getLogger("steward")
-PAGE = 200  # conversations.members / usergroups: people a page
+PAGE = 200  # conversations.members / users.list: a page
+USERS_INFO_AT_MOST = 50  # more newcomers than this in a run: one users.list instead of a users.info each
+
+
+REFRESH_PATIENCE = 600.0  # seconds a refresh may wait on Retry-After in all (a first users.list of a big workspace at Tier 2)
 
 
 class Unread(Exception):
@@ -70,12 +74,31 @@ def channel_members(client, channel: str, patience: Patience) -> set[str]:
 
 @dataclass
 class People:
-    """Which ids are people (not bots, not deactivated), by users.info, each asked once a run. Only those
+    """Which ids are people (not bots, not deactivated), each asked once a run: by users.info (Tier 4) for a
+    few, by one paged users.list (Tier 2, 200 a page) for many (a first read of a big channel). Only those
     not already known as members are asked: a refresh of a stable channel asks nothing."""
 
     client: object
     patience: Patience
     seen: dict[str, bool] = field(default_factory=dict)
+    listed: bool = False
+
+    def prefetch(self, ids: set[str]) -> None:
+        unknown = {u for u in ids if u not in self.seen}
+        if len(unknown) <= USERS_INFO_AT_MOST or self.listed:
+            return
+        cursor = None
+        while True:
+            answer = self.patience.call(self.client.users_list, limit=PAGE, **({"cursor": cursor} if cursor else {}))
+            for user in answer.get("members") or []:
+                if isinstance(user.get("id"), str):
+                    self.seen[user["id"]] = not (user.get("is_bot") or user.get("deleted") or user["id"] == "USLACKBOT")
+            cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        self.listed = True
+        for user in unknown - set(self.seen):
+            self.seen[user] = False  # not in the workspace's list: no one to count
 
     def human(self, user: str) -> bool:
         if user not in self.seen:
@@ -93,7 +116,7 @@ class People:
 def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list[str]:
     """Read every team's sources and record what changed (`bot.members.apply`); say a line per team that
     changed or could not be read. Returns the welcome DMs written. `cfg` is the file as written."""
-    patience = patience or Patience()
+    patience = patience or Patience(REFRESH_PATIENCE)
     people = People(client, patience)
     keys = []
     for team in cfg.teams:
@@ -107,6 +130,7 @@ def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list
                 else:
                     found = channel_members(client, ref, patience)
                     before = members.known(db, team.id, source)
+                    people.prefetch(found - before)
                     fetched[source] = {u for u in found if u in before or people.human(u)}
             except Unread as exc:
                 fetched[source], errors[source] = None, str(exc)
