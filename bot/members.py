@@ -183,14 +183,16 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
                                                          TeamMember.user_id.in_(sorted(gone))))
         before = set().union(*have.values()) if have else set()
         after = set().union(*new.values()) if new else set()
-        events = []
+        events, unwelcomed = [], []
         for user in sorted(after - before):
             source = next(s for s in ORDER if user in new.get(s, ()))
             events.append({"team": team.id, "user_id": user, "kind": JOINED, "source": source, "baseline": source in first, "at": now})
-            if source in first:
-                session.execute(db.insert(Welcome).values(team=team.id, user_id=user, at=now, sent=False).on_conflict_do_nothing())
+            if source in first:  # a member already when Steward first looked: never welcomed, now or later
+                unwelcomed.append({"team": team.id, "user_id": user, "at": now, "sent": False})
             else:
                 out.joined.append(user)
+        if unwelcomed:
+            session.execute(db.insert(Welcome).on_conflict_do_nothing(index_elements=["team", "user_id"]), unwelcomed)
         for user in sorted(before - after):
             source = next(s for s in ORDER if user in have.get(s, ()))
             events.append({"team": team.id, "user_id": user, "kind": LEFT, "source": source, "baseline": False, "at": now})

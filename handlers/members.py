@@ -113,6 +113,10 @@ class People:
         return self.seen[user]
 
 
+def _people(n: int) -> str:
+    return f"{n} member{'' if n == 1 else 's'}"
+
+
 def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list[str]:
     """Read every team's sources and record what changed (`bot.members.apply`); say a line per team that
     changed or could not be read. Returns the welcome DMs written. `cfg` is the file as written."""
@@ -138,7 +142,7 @@ def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list
         keys += done.keys
         parts = []
         if done.baseline:
-            parts.append(f"first read of {', '.join(done.baseline)}: {done.members} members recorded, nobody welcomed")
+            parts.append(f"first read of {', '.join(done.baseline)}: {_people(done.members)} recorded, nobody welcomed")
         if done.joined:
             parts.append(f"{len(done.joined)} joined ({', '.join(done.joined[:10])})")
         if done.left:
@@ -146,7 +150,7 @@ def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list
         for source in done.kept:
             parts.append(f"{source} {team.sources()[source]} not read ({errors.get(source)}): its last known members kept")
         if parts:
-            say(f"members {team.id}: " + "; ".join(parts) + f"; {done.members} members now")
+            say(f"members {team.id}: " + "; ".join(parts) + f"; {_people(done.members)} now")
     return keys
 
 

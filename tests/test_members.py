@@ -66,6 +66,7 @@ def test_refresh_baseline_then_joins_and_leaves_with_paging_and_a_429(db, fake):
     assert keys == [] and welcomes(db) == []
     assert len(fake.of("conversations.members")) == 4  # 429, then three pages
     assert [c.args.get("cursor") is None for c in fake.of("conversations.members")][:2] == [True, True]
+    assert fake.of("users.info") == [] and len(fake.of("users.list")) == 3  # 452 newcomers: the workspace's list, not one call each
     current = Deps(cfg, db).cfg
     assert set(current.team("ops").members) == {"U0LEAD", *crowd}  # the bots are not members
     assert set(current.team("qa").members) == {"U0CAROL", "U0DAN"}
@@ -106,7 +107,7 @@ def test_a_slack_error_keeps_the_teams_last_known_members(db, fake):
     current = Deps(cfg, db).cfg
     assert current.team("ops").members == ("U0A", "U0B") and current.team("qa").members == ("U0C",)
     assert "members ops: channel C0OPS not read (rate limited past 2 s of waiting): its last known members kept; 2 members now" in said
-    assert "members qa: usergroup S0QA not read (missing_scope): its last known members kept; 1 members now" in said
+    assert "members qa: usergroup S0QA not read (missing_scope): its last known members kept; 1 member now" in said
     with db.read() as s:
         from storage.models import MemberSync
         assert s.get(MemberSync, ("qa", "usergroup")).error == "missing_scope"
