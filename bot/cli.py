@@ -388,7 +388,11 @@ def cmd_digest(args) -> int:
     period = _month(args.month) or schedule.shift(today, -1)
     if period > today:
         raise Fail(f"--month: {schedule.label(period)} has not started; the latest month to preview is {today} (month to date)")
-    d = digest.compose(_database(settings.database_url), cfg, period, utcnow(), sealer=_sealer(settings, cfg))
+    from bot.deps import Deps
+
+    db = _database(settings.database_url)
+    current = Deps(cfg, db).cfg  # the members as the clock sees them when it posts
+    d = digest.compose(db, current, period, utcnow(), sealer=_sealer(settings, cfg))
     parts = slack_digest.messages(d)
     if args.blocks:
         print(json.dumps(parts, indent=2, ensure_ascii=False))

@@ -14,8 +14,8 @@ nothing twice, and a missed run is caught up by the next tick.
 - `pulse`: the weekly satisfaction survey: the DMs of everyone whose `send_at` has come in their own time
   zone, the one reminder to those who have not answered; the catch-up tick runs it too. Time zones come
   from Slack's users.list, refreshed once a day.
-- `members`: each team's members from its Slack user group and channel (hourly, and when the clock
-  starts): joins and leaves recorded as events, a welcome DM to each newcomer, a team Slack could not
+- `members`: each team's members from its Slack user group and channel (half a minute after the clock
+  starts, then hourly): joins and leaves recorded as events, a welcome DM to each newcomer, a team Slack could not
   read left as it was.
 - `outbox`: deliver whatever the outbox holds that is due (a 429's Retry-After passed, a back-off, a
   deliverer that died); the clock sweeps every few seconds.
@@ -55,6 +55,7 @@ PULSE = "pulse"
 MEMBERS = "members"
 JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX, ESCALATIONS, PULSE, MEMBERS)
 MEMBERS_EVERY = timedelta(hours=1)
+MEMBERS_FIRST = timedelta(seconds=30)  # the first refresh after the clock starts
 TZ_REFRESH = timedelta(hours=24)
 
 
@@ -348,7 +349,7 @@ def serve(cfg: ProcessConfig, db: Database, deliverer: Deliverer, now: Callable[
     scheduler.add_job(tick, IntervalTrigger(minutes=cfg.schedule.tick_minutes, timezone=tz), id="tick",
                       next_run_time=datetime.now(tz) + timedelta(seconds=0.1))
     scheduler.add_job(refresh_members, IntervalTrigger(seconds=MEMBERS_EVERY.total_seconds(), timezone=tz), id="members",
-                      next_run_time=datetime.now(tz) + timedelta(seconds=0.3))
+                      next_run_time=datetime.now(tz) + MEMBERS_FIRST)  # after the start's catch-up, not competing with it
     scheduler.add_job(sweep, IntervalTrigger(seconds=sweep_seconds, timezone=tz), id="outbox",
                       next_run_time=datetime.now(tz) + timedelta(seconds=0.2))
     log.info("clock: digest on '%s' (%s), ticks every %d min", cfg.schedule.digest, cfg.organization.timezone, cfg.schedule.tick_minutes)
