@@ -7,7 +7,6 @@ import json
 import time
 from datetime import datetime
 
-import pytest
 from slack_sdk import WebClient
 from sqlmodel import select
 
@@ -15,7 +14,7 @@ from bot import digest, members
 from bot.deps import Deps
 from bot.process import load_process, parse_process
 from handlers import members as slack_members
-from storage.models import MemberEvent, Outbox
+from storage.models import MemberEvent, MemberSync, Outbox
 from tests.conftest import PROCESS
 from tests.harness import TOKEN, cli
 
@@ -109,7 +108,6 @@ def test_a_slack_error_keeps_the_teams_last_known_members(db, fake):
     assert "members ops: channel C0OPS not read (rate limited past 2 s of waiting): its last known members kept; 2 members now" in said
     assert "members qa: usergroup S0QA not read (missing_scope): its last known members kept; 1 member now" in said
     with db.read() as s:
-        from storage.models import MemberSync
         assert s.get(MemberSync, ("qa", "usergroup")).error == "missing_scope"
 
 
