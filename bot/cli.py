@@ -75,6 +75,7 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 
 def cmd_check_config(args) -> int:
+    client = _slack(_settings()) if args.slack else None  # --slack without SLACK_BOT_TOKEN: exit 2 before anything
     if args.file:
         cfg = _process(args.file, "--file")
     else:
@@ -85,7 +86,7 @@ def cmd_check_config(args) -> int:
           + (f"; escalation contact {org.escalation_contact}" if org.escalation_contact else ""))
     print(f"{_count(len(cfg.teams), 'team')}:")
     for t in cfg.teams:
-        print(f"  {t.id:<14} {t.name} ({_count(len(t.members), 'member')}, channel {t.channel})")
+        print(f"  {t.id:<14} {t.name} ({t.source_text()}, channel {t.channel})")
     print(f"{_count(len(cfg.boundaries), 'boundary', 'boundaries')}:")
     for b in cfg.boundaries:
         path = ", ".join(f"{lv.hours(b.sla_hours):g} h → {'/'.join(lv.notify)}" for lv in cfg.escalation_path(b))
@@ -113,7 +114,26 @@ def cmd_check_config(args) -> int:
               f" {_count(len(members(cfg)), 'person', 'people')} of {_count(len(cfg.pulse_teams()), 'team')}; shown for groups of"
               f" {p.min_group} or more; open {_count(p.open_days, 'day')}, a reminder after {_count(p.remind_after_days, 'day')};"
               " needs PULSE_SECRET")
+    if client is not None:
+        return _check_slack(cfg, client)
     return 0
+
+
+def _check_slack(cfg, client) -> int:
+    """check-config --slack: every id of the configuration looked up in the workspace with the bot token."""
+    from handlers.members import check_ids
+
+    print("checking every id against the workspace:")
+    try:
+        problems, notes = check_ids(cfg, client)
+    except Exception as exc:  # out of reach in a way no single call caught
+        raise Fail(f"SLACK_API_URL: cannot check the ids ({type(exc).__name__})", code=1) from None
+    for line in notes:
+        print(f"  note: {line}")
+    for line in problems:
+        print(f"  wrong: {line}")
+    print(f"slack: {_count(len(problems), 'problem')}" + (", every id found" if not problems else ""))
+    return 1 if problems else 0
 
 
 def cmd_migrate(args) -> int:
@@ -302,7 +322,8 @@ def cmd_run_job(args) -> int:
     cfg = _process(settings.process_config)
     month, now = _month(args.month), _moment(args.now, cfg)
     db = _database(settings.database_url)
-    run = Run(cfg, db, _deliverer(settings, cfg, db, _running_from(now)), now, force=True, report=partial(print, flush=True))
+    deliverer = _deliverer(settings, cfg, db, _running_from(now))
+    run = Run(deliverer.ctx.cfg, db, deliverer, now, force=True, report=partial(print, flush=True))  # the current members
     try:
         run_job(run, args.name, month, again=args.again)  # each line on stdout as it is said, once (the clock logs them instead)
     except Refused as exc:
@@ -367,7 +388,11 @@ def cmd_digest(args) -> int:
     period = _month(args.month) or schedule.shift(today, -1)
     if period > today:
         raise Fail(f"--month: {schedule.label(period)} has not started; the latest month to preview is {today} (month to date)")
-    d = digest.compose(_database(settings.database_url), cfg, period, utcnow(), sealer=_sealer(settings, cfg))
+    from bot.deps import Deps
+
+    db = _database(settings.database_url)
+    current = Deps(cfg, db).cfg  # the members as the clock sees them when it posts
+    d = digest.compose(db, current, period, utcnow(), sealer=_sealer(settings, cfg))
     parts = slack_digest.messages(d)
     if args.blocks:
         print(json.dumps(parts, indent=2, ensure_ascii=False))
@@ -400,6 +425,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema up to date (idempotent)").set_defaults(func=cmd_migrate)
     c = sub.add_parser("check-config", help="validate the process configuration and summarise it")
     c.add_argument("--file", help="a process TOML file (default: $PROCESS_CONFIG)")
+    c.add_argument("--slack", action="store_true", help="also look up every user, channel and user group id in the workspace (needs SLACK_BOT_TOKEN)")
     c.set_defaults(func=cmd_check_config)
     m = sub.add_parser("manifest", help="print the Slack app manifest (JSON)")
     m.add_argument("--url", help="https://host where Steward is served (omit for Socket Mode)")

@@ -18,6 +18,9 @@ nothing twice, and a missed run is caught up by the next tick.
   person who sets a standard in the decision-rights matrix, with their rows and last quarter's fast-track
   history (`bot.review`); once per person per quarter; the catch-up tick runs it too (and so catches it
   up within the quarter's first 14 days).
+- `members`: each team's members from its Slack user group and channel (half a minute after the clock
+  starts, then hourly): joins and leaves recorded as events, a welcome DM to each newcomer, a team Slack could not
+  read left as it was.
 - `outbox`: deliver whatever the outbox holds that is due (a 429's Retry-After passed, a back-off, a
   deliverer that died); the clock sweeps every few seconds.
 """
@@ -54,7 +57,10 @@ OUTBOX = "outbox"
 ESCALATIONS = "escalations"
 PULSE = "pulse"
 MATRIX_REVIEW = "matrix-review"
-JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX, ESCALATIONS, PULSE, MATRIX_REVIEW)
+MEMBERS = "members"
+JOBS = (DIGEST, PROMPT, CATCH_UP, OUTBOX, ESCALATIONS, PULSE, MATRIX_REVIEW, MEMBERS)
+MEMBERS_EVERY = timedelta(hours=1)
+MEMBERS_FIRST = timedelta(seconds=30)  # the first refresh after the clock starts
 TZ_REFRESH = timedelta(hours=24)
 
 
@@ -280,6 +286,25 @@ def run_matrix_review(run: Run, quiet: bool = False) -> None:
         run.say(f"matrix review {label}: {delivered} of {len(keys)} delivered")
 
 
+def run_members(run: Run) -> None:
+    """Each team's members from its Slack sources (and its listed ids, whose changes are recorded too):
+    joins and leaves as events, welcome DMs to newcomers (delivered at once), a source Slack could not read
+    left with its last known members."""
+    from handlers import members as slack_members
+
+    ctx = run.deliverer.ctx
+    base = getattr(ctx, "base_cfg", run.cfg)  # the file as written: its listed ids are one source among others
+    keys = slack_members.refresh(run.db, base, run.deliverer.client, run.now, run.say)
+    if hasattr(ctx, "roster"):
+        ctx.roster.expire()
+        run.cfg = ctx.cfg
+    if keys:
+        sent = run.deliver(keys, "welcome DMs")
+        run.say(f"members: {len(keys)} welcome DM{'s' if len(keys) != 1 else ''} written, {sent} delivered")
+    elif not any(line.startswith("members ") for line in run.done):
+        run.say(f"members: {len(base.teams)} team{'s' if len(base.teams) != 1 else ''} read, no change")
+
+
 def run_catch_up(run: Run) -> None:
     prompts, digests = schedule.due_prompts(run.cfg, run.now), schedule.due_digests(run.cfg, run.now)
     for period in prompts:
@@ -321,6 +346,8 @@ def run_job(run: Run, name: str, period: str | None, again: bool = False) -> Non
         run_pulse(run)
     elif name == MATRIX_REVIEW:
         run_matrix_review(run)
+    elif name == MEMBERS:
+        run_members(run)
     else:
         raise ValueError(f"no job {name!r}; jobs: {', '.join(JOBS)}")
 
@@ -337,11 +364,20 @@ def serve(cfg: ProcessConfig, db: Database, deliverer: Deliverer, now: Callable[
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
+    def current() -> ProcessConfig:  # the members as they stand now (Slack's user groups and channels)
+        return getattr(deliverer.ctx, "cfg", cfg)
+
     def tick() -> None:
         try:
-            run_catch_up(Run(cfg, db, deliverer, now()))
+            run_catch_up(Run(current(), db, deliverer, now()))
         except Exception:  # a bad run must not stop the clock: logged, tried again next tick
             log.exception("clock: catch-up failed")
+
+    def refresh_members() -> None:
+        try:
+            run_members(Run(current(), db, deliverer, now()))
+        except Exception:  # Slack or the database gone: tried again next hour
+            log.exception("clock: members refresh failed")
 
     def sweep() -> None:
         try:
@@ -355,6 +391,8 @@ def serve(cfg: ProcessConfig, db: Database, deliverer: Deliverer, now: Callable[
     scheduler.add_job(tick, CronTrigger.from_crontab(cfg.schedule.digest, timezone=tz), id="digest")
     scheduler.add_job(tick, IntervalTrigger(minutes=cfg.schedule.tick_minutes, timezone=tz), id="tick",
                       next_run_time=datetime.now(tz) + timedelta(seconds=0.1))
+    scheduler.add_job(refresh_members, IntervalTrigger(seconds=MEMBERS_EVERY.total_seconds(), timezone=tz), id="members",
+                      next_run_time=datetime.now(tz) + MEMBERS_FIRST)  # after the start's catch-up, not competing with it
     scheduler.add_job(sweep, IntervalTrigger(seconds=sweep_seconds, timezone=tz), id="outbox",
                       next_run_time=datetime.now(tz) + timedelta(seconds=0.2))
     log.info("clock: digest on '%s' (%s), ticks every %d min", cfg.schedule.digest, cfg.organization.timezone, cfg.schedule.tick_minutes)

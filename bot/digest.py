@@ -331,15 +331,27 @@ def closed(cfg: ProcessConfig, period: str, now: datetime) -> bool:
 def headcounts(db: Database, cfg: ProcessConfig, period: str) -> dict[tuple[str, str], int]:
     """Team sizes for `period` and the two months before, as the signals read them: what was recorded
     when each month's digest was posted; for `period` itself, when nothing is recorded yet, the sizes
-    that posting it will record (the configuration's today). Posting records them *before* the digest is
+    that posting it will record (members at the month's end, from the join and leave events). Posting records them *before* the digest is
     composed (`record_headcount`), so the preview and the post read the same numbers."""
     periods = [schedule.shift(period, -2), schedule.shift(period, -1), period]
     with db.read() as session:
         rows = session.exec(select(Headcount).where(Headcount.period.in_(periods)))
         out = {(r.period, r.team): r.members for r in rows}
-    for t in cfg.teams:
-        out.setdefault((period, t.id), len(t.members))
+    if any((period, t.id) not in out for t in cfg.teams):
+        counted = _counted(db, cfg, period)
+        for t in cfg.teams:
+            out.setdefault((period, t.id), counted[t.id])
     return out
+
+
+def _counted(db: Database, cfg: ProcessConfig, period: str) -> dict[str, int]:
+    """Each team's members at the end of `period`, from the join and leave events (`bot.members`); a team
+    with no event by then (its members never read before) counts the configuration's members now."""
+    from bot.members import count_at
+
+    end = schedule.bounds(period, cfg.organization.tz)[1]
+    counted = count_at(db, [t.id for t in cfg.teams], end)
+    return {t.id: counted.get(t.id, len(t.members)) for t in cfg.teams}
 
 
 def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
@@ -348,8 +360,9 @@ def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
     are ignored, not an error."""
     if not cfg.teams:
         return
+    counted = _counted(db, cfg, period)
     with db.write() as session:
-        session.execute(db.insert(Headcount).values([{"period": period, "team": t.id, "members": len(t.members)} for t in cfg.teams])
+        session.execute(db.insert(Headcount).values([{"period": period, "team": t.id, "members": counted[t.id]} for t in cfg.teams])
                         .on_conflict_do_nothing(index_elements=["period", "team"]))
 
 

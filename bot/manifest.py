@@ -21,7 +21,14 @@ BOT_SCOPES = [
     "groups:history",     # private channels Steward was invited to
     "im:history",         # DMs (receipts, decisions, fast-track cards)
     "im:write",           # conversations.open: the DM channel to look in
-    "users:read",         # users.list: each member's time zone, for the weekly pulse at their own 10:00
+    "users:read",         # users.list: each member's time zone, for the weekly pulse at their own 10:00; users.info: bots apart
+    "usergroups:read",    # usergroups.users.list: a team's members from its user group (`usergroup`); check-config --slack
+    "channels:read",      # conversations.members / .info: a team's members from its public channel; check-config --slack
+    "groups:read",        # the same for private channels Steward was invited to
+]
+
+BOT_EVENTS = [
+    "member_joined_channel",  # someone joined a team's channel: their welcome DM (and a member, with members_from_channel)
 ]
 
 
@@ -30,6 +37,7 @@ def manifest(url: str | None = None, name: str = "Steward") -> dict:
     endpoint = f"{url.rstrip('/')}/slack/events" if url else None
     commands = [dict(c, should_escape=False, **({"url": endpoint} if endpoint else {})) for c in COMMANDS]
     settings = {
+        "event_subscriptions": {"bot_events": BOT_EVENTS, **({"request_url": endpoint} if endpoint else {})},
         "interactivity": {"is_enabled": True, **({"request_url": endpoint} if endpoint else {})},
         "org_deploy_enabled": False,
         "socket_mode_enabled": endpoint is None,

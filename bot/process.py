@@ -106,7 +106,9 @@ class Team(_Strict):
     id: str = Field(pattern=TEAM_ID)
     name: str = Field(min_length=1, max_length=60)
     channel: str = Field(pattern=CHANNEL_ID)
-    members: tuple[str, ...] = Field(default=(), max_length=500)
+    members: tuple[str, ...] = Field(default=(), max_length=500)  # listed by hand; complemented by the two below
+    usergroup: str | None = Field(default=None, pattern=USERGROUP_ID)  # members from this Slack user group (refreshed hourly)
+    members_from_channel: bool = False  # members from the team's channel (refreshed hourly, and as people join it)
     reviewers: str | None = Field(default=None, pattern=USERGROUP_ID)  # mentioned on the team's cards and reminders
     lead: str | None = Field(default=None, pattern=USER_ID)  # named in the digest as who acts on the team's highlights
 
@@ -114,6 +116,30 @@ class Team(_Strict):
     @classmethod
     def _members(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _user_ids(value)
+
+    @property
+    def synced(self) -> bool:
+        """Whether some of its members come from Slack (a user group, its channel)."""
+        return bool(self.usergroup or self.members_from_channel)
+
+    def sources(self) -> dict[str, str]:
+        """Where its members come from: `config` (the listed ids), `usergroup`, `channel`, each with what it names."""
+        out = {"config": ""}
+        if self.usergroup:
+            out["usergroup"] = self.usergroup
+        if self.members_from_channel:
+            out["channel"] = self.channel
+        return out
+
+    def source_text(self) -> str:
+        """`1 member`, `2 members + user group S0QA + channel C0QA's members`: where its members come from."""
+        n = len(self.members)
+        text = f"{n} member{'' if n == 1 else 's'}" + (" listed" if self.synced else "")
+        if self.usergroup:
+            text += f" + user group {self.usergroup}"
+        if self.members_from_channel:
+            text += f" + channel {self.channel}'s members"
+        return text
 
 
 class Level(_Strict):

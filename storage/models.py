@@ -348,3 +348,60 @@ class MatrixReviewEvent(SQLModel, table=True):
     elements: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     text: str | None = Field(default=None, sa_column=Column(Text))  # a proposal's words
     channel: str | None = Field(default=None, max_length=20)  # where a proposal was posted
+
+
+# -- teams in step with Slack (bot/members.py) -----------------------------------------------------------
+# A team's members come from its listed ids (`config`), its user group (`usergroup`) and its channel
+# (`channel`). `team_member` holds who each source gave at its last refresh; `member_event` is the
+# append-only log of people joining and leaving a team (the union of its sources); `member_sync` what each
+# source was read from and when (its first read is a baseline: no welcomes); `member_version` a stamp
+# every change renews, so each process re-reads the members only when they changed; `welcome` the one
+# welcome DM per person per team, ever.
+
+
+class TeamMember(SQLModel, table=True):
+    __tablename__ = "team_member"
+
+    team: str = Field(primary_key=True, max_length=40)
+    source: str = Field(primary_key=True, max_length=10)  # config | usergroup | channel
+    user_id: str = Field(primary_key=True, max_length=20)
+    since: datetime = Field(sa_type=DateTime())
+
+
+class MemberEvent(SQLModel, table=True):
+    __tablename__ = "member_event"
+    __table_args__ = (Index("ix_member_event_team_at", "team", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    team: str = Field(max_length=40)
+    user_id: str = Field(max_length=20)
+    kind: str = Field(max_length=8)  # joined | left
+    source: str = Field(max_length=10)  # what made it happen: config | usergroup | channel
+    baseline: bool = False  # recorded at a source's first read (already a member then): no welcome
+    at: datetime = Field(sa_type=DateTime())
+
+
+class MemberSync(SQLModel, table=True):
+    __tablename__ = "member_sync"
+
+    team: str = Field(primary_key=True, max_length=40)
+    source: str = Field(primary_key=True, max_length=10)
+    ref: str = Field(default="", max_length=20)  # the user group or channel id read
+    synced_at: datetime = Field(sa_type=DateTime())  # the last read Slack answered
+    error: str | None = Field(default=None, max_length=200)  # the last read's failure, if it failed
+
+
+class MemberVersion(SQLModel, table=True):
+    __tablename__ = "member_version"
+
+    id: int = Field(default=1, primary_key=True)
+    stamp: str = Field(max_length=32)  # random, new at each change (never repeats, even after the rows are deleted)
+
+
+class Welcome(SQLModel, table=True):
+    __tablename__ = "welcome"
+
+    team: str = Field(primary_key=True, max_length=40)
+    user_id: str = Field(primary_key=True, max_length=20)
+    at: datetime = Field(sa_type=DateTime())
+    sent: bool = True  # False: a member of the baseline, never welcomed

@@ -15,6 +15,9 @@ And it can fail the ways Slack fails, for a method's next calls, queued in call 
 - `store_then_error(method, status)`: done (the message is posted), but answered HTTP 5xx;
 - `store_then_hang(method, seconds)`: done, but the answer held back `seconds` (a client's timeout);
 
+The workspace's people, user groups and channels are what a test registers in `users`, `usergroups` and
+`channels` (users.info, usergroups.list / .users.list, conversations.info / .members, paged).
+
 plus `down(seconds)`: every call answers 503 and does nothing for a while, and rate limits like
 Slack's (`limit_per_channel`, `limit_workspace`: token buckets answering 429, off by default).
 
@@ -150,6 +153,8 @@ class FakeSlack:
         self._messages: dict[str, list[dict]] = {}  # channel → its messages, oldest first
         self._dms: set[str] = set()  # DM channels opened or posted to
         self.users: dict[str, dict] = {}  # user id → profile fields users.list gives (tz, deleted, is_bot, …)
+        self.usergroups: dict[str, dict] = {}  # user group id → {"users": [...], "handle": …, "date_delete": 0}
+        self.channels: dict[str, dict] = {}  # channel id → {"members": [...], "is_archived", "is_private", "is_member"}
         self._channel_limits: dict[str, tuple[float, int, dict[str, _Bucket]]] = {}
         self._workspace_limits: dict[str, _Bucket] = {}
         self._down_until = 0.0
@@ -239,6 +244,8 @@ class FakeSlack:
             self._down_until = 0.0
             self.clock = _fixed_clock
             self.users.clear()
+            self.usergroups.clear()
+            self.channels.clear()
             self.socket_url = None
 
     # -- programming faults -----------------------------------------------------------------------
@@ -550,6 +557,40 @@ class FakeSlack:
             if message["thread_ts"] not in (None, message["ts"]):
                 link += f"?thread_ts={message['thread_ts']}&cid={channel}"
             return {"ok": True, "channel": channel, "permalink": link}
+        if method == "users.info":  # the users registered in `users`, and the bot itself
+            user = args.get("user") or ""
+            if user == BOT_USER:
+                return {"ok": True, "user": {"id": user, "name": "steward", "is_bot": True, "deleted": False}}
+            if user not in self.users:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "user": {"id": user, "is_bot": False, "deleted": False, **self.users[user]}}
+        if method == "usergroups.list":
+            disabled = _truthy(args.get("include_disabled"))
+            return {"ok": True, "usergroups": [{"id": g, "handle": v.get("handle", g.lower()), "date_delete": v.get("date_delete", 0),
+                                               "users": list(v.get("users", []))}
+                                              for g, v in sorted(self.usergroups.items()) if disabled or not v.get("date_delete")]}
+        if method == "usergroups.users.list":
+            group = self.usergroups.get(args.get("usergroup") or "")
+            if group is None:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(group.get("users", []))}
+        if method in ("conversations.info", "conversations.members"):  # the channels registered in `channels`
+            channel = self.channels.get(args.get("channel") or "")
+            if channel is None:
+                return {"ok": False, "error": "channel_not_found"}
+            if method == "conversations.info":
+                return {"ok": True, "channel": {"id": args.get("channel"), "is_archived": channel.get("is_archived", False),
+                                                "is_private": channel.get("is_private", False), "is_member": channel.get("is_member", True)}}
+            people = list(channel.get("members", []))
+            limit = max(1, min(int(args.get("limit") or 100), 1000))
+            cursor = str(args.get("cursor") or "")
+            try:
+                start = int(base64.b64decode(cursor).decode().removeprefix("member:")) if cursor else 0
+            except ValueError:
+                return {"ok": False, "error": "invalid_cursor"}
+            more = start + limit < len(people)
+            return {"ok": True, "members": people[start:start + limit],
+                    "response_metadata": {"next_cursor": base64.b64encode(f"member:{start + limit}".encode()).decode() if more else ""}}
         if method == "conversations.join":
             return {"ok": True, "channel": {"id": args.get("channel")}}
         if method == "conversations.open":

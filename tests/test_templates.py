@@ -141,6 +141,16 @@ def pulse_contexts(text: str) -> dict[str, list[dict]]:
     }
 
 
+def welcome_contexts(text: str) -> dict[str, list[dict]]:
+    """A team on 20 boundaries each way with ten long criteria, and 30 rights rows each naming 30 granters."""
+    b = {"model": "centralized", "criteria": [text[:70] or "c"] * 10, "steward": "U0STEW", "sla": 48}
+    sends = [dict(b, to=t) for t in ("eng", "design", text[:40] or "x")] * 7
+    receives = [dict(b, **{"from": "qa"})] * 20
+    rights = [{"element": text[:75] or "e", "sets": "qa", "grants": ["U0STEW"] * 30, "owns": "U0BOB"}] * 30
+    full = dict(team=text[:60] or "T", channel="C0ENG", sends=sends, receives=receives, rights=rights, names={"eng": text[:60], "qa": "QA"}, percent="10")
+    return {"welcome_dm": [full, dict(full, sends=[], receives=[], rights=[]), dict(full, sends=sends[:1], receives=receives[:1], rights=rights[:1])]}
+
+
 def a_satisfaction(text: str, shown: bool) -> dict:
     """A month's satisfaction with `text` everywhere a person wrote something, 40 teams."""
     from bot.digest import Signal
@@ -191,6 +201,7 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "notice": [dict(text=text)],
         **pulse_contexts(text),
         **matrix_review_contexts(text),
+        **welcome_contexts(text),
         "delivery_failed": [dict(what=text, channel=c, error=e) for c, e in (("C0ENG", "channel_not_found"), (None, text[:60] or "x"))],
         "handoff_resubmitted": [dict(h=h, actor="U0ALICE"), dict(h=h, actor="U0ALICE", reviewer="U0BOB")],
         "error": [dict(ref="deadbeef")],
