@@ -278,7 +278,7 @@ def test_initiatives_through_slack(steward, fake, db, cfg):
 
 @pytest.mark.parametrize("args,message", [
     (["run-job", "nope"], "python -m bot run-job: argument NAME: invalid choice: 'nope' (choose from 'digest', 'initiative-prompt', 'catch-up',"
-                          " 'outbox', 'escalations', 'pulse', 'matrix-review')"),
+                          " 'outbox', 'escalations', 'pulse', 'matrix-review', 'members')"),
     (["run-job", "digest", "--month", "2026-13"], "--month: '2026-13' is not a month (YYYY-MM)"),
     (["run-job", "digest", "--now", "yesterday"], "--now: 'yesterday' is not an ISO-8601 date and time"),
     (["digest", "--month", "October"], "--month: 'October' is not a month (YYYY-MM)"),
