@@ -10,11 +10,11 @@ modules (`bot/handoffs.py`, …), never here. Listeners get their dependencies f
 from __future__ import annotations
 
 from bot.delivery import Deliverer
-from handlers import common, digest, fasttrack, handoff, initiative, pulse
+from handlers import common, digest, fasttrack, handoff, home, initiative, pulse
 
-FEATURES = (handoff, initiative, fasttrack, pulse)
+FEATURES = (handoff, initiative, fasttrack, pulse, home)
 RENDERERS = {**common.RENDERERS, **handoff.RENDERERS, **initiative.RENDERERS, **fasttrack.RENDERERS, **digest.RENDERERS,
-             **pulse.RENDERERS}
+             **pulse.RENDERERS, **home.RENDERERS}
 ON_FAILED = {**fasttrack.ON_FAILED}
 ON_SENT = {**handoff.ON_SENT}
 

@@ -326,3 +326,24 @@ class MemberTz(SQLModel, table=True):
     user: str = Field(primary_key=True, max_length=20)
     tz: str = Field(max_length=64)
     updated_at: datetime = Field(sa_type=DateTime())
+
+
+class HomeView(SQLModel, table=True):
+    """When each person last opened Steward's App Home: a change in what waits for them re-publishes the
+    Home of those who opened it in the last 30 days (`bot.home`)."""
+
+    __tablename__ = "home_view"
+
+    user: str = Field(primary_key=True, max_length=20)
+    opened_at: datetime = Field(sa_type=DateTime())
+
+
+class SlackEvent(SQLModel, table=True):
+    """Events API deliveries already handled (`event_id`), so a duplicate or a retry does nothing twice.
+    Pruned after a day (Slack retries within minutes)."""
+
+    __tablename__ = "slack_event"
+    __table_args__ = (Index("ix_slack_event_seen", "seen_at"),)
+
+    event_id: str = Field(primary_key=True, max_length=40)
+    seen_at: datetime = Field(sa_type=DateTime())

@@ -18,7 +18,7 @@ from tests.slack_fake import FakeSlack
 HERE = Path(__file__).parent
 PROCESS = HERE / "process.toml"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
-TABLES = ["pulse_recipient", "pulse_answer", "pulse_comment", "pulse_optout", "member_tz", "outbox", "fasttrack_event", "fasttrack", "handoff_event", "handoff", "initiative", "headcount", "month_rollup"]  # children first
+TABLES = ["home_view", "slack_event", "pulse_recipient", "pulse_answer", "pulse_comment", "pulse_optout", "member_tz", "outbox", "fasttrack_event", "fasttrack", "handoff_event", "handoff", "initiative", "headcount", "month_rollup"]  # children first
 
 
 def reset_schema(db: Database) -> None:

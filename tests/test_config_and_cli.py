@@ -193,9 +193,11 @@ def test_manifest():
     assert m["settings"]["socket_mode_enabled"] is False
     assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public", "files:write", "channels:join",
                                                     "channels:history", "groups:history", "im:history", "im:write", "users:read"}
-    assert m["features"]["app_home"]["messages_tab_enabled"] is True
+    assert m["features"]["app_home"]["messages_tab_enabled"] is True and m["features"]["app_home"]["home_tab_enabled"] is True
+    assert m["settings"]["event_subscriptions"] == {"request_url": "https://steward.example.com/slack/events", "bot_events": ["app_home_opened"]}
     socket = json.loads(run("manifest").stdout)
     assert socket["settings"]["socket_mode_enabled"] is True and "url" not in socket["features"]["slash_commands"][0]
+    assert socket["settings"]["event_subscriptions"] == {"bot_events": ["app_home_opened"]}
     assert run("manifest", "--url", "http://insecure").returncode == 2
 
 
