@@ -79,8 +79,8 @@ def opened(db: Database, user: str, event_id: str | None, now: datetime) -> list
     with db.write() as s:
         if event_id:
             first = s.execute(db.insert(SlackEvent).values(event_id=event_id[:40], seen_at=now)
-                              .on_conflict_do_nothing(index_elements=["event_id"])).rowcount
-            if not first:
+                              .on_conflict_do_nothing(index_elements=["event_id"]).returning(SlackEvent.event_id)).first()
+            if first is None:  # (RETURNING, not rowcount: psycopg gives -1 for a skipped row)
                 return None
             s.execute(delete(SlackEvent).where(SlackEvent.seen_at < now - EVENT_KEEP))
         s.execute(db.insert(HomeView).values(user=user, opened_at=now)
