@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel import select
 
@@ -189,3 +189,30 @@ def test_forged_and_stale_home_clicks_get_a_private_answer(steward, fake, db, cf
     fresh(fake)
     assert home_click(steward, "U0EVE", "home_pulse_pause", "pause").status == 200  # no [pulse] here
     assert "does not ask you" in blocks_text(fake.wait("chat.postMessage")[0].args)
+
+
+def test_home_satisfaction_is_only_what_the_digest_shows(db):
+    """A team's satisfaction on its Home is the digest's figure of the last closed month, held back where the
+    digest holds it back (under min_group, or to keep a small group from being worked out)."""
+    from types import SimpleNamespace
+
+    from bot import pulse
+    from bot.deps import Deps
+    from handlers.home import render_home
+    from tests.test_pulse_digest import SECRET, month_of_answers, organisation
+
+    cfg = organisation()
+    for monday, score in ((datetime(2026, 10, 5), 4), (datetime(2026, 11, 2), 2)):
+        month_of_answers(db, cfg, monday, score, "right")
+    at = datetime(2026, 12, 3, 9)
+    deps = Deps(cfg=cfg, db=db, now=lambda: at, sealer=pulse.Sealer(SECRET))
+
+    def team_line(user: str) -> str:
+        text = text_of(render_home(deps, SimpleNamespace(params={"user": user})))
+        return next(line for line in text.split("\n") if line.startswith("Satisfaction"))
+
+    assert team_line("U0DESIGN0") == "Satisfaction (Nov 2026): 2.0 of 5 ↓ worse"  # shown in the digest, with its change
+    assert team_line("U0ENG0").startswith("Satisfaction (Nov 2026): not shown")  # held back by the digest (subtraction)
+    assert team_line("U0QA0").startswith("Satisfaction (Nov 2026): not shown")  # 4 answered, under 5
+    without = Deps(cfg=cfg, db=db, now=lambda: at)  # no PULSE_SECRET: no satisfaction line at all
+    assert "Satisfaction" not in text_of(render_home(without, SimpleNamespace(params={"user": "U0DESIGN0"})))
