@@ -39,6 +39,7 @@ AUTH = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account
 LOOK_PAGES = 10
 ANCHOR_FAILED = "the message it belongs to was not delivered"
 WAIT_FOR_ANCHOR = timedelta(seconds=1)
+AGAIN = 5  # deliveries of an update asked for again while on its way, before leaving it to the sweep
 LOOK_MARGIN = timedelta(minutes=10)  # clocks differ: ours and Slack's
 
 Renderer = Callable[[object, Outbox], dict | None]
@@ -184,7 +185,7 @@ class Deliverer:
 
     # -- one row -----------------------------------------------------------------------------------------
 
-    def deliver(self, key: str, again: bool = True) -> str:
+    def deliver(self, key: str, again: int = AGAIN) -> str:
         """Claim and deliver one row; returns what happened (sent, found, ratelimited, later, failed,
         unknown, waiting, busy: not claimable now)."""
         c = outbox.claim(self.db, key, self.now())
@@ -224,8 +225,9 @@ class Deliverer:
         if outbox.sent(self.db, c, self.now(), *answer):
             if row.kind == POST and row.render in self.on_sent:
                 self.on_sent[row.render](self.ctx, row, *answer, client=self.client)
-        elif again:  # asked for again while this one was on its way: send the newest state now, once
-            return self.deliver(key, again=False)
+        elif again:  # asked for again while this one was on its way: send the newest state now. Whoever asked found
+            # the row busy and left it to us, so we go on while asks keep coming (a few times at most: then the sweep)
+            return self.deliver(key, again=again - 1)
         return "sent"
 
     def _call(self, row: Outbox, anchor: Outbox | None, message: dict) -> tuple[str | None, str | None]:
