@@ -166,6 +166,18 @@ def pct(values, q):
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def settled(db: Database, timeout: float = 10.0) -> None:
+    """Wait (untimed) until the Home's outbox row is recorded as sent, so each open starts from rest."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.read() as s:
+            status = s.execute(text("SELECT status FROM outbox WHERE key = :k"), {"k": f"home:{ME}"}).scalar()
+        if status == "sent":
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"home:{ME} not settled: {status}")
+
+
 def open_home(steward: Steward, fake: FakeSlack, n: int) -> tuple[float, float, dict]:
     body = json.dumps({"token": "legacy", "team_id": "T0ACME", "api_app_id": "A0STEWARD", "type": "event_callback",
                        "event_id": f"EvBENCH{n:06d}{time.monotonic_ns() % 10**6}", "event_time": int(time.time()),
@@ -193,11 +205,13 @@ def run(url: str, count: int, opens: int, warmup: int, config: Path) -> dict:
     try:
         for i in range(warmup):
             _, _, view = open_home(steward, fake, i)
+            settled(db)
         text = json.dumps(view)
         assert "*Waiting for you* (50)" in text and "(40), oldest first" in text and "(5), oldest first" in text, text[:600]
         acks, times = [], []
         for i in range(opens):
             ack, publish, _ = open_home(steward, fake, warmup + i)
+            settled(db)
             acks.append(ack)
             times.append(publish)
         blocks = len(view["blocks"])

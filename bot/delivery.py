@@ -39,7 +39,7 @@ AUTH = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account
 LOOK_PAGES = 10
 ANCHOR_FAILED = "the message it belongs to was not delivered"
 WAIT_FOR_ANCHOR = timedelta(seconds=1)
-AGAIN = 5  # deliveries of an update asked for again while on its way, before leaving it to the sweep
+AGAIN = 20  # deliveries of an update asked for again while on its way, before leaving it to the sweep
 LOOK_MARGIN = timedelta(minutes=10)  # clocks differ: ours and Slack's
 
 Renderer = Callable[[object, Outbox], dict | None]
@@ -226,7 +226,7 @@ class Deliverer:
             if row.kind == POST and row.render in self.on_sent:
                 self.on_sent[row.render](self.ctx, row, *answer, client=self.client)
         elif again:  # asked for again while this one was on its way: send the newest state now. Whoever asked found
-            # the row busy and left it to us, so we go on while asks keep coming (a few times at most: then the sweep)
+            # the row busy and left it to us, so we go on while asks keep coming (AGAIN times at most: then the sweep)
             return self.deliver(key, again=again - 1)
         return "sent"
 

@@ -13,6 +13,10 @@ changes are one publish of the latest state. Who is affected is decided here onl
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from collections.abc import Iterable
@@ -26,6 +30,7 @@ from bot.process import ProcessConfig
 from storage.db import Database
 from storage.models import FastTrack, FastTrackState, Handoff, HandoffState, HomeView, SlackEvent
 
+log = logging.getLogger("steward")
 ACTIVE_DAYS = 30  # a Home opened longer ago than this is not re-published on a change (it is drawn afresh when opened)
 EVENT_KEEP = timedelta(days=1)  # Slack retries an event within minutes; a day of event ids is plenty
 SHOW_REVIEWS, SHOW_RESUBMITS, SHOW_FASTTRACKS = 10, 5, 5  # items shown per list ("and N more"): the view stays under 100 blocks
@@ -162,6 +167,61 @@ class TeamMonth:
     initiative: object | None = None  # storage.models.Initiative
 
 
+_figures: dict[tuple, tuple[float, object]] = {}  # (database, period) → (when computed, monotonic; the Month)
+_refreshing: set[tuple] = set()
+_lock = threading.Lock()
+
+
+def fresh_seconds() -> float:
+    """How long the month-to-date figures drawn on Homes are reused (`HOME_FIGURES_SECONDS`, default 60; 0:
+    computed for every Home). They are the whole organisation's month so far, by SQL over its events: the
+    costly part of drawing a Home, and the same for everyone."""
+    try:
+        return max(float(os.environ.get("HOME_FIGURES_SECONDS", "60")), 0.0)
+    except ValueError:
+        return 60.0
+
+
+def month_so_far(db: Database, period: str, start: datetime, end: datetime, ids: list[str]):
+    """`storage.metrics.figures` of the month so far, reused for `fresh_seconds()`; past that, the figures
+    kept are shown once more while a thread computes them again (so no Home waits for them), and after
+    ten times that they are computed before the Home is drawn."""
+    from bot.time import utcnow
+    from storage import metrics
+
+    ttl = fresh_seconds()
+    if ttl <= 0:
+        return metrics.figures(db, period, start, end, ids, utcnow())
+    key = (db.url, period, start, end, tuple(ids))
+    hit = _figures.get(key)
+    age = time.monotonic() - hit[0] if hit else None
+
+    def compute():
+        at = time.monotonic()
+        month = metrics.figures(db, period, start, end, ids, utcnow())
+        _figures[key] = (at, month)
+        return month
+
+    if hit is None or age > 10 * ttl:
+        return compute()
+    if age > ttl:
+        with _lock:
+            start_thread = key not in _refreshing
+            _refreshing.add(key)
+        if start_thread:
+            def refresh():
+                try:
+                    compute()
+                except Exception:  # noqa: BLE001 - the next Home computes them itself
+                    log.exception("home: month-to-date figures could not be computed again")
+                finally:
+                    with _lock:
+                        _refreshing.discard(key)
+
+            threading.Thread(target=refresh, name="home-figures", daemon=True).start()
+    return hit[1]
+
+
 def team_months(db: Database, cfg: ProcessConfig, user: str, now: datetime, sealer=None) -> list[TeamMonth]:
     """Per team of the person: sent/received, median cycle time, failure rate (as sender), each against
     last month; the fast-track budget; satisfaction of the last closed month (only what the digest would
@@ -179,7 +239,7 @@ def team_months(db: Database, cfg: ProcessConfig, user: str, now: datetime, seal
     last = schedule.shift(period, -1)
     ids = [t.id for t in cfg.teams]
     real = utcnow()
-    this = metrics.figures(db, period, *schedule.bounds(period, tz), ids, real)
+    this = month_so_far(db, period, *schedule.bounds(period, tz), ids)
     before = metrics.figures(db, last, *schedule.bounds(last, tz), ids, real)
     sat = None
     if cfg.pulse_on and sealer is not None:  # the last closed month, as its digest shows it (or nothing yet)

@@ -80,7 +80,7 @@ def fake(_fake) -> FakeSlack:
 
 @pytest.fixture(scope="session")
 def _served(_migrated, _fake) -> Steward:
-    server = Steward(_migrated.url, _fake.url, PROCESS).start()
+    server = Steward(_migrated.url, _fake.url, PROCESS, extra_env={"HOME_FIGURES_SECONDS": "0"}).start()  # each test's own figures
     yield server
     server.stop()
 

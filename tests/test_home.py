@@ -216,3 +216,20 @@ def test_home_satisfaction_is_only_what_the_digest_shows(db):
     assert team_line("U0QA0").startswith("Satisfaction (Nov 2026): not shown")  # 4 answered, under 5
     without = Deps(cfg=cfg, db=db, now=lambda: at)  # no PULSE_SECRET: no satisfaction line at all
     assert "Satisfaction" not in text_of(render_home(without, SimpleNamespace(params={"user": "U0DESIGN0"})))
+
+
+def test_approving_from_home_decides_as_the_card_does(steward, fake, db):
+    from tests.test_fasttrack_flow import ask
+
+    open_home(steward, "U0CAROL")
+    published(fake, "U0CAROL")
+    ask(steward, fake)  # U0BOB asks; U0CAROL and U0STEW decide
+    fake.wait("chat.postMessage", 3)
+    (row,) = fasttrack.listing(db, "U0BOB")[0]
+    assert ("fasttrack_approve", str(row.id)) in buttons(published(fake, "U0CAROL", 2))  # the request re-published her Home
+    fresh(fake)
+    assert home_click(steward, "U0CAROL", "fasttrack_approve", str(row.id)).status == 200
+    fake.wait("chat.update", 2)  # both deciders' cards, in place
+    assert all("Approved* by <@U0CAROL>" in blocks_text(u.args) for u in fake.of("chat.update"))
+    assert ("fasttrack_approve", str(row.id)) not in buttons(published(fake, "U0CAROL"))
+    assert [e.kind for e in fasttrack.history(db, row.id)] == ["requested", "approved"]
