@@ -233,3 +233,29 @@ def test_approving_from_home_decides_as_the_card_does(steward, fake, db):
     assert all("Approved* by <@U0CAROL>" in blocks_text(u.args) for u in fake.of("chat.update"))
     assert ("fasttrack_approve", str(row.id)) not in buttons(published(fake, "U0CAROL"))
     assert [e.kind for e in fasttrack.history(db, row.id)] == ["requested", "approved"]
+
+
+def test_month_to_date_figures_are_reused_then_computed_again_in_the_background(db, cfg, monkeypatch):
+    from bot import schedule
+    from bot.home import _figures, month_so_far
+
+    monkeypatch.setenv("HOME_FIGURES_SECONDS", "60")
+    period = schedule.period_of(utcnow(), cfg.organization.tz)
+    bounds = schedule.bounds(period, cfg.organization.tz)
+    ids = [t.id for t in cfg.teams]
+    _figures.clear()
+    first = month_so_far(db, period, *bounds, ids)
+    handoffs.create(db, cfg, "U0ALICE", Draft("design", "eng", "New", criteria_met=list(ALL_MET)))
+    assert month_so_far(db, period, *bounds, ids) is first  # reused within the minute
+    key = next(iter(_figures))
+    _figures[key] = (time.monotonic() - 61, first)  # a minute old: shown once more, computed again meanwhile
+    assert month_so_far(db, period, *bounds, ids) is first
+    deadline = time.monotonic() + 10
+    while _figures[key][1] is first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _figures[key][1].teams["design"].sent == first.teams["design"].sent + 1
+    _figures[key] = (time.monotonic() - 601, first)  # ten times too old: computed before it is shown
+    assert month_so_far(db, period, *bounds, ids).teams["design"].sent == first.teams["design"].sent + 1
+    monkeypatch.setenv("HOME_FIGURES_SECONDS", "0")  # 0: computed every time
+    assert month_so_far(db, period, *bounds, ids) is not month_so_far(db, period, *bounds, ids)
+    _figures.clear()
