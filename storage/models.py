@@ -212,6 +212,7 @@ class FastTrack(SQLModel, table=True):
         Index("ix_fasttrack_decided_at", "decided_at"),
         Index("ix_fasttrack_created_at", "created_at"),
         Index("uq_fasttrack_view", "view_id", unique=True),
+        Index("ix_fasttrack_state", "state", "id"),  # the pending ones, oldest first (the App Home)
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,5 +1,6 @@
 """The App Home: when each person last opened it (home_view), the Events API deliveries already handled
-(slack_event, pruned after a day), and the index "Waiting for you" reads a team's open handoffs by.
+(slack_event, pruned after a day), and an index on fast-track requests by state (each Home reads the pending
+ones it may decide without a scan of every request ever made).
 
 Revision ID: 0008h
 Revises: 0007
@@ -25,9 +26,11 @@ def upgrade() -> None:
         sa.Column("seen_at", sa.DateTime(), nullable=False),
     )
     op.create_index("ix_slack_event_seen", "slack_event", ["seen_at"])
+    op.create_index("ix_fasttrack_state", "fasttrack", ["state", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_fasttrack_state", "fasttrack")
     op.drop_index("ix_slack_event_seen", "slack_event")
     op.drop_table("slack_event")
     op.drop_table("home_view")
