@@ -27,7 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import outbox
-from bot.outbox import POST, UPDATE, UPLOAD, Claim, Message
+from bot.outbox import IDEMPOTENT, POST, PUBLISH, UPDATE, UPLOAD, Claim, Message
 from storage.models import Outbox, OutboxStatus
 
 log = logging.getLogger("steward")
@@ -39,6 +39,7 @@ AUTH = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account
 LOOK_PAGES = 10
 ANCHOR_FAILED = "the message it belongs to was not delivered"
 WAIT_FOR_ANCHOR = timedelta(seconds=1)
+AGAIN = 20  # deliveries of an update asked for again while on its way, before leaving it to the sweep
 LOOK_MARGIN = timedelta(minutes=10)  # clocks differ: ours and Slack's
 
 Renderer = Callable[[object, Outbox], dict | None]
@@ -184,7 +185,7 @@ class Deliverer:
 
     # -- one row -----------------------------------------------------------------------------------------
 
-    def deliver(self, key: str, again: bool = True) -> str:
+    def deliver(self, key: str, again: int = AGAIN) -> str:
         """Claim and deliver one row; returns what happened (sent, found, ratelimited, later, failed,
         unknown, waiting, busy: not claimable now)."""
         c = outbox.claim(self.db, key, self.now())
@@ -210,7 +211,7 @@ class Deliverer:
         if message is None:  # nothing left to say (the item is gone)
             outbox.sent(self.db, c, self.now(), None, None)
             return "sent"
-        if c.must_check and row.kind != UPDATE:
+        if c.must_check and row.kind not in IDEMPOTENT:
             seen = self._look(c, anchor)
             if seen != "absent":
                 return seen
@@ -219,13 +220,14 @@ class Deliverer:
         except SlackApiError as exc:
             return self._refused(c, exc)
         except OSError as exc:  # time-out, connection refused or cut: Slack may have acted
-            outbox.later(self.db, c, self.now(), f"unreachable: {type(exc).__name__}", unsure=row.kind != UPDATE)
+            outbox.later(self.db, c, self.now(), f"unreachable: {type(exc).__name__}", unsure=row.kind not in IDEMPOTENT)
             return "later"
         if outbox.sent(self.db, c, self.now(), *answer):
             if row.kind == POST and row.render in self.on_sent:
                 self.on_sent[row.render](self.ctx, row, *answer, client=self.client)
-        elif again:  # asked for again while this one was on its way: send the newest state now, once
-            return self.deliver(key, again=False)
+        elif again:  # asked for again while this one was on its way: send the newest state now. Whoever asked found
+            # the row busy and left it to us, so we go on while asks keep coming (AGAIN times at most: then the sweep)
+            return self.deliver(key, again=again - 1)
         return "sent"
 
     def _call(self, row: Outbox, anchor: Outbox | None, message: dict) -> tuple[str | None, str | None]:
@@ -239,6 +241,9 @@ class Deliverer:
             answer = self.client.chat_update(channel=anchor.result_channel, ts=anchor.result_ts, text=message["text"],
                                              blocks=message.get("blocks"), metadata=metadata(anchor.key))
             return answer.get("channel"), answer.get("ts")
+        if row.kind == PUBLISH:  # a person's App Home: the whole view, set again (idempotent: resending is safe)
+            answer = self.client.views_publish(user_id=row.params["user"], view=message)
+            return None, ((answer.get("view") or {}).get("id") or "")[:40] or None
         if row.kind == UPLOAD:
             kwargs = dict(channel=anchor.result_channel if anchor else row.channel, file=message["file"],
                           filename=message["filename"], title=message.get("title"), alt_txt=message.get("alt_txt"))
@@ -259,7 +264,7 @@ class Deliverer:
         response = exc.response
         status = getattr(response, "status_code", 200) or 200
         error = str(response.get("error") or f"http_{status}")
-        unsure_kind = c.row.kind != UPDATE
+        unsure_kind = c.row.kind not in IDEMPOTENT
         if status == 429 or error == "ratelimited":
             wait = retry_after(response)
             self.last_retry_after = self._local.retry_after = wait

@@ -27,7 +27,7 @@ from datetime import date, datetime
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
-from bot import schedule
+from bot import home, schedule
 from bot.handoffs import HandoffError, NotAllowed, NotFound, local_today, utcnow
 from bot.handoffs import card_key as card_key_of_handoff
 from bot.items import Kind, LostRace, Outcome
@@ -237,10 +237,11 @@ def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEv
         return Message(card_key(r.id, person), item, POST, person or channel, "fasttrack_card", {"id": r.id, "user": person},
                        actor=r.requester)
 
+    homes = home.republish(session, home.of_fasttrack(session, r), ev.at)  # it enters or leaves the deciders' Homes
     if ev.kind == FastTrackEventKind.REQUESTED:
         cards = [post(None)] if channel else [post(p) for p in ev.data.get("deciders") or []]
         return cards + [Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_submitted_dm", {"id": r.id})] \
-            + _handoff_card(session, cfg, r)
+            + _handoff_card(session, cfg, r) + homes
     cards = _cards(session, r.id)
     out = [Message(update_of(c.key), item, UPDATE, c.channel, "fasttrack_card", dict(c.params), anchor=c.key) for c in cards]
     if ev.kind == FastTrackEventKind.REROUTED:
@@ -255,7 +256,7 @@ def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEv
         out.append(Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_decided_dm", {"id": r.id},
                            actor=ev.actor))
         out += _owner(cfg, r, ev) + _handoff_card(session, cfg, r)
-    return out
+    return out + homes
 
 
 # -- requests ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from datetime import date, datetime, timezone
 from sqlalchemy import or_, update
 from sqlmodel import select
 
-from bot import sla
+from bot import home, sla
 from bot.items import Kind, NotAllowed, NotFound, Outcome
 from bot.items import RuleError as HandoffError
 from bot.outbox import POST, UPDATE, Message, update_of
@@ -175,6 +175,12 @@ def messages(cfg: ProcessConfig, h: Handoff, ev: HandoffEvent) -> list[Message]:
     return out
 
 
+def caused(s, cfg: ProcessConfig, h: Handoff, ev: HandoffEvent, now: datetime) -> list[Message]:
+    """A decision's messages (`messages`) and the App Homes it changes: created, accepted, sent back,
+    resubmitted or cancelled, the handoff enters or leaves someone's "Waiting for you" (`bot.home`)."""
+    return messages(cfg, h, ev) + home.republish(s, home.of_handoff(cfg, h), now)
+
+
 # -- transitions -----------------------------------------------------------------------------------
 
 
@@ -211,7 +217,7 @@ def submit(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
         ev = HANDOFF.event(handoff, EventKind.CREATED, sender, now, from_team=handoff.from_team, to_team=handoff.to_team,
                            title=handoff.title, notes=handoff.notes, link=handoff.link, due_date=_iso(handoff.due_date),
                            criteria=list(handoff.criteria), criteria_met=met)
-        keys = HANDOFF.record(s, db, handoff, ev, messages(cfg, handoff, ev), now)
+        keys = HANDOFF.record(s, db, handoff, ev, caused(s, cfg, handoff, ev, now), now)
         return Outcome(handoff, changed=True, event=ev, keys=keys)
 
     return HANDOFF.create_once(db, view_id, create, lambda s, before: Outcome(before, changed=False))
@@ -241,7 +247,7 @@ def _transition(db, cfg, handoff_id, check, kind, actor, now, *, allowed_from, n
             values["accepted_at"] = now
         values.update(sla.restart(cfg, handoff, values, now))
         return HANDOFF.transition(s, db, handoff, values, lambda h: HANDOFF.event(h, kind, actor, now, reason, **(data or {})),
-                                  lambda h, ev: messages(cfg, h, ev), now)
+                                  lambda h, ev: caused(s, cfg, h, ev, now), now)
 
     return HANDOFF.attempt(db, handoff_id, step)
 

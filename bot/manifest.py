@@ -28,6 +28,7 @@ BOT_SCOPES = [
 ]
 
 BOT_EVENTS = [
+    "app_home_opened",  # a person opened Steward's Home: it is published for them (no scope needed)
     "member_joined_channel",  # someone joined a team's channel: their welcome DM (and a member, with members_from_channel)
 ]
 
@@ -37,8 +38,9 @@ def manifest(url: str | None = None, name: str = "Steward") -> dict:
     endpoint = f"{url.rstrip('/')}/slack/events" if url else None
     commands = [dict(c, should_escape=False, **({"url": endpoint} if endpoint else {})) for c in COMMANDS]
     settings = {
-        "event_subscriptions": {"bot_events": BOT_EVENTS, **({"request_url": endpoint} if endpoint else {})},
         "interactivity": {"is_enabled": True, **({"request_url": endpoint} if endpoint else {})},
+        # app_home_opened needs no scope, and views.publish none beyond the bot token
+        "event_subscriptions": {**({"request_url": endpoint} if endpoint else {}), "bot_events": BOT_EVENTS},
         "org_deploy_enabled": False,
         "socket_mode_enabled": endpoint is None,
         "token_rotation_enabled": False,
@@ -51,7 +53,8 @@ def manifest(url: str | None = None, name: str = "Steward") -> dict:
         },
         "features": {
             "bot_user": {"display_name": name, "always_online": True},
-            "app_home": {"home_tab_enabled": False, "messages_tab_enabled": True, "messages_tab_read_only_enabled": True},
+            # the Home tab: each person's desk (views.publish on app_home_opened); the Messages tab holds the DMs
+            "app_home": {"home_tab_enabled": True, "messages_tab_enabled": True, "messages_tab_read_only_enabled": True},
             "slash_commands": commands,
         },
         "oauth_config": {"scopes": {"bot": BOT_SCOPES}},

@@ -7,7 +7,7 @@ A row's life: `pending` → claimed (`sending`, with a lease and a random token 
 dies holding a row leaves it `sending`; once the lease has passed another takes it over, and because the
 outcome of the dead attempt is unknown it looks for the message in Slack before sending (`check`).
 
-Updates in place (`kind = update`) have one row per message: asking again bumps its `generation` and
+Updates in place (`kind = update`), and a person's App Home (`kind = publish`, views.publish), have one row per message: asking again bumps its `generation` and
 makes it pending, so several updates coalesce into one delivery of the latest state.
 """
 
@@ -30,7 +30,9 @@ log = logging.getLogger("steward")
 LEASE = timedelta(seconds=60)
 BACKOFF_FIRST = timedelta(seconds=2)
 BACKOFF_MAX = timedelta(minutes=10)
-POST, UPDATE, UPLOAD = "post", "update", "upload"
+POST, UPDATE, UPLOAD, PUBLISH = "post", "update", "upload", "publish"
+# kinds whose resending is harmless (they set a state rather than add a message): coalesced, never looked for
+IDEMPOTENT = (UPDATE, PUBLISH)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def add(session: Session, db: Database, messages: Iterable[Message], now: dateti
                       params=m.params, actor=m.actor, status=OutboxStatus.PENDING, generation=1, attempts=0, check=False,
                       next_at=now, created_at=now, updated_at=now)
         keys.append(m.key)
-        if m.kind != UPDATE:
+        if m.kind not in IDEMPOTENT:
             posts.append(values)
             continue
         session.execute(db.insert(Outbox).values(**values).on_conflict_do_update(index_elements=["key"], set_=dict(
@@ -108,13 +110,13 @@ def claim(db: Database, key: str, now: datetime) -> Claim | None:
             return None
         row = row.model_copy()  # the row as it was: the UPDATE below would change the loaded object too
         took_over = row.status == OutboxStatus.SENDING
-        must_check = row.check or (took_over and row.kind != UPDATE)
+        must_check = row.check or (took_over and row.kind not in IDEMPOTENT)
         result = session.execute(
             update(Outbox)
             .where(Outbox.id == row.id, Outbox.status == row.status, Outbox.attempts == row.attempts,
                    Outbox.generation == row.generation)
             .values(status=OutboxStatus.SENDING, token=token, lease_until=now + LEASE, attempts=row.attempts + 1,
-                    check=row.kind != UPDATE, updated_at=now)
+                    check=row.kind not in IDEMPOTENT, updated_at=now)
         )
         if result.rowcount != 1:
             return None

@@ -404,7 +404,8 @@ def mine(db: Database, sealer: Sealer, user: str, week: str) -> dict:
 # -- pause, stop, resume ---------------------------------------------------------------------------------
 
 
-def _optout(db: Database, user: str, week: str | None, now: datetime, until: datetime | None, stop: bool) -> Outcome:
+def _optout(db: Database, user: str, week: str | None, now: datetime, until: datetime | None, stop: bool,
+            also: Iterable[Message] = ()) -> Outcome:
     with db.write() as session:
         row = session.get(PulseOptout, user)
         if stop or until is not None:
@@ -422,23 +423,23 @@ def _optout(db: Database, user: str, week: str | None, now: datetime, until: dat
                 session.delete(row)
             session.execute(update(PulseRecipient).where(PulseRecipient.user == user, PulseRecipient.state == ASKED,
                                                          PulseRecipient.closes_at > now).values(opted_out=False))
-        messages = []
+        messages = list(also)  # e.g. the person's App Home, which shows the setting
         if week is not None and session.get(PulseRecipient, (week, user)) is not None:
             messages.append(_dm_update(week, user))
         keys = outbox.add(session, db, messages, now)
     return Outcome(row, changed=True, keys=keys)
 
 
-def pause(db: Database, user: str, week: str | None, now: datetime, days: int = PAUSE_DAYS) -> Outcome:
-    return _optout(db, user, week, now, now + timedelta(days=days), stop=False)
+def pause(db: Database, user: str, week: str | None, now: datetime, days: int = PAUSE_DAYS, also: Iterable[Message] = ()) -> Outcome:
+    return _optout(db, user, week, now, now + timedelta(days=days), stop=False, also=also)
 
 
-def stop(db: Database, user: str, week: str | None, now: datetime) -> Outcome:
-    return _optout(db, user, week, now, None, stop=True)
+def stop(db: Database, user: str, week: str | None, now: datetime, also: Iterable[Message] = ()) -> Outcome:
+    return _optout(db, user, week, now, None, stop=True, also=also)
 
 
-def resume(db: Database, user: str, week: str | None, now: datetime) -> Outcome:
-    return _optout(db, user, week, now, None, stop=False)
+def resume(db: Database, user: str, week: str | None, now: datetime, also: Iterable[Message] = ()) -> Outcome:
+    return _optout(db, user, week, now, None, stop=False, also=also)
 
 
 def undelivered(db: Database) -> list[str]:

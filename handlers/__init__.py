@@ -10,11 +10,11 @@ modules (`bot/handoffs.py`, …), never here. Listeners get their dependencies f
 from __future__ import annotations
 
 from bot.delivery import Deliverer
-from handlers import common, digest, fasttrack, handoff, initiative, members, pulse, review
+from handlers import common, digest, fasttrack, handoff, home, initiative, members, pulse, review
 
-FEATURES = (handoff, initiative, fasttrack, pulse, review, members)
+FEATURES = (handoff, initiative, fasttrack, pulse, review, members, home)
 RENDERERS = {**common.RENDERERS, **handoff.RENDERERS, **initiative.RENDERERS, **fasttrack.RENDERERS, **digest.RENDERERS,
-             **pulse.RENDERERS, **review.RENDERERS, **members.RENDERERS}
+             **pulse.RENDERERS, **review.RENDERERS, **members.RENDERERS, **home.RENDERERS}
 ON_FAILED = {**fasttrack.ON_FAILED}
 ON_SENT = {**handoff.ON_SENT}
 

@@ -23,6 +23,7 @@ from handlers.common import (
 )
 from storage.models import FastTrack
 from templates import meter, readable_utc, render
+from handlers.home import stale
 
 COMMAND = "/fasttrack"
 NOUN = "fast-track request"
@@ -115,7 +116,8 @@ def _decided(deps, client, body, user: str, outcome: fasttrack.Decision) -> None
         b = outcome.budget
         tell(client, body, user, f"Fast-track #{r.id} is now {meter(b.position, b)}, so a backup approver decides it. Sent to them.")
     elif not outcome.changed:
-        return tell(client, body, user, told_already(r))
+        tell(client, body, user, told_already(r))
+        return stale(deps, body, user)
     deps.deliver(outcome.keys)
 
 
@@ -143,7 +145,8 @@ def open_deny(ack, body, client, context):
     if r is None:
         return
     if r.state != "pending":
-        return tell(client, body, body["user"]["id"], told_already(r))
+        tell(client, body, body["user"]["id"], told_already(r))
+        return stale(deps, body, body["user"]["id"])
     open_view(client, body, render("fasttrack_deny_modal", r=r))
 
 

@@ -25,6 +25,7 @@ from handlers.common import (
 )
 from storage.models import EventKind, Handoff, HandoffState, OutboxStatus
 from templates import render
+from handlers.home import stale
 
 log = logging.getLogger("steward")
 
@@ -154,7 +155,8 @@ def decide(deps, client, body, call) -> None:
     if outcome is None:
         return
     if not outcome.changed:
-        return tell(client, body, body["user"]["id"], unchanged(outcome.item))
+        tell(client, body, body["user"]["id"], unchanged(outcome.item))
+        return stale(deps, body, body["user"]["id"])
     deps.deliver(outcome.keys)
 
 
@@ -223,7 +225,8 @@ def clicked(deps, body, client, may, states) -> Handoff | None:
 
     h = act(client, body, "handoff", allowed)
     if h is not None and h.state not in states:
-        return tell(client, body, body["user"]["id"], unchanged(h))
+        tell(client, body, body["user"]["id"], unchanged(h))
+        return stale(deps, body, body["user"]["id"])
     return h
 
 

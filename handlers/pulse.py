@@ -88,19 +88,32 @@ def _asked(deps, user: str) -> str:
     return user
 
 
+def _home(deps, user: str) -> list:
+    """The person's App Home shows the setting: published again when they opened it lately."""
+    from datetime import timedelta
+
+    from bot import home
+
+    seen = home.last_opened(deps.db, user)
+    return [home.message(user)] if seen is not None and seen >= deps.now() - timedelta(days=home.ACTIVE_DAYS) else []
+
+
 @guarded
 def pause(ack, body, client, context):
-    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.pause(deps.db, _asked(deps, user), week, deps.now()))
+    _act(ack, body, client, context,
+         lambda deps, user, week, rest: pulse.pause(deps.db, _asked(deps, user), week, deps.now(), also=_home(deps, user)))
 
 
 @guarded
 def stop(ack, body, client, context):
-    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.stop(deps.db, _asked(deps, user), week, deps.now()))
+    _act(ack, body, client, context,
+         lambda deps, user, week, rest: pulse.stop(deps.db, _asked(deps, user), week, deps.now(), also=_home(deps, user)))
 
 
 @guarded
 def resume(ack, body, client, context):
-    _act(ack, body, client, context, lambda deps, user, week, rest: pulse.resume(deps.db, user, week, deps.now()))
+    _act(ack, body, client, context,
+         lambda deps, user, week, rest: pulse.resume(deps.db, user, week, deps.now(), also=_home(deps, user)))
 
 
 @guarded

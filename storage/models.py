@@ -212,6 +212,7 @@ class FastTrack(SQLModel, table=True):
         Index("ix_fasttrack_decided_at", "decided_at"),
         Index("ix_fasttrack_created_at", "created_at"),
         Index("uq_fasttrack_view", "view_id", unique=True),
+        Index("ix_fasttrack_state", "state", "id"),  # the pending ones, oldest first (the App Home)
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -405,3 +406,24 @@ class Welcome(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=20)
     at: datetime = Field(sa_type=DateTime())
     sent: bool = True  # False: a member of the baseline, never welcomed
+
+
+class HomeView(SQLModel, table=True):
+    """When each person last opened Steward's App Home: a change in what waits for them re-publishes the
+    Home of those who opened it in the last 30 days (`bot.home`)."""
+
+    __tablename__ = "home_view"
+
+    user: str = Field(primary_key=True, max_length=20)
+    opened_at: datetime = Field(sa_type=DateTime())
+
+
+class SlackEvent(SQLModel, table=True):
+    """Events API deliveries already handled (`event_id`), so a duplicate or a retry does nothing twice.
+    Pruned after a day (Slack retries within minutes)."""
+
+    __tablename__ = "slack_event"
+    __table_args__ = (Index("ix_slack_event_seen", "seen_at"),)
+
+    event_id: str = Field(primary_key=True, max_length=40)
+    seen_at: datetime = Field(sa_type=DateTime())

@@ -54,7 +54,7 @@ _database_per_worker()
 HERE = Path(__file__).parent
 PROCESS = HERE / "process.toml"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
-TABLES = ["matrix_review_event", "team_member", "member_event", "member_sync", "member_version", "welcome", "pulse_recipient", "pulse_answer", "pulse_comment", "pulse_optout", "member_tz", "outbox", "fasttrack_event", "fasttrack", "handoff_event", "handoff", "initiative", "headcount", "month_rollup"]  # children first
+TABLES = ["home_view", "slack_event", "matrix_review_event", "team_member", "member_event", "member_sync", "member_version", "welcome", "pulse_recipient", "pulse_answer", "pulse_comment", "pulse_optout", "member_tz", "outbox", "fasttrack_event", "fasttrack", "handoff_event", "handoff", "initiative", "headcount", "month_rollup"]  # children first
 
 
 def reset_schema(db: Database) -> None:
@@ -116,7 +116,7 @@ def fake(_fake) -> FakeSlack:
 
 @pytest.fixture(scope="session")
 def _served(_migrated, _fake) -> Steward:
-    server = Steward(_migrated.url, _fake.url, PROCESS).start()
+    server = Steward(_migrated.url, _fake.url, PROCESS, extra_env={"HOME_FIGURES_SECONDS": "0"}).start()  # each test's own figures
     yield server
     server.stop()
 

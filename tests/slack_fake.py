@@ -152,6 +152,7 @@ class FakeSlack:
         self._faults: dict[str, list[tuple[str, object]]] = {}
         self._messages: dict[str, list[dict]] = {}  # channel → its messages, oldest first
         self._dms: set[str] = set()  # DM channels opened or posted to
+        self.homes: dict[str, dict] = {}  # user id → the Home view last published for them (views.publish)
         self.users: dict[str, dict] = {}  # user id → profile fields users.list gives (tz, deleted, is_bot, …)
         self.usergroups: dict[str, dict] = {}  # user group id → {"users": [...], "handle": …, "date_delete": 0}
         self.channels: dict[str, dict] = {}  # channel id → {"members": [...], "is_archived", "is_private", "is_member"}
@@ -246,6 +247,7 @@ class FakeSlack:
             self.users.clear()
             self.usergroups.clear()
             self.channels.clear()
+            self.homes.clear()
             self.socket_url = None
 
     # -- programming faults -----------------------------------------------------------------------
@@ -518,6 +520,13 @@ class FakeSlack:
             return answer
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1700000001.{n:06d}"}
+        if method == "views.publish":  # a person's App Home: a `home` view, for a user
+            view = args.get("view")
+            view = json.loads(view) if isinstance(view, str) else view
+            if not args.get("user_id") or view.get("type") != "home":
+                return {"ok": False, "error": "invalid_arguments"}
+            self.homes[args["user_id"]] = view
+            return {"ok": True, "view": dict(view, id=f"VH{n:08d}", hash=f"h{n}")}
         if method in ("views.open", "views.update", "views.push"):
             if method == "views.open" and not args.get("trigger_id"):
                 return {"ok": False, "error": "invalid_trigger_id"}

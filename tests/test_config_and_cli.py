@@ -194,12 +194,12 @@ def test_manifest():
     assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public", "files:write", "channels:join",
                                                     "channels:history", "groups:history", "im:history", "im:write", "users:read",
                                                     "usergroups:read", "channels:read", "groups:read"}
-    assert "member_joined_channel" in m["settings"]["event_subscriptions"]["bot_events"]
-    assert m["settings"]["event_subscriptions"]["request_url"] == "https://steward.example.com/slack/events"
-    assert m["features"]["app_home"]["messages_tab_enabled"] is True
+    assert m["features"]["app_home"]["messages_tab_enabled"] is True and m["features"]["app_home"]["home_tab_enabled"] is True
+    assert m["settings"]["event_subscriptions"] == {"request_url": "https://steward.example.com/slack/events",
+                                                    "bot_events": ["app_home_opened", "member_joined_channel"]}
     socket = json.loads(run("manifest").stdout)
     assert socket["settings"]["socket_mode_enabled"] is True and "url" not in socket["features"]["slash_commands"][0]
-    assert "request_url" not in socket["settings"]["event_subscriptions"]
+    assert socket["settings"]["event_subscriptions"] == {"bot_events": ["app_home_opened", "member_joined_channel"]}
     assert run("manifest", "--url", "http://insecure").returncode == 2
 
 

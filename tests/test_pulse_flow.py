@@ -407,3 +407,35 @@ def test_check_config_summarises_the_pulse_and_names_a_bad_key():
     for line in ("pulse.send_at: write it as a weekday and a time", "pulse.min_group: at least 3 (it is 2)",
                  "pulse.teams[1]: no team 'nobody'"):
         assert line in r.stderr, r.stderr
+
+
+def test_pause_and_resume_from_the_app_home(app, fake, db):
+    """The Home shows the pulse setting with the pause or resume button; a click there changes it (the same
+    domain functions as the DM's buttons) and publishes the Home again; the DM's pause re-publishes it too."""
+    from tests.test_home import home_click, open_home, published, text_of
+
+    open_home(app, "U0BOB")
+    view = published(fake, "U0BOB")
+    assert "*Weekly satisfaction pulse*: you get it each week." in text_of(view)
+    assert "Satisfaction (" in text_of(view)  # the team's line, held back until a month's surveys have closed
+    home_click(app, "U0BOB", "home_pulse_pause", "pause")
+    paused = published(fake, "U0BOB", 2)
+    assert "*Weekly satisfaction pulse*: paused until <!date^" in text_of(paused) and "Resume surveys" in json.dumps(paused)
+    with db.read() as session:
+        assert session.get(PulseOptout, "U0BOB").until is not None
+    home_click(app, "U0BOB", "home_pulse_resume", "resume")
+    assert "you get it each week" in text_of(published(fake, "U0BOB", 3))
+    with db.read() as session:
+        assert session.get(PulseOptout, "U0BOB") is None
+    # the survey DM's own pause button re-publishes the Home of someone who opened it lately
+    day = monday(1)
+    job(db, fake, at(day, 20))
+    click(app, fake, "U0BOB", "pulse_pause", week_of(day))
+    assert "paused until" in text_of(published(fake, "U0BOB", 4))
+    # someone the pulse does not ask has no pulse setting, and a forged click is told so
+    open_home(app, "U0OPS")
+    assert "Weekly satisfaction pulse" not in text_of(published(fake, "U0OPS"))
+    home_click(app, "U0OPS", "home_pulse_pause", "pause")
+    wait_for(lambda: "does not ask you" in json.dumps([m["blocks"] for m in fake.messages("U0OPS")]))
+    with db.read() as session:
+        assert session.get(PulseOptout, "U0OPS") is None

@@ -232,9 +232,44 @@ def contexts(text: str) -> dict[str, list[dict]]:
         "fasttrack_rights": [dict(rows=[{"element": text, "sets": "qa", "grants": ["U0STEW"] * 30, "owns": "U0BOB"}] * 50, names={"qa": text},
                                   percent="12.5", backups=["U0HEAD"]), dict(rows=[], names={}, percent="10", backups=[])],
         "fasttrack_help": [dict(problem=text, command="/fasttrack"), dict(problem=None, command="/fasttrack")],
+        "home": home_contexts(text),
         "initiative_modal": [dict(team=cfg.teams[0], period="2026-11", label="November 2026", metrics=METRICS, current=c, user="U0ALICE")
                              for c in (None, an_initiative(text))],
     }
+
+
+def home_contexts(text: str) -> list[dict]:
+    """Homes with every section full of `text`: capped lists, teams with and without satisfaction, each pulse state."""
+    from types import SimpleNamespace
+
+    from bot.digest import Figure
+    from bot.home import TeamMonth, Waiting
+
+    h, sent_back = handoff(text, fit=True), handoff(text, fit=True, state="rework_requested")
+    w = Waiting(reviews=[h] * 10, reviews_total=50, resubmits=[sent_back] * 5, resubmits_total=9, fasttracks=[a_request(text)] * 5,
+                fasttracks_total=7)
+    sat = Figure("Satisfaction (1–5)", "score", 3.8, 3.4, False, 9, 8, noun="answer", minimum=5, before_label=text)
+    team = TeamMonth(id="eng", name=text[:60], sent=3, received=4, sent_change="+1", received_change="−2", cycle="5.0 h",
+                     cycle_change=text[:40], failure="25%", failure_change="+5 pts", budget=Budget("eng", "2026-11", 9, 1, 10),
+                     satisfaction=sat, satisfaction_label="Oct 2026", initiative=an_initiative(text))
+    bounds = [SimpleNamespace(from_team="design", to_team="eng", steward="U0STEW", sla_hours=48,
+                              criteria=[f"{text[:60]} {i}" for i in range(10)])] * 10
+    rs = rights(text)[:10]
+    full = dict(user="U0BOB", waiting=w, clocks={h.id: (datetime(2026, 1, 2, 9), 12.5)}, budgets={2**31 - 1: Budget("eng", "2026-11", 9, 3, 10)},
+                names={"eng": text[:60], "design": text[:60]}, teams=[team, dataclasses_replace(team, satisfaction=None, initiative=None)] * 2 + [team],
+                month_label="November 2026", last_label="Oct 2026", boundaries=bounds, boundaries_total=14, models=["centralized"] * 10,
+                rights=rs, rights_total=12, granters={r.element: ["U0STEW", "eng"] * 8 for r in rs}, pulse_on=True,
+                pulse={"state": "on", "until": None}, roles=True, now=datetime(2026, 11, 20, 9))
+    empty = dict(full, waiting=Waiting(), teams=[], boundaries=[], boundaries_total=0, models=[], rights=[], rights_total=0, pulse=None,
+                 pulse_on=False, roles=True)
+    return [full, dict(full, pulse={"state": "paused", "until": datetime(2026, 12, 18, 9)}), dict(full, pulse={"state": "stopped", "until": None}),
+            empty, dict(empty, roles=False)]
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
 
 
 def rights(text: str, owner: str = "qa"):
@@ -350,7 +385,13 @@ def test_templates_render_valid_block_kit_and_escape_user_text(text):
     for name, cases in contexts(text).items():
         for ctx in cases:
             out = render(name, **ctx)
-            if out.get("type") == "modal":
+            if out.get("type") == "home":
+                View(**out).validate_json()
+                assert len(out["blocks"]) <= 100 and len(json.dumps(out)) < 250_000
+                for block in out["blocks"]:
+                    if block["type"] == "section":
+                        assert len(block["text"]["text"]) <= 3000
+            elif out.get("type") == "modal":
                 View(**out).validate_json()
                 assert len(out["blocks"]) <= 100 and len(out.get("private_metadata", "")) <= 3000
                 assert len(json.dumps(out)) < 250_000
