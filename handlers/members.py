@@ -8,6 +8,7 @@ not read, and its last known members stay."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from templates import render
 
 log = logging.getLogger("steward")
 PAGE = 200  # conversations.members / users.list: a page
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # as Slack's event ids (Ev0…); anything else is not used as one
 USERS_INFO_AT_MOST = 50  # more newcomers than this in a run: one users.list instead of a users.info each
 
 
@@ -158,7 +160,7 @@ def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list
 
 
 @guarded
-def joined(event, context, client):
+def joined(body, event, context, client):
     deps = context["deps"]
     user, channel = event.get("user"), event.get("channel")
     if not isinstance(user, str) or not isinstance(channel, str) or user == context.get("bot_user_id"):
@@ -171,7 +173,9 @@ def joined(event, context, client):
             return
     except Unread:
         pass  # Slack could not say: a person, most likely (a bot's welcome DM fails harmlessly)
-    keys = members.joined_channel(deps.db, deps.base_cfg, channel, user, deps.now())
+    event_id = body.get("event_id")
+    event_id = event_id if isinstance(event_id, str) and _EVENT_ID.match(event_id) else None
+    keys = members.joined_channel(deps.db, deps.base_cfg, channel, user, deps.now(), event_id)
     deps.roster.expire()
     deps.deliver(keys)
 

@@ -1,0 +1,44 @@
+"""Teams in step with Slack, attacked: replayed and forged member_joined_channel events, Slack failing
+while a refresh reads, check-config --slack with a token Slack refuses or Slack away, and every rule using
+the current members (a fast-track granter who left the granting team)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from bot import fasttrack, members
+from bot.deps import Deps
+from bot.handoffs import HandoffError
+from bot.process import parse_process
+from storage.models import MemberEvent
+from tests.conftest import PROCESS
+from tests.harness import TOKEN, cli
+from tests.test_members import NOW, events, org, people, refresh, welcomes
+
+
+def current(cfg, db, team):
+    return Deps(cfg, db).cfg.team(team).members
+
+
+# -- member_joined_channel -------------------------------------------------------------------------------
+
+
+def test_a_retried_join_event_after_a_leave_does_not_make_them_a_member_again(db, fake):
+    cfg = parse_process(org(ops={"members_from_channel": True}, qa={}))
+    people(fake, ["U0A", "U0NEW"])
+    fake.channels["C0OPS"] = {"members": ["U0A"]}
+    refresh(db, cfg, fake)  # the baseline
+    assert members.joined_channel(db, cfg, "C0OPS", "U0NEW", NOW + timedelta(minutes=1), event_id="Ev1") == ["welcome:ops:U0NEW"]
+    assert "U0NEW" in current(cfg, db, "ops")
+    refresh(db, cfg, fake, NOW + timedelta(minutes=5))  # they left the channel again: the refresh records it
+    assert "U0NEW" not in current(cfg, db, "ops")
+    # Slack retries the first delivery (X-Slack-Retry-Num): the same event id, nothing happens again
+    assert members.joined_channel(db, cfg, "C0OPS", "U0NEW", NOW + timedelta(minutes=6), event_id="Ev1") == []
+    assert "U0NEW" not in current(cfg, db, "ops")
+    assert [e[2] for e in events(db) if e[1] == "U0NEW"] == ["joined", "left"]
+    # a new join (a new event) counts
+    members.joined_channel(db, cfg, "C0OPS", "U0NEW", NOW + timedelta(minutes=7), event_id="Ev2")
+    assert "U0NEW" in current(cfg, db, "ops") and welcomes(db) == ["welcome:ops:U0NEW"]
