@@ -59,8 +59,16 @@ class Patience:
 
 
 def usergroup_members(client, group: str, patience: Patience) -> set[str]:
-    """The user group's members (usergroups.users.list: one call, the whole list)."""
-    return set(patience.call(client.usergroups_users_list, usergroup=group).get("users") or [])
+    """The user group's members (usergroups.users.list: one call, the whole list). A disabled group, which
+    Slack shows with nobody in it, is not read (Unread): its last known members stay. An empty answer is
+    checked once with usergroups.list, so a group that is merely empty still empties the team."""
+    users = set(patience.call(client.usergroups_users_list, usergroup=group).get("users") or [])
+    if not users:
+        listed = patience.call(client.usergroups_list, include_disabled=True).get("usergroups") or []
+        found = next((g for g in listed if g.get("id") == group), None)
+        if found is None or found.get("date_delete"):
+            raise Unread("user group disabled" if found is not None else "no_such_subteam")
+    return users
 
 
 def channel_members(client, channel: str, patience: Patience) -> set[str]:

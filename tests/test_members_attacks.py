@@ -42,3 +42,31 @@ def test_a_retried_join_event_after_a_leave_does_not_make_them_a_member_again(db
     # a new join (a new event) counts
     members.joined_channel(db, cfg, "C0OPS", "U0NEW", NOW + timedelta(minutes=7), event_id="Ev2")
     assert "U0NEW" in current(cfg, db, "ops") and welcomes(db) == ["welcome:ops:U0NEW"]
+
+
+# -- Slack failing while a refresh reads -------------------------------------------------------------------
+
+
+def test_a_disabled_user_group_or_a_refused_page_never_empties_a_team(db, fake):
+    cfg = parse_process(org(ops={"members_from_channel": True}, qa={"usergroup": "S0QA"}))
+    crowd = [f"U{i:04d}" for i in range(450)]
+    people(fake, crowd + ["U0C", "U0D"])
+    fake.channels["C0OPS"] = {"members": crowd}
+    fake.usergroups["S0QA"] = {"users": ["U0C", "U0D"]}
+    refresh(db, cfg, fake)
+    fake.usergroups["S0QA"]["date_delete"] = 1795000000  # an admin disabled the group: Slack lists nobody in it
+    fake.answer("conversations.members")
+    fake.server_error("conversations.members", 503)  # the first page fine, the second a 5xx: half a channel read
+    keys, said = refresh(db, cfg, fake, NOW + timedelta(hours=1))
+    assert keys == [] and [e for e in events(db) if e[2] == "left"] == []
+    assert set(current(cfg, db, "qa")) == {"U0C", "U0D"} and len(current(cfg, db, "ops")) == 450
+    assert any("usergroup S0QA not read (user group disabled)" in line for line in said), said
+    assert any("channel C0OPS not read" in line for line in said), said
+    # an invalid cursor mid-way: not read either
+    fake.fail("conversations.members", "invalid_cursor")
+    keys, said = refresh(db, cfg, fake, NOW + timedelta(hours=2))
+    assert any("channel C0OPS not read (invalid_cursor)" in line for line in said) and len(current(cfg, db, "ops")) == 450
+    # a group that really is empty now (enabled, nobody in it): everyone leaves, as they should
+    fake.usergroups["S0QA"] = {"users": []}
+    refresh(db, cfg, fake, NOW + timedelta(hours=3))
+    assert current(cfg, db, "qa") == ()
