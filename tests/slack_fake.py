@@ -154,6 +154,7 @@ class FakeSlack:
         self._messages: dict[str, list[dict]] = {}  # channel → its messages, oldest first
         self._dms: set[str] = set()  # DM channels opened or posted to
         self.homes: dict[str, dict] = {}  # user id → the Home view last published for them (views.publish)
+        self.revoked: set[str] = set()  # bot tokens Slack refuses (invalid_auth): revoked, or of another app
         self.users: dict[str, dict] = {}  # user id → profile fields users.list gives (tz, deleted, is_bot, …)
         self.usergroups: dict[str, dict] = {}  # user group id → {"users": [...], "handle": …, "date_delete": 0}
         self.channels: dict[str, dict] = {}  # channel id → {"members": [...], "is_archived", "is_private", "is_member"}
@@ -249,6 +250,7 @@ class FakeSlack:
             self.usergroups.clear()
             self.channels.clear()
             self.homes.clear()
+            self.revoked.clear()
             self.socket_url = None
 
     # -- programming faults -----------------------------------------------------------------------
@@ -397,6 +399,8 @@ class FakeSlack:
             return 200, {}, {"ok": True, "url": self.socket_url}, 0
         if not token or not token.startswith("xoxb-"):
             return 200, {}, {"ok": False, "error": "not_authed"}, 0
+        if token in self.revoked:
+            return 200, {}, {"ok": False, "error": "invalid_auth"}, 0
         invalid = _check_blocks(method, args)
         if not invalid and method in ("chat.postMessage", "chat.update"):
             invalid = _parse_metadata(args)[1]

@@ -70,3 +70,25 @@ def test_a_disabled_user_group_or_a_refused_page_never_empties_a_team(db, fake):
     fake.usergroups["S0QA"] = {"users": []}
     refresh(db, cfg, fake, NOW + timedelta(hours=3))
     assert current(cfg, db, "qa") == ()
+
+
+# -- check-config --slack ---------------------------------------------------------------------------------
+
+
+def test_check_config_slack_with_a_refused_token_or_slack_away_says_so_in_one_line(fake):
+    fake.revoked.add("xoxb-revoked")
+    r = cli("check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": "xoxb-revoked", "SLACK_API_URL": fake.url})
+    assert r.returncode == 2, r.stdout
+    assert "SLACK_BOT_TOKEN: Slack refused it (invalid_auth); no id was checked" in r.stderr + r.stdout
+    assert "wrong:" not in r.stdout and fake.of("users.info") == []
+    fake.down(30)  # every call a 503
+    r = cli("check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url})
+    assert r.returncode == 1 and "wrong:" not in r.stdout, r.stdout
+    assert "SLACK_API_URL: Slack did not answer (internal_error); no id was checked" in r.stderr + r.stdout
+    fake.down(0)
+    fake.rate_limit("auth.test", retry_after=1)  # a 429 is waited out, then every id is checked
+    people(fake, ["U0ALICE", "U0AMY", "U0BOB", "U0CAROL", "U0STEW", "U0HEAD"])
+    fake.channels.update({c: {} for c in ("C0SYNC", "C0DESIGN", "C0ENG", "C0QA")})
+    fake.usergroups["S0QA"] = {"users": []}
+    r = cli("check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url})
+    assert r.returncode == 0 and "slack: 0 problems, every id found" in r.stdout, r.stdout + r.stderr
