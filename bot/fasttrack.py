@@ -326,12 +326,25 @@ class Decision(Outcome):
 
 
 def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
+    """May `user` decide it now? While it is with the matrix's granters (not over budget, not gone to the
+    backup approvers), they are read now: a granting team's members as they are now, so someone who left
+    the team no longer decides, and someone who joined does. Otherwise: the deciders it was routed to."""
     if user == row.requester:
         raise NotAllowed("You asked for this fast-track, so someone else must decide it (separation of duties).")
-    if user in row.deciders:
+    right = cfg.right(row.element)
+    regular = (right is not None and not row.over_budget and not row.escalated
+               and not set(row.deciders) <= set(cfg.fasttrack.backup_approvers))
+    if regular:
+        now = [p for p in cfg.granters(right) if p != row.requester]
+        if user in now:
+            return
+        if user in row.deciders:
+            who = ", ".join(f"<@{p}>" for p in now) or "nobody"
+            raise NotAllowed(f"You no longer grant exceptions to “{row.element}” (you left the team the decision-rights matrix names):"
+                             f" {who} may decide it now; nothing was recorded.", people=now)
+    elif user in row.deciders:
         return
     who = ", ".join(f"<@{p}>" for p in row.deciders) or "nobody"
-    right = cfg.right(row.element)
     if row.over_budget and right is not None and user in cfg.granters(right):
         raise NotAllowed(f"This request is over the team's fast-track budget, so a backup approver decides it: {who}.", people=row.deciders)
     raise NotAllowed(f"Only the approvers the decision-rights matrix names for “{row.element}” can decide this request: {who}.",

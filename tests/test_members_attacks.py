@@ -92,3 +92,30 @@ def test_check_config_slack_with_a_refused_token_or_slack_away_says_so_in_one_li
     fake.usergroups["S0QA"] = {"users": []}
     r = cli("check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url})
     assert r.returncode == 0 and "slack: 0 problems, every id found" in r.stdout, r.stdout + r.stderr
+
+
+# -- every rule uses the current members ---------------------------------------------------------------------
+
+
+def test_a_fasttrack_granted_by_a_team_is_decided_by_its_members_now_not_those_when_it_was_asked(db, fake):
+    import tomllib
+
+    from bot.fasttrack import Draft
+    from bot.items import NotAllowed
+
+    data = tomllib.loads(PROCESS.read_text())
+    data["rights"][0]["grants_exceptions"] = ["qa"]  # QA sign-off: any member of qa grants it
+    cfg = parse_process(data)
+    fake.usergroups["S0QA"] = {"users": ["U0DAN"]}
+    refresh(db, cfg, fake)
+    draft = Draft(team="eng", element="QA sign-off", reason="Customer escalation", what="Hotfix", justification="Checkout is down")
+    row, _, routed = fasttrack.request(db, Deps(cfg, db).cfg, "U0BOB", draft, now=NOW)
+    assert sorted(routed.deciders) == ["U0CAROL", "U0DAN"]
+    fake.usergroups["S0QA"] = {"users": ["U0ERIN"]}  # Dan left qa, Erin joined
+    refresh(db, cfg, fake, NOW + timedelta(hours=1))
+    now = Deps(cfg, db).cfg
+    with pytest.raises(NotAllowed, match="no longer"):
+        fasttrack.decide(db, now, row.id, "U0DAN", approve=True, now=NOW + timedelta(hours=2))
+    assert fasttrack.get(db, row.id).state == "pending"
+    done = fasttrack.decide(db, now, row.id, "U0ERIN", approve=False, reason="Not urgent", now=NOW + timedelta(hours=2))
+    assert done.changed and fasttrack.get(db, row.id).decided_by == "U0ERIN"
