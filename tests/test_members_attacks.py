@@ -119,3 +119,21 @@ def test_a_fasttrack_granted_by_a_team_is_decided_by_its_members_now_not_those_w
     assert fasttrack.get(db, row.id).state == "pending"
     done = fasttrack.decide(db, now, row.id, "U0ERIN", approve=False, reason="Not urgent", now=NOW + timedelta(hours=2))
     assert done.changed and fasttrack.get(db, row.id).decided_by == "U0ERIN"
+
+
+def test_someone_who_joins_while_a_refresh_reads_is_not_recorded_as_leaving_by_it(db, fake):
+    cfg = parse_process(org(ops={"members_from_channel": True}, qa={}))
+    people(fake, ["U0A", "U0NEW"])
+    fake.channels["C0OPS"] = {"members": ["U0A"]}
+    refresh(db, cfg, fake)
+    # a refresh starts reading at 10:00 (a big channel: minutes of pages and Retry-After) ...
+    read = {"channel": {"U0A"}}
+    # ... meanwhile, at 10:05, U0NEW joins the channel (member_joined_channel) ...
+    members.joined_channel(db, cfg, "C0OPS", "U0NEW", NOW + timedelta(hours=1, minutes=5), event_id="Ev9")
+    # ... and the refresh records what it read, as of 10:00: it knows nothing of the join
+    done = members.apply(db, cfg.team("ops"), read, NOW + timedelta(hours=1))
+    assert done.left == [] and "U0NEW" in current(cfg, db, "ops")
+    assert [e[2] for e in events(db) if e[1] == "U0NEW"] == ["joined"]
+    # a read that started after the join, without them: they left
+    members.apply(db, cfg.team("ops"), read, NOW + timedelta(hours=2))
+    assert "U0NEW" not in current(cfg, db, "ops") and [e[2] for e in events(db) if e[1] == "U0NEW"] == ["joined", "left"]
