@@ -232,12 +232,13 @@ def _welcome(session: Session, db: Database, team: str, users: list[str], now: d
     return keys
 
 
-def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, now: datetime, event_id: str | None = None) -> list[str]:
+def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, now: datetime, event_id: str | None = None,
+                   member: bool = True) -> list[str]:
     """Someone joined `channel` (Slack's member_joined_channel): for each team whose channel it is, a welcome
     DM (once per person per team, ever), and, where the team's members come from its channel, they are a
     member from now on (a `joined` event), without waiting for the hourly refresh. A delivery whose
     `event_id` was handled before (Slack's retry) does nothing: they may have left since, and a refresh
-    recorded it."""
+    recorded it. `member=False`: Slack could not say whether `user` is a person; welcomed only."""
     from bot.home import first_delivery
 
     keys = []
@@ -246,7 +247,7 @@ def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, no
         if event_id and not first_delivery(session, db, event_id, now):
             return []
         for team in (t for t in cfg.teams if t.channel == channel):
-            if team.members_from_channel:
+            if team.members_from_channel and member:
                 present = set(session.exec(select(TeamMember.source).where(TeamMember.team == team.id, TeamMember.user_id == user)).all())
                 if CHANNEL not in present:
                     session.execute(db.insert(TeamMember).values(team=team.id, source=CHANNEL, user_id=user, since=now).on_conflict_do_nothing())

@@ -176,14 +176,15 @@ def joined(body, event, context, client):
     cfg = deps.cfg
     if not any(t.channel == channel for t in cfg.teams):
         return
+    person = True
     try:
         if not People(client, Patience(10)).human(user):
             return
-    except Unread:
-        pass  # Slack could not say: a person, most likely (a bot's welcome DM fails harmlessly)
+    except Unread:  # Slack could not say: welcomed (a bot's welcome DM fails harmlessly), but not made a member on a
+        person = False  # guess: a bot would stay one (the refresh asks only about newcomers); the next refresh decides
     event_id = body.get("event_id")
     event_id = event_id if isinstance(event_id, str) and _EVENT_ID.match(event_id) else None
-    keys = members.joined_channel(deps.db, deps.base_cfg, channel, user, deps.now(), event_id)
+    keys = members.joined_channel(deps.db, deps.base_cfg, channel, user, deps.now(), event_id, member=person)
     deps.roster.expire()
     deps.deliver(keys)
 

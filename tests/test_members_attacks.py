@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import select
 
 from bot import fasttrack, members
+from handlers import members as slack_members
 from bot.deps import Deps
 from bot.handoffs import HandoffError
 from bot.process import parse_process
@@ -137,3 +138,40 @@ def test_someone_who_joins_while_a_refresh_reads_is_not_recorded_as_leaving_by_i
     # a read that started after the join, without them: they left
     members.apply(db, cfg.team("ops"), read, NOW + timedelta(hours=2))
     assert "U0NEW" not in current(cfg, db, "ops") and [e[2] for e in events(db) if e[1] == "U0NEW"] == ["joined", "left"]
+
+
+def joined_event(user, channel, event_id):
+    return {"type": "event_callback", "event_id": event_id, "event": {"type": "member_joined_channel", "user": user, "channel": channel}}
+
+
+def hear(db, cfg, fake, user, channel, event_id, now=NOW):
+    """`member_joined_channel` handed to the listener as Bolt hands it (dependencies in its context)."""
+    from handlers import members as slack_members
+    from tests.test_members import client
+
+    body = joined_event(user, channel, event_id)
+    slack_members.joined(body=body, event=body["event"], context={"deps": Deps(cfg, db, now=lambda: now), "bot_user_id": "U0BOT"},
+                         client=client(fake))
+
+
+def test_forged_and_odd_join_events_make_nobody_a_member(db, fake):
+    cfg = parse_process(org(ops={"members_from_channel": True}, qa={}))
+    people(fake, ["U0A", "U0HUMAN"])
+    fake.users["U0ROBOT"] = {"is_bot": True}
+    fake.channels["C0OPS"] = {"members": ["U0A"]}
+    refresh(db, cfg, fake)
+    hear(db, cfg, fake, "U0BOT", "C0OPS", "Ev1")  # Steward itself
+    hear(db, cfg, fake, "U0ROBOT", "C0OPS", "Ev2")  # another app's bot
+    hear(db, cfg, fake, "U0GHOST", "C0OPS", "Ev3")  # an id Slack does not know
+    hear(db, cfg, fake, "U0HUMAN", "C0NOTEAM", "Ev4")  # a channel of no team
+    for event in ({"type": "member_joined_channel"}, {"type": "member_joined_channel", "user": ["U0HUMAN"], "channel": "C0OPS"}):
+        slack_members.joined(body={"event": event}, event=event, context={"deps": Deps(cfg, db), "bot_user_id": "U0BOT"}, client=None)
+    # Slack cannot say who joined (users.info 5xx): not made a member on a guess (a bot would stay one, as
+    # the refresh asks only about newcomers); the hourly refresh decides
+    fake.users["U0ROBOT2"] = {"is_bot": True}
+    fake.server_error("users.info", 503)
+    hear(db, cfg, fake, "U0ROBOT2", "C0OPS", "Ev5")
+    assert current(cfg, db, "ops") == ("U0A",) and [e for e in events(db) if not e[4]] == []
+    fake.channels["C0OPS"]["members"] = ["U0A", "U0ROBOT2"]
+    refresh(db, cfg, fake, NOW + timedelta(hours=1))
+    assert current(cfg, db, "ops") == ("U0A",)
