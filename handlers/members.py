@@ -27,6 +27,7 @@ _EVENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # as Slack's event ids (Ev0â€
 USERS_INFO_AT_MOST = 50  # more newcomers than this in a run: one users.list instead of a users.info each
 
 
+CHECK_PATIENCE = 300.0  # check-config --slack: a users.list of a big workspace at Tier 2 (20 pages a minute)
 REFRESH_PATIENCE = 600.0  # seconds a refresh may wait on Retry-After in all (a first users.list of a big workspace at Tier 2)
 
 
@@ -219,7 +220,7 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
     notes). A problem: an id Slack does not know, an archived channel, a deactivated person, a private
     channel Steward is not in (it cannot post there). A note: a public channel Steward is not in (it posts
     there with chat:write.public, but hears nobody join it)."""
-    patience = patience or Patience(60)
+    patience = patience or Patience(CHECK_PATIENCE)
     problems, notes = [], []
     users: dict[str, list[str]] = {}
     channels: dict[str, list[str]] = {}
@@ -261,9 +262,21 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
     def where(keys: list[str]) -> str:
         return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
+    listed: dict[str, dict] = {}
+    if len(users) > USERS_INFO_AT_MOST:  # many people: the workspace's list (200 a page), not a users.info each
+        try:
+            cursor = None
+            while True:
+                answer = patience.call(client.users_list, limit=PAGE, **({"cursor": cursor} if cursor else {}))
+                listed.update({u["id"]: u for u in answer.get("members") or [] if isinstance(u.get("id"), str)})
+                cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except Unread:
+            listed = {}  # each is asked on its own instead
     for user, keys in users.items():  # in the order the configuration names them
         try:
-            info = patience.call(client.users_info, user=user).get("user") or {}
+            info = listed.get(user) or patience.call(client.users_info, user=user).get("user") or {}
         except Unread as exc:
             problems.append(f"{where(keys)}: user {user} " + ("is unknown in this workspace" if str(exc) == "user_not_found" else f"could not be checked ({exc})"))
             continue

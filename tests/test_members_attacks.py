@@ -175,3 +175,18 @@ def test_forged_and_odd_join_events_make_nobody_a_member(db, fake):
     fake.channels["C0OPS"]["members"] = ["U0A", "U0ROBOT2"]
     refresh(db, cfg, fake, NOW + timedelta(hours=1))
     assert current(cfg, db, "ops") == ("U0A",)
+
+
+def test_check_config_slack_checks_a_big_configuration_within_slacks_rate_limits(fake):
+    from tests.test_members import client
+
+    crowd = [f"U{i:04d}" for i in range(120)]
+    data = org(ops={"members": crowd[:60]}, qa={"members": crowd[60:] + ["U0GONE"]})
+    cfg = parse_process(data)
+    people(fake, crowd + ["U0STEW"])
+    fake.users["U0050"]["deleted"] = True
+    fake.channels.update({"C0SYNC": {}, "C0OPS": {}, "C0QA": {}})
+    fake.limit_workspace("users.info", per_minute=60, burst=10)  # Tier 4 is ~100 a minute: 122 people do not fit in a burst
+    problems, notes = slack_members.check_ids(cfg, client(fake), slack_members.Patience(3))
+    assert problems == ["teams[0].members[50]: user U0050 is deactivated", "teams[1].members[60]: user U0GONE is unknown in this workspace"], problems[:5]
+    assert len(fake.of("users.list")) == 1 and len(fake.of("users.info")) <= 2  # the workspace's list once, then who is not in it
