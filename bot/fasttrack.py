@@ -351,6 +351,15 @@ def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
                      people=row.deciders)
 
 
+def may(cfg: ProcessConfig, row: FastTrack, user: str) -> bool:
+    """Whether `user` may decide it now (`may_decide` without the reason): what lists and the Home show."""
+    try:
+        may_decide(cfg, row, user)
+        return True
+    except NotAllowed:
+        return False
+
+
 def decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approve: bool, reason: str | None = None,
            now: datetime | None = None) -> Decision:
     """Approve or deny. The first decision wins: a conditional UPDATE on the version read, so however
@@ -449,14 +458,15 @@ def history(db: Database, request_id: int) -> list[FastTrackEvent]:
     return FASTTRACK.history(db, request_id)
 
 
-def listing(db: Database, user: str, limit: int = 15) -> tuple[list[FastTrack], list[FastTrack]]:
-    """The user's own requests (newest first), and the pending ones that await their decision."""
+def listing(db: Database, user: str, limit: int = 15, cfg: ProcessConfig | None = None) -> tuple[list[FastTrack], list[FastTrack]]:
+    """The user's own requests (newest first), and the pending ones that await their decision (with `cfg`:
+    as `may_decide` says now, a granting team's current members; without: the deciders it was routed to)."""
     with db.read() as s:
         mine = list(s.exec(select(FastTrack).where(FastTrack.requester == user).order_by(FastTrack.id.desc()).limit(limit)))
         # the deciders are a JSON list: read the newest PENDING_SCAN pending requests, not all of history
         pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id.desc())
                          .limit(PENDING_SCAN))
-        waiting = [r for r in pending if user in r.deciders][:limit]
+        waiting = [r for r in pending if (may(cfg, r, user) if cfg is not None else user in r.deciders)][:limit]
     return mine, waiting
 
 

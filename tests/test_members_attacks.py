@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from bot import fasttrack, members
+from bot import fasttrack, home, members
 from handlers import members as slack_members
 from bot.deps import Deps
 from bot.handoffs import HandoffError
@@ -111,6 +111,7 @@ def test_a_fasttrack_granted_by_a_team_is_decided_by_its_members_now_not_those_w
     refresh(db, cfg, fake)
     draft = Draft(team="eng", element="QA sign-off", reason="Customer escalation", what="Hotfix", justification="Checkout is down")
     row, _, routed = fasttrack.request(db, Deps(cfg, db).cfg, "U0BOB", draft, now=NOW)
+    other, _, _ = fasttrack.request(db, Deps(cfg, db).cfg, "U0BOB", draft, now=NOW)
     assert sorted(routed.deciders) == ["U0CAROL", "U0DAN"]
     fake.usergroups["S0QA"] = {"users": ["U0ERIN"]}  # Dan left qa, Erin joined
     refresh(db, cfg, fake, NOW + timedelta(hours=1))
@@ -120,6 +121,9 @@ def test_a_fasttrack_granted_by_a_team_is_decided_by_its_members_now_not_those_w
     assert fasttrack.get(db, row.id).state == "pending"
     done = fasttrack.decide(db, now, row.id, "U0ERIN", approve=False, reason="Not urgent", now=NOW + timedelta(hours=2))
     assert done.changed and fasttrack.get(db, row.id).decided_by == "U0ERIN"
+    # the lists say the same: /fasttrack list and the Home's "Waiting for you" show the other request to Erin, not to Dan
+    assert [r.id for r in fasttrack.listing(db, "U0ERIN", cfg=now)[1]] == [other.id] and fasttrack.listing(db, "U0DAN", cfg=now)[1] == []
+    assert [r.id for r in home.waiting(db, now, "U0ERIN").fasttracks] == [other.id] and home.waiting(db, now, "U0DAN").fasttracks == []
 
 
 def test_someone_who_joins_while_a_refresh_reads_is_not_recorded_as_leaving_by_it(db, fake):
