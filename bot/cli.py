@@ -119,10 +119,21 @@ def cmd_check_config(args) -> int:
     return 0
 
 
+TOKEN_REFUSED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "no_permission"}
+
+
 def _check_slack(cfg, client) -> int:
     """check-config --slack: every id of the configuration looked up in the workspace with the bot token."""
     from handlers.members import check_ids
 
+    from handlers.members import Patience, Unread
+
+    try:  # the token first: one refused, or Slack away, is one line, not a line per id
+        Patience(60).call(client.auth_test)
+    except Unread as exc:
+        if str(exc) in TOKEN_REFUSED:
+            raise Fail(f"SLACK_BOT_TOKEN: Slack refused it ({exc}); no id was checked") from None
+        raise Fail(f"SLACK_API_URL: Slack did not answer ({exc}); no id was checked", code=1) from None
     print("checking every id against the workspace:")
     try:
         problems, notes = check_ids(cfg, client)

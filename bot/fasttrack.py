@@ -326,16 +326,38 @@ class Decision(Outcome):
 
 
 def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
+    """May `user` decide it now? While it is with the matrix's granters (not over budget, not gone to the
+    backup approvers), they are read now: a granting team's members as they are now, so someone who left
+    the team no longer decides, and someone who joined does. Otherwise: the deciders it was routed to."""
     if user == row.requester:
         raise NotAllowed("You asked for this fast-track, so someone else must decide it (separation of duties).")
-    if user in row.deciders:
+    right = cfg.right(row.element)
+    regular = (right is not None and not row.over_budget and not row.escalated
+               and not set(row.deciders) <= set(cfg.fasttrack.backup_approvers))
+    if regular:
+        now = [p for p in cfg.granters(right) if p != row.requester]
+        if user in now:
+            return
+        if user in row.deciders:
+            who = ", ".join(f"<@{p}>" for p in now) or "nobody"
+            raise NotAllowed(f"You no longer grant exceptions to “{row.element}” (you left the team the decision-rights matrix names):"
+                             f" {who} may decide it now; nothing was recorded.", people=now)
+    elif user in row.deciders:
         return
     who = ", ".join(f"<@{p}>" for p in row.deciders) or "nobody"
-    right = cfg.right(row.element)
     if row.over_budget and right is not None and user in cfg.granters(right):
         raise NotAllowed(f"This request is over the team's fast-track budget, so a backup approver decides it: {who}.", people=row.deciders)
     raise NotAllowed(f"Only the approvers the decision-rights matrix names for “{row.element}” can decide this request: {who}.",
                      people=row.deciders)
+
+
+def may(cfg: ProcessConfig, row: FastTrack, user: str) -> bool:
+    """Whether `user` may decide it now (`may_decide` without the reason): what lists and the Home show."""
+    try:
+        may_decide(cfg, row, user)
+        return True
+    except NotAllowed:
+        return False
 
 
 def decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approve: bool, reason: str | None = None,
@@ -436,14 +458,15 @@ def history(db: Database, request_id: int) -> list[FastTrackEvent]:
     return FASTTRACK.history(db, request_id)
 
 
-def listing(db: Database, user: str, limit: int = 15) -> tuple[list[FastTrack], list[FastTrack]]:
-    """The user's own requests (newest first), and the pending ones that await their decision."""
+def listing(db: Database, user: str, limit: int = 15, cfg: ProcessConfig | None = None) -> tuple[list[FastTrack], list[FastTrack]]:
+    """The user's own requests (newest first), and the pending ones that await their decision (with `cfg`:
+    as `may_decide` says now, a granting team's current members; without: the deciders it was routed to)."""
     with db.read() as s:
         mine = list(s.exec(select(FastTrack).where(FastTrack.requester == user).order_by(FastTrack.id.desc()).limit(limit)))
         # the deciders are a JSON list: read the newest PENDING_SCAN pending requests, not all of history
         pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id.desc())
                          .limit(PENDING_SCAN))
-        waiting = [r for r in pending if user in r.deciders][:limit]
+        waiting = [r for r in pending if (may(cfg, r, user) if cfg is not None else user in r.deciders)][:limit]
     return mine, waiting
 
 

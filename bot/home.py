@@ -78,16 +78,23 @@ def republish(session: Session, people: Iterable[str], now: datetime) -> list[Me
     return [message(u) for u in sorted(active)]
 
 
+def first_delivery(s: Session, db: Database, event_id: str, now: datetime) -> bool:
+    """Record an Events API delivery's `event_id` in the caller's transaction: False when it was handled
+    before (a duplicate, or Slack's retry of it). Ids older than EVENT_KEEP are pruned."""
+    first = s.execute(db.insert(SlackEvent).values(event_id=event_id[:40], seen_at=now)
+                      .on_conflict_do_nothing(index_elements=["event_id"]).returning(SlackEvent.event_id)).first()
+    if first is None:  # (RETURNING, not rowcount: psycopg gives -1 for a skipped row)
+        return False
+    s.execute(delete(SlackEvent).where(SlackEvent.seen_at < now - EVENT_KEEP))
+    return True
+
+
 def opened(db: Database, user: str, event_id: str | None, now: datetime) -> list[str] | None:
     """The person opened their Home: remember when, and write its publish, in one transaction with the
     event's id. None: this delivery was handled before (a duplicate, or Slack's retry of it)."""
     with db.write() as s:
-        if event_id:
-            first = s.execute(db.insert(SlackEvent).values(event_id=event_id[:40], seen_at=now)
-                              .on_conflict_do_nothing(index_elements=["event_id"]).returning(SlackEvent.event_id)).first()
-            if first is None:  # (RETURNING, not rowcount: psycopg gives -1 for a skipped row)
-                return None
-            s.execute(delete(SlackEvent).where(SlackEvent.seen_at < now - EVENT_KEEP))
+        if event_id and not first_delivery(s, db, event_id, now):
+            return None
         s.execute(db.insert(HomeView).values(user=user, opened_at=now)
                   .on_conflict_do_update(index_elements=["user"], set_=dict(opened_at=now)))
         return outbox.add(s, db, [message(user)], now)
@@ -125,6 +132,8 @@ def waiting(db: Database, cfg: ProcessConfig, user: str) -> Waiting:
     """What waits for the person, by the rules of the cards' buttons: handoffs they may review
     (`handoffs.reviewers`: their teams receive it, or they steward its boundary; never their own),
     handoffs sent back that they may resubmit (`handoffs.authors`), fast-track requests they may decide."""
+    from bot.fasttrack import may as fasttrack_may
+
     teams = [t.id for t in cfg.teams_of(user)]
     stewarded = [(b.from_team, b.to_team) for b in cfg.boundaries if b.steward == user]
     out = Waiting()
@@ -142,7 +151,7 @@ def waiting(db: Database, cfg: ProcessConfig, user: str) -> Waiting:
         out.resubmits_total = len(out.resubmits) if len(out.resubmits) < SHOW_RESUBMITS else \
             s.exec(select(func.count()).select_from(Handoff).where(*where)).one()
         pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id).limit(PENDING_SCAN))
-        mine = [r for r in pending if user in r.deciders and user != r.requester]
+        mine = [r for r in pending if fasttrack_may(cfg, r, user)]  # as the Approve button's rule says now
         out.fasttracks, out.fasttracks_total = mine[:SHOW_FASTTRACKS], len(mine)
     return out
 

@@ -149,7 +149,8 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
     """Record what each source of `team` gave (`None`: Slack could not say; its members are kept), in one
     transaction: the source's rows, a `joined` / `left` event for each person whose membership of the team
     (any source) changed, a welcome DM for each newcomer not in a baseline, and a new stamp. The team's
-    listed ids are always read (`config`); a source the team no longer has is emptied."""
+    listed ids are always read (`config`); a source the team no longer has is emptied. `now` is when the
+    read began: someone a `member_joined_channel` added after it is not taken for someone who left."""
     errors = errors or {}
     sources = team.sources()
     fetched = {CONFIG: set(team.members), **fetched}
@@ -157,9 +158,14 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
     with db.write() as session:
         _serialise(session, db)
         have: dict[str, set[str]] = defaultdict(set)
-        for source, user in session.exec(select(TeamMember.source, TeamMember.user_id).where(TeamMember.team == team.id)).all():
-            have[source].add(user)
         syncs = {s.source: s for s in session.exec(select(MemberSync).where(MemberSync.team == team.id)).all()}
+        since_read: dict[str, set[str]] = defaultdict(set)  # added (member_joined_channel) after this read began
+        for source, user, since in session.exec(select(TeamMember.source, TeamMember.user_id, TeamMember.since)
+                                                .where(TeamMember.team == team.id)).all():
+            have[source].add(user)
+            last = syncs[source].synced_at if source in syncs else None
+            if source != CONFIG and since is not None and since > now and (last is None or since > last):
+                since_read[source].add(user)
         for source in set(have) - set(sources):
             fetched.setdefault(source, set())  # no longer a source: everyone it gave goes
         new = {source: set(users) for source, users in have.items()}
@@ -171,7 +177,7 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
             sync = syncs.get(source)
             if source in sources and (sync is None or sync.ref != sources[source]):
                 first.add(source)
-            new[source] = set(users)
+            new[source] = set(users) | (since_read[source] if source in sources else set())  # a read cannot know who joined after it began
         out.baseline = [s for s in ORDER if s in first]
         for source in new:
             added, gone = new[source] - have.get(source, set()), have.get(source, set()) - new[source]
@@ -226,15 +232,22 @@ def _welcome(session: Session, db: Database, team: str, users: list[str], now: d
     return keys
 
 
-def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, now: datetime) -> list[str]:
+def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, now: datetime, event_id: str | None = None,
+                   member: bool = True) -> list[str]:
     """Someone joined `channel` (Slack's member_joined_channel): for each team whose channel it is, a welcome
     DM (once per person per team, ever), and, where the team's members come from its channel, they are a
-    member from now on (a `joined` event), without waiting for the hourly refresh."""
+    member from now on (a `joined` event), without waiting for the hourly refresh. A delivery whose
+    `event_id` was handled before (Slack's retry) does nothing: they may have left since, and a refresh
+    recorded it. `member=False`: Slack could not say whether `user` is a person; welcomed only."""
+    from bot.home import first_delivery
+
     keys = []
     with db.write() as session:
         _serialise(session, db)
+        if event_id and not first_delivery(session, db, event_id, now):
+            return []
         for team in (t for t in cfg.teams if t.channel == channel):
-            if team.members_from_channel:
+            if team.members_from_channel and member:
                 present = set(session.exec(select(TeamMember.source).where(TeamMember.team == team.id, TeamMember.user_id == user)).all())
                 if CHANNEL not in present:
                     session.execute(db.insert(TeamMember).values(team=team.id, source=CHANNEL, user_id=user, since=now).on_conflict_do_nothing())

@@ -63,7 +63,7 @@ def command(ack, body, client, context):
         return ack(**render("fasttrack_rights", rows=matrix(cfg), names=names(cfg), percent=f"{cfg.fasttrack.budget_percent:g}",
                             backups=list(cfg.fasttrack.backup_approvers)))
     if verb == "list":
-        mine, waiting = fasttrack.listing(db, user)
+        mine, waiting = fasttrack.listing(db, user, cfg=cfg)
         budgets = [fasttrack.team_budget(db, cfg, t.id, deps.now()) for t in cfg.teams_of(user)]
         return ack(**render("fasttrack_list", mine=mine, waiting=waiting, names=names(cfg), budgets=budgets))
     if verb:

@@ -8,6 +8,7 @@ not read, and its last known members stay."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -22,9 +23,11 @@ from templates import render
 
 log = logging.getLogger("steward")
 PAGE = 200  # conversations.members / users.list: a page
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # as Slack's event ids (Ev0…); anything else is not used as one
 USERS_INFO_AT_MOST = 50  # more newcomers than this in a run: one users.list instead of a users.info each
 
 
+CHECK_PATIENCE = 300.0  # check-config --slack: a users.list of a big workspace at Tier 2 (20 pages a minute)
 REFRESH_PATIENCE = 600.0  # seconds a refresh may wait on Retry-After in all (a first users.list of a big workspace at Tier 2)
 
 
@@ -57,8 +60,16 @@ class Patience:
 
 
 def usergroup_members(client, group: str, patience: Patience) -> set[str]:
-    """The user group's members (usergroups.users.list: one call, the whole list)."""
-    return set(patience.call(client.usergroups_users_list, usergroup=group).get("users") or [])
+    """The user group's members (usergroups.users.list: one call, the whole list). A disabled group, which
+    Slack shows with nobody in it, is not read (Unread): its last known members stay. An empty answer is
+    checked once with usergroups.list, so a group that is merely empty still empties the team."""
+    users = set(patience.call(client.usergroups_users_list, usergroup=group).get("users") or [])
+    if not users:
+        listed = patience.call(client.usergroups_list, include_disabled=True).get("usergroups") or []
+        found = next((g for g in listed if g.get("id") == group), None)
+        if found is None or found.get("date_delete"):
+            raise Unread("user group disabled" if found is not None else "no_such_subteam")
+    return users
 
 
 def channel_members(client, channel: str, patience: Patience) -> set[str]:
@@ -158,7 +169,7 @@ def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list
 
 
 @guarded
-def joined(event, context, client):
+def joined(body, event, context, client):
     deps = context["deps"]
     user, channel = event.get("user"), event.get("channel")
     if not isinstance(user, str) or not isinstance(channel, str) or user == context.get("bot_user_id"):
@@ -166,12 +177,15 @@ def joined(event, context, client):
     cfg = deps.cfg
     if not any(t.channel == channel for t in cfg.teams):
         return
+    person = True
     try:
         if not People(client, Patience(10)).human(user):
             return
-    except Unread:
-        pass  # Slack could not say: a person, most likely (a bot's welcome DM fails harmlessly)
-    keys = members.joined_channel(deps.db, deps.base_cfg, channel, user, deps.now())
+    except Unread:  # Slack could not say: welcomed (a bot's welcome DM fails harmlessly), but not made a member on a
+        person = False  # guess: a bot would stay one (the refresh asks only about newcomers); the next refresh decides
+    event_id = body.get("event_id")
+    event_id = event_id if isinstance(event_id, str) and _EVENT_ID.match(event_id) else None
+    keys = members.joined_channel(deps.db, deps.base_cfg, channel, user, deps.now(), event_id, member=person)
     deps.roster.expire()
     deps.deliver(keys)
 
@@ -206,7 +220,7 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
     notes). A problem: an id Slack does not know, an archived channel, a deactivated person, a private
     channel Steward is not in (it cannot post there). A note: a public channel Steward is not in (it posts
     there with chat:write.public, but hears nobody join it)."""
-    patience = patience or Patience(60)
+    patience = patience or Patience(CHECK_PATIENCE)
     problems, notes = [], []
     users: dict[str, list[str]] = {}
     channels: dict[str, list[str]] = {}
@@ -248,9 +262,21 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
     def where(keys: list[str]) -> str:
         return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
+    listed: dict[str, dict] = {}
+    if len(users) > USERS_INFO_AT_MOST:  # many people: the workspace's list (200 a page), not a users.info each
+        try:
+            cursor = None
+            while True:
+                answer = patience.call(client.users_list, limit=PAGE, **({"cursor": cursor} if cursor else {}))
+                listed.update({u["id"]: u for u in answer.get("members") or [] if isinstance(u.get("id"), str)})
+                cursor = (answer.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except Unread:
+            listed = {}  # each is asked on its own instead
     for user, keys in users.items():  # in the order the configuration names them
         try:
-            info = patience.call(client.users_info, user=user).get("user") or {}
+            info = listed.get(user) or patience.call(client.users_info, user=user).get("user") or {}
         except Unread as exc:
             problems.append(f"{where(keys)}: user {user} " + ("is unknown in this workspace" if str(exc) == "user_not_found" else f"could not be checked ({exc})"))
             continue

@@ -76,6 +76,34 @@ def clip_escaped(text: str, limit: int) -> str:
     return cut + ELLIPSIS
 
 
+def split_escaped(text: str, limit: int, parts: int) -> list[str]:
+    """Escape, then cut into at most `parts` pieces of at most `limit` characters (at a space or a line
+    break near the end when there is one, never inside `&amp;` and friends); the last clipped when even
+    they cannot hold it all. For user text longer, once escaped, than one text object may be."""
+    escaped, out = escape_mrkdwn(text), []
+    while escaped and len(out) < parts - 1 and len(escaped) > limit:
+        cut = escaped[:limit]
+        amp = cut.rfind("&")
+        if amp != -1 and ";" not in cut[amp:]:
+            cut = cut[:amp]
+        space = max(cut.rfind(" "), cut.rfind("\n"))
+        if space > len(cut) - 200:
+            cut = cut[:space + 1]
+        out.append(cut)
+        escaped = escaped[len(cut):]
+    if escaped:
+        out.append(escaped if len(escaped) <= limit else clip_escaped(unescape_mrkdwn(escaped), limit))
+    return out
+
+
+def unescape_mrkdwn(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _mrkdwn_parts(value, limit: int = 3000, parts: int = 4) -> list[Safe]:
+    return [Safe(p) for p in split_escaped("" if value is None else str(value), limit, parts)]
+
+
 def _finalize(value):
     if isinstance(value, Markup):
         return value
@@ -240,7 +268,7 @@ def _age(start: datetime, now: datetime) -> str:
 
 _env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options, plural=plural, meter=meter)
 _env.tests.update(user_id=_is_user_id)
-_env.filters.update(mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, group=_group, user_id=_user_id, channel=_channel, when=_when, day=_day, url=_url, link=_link, json=_json)
+_env.filters.update(mrkdwn_parts=_mrkdwn_parts, mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, group=_group, user_id=_user_id, channel=_channel, when=_when, day=_day, url=_url, link=_link, json=_json)
 
 
 def render(name: str, **context) -> dict:

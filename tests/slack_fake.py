@@ -14,6 +14,7 @@ And it can fail the ways Slack fails, for a method's next calls, queued in call 
 - `server_error(method, status)`: HTTP 5xx, nothing done;
 - `store_then_error(method, status)`: done (the message is posted), but answered HTTP 5xx;
 - `store_then_hang(method, seconds)`: done, but the answer held back `seconds` (a client's timeout);
+- `answer(method)`: answered as usual, to fault a later call (queued before the fault);
 
 The workspace's people, user groups and channels are what a test registers in `users`, `usergroups` and
 `channels` (users.info, usergroups.list / .users.list, conversations.info / .members, paged).
@@ -153,6 +154,7 @@ class FakeSlack:
         self._messages: dict[str, list[dict]] = {}  # channel → its messages, oldest first
         self._dms: set[str] = set()  # DM channels opened or posted to
         self.homes: dict[str, dict] = {}  # user id → the Home view last published for them (views.publish)
+        self.revoked: set[str] = set()  # bot tokens Slack refuses (invalid_auth): revoked, or of another app
         self.users: dict[str, dict] = {}  # user id → profile fields users.list gives (tz, deleted, is_bot, …)
         self.usergroups: dict[str, dict] = {}  # user group id → {"users": [...], "handle": …, "date_delete": 0}
         self.channels: dict[str, dict] = {}  # channel id → {"members": [...], "is_archived", "is_private", "is_member"}
@@ -248,12 +250,18 @@ class FakeSlack:
             self.usergroups.clear()
             self.channels.clear()
             self.homes.clear()
+            self.revoked.clear()
             self.socket_url = None
 
     # -- programming faults -----------------------------------------------------------------------
     def _queue(self, method: str, fault: tuple[str, object], times: int) -> None:
         with self._lock:
             self._faults.setdefault(method, []).extend([fault] * times)
+
+    def answer(self, method: str, times: int = 1) -> None:
+        """The next `times` calls of `method` are answered as usual: queued before a fault, it faults a later
+        call (the second page of a paged read, say)."""
+        self._queue(method, ("answer", None), times)
 
     def fail(self, method: str, error: str, times: int = 1) -> None:
         """The next `times` calls of `method` answer `ok: false` with `error`."""
@@ -391,6 +399,8 @@ class FakeSlack:
             return 200, {}, {"ok": True, "url": self.socket_url}, 0
         if not token or not token.startswith("xoxb-"):
             return 200, {}, {"ok": False, "error": "not_authed"}, 0
+        if token in self.revoked:
+            return 200, {}, {"ok": False, "error": "invalid_auth"}, 0
         invalid = _check_blocks(method, args)
         if not invalid and method in ("chat.postMessage", "chat.update"):
             invalid = _parse_metadata(args)[1]
@@ -582,6 +592,8 @@ class FakeSlack:
             group = self.usergroups.get(args.get("usergroup") or "")
             if group is None:
                 return {"ok": False, "error": "no_such_subteam"}
+            if group.get("date_delete") and not _truthy(args.get("include_disabled")):
+                return {"ok": True, "users": []}  # disabled: Slack shows it with no one in it (user_count 0)
             return {"ok": True, "users": list(group.get("users", []))}
         if method in ("conversations.info", "conversations.members"):  # the channels registered in `channels`
             channel = self.channels.get(args.get("channel") or "")
