@@ -151,7 +151,7 @@ def snooze(ack, body, client, context):
 def decide(deps, client, body, call) -> None:
     """A button that decides: the domain call for the handoff it names; a refusal or a click after the
     decision is told privately, a decision's messages are delivered."""
-    outcome = act(client, body, "handoff", call)
+    outcome = act(client, body, "handoff", call, deps)
     if outcome is None:
         return
     if not outcome.changed:
@@ -223,7 +223,7 @@ def clicked(deps, body, client, may, states) -> Handoff | None:
         may(deps.cfg, h, user)
         return h
 
-    h = act(client, body, "handoff", allowed)
+    h = act(client, body, "handoff", allowed, deps)
     if h is not None and h.state not in states:
         tell(client, body, body["user"]["id"], unchanged(h))
         return stale(deps, body, body["user"]["id"])
