@@ -75,7 +75,7 @@ def test_home_shows_each_section(steward, fake, db, cfg):
     assert ("handoff_accept", str(to_review.id)) in buttons(view) and ("handoff_resubmit", str(sent_back.id)) in buttons(view)
     assert ("fasttrack_approve", str(asked.id)) not in buttons(view)  # nobody decides their own request
     assert "*Engineering*\nSent 1 (+1) · received 1 (+1)" in text and "*Design*" not in text.split("*Your team this month*")[1].split("*Your boundaries*")[0]
-    assert "Fast-track budget: used 0 of 1 allowed this month (budget 10% of 1 item)" in text
+    assert "Fast-track budget: used 0 of 1 allowed this month (10% of 1 item, at least 1)" in text
     assert "Improvement initiative: none shared yet" in text
     assert "*Design → Engineering* · centralized · SLA 48 working hours · steward <@U0STEW>" in text
     assert "Criteria: Specification with acceptance criteria; Wireframes; Glossary of terms" in text
