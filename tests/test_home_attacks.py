@@ -328,3 +328,16 @@ def test_accept_on_a_home_drawn_before_a_resubmission_does_not_accept_the_new_ro
     assert home_click_on(steward, "U0BOB", again, "handoff_accept", str(h.id)).status == 200  # from the Home as it is now
     fake.wait("chat.update")
     assert handoffs.get(db, h.id).state == "accepted"
+
+
+def test_joining_a_teams_channel_republishes_the_joiners_home(db):
+    from bot.process import parse_process
+    from tests.test_members import org
+
+    cfg = parse_process(org(ops={"members_from_channel": True, "members": ["U0LEAD"]}, qa={"members": ["U0QA"]}))
+    now = utcnow()
+    with db.write() as s:
+        s.add(HomeView(user="U0NEW", opened_at=now - timedelta(days=2)))
+    keys = members.joined_channel(db, cfg, "C0OPS", "U0NEW", now)
+    assert "home:U0NEW" in keys and "welcome:ops:U0NEW" in keys  # now a member: his Home lists the team's items
+    assert "home:U0OLD" not in members.joined_channel(db, cfg, "C0OPS", "U0OLD", now)  # never opened it
