@@ -325,11 +325,25 @@ class Decision(Outcome):
         return self.item
 
 
+def still_decides(cfg: ProcessConfig, row: FastTrack, user: str) -> bool:
+    """Is `user`, named a decider when the request was routed, one still by the configuration as it stands
+    (the members now)? A granter named through a team they have since left is not; nor is one the
+    configuration no longer names as a granter of the element or a backup approver."""
+    if user not in row.deciders or user == row.requester:
+        return False
+    right = cfg.right(row.element)
+    return right is None or user in cfg.granters(right) or user in cfg.fasttrack.backup_approvers
+
+
 def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
     if user == row.requester:
         raise NotAllowed("You asked for this fast-track, so someone else must decide it (separation of duties).")
-    if user in row.deciders:
+    if still_decides(cfg, row, user):
         return
+    others = ", ".join(f"<@{p}>" for p in row.deciders if p != user and still_decides(cfg, row, p)) or "the backup approvers"
+    if user in row.deciders:
+        raise NotAllowed(f"You no longer grant exceptions to “{row.element}” (your team changed since it was asked), so you "
+                         f"cannot decide this request: {others} can.", people=[p for p in row.deciders if p != user])
     who = ", ".join(f"<@{p}>" for p in row.deciders) or "nobody"
     right = cfg.right(row.element)
     if row.over_budget and right is not None and user in cfg.granters(right):

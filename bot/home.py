@@ -125,6 +125,8 @@ def waiting(db: Database, cfg: ProcessConfig, user: str) -> Waiting:
     """What waits for the person, by the rules of the cards' buttons: handoffs they may review
     (`handoffs.reviewers`: their teams receive it, or they steward its boundary; never their own),
     handoffs sent back that they may resubmit (`handoffs.authors`), fast-track requests they may decide."""
+    from bot import fasttrack
+
     teams = [t.id for t in cfg.teams_of(user)]
     stewarded = [(b.from_team, b.to_team) for b in cfg.boundaries if b.steward == user]
     out = Waiting()
@@ -142,7 +144,7 @@ def waiting(db: Database, cfg: ProcessConfig, user: str) -> Waiting:
         out.resubmits_total = len(out.resubmits) if len(out.resubmits) < SHOW_RESUBMITS else \
             s.exec(select(func.count()).select_from(Handoff).where(*where)).one()
         pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id).limit(PENDING_SCAN))
-        mine = [r for r in pending if user in r.deciders and user != r.requester]
+        mine = [r for r in pending if user in r.deciders and fasttrack.still_decides(cfg, r, user)]  # not one who left the granting team
         out.fasttracks, out.fasttracks_total = mine[:SHOW_FASTTRACKS], len(mine)
     return out
 

@@ -341,3 +341,26 @@ def test_joining_a_teams_channel_republishes_the_joiners_home(db):
     keys = members.joined_channel(db, cfg, "C0OPS", "U0NEW", now)
     assert "home:U0NEW" in keys and "welcome:ops:U0NEW" in keys  # now a member: his Home lists the team's items
     assert "home:U0OLD" not in members.joined_channel(db, cfg, "C0OPS", "U0OLD", now)  # never opened it
+
+
+def test_a_granter_who_leaves_the_granting_team_stops_seeing_and_deciding_its_requests(db):
+    """Exceptions to "QA sign-off" granted by the team qa: U0DAN, in qa when the request was made, leaves it."""
+    base = load_process(PROCESS)
+
+    def org_with(qa_members):
+        rights = tuple(r.model_copy(update={"grants_exceptions": ("qa",)}) if r.element == "QA sign-off" else r for r in base.rights)
+        teams = tuple(t.model_copy(update={"members": tuple(qa_members)}) if t.id == "qa" else t for t in base.teams)
+        return base.model_copy(update={"rights": rights, "teams": teams})
+
+    before, after = org_with(["U0CAROL", "U0DAN"]), org_with(["U0CAROL"])
+    r = fasttrack.request(db, before, "U0BOB", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down"))[0]
+    assert set(r.deciders) == {"U0CAROL", "U0DAN"}
+    assert [x.id for x in home.waiting(db, before, "U0DAN").fasttracks] == [r.id]
+    assert home.waiting(db, after, "U0DAN").fasttracks == [] and home.waiting(db, after, "U0DAN").fasttracks_total == 0
+    assert [x.id for x in home.waiting(db, after, "U0CAROL").fasttracks] == [r.id]
+    import pytest
+
+    with pytest.raises(handoffs.NotAllowed):
+        fasttrack.decide(db, after, r.id, "U0DAN", approve=True)
+    assert fasttrack.get(db, r.id).state == "pending"
+    assert fasttrack.decide(db, after, r.id, "U0CAROL", approve=True).changed
