@@ -364,3 +364,29 @@ def test_a_granter_who_leaves_the_granting_team_stops_seeing_and_deciding_its_re
         fasttrack.decide(db, after, r.id, "U0DAN", approve=True)
     assert fasttrack.get(db, r.id).state == "pending"
     assert fasttrack.decide(db, after, r.id, "U0CAROL", approve=True).changed
+
+
+def test_approve_on_a_home_and_on_a_card_at_once_make_one_decision(steward, fake, db):
+    from tests.test_fasttrack_flow import ask, cards_to
+
+    open_home(steward, "U0CAROL")
+    open_home(steward, "U0STEW")
+    published(fake, "U0CAROL")
+    published(fake, "U0STEW")
+    ask(steward, fake)  # U0BOB asks; U0CAROL and U0STEW decide, each with a card by DM
+    fake.wait("chat.postMessage", 3)
+    fake.settle(quiet=0.3)
+    (r,) = fasttrack.listing(db, "U0BOB")[0]
+    stew_card = cards_to(fake, ["U0STEW"])["U0STEW"]
+    fresh(fake)
+    clicks = [lambda: home_click(steward, "U0CAROL", "fasttrack_approve", str(r.id)),
+              lambda: steward.click("U0STEW", "fasttrack_approve", str(r.id), channel="D0STEW", message_ts=stew_card.args.get("ts") or "1.0"),
+              lambda: home_click(steward, "U0CAROL", "fasttrack_approve", str(r.id))]
+    with ThreadPoolExecutor(3) as pool:
+        assert [f.result().status for f in [pool.submit(c) for c in clicks]] == [200, 200, 200]
+    fake.wait("chat.update", 2)
+    fake.settle(quiet=0.4)
+    assert [e.kind for e in fasttrack.history(db, r.id)] == ["requested", "approved"]
+    assert len(fake.of("chat.update")) == 2  # each decider's card once
+    for user in ("U0CAROL", "U0STEW"):
+        assert ("fasttrack_approve", str(r.id)) not in buttons(published(fake, user))
