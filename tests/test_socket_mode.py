@@ -83,6 +83,15 @@ def test_reconnects_at_once_after_the_connection_drops_without_a_close_frame(fak
         assert second is not None, f"no reconnection within 10 s:\n{log.read_text()}"
         ack = slash_command(second, "e2", "help")  # and the new connection serves
         assert "/handoff" in json.dumps(ack["payload"]), ack
+        # events come over the socket too: opening the App Home publishes it
+        second.send({"envelope_id": "e3", "type": "events_api", "accepts_response_payload": False, "retry_attempt": 0,
+                     "retry_reason": "", "payload": {
+                         "token": "legacy", "team_id": "T0ACME", "api_app_id": "A0STEWARD", "type": "event_callback",
+                         "event_id": "Ev0SOCKETHOME", "event_time": int(time.time()),
+                         "event": {"type": "app_home_opened", "user": "U0ALICE", "channel": "D0ALICE", "tab": "home",
+                                   "event_ts": f"{time.time():.6f}"}}})
+        published = fake.wait("views.publish", 1, timeout=15)
+        assert published[0].args["user_id"] == "U0ALICE" and "Waiting for you" in json.dumps(published[0].args), published[0].args
         wall, used = time.monotonic() - start, cpu_seconds(proc.pid) - cpu
         assert proc.poll() is None, log.read_text()
         assert reconnected < 10
