@@ -64,6 +64,7 @@ def test_malformed_app_home_opened_is_answered_without_a_trace_and_publishes_not
     for body in bodies:
         r = steward.post(body, content_type="application/json")
         assert r.status < 500, (r.status, body[:200])
+    published(fake, "U0BOB")
     fake.settle(quiet=0.4)
     assert [c.args.get("user_id") for c in fake.of("views.publish")] == ["U0BOB"]  # the one with a mistyped event_id
     assert homes_written(db) == ["U0BOB"]
@@ -162,6 +163,9 @@ def test_home_click_and_card_click_at_once_make_one_decision(steward, fake, db):
         with ThreadPoolExecutor(3) as pool:
             assert [f.result().status for f in [pool.submit(c) for c in clicks]] == [200, 200, 200]
         fake.wait("chat.update")
+        deadline = time.monotonic() + 10
+        while not [c for c in fake.of("chat.postMessage") if c.args["channel"] == "U0ALICE"] and time.monotonic() < deadline:
+            time.sleep(0.01)  # the sender's DM, delivered after the card
         fake.settle(quiet=0.4)
         assert [e.kind for e in handoffs.history(db, h.id)] == ["created", "accepted"]
         assert len([u for u in fake.of("chat.update") if u.args["ts"] == h.message_ts]) == 1
