@@ -298,6 +298,10 @@ def run_members(run: Run) -> None:
     if hasattr(ctx, "roster"):
         ctx.roster.expire()
         run.cfg = ctx.cfg
+    homes = [k for k in keys if k.startswith("home:")]  # the Homes of those who joined or left: published again
+    if homes:
+        run.deliver(homes, "App Homes")
+    keys = [k for k in keys if k not in homes]
     if keys:
         sent = run.deliver(keys, "welcome DMs")
         run.say(f"members: {len(keys)} welcome DM{'s' if len(keys) != 1 else ''} written, {sent} delivered")

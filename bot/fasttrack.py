@@ -325,10 +325,21 @@ class Decision(Outcome):
         return self.item
 
 
+def still_decides(cfg: ProcessConfig, row: FastTrack, user: str) -> bool:
+    """Is `user`, named a decider when the request was routed, one still by the configuration as it stands
+    (the members now)? A granter named through a team they have since left is not; nor is one the
+    configuration no longer names as a granter of the element or a backup approver."""
+    if user not in row.deciders or user == row.requester:
+        return False
+    right = cfg.right(row.element)
+    return right is None or user in cfg.granters(right) or user in cfg.fasttrack.backup_approvers
+
+
 def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
     """May `user` decide it now? While it is with the matrix's granters (not over budget, not gone to the
     backup approvers), they are read now: a granting team's members as they are now, so someone who left
-    the team no longer decides, and someone who joined does. Otherwise: the deciders it was routed to."""
+    the team no longer decides, and someone who joined does. Otherwise: the deciders it was routed to, as
+    long as the configuration still names them (`still_decides`)."""
     if user == row.requester:
         raise NotAllowed("You asked for this fast-track, so someone else must decide it (separation of duties).")
     right = cfg.right(row.element)
@@ -342,8 +353,12 @@ def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
             who = ", ".join(f"<@{p}>" for p in now) or "nobody"
             raise NotAllowed(f"You no longer grant exceptions to “{row.element}” (you left the team the decision-rights matrix names):"
                              f" {who} may decide it now; nothing was recorded.", people=now)
-    elif user in row.deciders:
+    elif still_decides(cfg, row, user):
         return
+    elif user in row.deciders:
+        others = ", ".join(f"<@{p}>" for p in row.deciders if p != user and still_decides(cfg, row, p)) or "the backup approvers"
+        raise NotAllowed(f"You no longer grant exceptions to “{row.element}” (the configuration changed since it was asked), so you "
+                         f"cannot decide this request: {others} can.", people=[p for p in row.deciders if p != user])
     who = ", ".join(f"<@{p}>" for p in row.deciders) or "nobody"
     if row.over_budget and right is not None and user in cfg.granters(right):
         raise NotAllowed(f"This request is over the team's fast-track budget, so a backup approver decides it: {who}.", people=row.deciders)

@@ -228,17 +228,18 @@ def get(db: Database, handoff_id: int) -> Handoff:
 
 
 def _transition(db, cfg, handoff_id, check, kind, actor, now, *, allowed_from, new_state, reason=None, new_round=False,
-                changes=None, data=None) -> Outcome:
+                changes=None, data=None, seen_round=None) -> Outcome:
     """Move a handoff from one of `allowed_from` to `new_state`, append the event and write the messages
     it causes, atomically. The UPDATE is conditional on the version read, so of two concurrent clicks
     exactly one wins; the other gets `changed=False` and the handoff as the winner left it. (A click that
-    lost only to a reminder or a snooze, which change no state, is applied on a fresh read.)"""
+    lost only to a reminder or a snooze, which change no state, is applied on a fresh read.) `seen_round`:
+    the round the person was shown; a handoff in another round by now is not changed (`changed=False`)."""
     def step(s) -> Outcome:
         handoff = s.get(Handoff, handoff_id)
         if handoff is None:
             raise NotFound(f"There is no handoff #{handoff_id}.")
         check(handoff)
-        if handoff.state not in allowed_from:
+        if handoff.state not in allowed_from or (seen_round is not None and handoff.round != seen_round):
             return Outcome(handoff, changed=False)
         values = dict(changes or {}, state=new_state)
         if new_round:
@@ -252,10 +253,12 @@ def _transition(db, cfg, handoff_id, check, kind, actor, now, *, allowed_from, n
     return HANDOFF.attempt(db, handoff_id, step)
 
 
-def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None) -> Outcome:
+def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None,
+           seen_round: int | None = None) -> Outcome:
+    """Accept the handoff; with `seen_round` (the round an App Home showed), only if it is still in that round."""
     return _transition(
         db, cfg, handoff_id, lambda h: _require_reviewer(cfg, h, actor, "accept"), EventKind.ACCEPTED, actor, now or utcnow(),
-        allowed_from=(HandoffState.OPEN,), new_state=HandoffState.ACCEPTED,
+        allowed_from=(HandoffState.OPEN,), new_state=HandoffState.ACCEPTED, seen_round=seen_round,
     )
 
 

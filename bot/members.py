@@ -29,7 +29,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func
 from sqlmodel import Session, select
 
-from bot import outbox
+from bot import home, outbox
 from bot.outbox import POST, Message
 from bot.process import ProcessConfig, Team
 from storage.db import Database
@@ -135,6 +135,7 @@ class Applied:
     baseline: list[str] = field(default_factory=list)  # sources read for the first time
     kept: list[str] = field(default_factory=list)  # sources Slack could not read: their members kept
     keys: list[str] = field(default_factory=list)  # welcome DMs written
+    homes: list[str] = field(default_factory=list)  # App Homes of those who joined or left, published again
     members: int = 0
 
 
@@ -206,6 +207,8 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
         if events:
             session.execute(db.insert(MemberEvent), events)
         out.keys = _welcome(session, db, team.id, out.joined, now)
+        # what waits for them changed: the Homes they opened lately show it (a leaver's no longer lists the team's items)
+        out.homes = outbox.add(session, db, home.republish(session, after ^ before, now), now)
         for source, users in fetched.items():
             if source not in sources:
                 session.execute(delete(MemberSync).where(MemberSync.team == team.id, MemberSync.source == source))
@@ -253,6 +256,7 @@ def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, no
                     session.execute(db.insert(TeamMember).values(team=team.id, source=CHANNEL, user_id=user, since=now).on_conflict_do_nothing())
                     if not present and user not in team.members:
                         session.add(MemberEvent(team=team.id, user_id=user, kind=JOINED, source=CHANNEL, at=now))
+                        keys += outbox.add(session, db, home.republish(session, [user], now), now)
                     _bump(session, db)
             keys += _welcome(session, db, team.id, [user], now)
     return keys

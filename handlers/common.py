@@ -114,18 +114,24 @@ def tell(client: WebClient, body: dict, user: str, text: str | dict, people: tup
     slack_call(client.chat_postMessage, channel=user, text=message["text"], blocks=message["blocks"])
 
 
-def act(client: WebClient, body: dict, noun: str, call):
+def act(client: WebClient, body: dict, noun: str, call, deps=None):
     """A button on an item: `call(user, id)` for the id the button names. A button naming none, or a rule
-    saying no, is told privately to the clicker and gives None."""
+    saying no, is told privately to the clicker and gives None; clicked on the App Home (`deps` given),
+    that Home is published again as it stands for them now (it showed what they may not act on)."""
     from bot.items import RuleError
+    from handlers.home import stale
 
     user, item_id = body["user"]["id"], action_int(body)
     if item_id is None:
-        return tell(client, body, user, f"That button does not name a {noun}.")
-    try:
-        return call(user, item_id)
-    except RuleError as exc:
-        return tell(client, body, user, exc)
+        tell(client, body, user, f"That button does not name a {noun}.")
+    else:
+        try:
+            return call(user, item_id)
+        except RuleError as exc:
+            tell(client, body, user, exc)
+    if deps is not None:
+        stale(deps, body, user)
+    return None
 
 
 def open_view(client: WebClient, body: dict, view: dict) -> bool:

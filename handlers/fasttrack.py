@@ -126,7 +126,7 @@ def approve(ack, body, client, context):
     ack()
     deps = context["deps"]
     outcome = act(client, body, NOUN, lambda user, request_id: fasttrack.decide(deps.db, deps.cfg, request_id, user, approve=True,
-                                                                                now=deps.now()))
+                                                                                now=deps.now()), deps)
     if outcome is not None:
         _decided(deps, client, body, body["user"]["id"], outcome)
 
@@ -141,7 +141,7 @@ def open_deny(ack, body, client, context):
         fasttrack.may_decide(deps.cfg, r, user)
         return r
 
-    r = act(client, body, NOUN, deciding)
+    r = act(client, body, NOUN, deciding, deps)
     if r is None:
         return
     if r.state != "pending":

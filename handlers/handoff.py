@@ -13,6 +13,7 @@ from bot import escalations, fasttrack, handoffs, outbox, sla
 from bot.handoffs import Draft, HandoffError, NotAllowed
 from handlers.common import (
     act,
+    action_int,
     as_id,
     form_values,
     guarded,
@@ -25,7 +26,7 @@ from handlers.common import (
 )
 from storage.models import EventKind, Handoff, HandoffState, OutboxStatus
 from templates import render
-from handlers.home import stale
+from handlers.home import round_shown, stale
 
 log = logging.getLogger("steward")
 
@@ -151,7 +152,7 @@ def snooze(ack, body, client, context):
 def decide(deps, client, body, call) -> None:
     """A button that decides: the domain call for the handoff it names; a refusal or a click after the
     decision is told privately, a decision's messages are delivered."""
-    outcome = act(client, body, "handoff", call)
+    outcome = act(client, body, "handoff", call, deps)
     if outcome is None:
         return
     if not outcome.changed:
@@ -211,7 +212,20 @@ def submit(ack, body, view, context):
 def accept(ack, body, client, context):
     ack()
     deps = context["deps"]
-    decide(deps, client, body, lambda user, handoff_id: handoffs.accept(deps.db, deps.cfg, handoff_id, user, deps.now()))
+    seen = round_shown(body, action_int(body))  # clicked on a Home: the round it showed, and only that one
+    outcome = act(client, body, "handoff", lambda user, handoff_id: handoffs.accept(deps.db, deps.cfg, handoff_id, user, deps.now(),
+                                                                                    seen_round=seen), deps)
+    if outcome is None:
+        return
+    h = outcome.item
+    if not outcome.changed and h.state == HandoffState.OPEN and seen is not None and h.round != seen:
+        tell(client, body, body["user"]["id"], f"Handoff #{h.id} was sent back and resubmitted since your Home showed it: it is in "
+                                               f"round {h.round} now, so nothing was accepted. Your Home shows it again; look at it before you accept.")
+        return stale(deps, body, body["user"]["id"])
+    if not outcome.changed:
+        tell(client, body, body["user"]["id"], unchanged(h))
+        return stale(deps, body, body["user"]["id"])
+    deps.deliver(outcome.keys)
 
 
 def clicked(deps, body, client, may, states) -> Handoff | None:
@@ -223,7 +237,7 @@ def clicked(deps, body, client, may, states) -> Handoff | None:
         may(deps.cfg, h, user)
         return h
 
-    h = act(client, body, "handoff", allowed)
+    h = act(client, body, "handoff", allowed, deps)
     if h is not None and h.state not in states:
         tell(client, body, body["user"]["id"], unchanged(h))
         return stale(deps, body, body["user"]["id"])

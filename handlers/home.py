@@ -32,6 +32,19 @@ def from_home(body: dict) -> bool:
     return isinstance(view, dict) and view.get("type") == "home"
 
 
+_REVIEW_BLOCK = re.compile(r"^home_review_(\d{1,12})_r(\d{1,6})$")
+
+
+def round_shown(body: dict, handoff_id: int | None) -> int | None:
+    """The round of the handoff a click on the Home was shown (its review's block id), or None: not clicked
+    on a Home's review, or the block does not name this handoff."""
+    if not from_home(body) or handoff_id is None:
+        return None
+    action = (body.get("actions") or [{}])[0] or {}
+    m = _REVIEW_BLOCK.match(str(action.get("block_id") or ""))
+    return int(m.group(2)) if m and int(m.group(1)) == handoff_id else None
+
+
 def stale(deps, body: dict, user: str) -> None:
     """A click on the Home that changed nothing: the Home was stale, so it is published again."""
     if from_home(body):
@@ -125,6 +138,8 @@ def context(deps, user: str, now: datetime) -> dict:
 def render_home(deps, row) -> dict:
     """The person's Home as it stands when it is published. Never over Slack's 100 blocks: the lists are
     capped (with "and N more"), and anything past the limit is cut with a last line saying so."""
+    if getattr(deps, "roster", None) is not None:
+        deps.roster.expire()  # the members as they are now (a look at their stamp): a leaver's Home never shows the team's items
     view = render("home", **context(deps, row.params["user"], deps.now()))
     if len(view["blocks"]) > MAX_BLOCKS:
         view["blocks"] = view["blocks"][:MAX_BLOCKS - 1] + [

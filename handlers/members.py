@@ -130,7 +130,8 @@ def _people(n: int) -> str:
 
 def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list[str]:
     """Read every team's sources and record what changed (`bot.members.apply`); say a line per team that
-    changed or could not be read. Returns the welcome DMs written. `cfg` is the file as written."""
+    changed or could not be read. Returns the welcome DMs written, and the App Homes of those who joined
+    or left, to publish again. `cfg` is the file as written."""
     patience = patience or Patience(REFRESH_PATIENCE)
     people = People(client, patience)
     keys = []
@@ -150,7 +151,7 @@ def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list
             except Unread as exc:
                 fetched[source], errors[source] = None, str(exc)
         done = members.apply(db, team, fetched, now, errors)
-        keys += done.keys
+        keys += done.keys + done.homes
         parts = []
         if done.baseline:
             parts.append(f"first read of {', '.join(done.baseline)}: {_people(done.members)} recorded, nobody welcomed")
