@@ -126,7 +126,7 @@ def _check_slack(cfg, client) -> int:
     """check-config --slack: every id of the configuration looked up in the workspace with the bot token."""
     from handlers.members import check_ids
 
-    from handlers.members import Patience, Unread
+    from handlers.common import Patience, Unread
 
     try:  # the token first: one refused, or Slack away, is one line, not a line per id
         Patience(60).call(client.auth_test)

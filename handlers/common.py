@@ -12,15 +12,46 @@ import hashlib
 import json
 import logging
 import secrets
+import time
+from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.delivery import retry_after
 from templates import render
 
 log = logging.getLogger("steward")
 ID_MAX = 2**31 - 1  # ids in buttons and forms are database integers
 SAVE_FAILED = "Steward could not save this just now; your text is still here. Try again in a moment (reference {ref})."
+
+
+class Unread(Exception):
+    """Slack did not say (refused, out of reach, or rate limited past our patience): the reason."""
+
+
+@dataclass
+class Patience:
+    """How long, in all, a run may wait on Retry-After before it gives up on what is left."""
+
+    seconds: float = 120.0
+    waited: float = 0.0
+
+    def call(self, method, **kwargs) -> dict:
+        while True:
+            try:
+                return method(**kwargs).data
+            except SlackApiError as exc:
+                if exc.response.status_code == 429:
+                    wait = retry_after(exc.response)
+                    if self.waited + wait <= self.seconds:
+                        self.waited += wait
+                        time.sleep(wait)
+                        continue
+                    raise Unread(f"rate limited past {self.seconds:g} s of waiting") from None
+                raise Unread(str(exc.response.get("error") or f"HTTP {exc.response.status_code}")) from None
+            except OSError as exc:
+                raise Unread(f"Slack out of reach ({type(exc).__name__})") from None
 
 
 def state_value(values: dict, block_id: str):

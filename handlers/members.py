@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass, field
 
 from slack_bolt import App
-from slack_sdk.errors import SlackApiError
 
 from bot import members
-from bot.delivery import retry_after
-from handlers.common import guarded
+from handlers.common import Patience, Unread, guarded
 from handlers.fasttrack import names
 from templates import render
 
@@ -29,34 +26,6 @@ USERS_INFO_AT_MOST = 50  # more newcomers than this in a run: one users.list ins
 
 CHECK_PATIENCE = 300.0  # check-config --slack: a users.list of a big workspace at Tier 2 (20 pages a minute)
 REFRESH_PATIENCE = 600.0  # seconds a refresh may wait on Retry-After in all (a first users.list of a big workspace at Tier 2)
-
-
-class Unread(Exception):
-    """Slack did not say (refused, out of reach, or rate limited past our patience): the reason."""
-
-
-@dataclass
-class Patience:
-    """How long, in all, a run may wait on Retry-After before it gives up on what is left."""
-
-    seconds: float = 120.0
-    waited: float = 0.0
-
-    def call(self, method, **kwargs) -> dict:
-        while True:
-            try:
-                return method(**kwargs).data
-            except SlackApiError as exc:
-                if exc.response.status_code == 429:
-                    wait = retry_after(exc.response)
-                    if self.waited + wait <= self.seconds:
-                        self.waited += wait
-                        time.sleep(wait)
-                        continue
-                    raise Unread(f"rate limited past {self.seconds:g} s of waiting") from None
-                raise Unread(str(exc.response.get("error") or f"HTTP {exc.response.status_code}")) from None
-            except OSError as exc:
-                raise Unread(f"Slack out of reach ({type(exc).__name__})") from None
 
 
 def usergroup_members(client, group: str, patience: Patience) -> set[str]:

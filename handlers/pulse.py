@@ -14,7 +14,7 @@ from slack_bolt import App
 
 from bot import pulse
 from bot.items import RuleError
-from handlers.common import form_values, guarded, metadata, open_view, state_value, tell
+from handlers.common import Patience, Unread, form_values, guarded, metadata, open_view, state_value, tell
 from templates import render
 
 log = logging.getLogger("steward")
@@ -195,35 +195,16 @@ def fetch_timezones(client, wanted: set[str], pages: int = 500, max_wait: float 
     people in `wanted` ("" for those Slack does not list: they get the organisation's). None when Slack
     refused or could not be reached, or when its Retry-Afters add up to more than `max_wait` seconds: the
     zones on record stay as they are (a job is never held for hours by a rate limit)."""
-    import time
-
-    from slack_sdk.errors import SlackApiError
-
-    from bot.delivery import retry_after
-
-    zones, cursor, waited = {}, None, 0.0
-    page = 0
-    while page < pages:
+    patience, zones, cursor = Patience(max_wait), {}, None
+    for _ in range(pages):
         try:
-            answer = client.users_list(limit=200, cursor=cursor) if cursor else client.users_list(limit=200)
-        except SlackApiError as exc:
-            if exc.response.status_code == 429:
-                pause = retry_after(exc.response)
-                if waited + pause > max_wait:
-                    log.warning("pulse: users.list rate-limited for more than %.0f s; time zones on record kept", max_wait)
-                    return None
-                waited += pause
-                time.sleep(pause)
-                continue
-            log.warning("pulse: users.list refused (%s); time zones on record kept", exc.response.get("error"))
-            return None
-        except OSError as exc:
-            log.warning("pulse: users.list unreachable (%s); time zones on record kept", type(exc).__name__)
+            answer = patience.call(client.users_list, limit=200, **({"cursor": cursor} if cursor else {}))
+        except Unread as exc:
+            log.warning("pulse: users.list not read (%s); time zones on record kept", exc)
             return None
         for member in answer.get("members") or []:
             if member.get("id") in wanted:
                 zones[member["id"]] = str(member.get("tz") or "")[:64]
-        page += 1
         cursor = (answer.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
             break
