@@ -244,12 +244,14 @@ def run_pulse(run: Run) -> None:
         run.say("pulse: nothing due")
     waiting = sorted(set(sent.keys + reminders) | set(pulse.undelivered(db)))
     if run.force and waiting:  # an operator waits for it: delivered now (a crashed run's too), paced as Slack allows
-        run.deliverer.sweep(max_seconds=3600, until_idle=True)
+        run.deliverer.sweep(max_seconds=3600, until_idle=True, give_up_after=3)  # Slack out of reach: not an hour's wait
         rows = [outbox.get(db, key) for key in waiting]
         done = sum(1 for r in rows if r is not None and r.status == OutboxStatus.SENT)
         bad = sum(1 for r in rows if r is not None and r.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN))
         run.failures += bad
-        run.say(f"pulse: {done} of {len(waiting)} delivered" + (f", {bad} not delivered (see `python -m bot outbox`)" if bad else ""))
+        later = len(waiting) - done - bad
+        run.say(f"pulse: {done} of {len(waiting)} delivered" + (f", {bad} not delivered (see `python -m bot outbox`)" if bad else "")
+                + (f", {later} not yet: Slack did not take them just now (the clock's outbox sweep retries them)" if later else ""))
     if sent.paused:
         run.say(f"pulse: {sent.paused} {'people' if sent.paused != 1 else 'person'} paused or stopped the survey")
     if sent.skipped:

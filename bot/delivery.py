@@ -99,17 +99,20 @@ class Deliverer:
                 done["error"] += 1
         return done
 
-    def sweep(self, max_seconds: float = 50.0, until_idle: bool = False) -> Counter:
+    def sweep(self, max_seconds: float = 50.0, until_idle: bool = False, give_up_after: int | None = None) -> Counter:
         """Deliver every due row, each conversation's in the order they were written (its oldest
         unfinished row first, one at a time), pacing posts per channel (`pace`) and across the workspace
         (`gap`), and honouring Retry-After. Up to `workers` conversations are delivered at once, so the
         time one delivery takes (the database, Slack's answer) never slows a fan-out below the pace the
         limits allow. With `until_idle` it also waits for rows that become due within `max_seconds`
-        (a drain)."""
+        (a drain). `give_up_after`: stop once that many deliveries in a row could not go out for now
+        (Slack out of reach, 5xx: "later"), rather than wait through their back-offs: an operator's drain
+        says so and leaves them to the clock's sweep."""
         start = time.monotonic()
         ready: dict[str, float] = {}
         done = Counter()
         last_post = 0.0
+        failing = 0  # deliveries in a row that could not go out for now
         inflight: dict[str, tuple[str, Future]] = {}  # channel → (row kind, its delivery)
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="outbox")
 
@@ -121,6 +124,8 @@ class Deliverer:
                 kind, future = inflight.pop(channel)
                 outcome, wait, finished_at = future.result()
                 done[outcome] += 1
+                nonlocal failing
+                failing = failing + 1 if outcome == "later" else 0
                 if outcome == "ratelimited":
                     ready[channel] = finished_at + wait
                 elif kind in (POST, UPLOAD) and outcome == "sent":
@@ -130,6 +135,8 @@ class Deliverer:
         try:
             while time.monotonic() - start < max_seconds:
                 settle(False)
+                if give_up_after is not None and failing >= give_up_after:
+                    break
                 rows = [r for r in outbox.heads(self.db, self.now()) if r.channel not in inflight]
                 if not rows:
                     if inflight:

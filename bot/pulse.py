@@ -243,7 +243,7 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
                 table = PulseRecipient.__table__
                 insert = db.insert(table).on_conflict_do_nothing(index_elements=["week", "user"]).returning(table.c.user)
                 written = {u for (u,) in session.execute(insert, [  # the rows this run wrote come back
-                    dict(week=week, user=user, teams=teams, tz=tz, due_at=sent, closes_at=closes, remind_at=remind, state=state,
+                    dict(week=week, user=user, teams=teams, tz=tz, due_at=sent, closes_at=closes, remind_at=_remind_at(p, remind, closes, now), state=state,
                          reminded=False, answered=False, opted_out=False)
                     for week, user, teams, tz, (sent, closes, remind) in batch])}
                 messages = [Message(dm_key(week, user), item_of(week), POST, user, "pulse_dm", {"week": week, "user": user})
@@ -258,6 +258,15 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
         log.warning("pulse: %d survey%s of %s not sent: the week closed while the clock was not running",
                     out.skipped, "s" if out.skipped != 1 else "", ", ".join(weeks_missed))
     return out
+
+
+def _remind_at(p: Pulse, scheduled: datetime | None, closes: datetime, now: datetime) -> datetime | None:
+    """The reminder comes `remind_after_days` after the survey was actually sent: a survey sent late (the
+    clock was down on Monday) is not followed by its reminder at once; none when that is past the close."""
+    if scheduled is None:
+        return None
+    at = max(scheduled, now.replace(tzinfo=None) + timedelta(days=p.remind_after_days))
+    return at if at < closes else None
 
 
 def remind_due(db: Database, cfg: ProcessConfig, now: datetime) -> list[str]:

@@ -331,6 +331,31 @@ def test_a_long_rate_limit_on_users_list_keeps_the_zones_on_record_instead_of_wa
     assert time.monotonic() - started < 5 and len(fake.of("users.list")) == 1
 
 
+def test_a_survey_sent_late_gets_its_reminder_days_later_not_with_it(db, fake):
+    """Found by a newcomer: the clock down on Monday, the first run on Thursday wrote each survey and its
+    reminder at once (the reminder's time counted from Monday)."""
+    day = monday(1)
+    out = job(db, fake, at(day, 20, plus_days=3))  # Thursday evening: the week is open, its reminder (Wednesday) passed
+    assert "reminders" in out and " 0 reminders written" in out, out
+    with db.read() as session:
+        rows = list(session.exec(select(PulseRecipient)))
+    assert rows and all(r.remind_at is None for r in rows)  # Thursday + 2 days is past the close (Saturday 10:00)
+    with db.read() as session:
+        assert not list(session.exec(select(Outbox.key).where(Outbox.key.like("%:reminder"))))
+
+
+def test_run_job_pulse_does_not_wait_an_hour_when_slack_is_out_of_reach(db, fake):
+    """Found by a newcomer: with Slack out of reach, `run-job pulse` sat in its drain for up to an hour."""
+    import time
+
+    day = monday(1)
+    started = time.monotonic()
+    out = job(db, fake, at(day, 20), SLACK_API_URL="http://127.0.0.1:9/api/")
+    assert time.monotonic() - started < 60, out
+    assert "not yet: Slack did not take them just now" in out, out
+    assert pulse.undelivered(db)  # still in the outbox, for the clock's sweep
+
+
 def test_serve_and_the_pulse_job_refuse_to_start_without_pulse_secret(db, fake):
     r = cli("run-job", "pulse", env={k: v for k, v in env(db, fake).items() if k != "PULSE_SECRET"})
     assert r.returncode == 2 and "PULSE_SECRET: required" in r.stderr and "Traceback" not in r.stderr
