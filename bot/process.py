@@ -232,7 +232,7 @@ class Fasttrack(_Strict):
 
     budget_percent: float = Field(default=10, ge=0, le=100)  # of a team's items (handoffs sent) in the month
     approvers: tuple[str, ...] = ()  # default granters where a matrix element names none
-    backup_approvers: tuple[str, ...] = ()  # decide over-budget requests (and, later, escalations)
+    backup_approvers: tuple[str, ...] = ()  # decide over-budget requests and escalated ones
     escalate_after_hours: int = Field(default=24, gt=0, le=24 * 30)
     reasons: tuple[str, ...] = Field(default=("Regulatory deadline", "Customer escalation", "Security fix", "Other"),
                                      min_length=1, max_length=20)
