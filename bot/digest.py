@@ -28,7 +28,7 @@ from storage import metrics
 from storage.db import Database
 from storage.metrics import Month
 from storage.models import Headcount, Initiative
-from templates import clip
+from templates import clip, meter
 
 TREND_MONTHS = 6
 MIN_ACCEPTED = 5  # a failure rate from fewer accepted handoffs is not compared
@@ -381,8 +381,7 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
     for team in cfg.teams:  # 3. fast-tracks over budget
         b = budgets[team.id]
         if b.approved > b.limit:
-            out.append(Signal(f"{team.name}: {b.approved} fast-tracks approved, over its budget of {b.limit} "
-                              f"({b.items} item{'s' if b.items != 1 else ''}, budget {b.percent:g}%).", rank=4, team=team.id,
+            out.append(Signal(f"{team.name} is {meter(b.approved, b, schedule.short_label(now.period))}.", rank=4, team=team.id,
                               **_lead(team)))
     waiting = [(t.name, now.teams[t.id].fasttracks_waiting) for t in cfg.teams if now.teams[t.id].fasttracks_waiting]
     total = sum(n for _, n in waiting)

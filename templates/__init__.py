@@ -199,16 +199,17 @@ def plural(n, word: str, many: str | None = None) -> str:
     return f"{n:g} {word if n == 1 else (many or word + 's')}" if isinstance(n, float) else f"{n} {word if n == 1 else (many or word + 's')}"
 
 
-def meter(count: int, budget) -> str:
+def meter(count: int, budget, month: str | None = None) -> str:
     """The fast-track budget meter, the one wording every message uses: "1 of 2 allowed this month (10% of
     27 items)", or past the limit "over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least
     1)": "at least 1" says when the minimum of one, not the percentage, sets the limit. `count` is what is
     counted: the approved so far (a form, the digest), or the place a request takes (`budget.position`, on
-    its card)."""
+    its card). `month` ("Oct 2026"): a closed month's meter says "allowed in Oct 2026"."""
     basis = f"{budget.percent:g}% of {plural(budget.items, 'item')}" + (", at least 1" if budget.items * budget.percent / 100 < 1 else "")
+    when = f"in {month}" if month else "this month"
     if count > budget.limit:
-        return f"over budget: {plural(count, 'fast-track')}, {budget.limit} allowed this month ({basis})"
-    return f"{count} of {budget.limit} allowed this month ({basis})"
+        return f"over budget: {plural(count, 'fast-track')}, {budget.limit} allowed {when} ({basis})"
+    return f"{count} of {budget.limit} allowed {when} ({basis})"
 
 
 def _is_user_id(value) -> bool:

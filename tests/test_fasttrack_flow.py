@@ -263,7 +263,7 @@ def test_the_digest_shows_the_share_and_the_review(steward, fake, db, cfg):
     period = schedule.period_of(utcnow(), cfg.organization.tz)
     text = slack_digest.preview(slack_digest.messages(digest.compose(db, cfg, period)))
     assert "Fast-tracks: over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least 1)" in text
-    assert "Quality: 3 fast-tracks approved, over its budget of 1 (0 items, budget 10%)." in text
+    assert f"Quality is over budget: 3 fast-tracks, 1 allowed in {schedule.short_label(period)} (10% of 0 items, at least 1)." in text
     assert "Fast-track review" in text
     assert "QA sign-off was skipped 3 times (Customer escalation ×3): a candidate to become standard, for Quality, which sets that standard." in text
 
