@@ -99,7 +99,14 @@ def _is_slack_payload(body: bytes, content_type: str) -> bool:
     try:
         text = body.decode("utf-8")
         if content_type.startswith("application/json") or text.startswith("{"):
-            return isinstance(json.loads(text), dict)
+            body = json.loads(text)
+            if not isinstance(body, dict):
+                return False
+            if body.get("type") == "event_callback":  # an Events API delivery: an event object, its type and user as Slack sends them
+                event = body.get("event")
+                return (isinstance(event, dict) and isinstance(event.get("type"), str)
+                        and isinstance(event.get("user", ""), (str, dict)) and isinstance(body.get("event_id", ""), str))
+            return True
         form = dict(parse_qsl(text, keep_blank_values=True))
         if "payload" in form:
             payload = json.loads(form["payload"])

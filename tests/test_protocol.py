@@ -47,6 +47,7 @@ def test_forged_stale_and_unsigned_requests_are_refused(steward, fake, db):
 
 
 def test_signed_garbage_is_a_400_not_a_500(steward, fake):
+    logged = len(steward.output())
     for body, ctype in [
         (b"{not json", "application/json"),
         (b"[1, 2]", "application/json"),
@@ -55,10 +56,18 @@ def test_signed_garbage_is_a_400_not_a_500(steward, fake):
         (urlencode({"payload": json.dumps({"no": "type"})}).encode(), "application/x-www-form-urlencoded"),
         (b"\xff\xfe\x00", "application/x-www-form-urlencoded"),
         (b"hello=world", "application/x-www-form-urlencoded"),
+        # Events API deliveries whose event is not an object, or whose user or id is not text (found by an
+        # attack on the App Home: Bolt logged a traceback for each)
+        (json.dumps({"type": "event_callback", "event_id": "Ev1", "event": "app_home_opened"}).encode(), "application/json"),
+        (json.dumps({"type": "event_callback", "event_id": "Ev2", "event": [1]}).encode(), "application/json"),
+        (json.dumps({"type": "event_callback", "event_id": "Ev3", "event": {"type": "app_home_opened", "user": 7, "tab": "home"}}).encode(), "application/json"),
+        (json.dumps({"type": "event_callback", "event_id": 4, "event": {"type": "app_home_opened", "user": "U0BOB", "tab": "home"}}).encode(), "application/json"),
+        (json.dumps({"type": "event_callback", "event_id": "Ev5", "event": {"user": "U0BOB"}}).encode(), "application/json"),
     ]:
         r = steward.post(body, content_type=ctype)
         assert r.status == 400, (body, r.status, r.raw)
     assert steward.post(b"x" * (300 * 1024)).status == 413
+    assert "Traceback" not in steward.output()[logged:]
 
 
 def test_signed_payloads_with_odd_shapes_get_no_5xx(steward, fake, db):
