@@ -265,7 +265,10 @@ def _remind_at(p: Pulse, scheduled: datetime | None, closes: datetime, now: date
     clock was down on Monday) is not followed by its reminder at once; none when that is past the close."""
     if scheduled is None:
         return None
-    at = max(scheduled, now.replace(tzinfo=None) + timedelta(days=p.remind_after_days))
+    now = now.replace(tzinfo=None)
+    if now < scheduled:
+        return scheduled  # sent in time for its reminder: the reminder keeps its day
+    at = now + timedelta(days=p.remind_after_days)
     return at if at < closes else None
 
 
