@@ -7,12 +7,12 @@
 The history is written in bulk (not through the domain functions, which would take hours): each handoff
 has its `created` event, a quarter of them a send-back and a resubmission (some two), 90% an acceptance
 from 30 minutes to 6 days later, a few a cancellation. Then it times, for the last month:
-- the digest: `bot.digest.compose()` + `messages()`, every figure of that month and of the five before it
+- the digest: `bot.domain.digest.compose()` + `messages()`, every figure of that month and of the five before it
   (the changes, the signals, the trend chart's data), as `run-job digest` computes it. As posted each
   month, the five earlier months are read from `month_rollup` (kept when their own digest was made) and
   the month itself is computed from the events; it also prints the cold case (nothing kept: six months
   computed) and a rerun (everything kept);
-- one month's figures alone (`storage.metrics.month`, pure SQL over the events);
+- one month's figures alone (`bot.domain.metrics.month`, pure SQL over the events);
 - the single cheapest query that touches the same month's rows: COUNT(*) of the handoffs created in it;
 and prints the ratios. It also times one month's figures for months 6, 12 and 18 of the 24: if the cost
 grew with the history, later months would cost more.
@@ -33,10 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import bindparam, text  # noqa: E402
 
-from bot import digest, schedule  # noqa: E402
+from bot.domain import digest
+from bot.domain.core import schedule  # noqa: E402
 from handlers import digest as slack_digest  # noqa: E402
-from bot.process import parse_process  # noqa: E402
-from storage import metrics  # noqa: E402
+from bot.domain.core.process import parse_process  # noqa: E402
+from bot.domain import metrics  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 

@@ -7,12 +7,12 @@ PostgreSQL.
 The handoffs are written by bulk SQL (not through the domain, which would take minutes), each with its
 `created` event, all open and waiting on the receiving team, over boundaries whose SLAs run from 32 to
 240 working hours. Most began to wait in the last three days, so their `next_escalation_at` (the first
-level of their path, computed with `bot.worktime`) is spread over the coming six weeks; `--due-percent` of
+level of their path, computed with `bot.domain.core.worktime`) is spread over the coming six weeks; `--due-percent` of
 them began to wait weeks ago, so a level of theirs has fallen due. At `NOW`, a Wednesday morning in
 working time, it times (the median of `--runs`, the fired handoffs put back between runs):
 
-- `bot.escalations.due(db, now)` alone: the query through the index `ix_handoff_escalation`;
-- one `bot.escalations.sweep(db, cfg, now)` that fires every due handoff (an `escalated` event, the
+- `bot.domain.escalations.due(db, now)` alone: the query through the index `ix_handoff_escalation`;
+- one `bot.domain.escalations.sweep(db, cfg, now)` that fires every due handoff (an `escalated` event, the
   level, the next look, the card's update and the reminder in the outbox, each in its own transaction);
 - one sweep when nothing is due: what the not-due majority costs every tick (target: under 1 s);
 
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import bindparam, event, text  # noqa: E402
 
-from bot import escalations, handoffs, sla  # noqa: E402
-from bot.process import parse_process  # noqa: E402
-from bot.worktime import WorkTime  # noqa: E402
+from bot.domain import escalations, handoffs, sla  # noqa: E402
+from bot.domain.core.process import parse_process  # noqa: E402
+from bot.domain.core.worktime import WorkTime  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.models import Handoff, SQLModel  # noqa: E402

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from outbox_drain import fresh, in_schema  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 
-from bot import members  # noqa: E402
-from bot.deps import Deps  # noqa: E402
-from bot.process import parse_process  # noqa: E402
+from bot.domain import members  # noqa: E402
+from bot.entry.bootstrap import Deps  # noqa: E402
+from bot.domain.core.process import parse_process  # noqa: E402
 from handlers import members as slack_members  # noqa: E402
 from tests.harness import TOKEN  # noqa: E402
 from tests.slack_fake import FakeSlack  # noqa: E402

@@ -1,5 +1,5 @@
 """How fast one deliverer drains a backlog: 1,000 pending outbox posts (20 channels × 50, plus optional
-DMs) written with `bot.outbox.put` into a fresh database, then `Deliverer.sweep(until_idle=True)` against
+DMs) written with `bot.domain.core.outbox.put` into a fresh database, then `Deliverer.sweep(until_idle=True)` against
 the fake Web API enforcing Slack's chat.postMessage limits (1 message/s per channel, and a workspace
 limit). Prints the drain time against the minimum the limits impose, the 429s, duplicates, leftovers, and
 how many conversations got their messages in another order than they were written. The fake answers a
@@ -36,11 +36,11 @@ from slack_sdk import WebClient
 from sqlalchemy import func, text
 from sqlmodel import select
 
-from bot import outbox
-from bot.deps import Deps
-from bot.outbox import POST, Message
-from bot.process import load_process
-from bot.time import utcnow
+from bot.domain.core import outbox
+from bot.entry.bootstrap import Deps
+from bot.domain.core.outbox import POST, Message
+from bot.domain.core.process import load_process
+from bot.domain.core.timeutil import utcnow
 from handlers import deliverer
 from storage.db import Database
 from storage.migrate import upgrade

@@ -33,11 +33,11 @@ from outbox_drain import fresh, in_schema  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 from sqlmodel import func, select  # noqa: E402
 
-from bot import pulse  # noqa: E402
-from bot.clock import Run, run_pulse  # noqa: E402
-from bot.deps import Deps  # noqa: E402
-from bot.process import parse_process  # noqa: E402
-from bot.time import utcnow  # noqa: E402
+from bot.domain import pulse  # noqa: E402
+from bot.entry.clock import Run, run_pulse  # noqa: E402
+from bot.entry.bootstrap import Deps  # noqa: E402
+from bot.domain.core.process import parse_process  # noqa: E402
+from bot.domain.core.timeutil import utcnow  # noqa: E402
 from handlers import deliverer  # noqa: E402
 from storage.models import Outbox, OutboxStatus  # noqa: E402
 from tests.slack_fake import FakeSlack  # noqa: E402

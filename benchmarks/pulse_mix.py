@@ -1,4 +1,4 @@
-"""The pulse's mix (`bot.pulse.mix`): how long the clock's rewrite of a week's answers takes, for a week in
+"""The pulse's mix (`bot.domain.pulse.mix`): how long the clock's rewrite of a week's answers takes, for a week in
 which every one of N members (25 teams of 400) answered, on SQLite and (with --pg) PostgreSQL.
 
     python benchmarks/pulse_mix.py [--members 10000] [--sqlite /tmp/steward-mix.db] [--pg postgresql://…/scratch]
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot import pulse  # noqa: E402
+from bot.domain import pulse  # noqa: E402
 from benchmarks.pulse_fanout import organisation  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402

@@ -9,14 +9,24 @@ modules (`bot/handoffs.py`, …), never here. Listeners get their dependencies f
 
 from __future__ import annotations
 
-from bot.delivery import Deliverer
-from handlers import common, digest, fasttrack, handoff, home, initiative, members, pulse, review
+from handlers import (
+    common,
+    digest,
+    fasttrack,
+    handoffs,
+    home,
+    initiatives,
+    members,
+    pulse,
+    review,
+)
+from handlers.delivery import Deliverer
 
-FEATURES = (handoff, initiative, fasttrack, pulse, review, members, home)
-RENDERERS = {**common.RENDERERS, **handoff.RENDERERS, **initiative.RENDERERS, **fasttrack.RENDERERS, **digest.RENDERERS,
+FEATURES = (handoffs, initiatives, fasttrack, pulse, review, members, home)
+RENDERERS = {**common.RENDERERS, **handoffs.RENDERERS, **initiatives.RENDERERS, **fasttrack.RENDERERS, **digest.RENDERERS,
              **pulse.RENDERERS, **review.RENDERERS, **members.RENDERERS, **home.RENDERERS}
 ON_FAILED = {**fasttrack.ON_FAILED}
-ON_SENT = {**handoff.ON_SENT}
+ON_SENT = {**handoffs.ON_SENT}
 
 
 def register_all(app, deps) -> None:

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.delivery import retry_after
+from bot.domain import home
+from bot.domain.core import outbox
+from bot.domain.core.items import RuleError
+from handlers.delivery import retry_after
 from templates import render
 
 log = logging.getLogger("steward")
@@ -149,9 +153,6 @@ def act(client: WebClient, body: dict, noun: str, call, deps=None):
     """A button on an item: `call(user, id)` for the id the button names. A button naming none, or a rule
     saying no, is told privately to the clicker and gives None; clicked on the App Home (`deps` given),
     that Home is published again as it stands for them now (it showed what they may not act on)."""
-    from bot.items import RuleError
-    from handlers.home import stale
-
     user, item_id = body["user"]["id"], action_int(body)
     if item_id is None:
         tell(client, body, user, f"That button does not name a {noun}.")
@@ -218,8 +219,6 @@ def render_static(deps, row) -> dict:
 
 
 def render_delivery_failed(deps, row) -> dict | None:
-    from bot import outbox
-
     failed = outbox.get(deps.db, row.params.get("key", ""))
     if failed is None:
         return None
@@ -240,3 +239,31 @@ def render_delivery_failed(deps, row) -> dict | None:
 
 
 RENDERERS = {"static": render_static, "delivery_failed": render_delivery_failed}
+
+
+# -- clicks on the App Home ------------------------------------------------------------------------
+
+
+def from_home(body: dict) -> bool:
+    """Was this click made on the App Home (rather than on a card in a channel or a DM)?"""
+    view = body.get("view")
+    return isinstance(view, dict) and view.get("type") == "home"
+
+
+_REVIEW_BLOCK = re.compile(r"^home_review_(\d{1,12})_r(\d{1,6})$")
+
+
+def round_shown(body: dict, handoff_id: int | None) -> int | None:
+    """The round of the handoff a click on the Home was shown (its review's block id), or None: not clicked
+    on a Home's review, or the block does not name this handoff."""
+    if not from_home(body) or handoff_id is None:
+        return None
+    action = (body.get("actions") or [{}])[0] or {}
+    m = _REVIEW_BLOCK.match(str(action.get("block_id") or ""))
+    return int(m.group(2)) if m and int(m.group(1)) == handoff_id else None
+
+
+def stale(deps, body: dict, user: str) -> None:
+    """A click on the Home that changed nothing: the Home was stale, so it is published again."""
+    if from_home(body):
+        deps.deliver(home.refresh(deps.db, user, deps.now()))

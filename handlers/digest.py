@@ -2,26 +2,27 @@
 blocks: figures with their direction, at most five highlights naming who acts), the details from
 templates/digest.json.j2 in its thread, split to Slack's block limit; the same messages as
 terminal text (`python -m bot digest`), and the chart drawn when its upload is delivered. The messages
-are drawn when the digest is written to the outbox (`bot.clock.run_digest`): the figures as they were."""
+are drawn when the digest is written to the outbox (`bot.entry.clock.run_digest`): the figures as they were."""
 
 from __future__ import annotations
 
 import html
 import re
 
-from bot import digest, initiatives, schedule
-from bot.digest import (
-    Digest,
+from bot.domain import digest, initiatives
+from bot.domain.core import schedule
+from bot.domain.digest import Digest
+from bot.domain.figures import (
     change_count,
     change_duration,
     change_rate,
     compare_cycle,
     compare_rate,
     duration,
-    unit_of,
     escalation_counts,
     metric_text,
     percent,
+    unit_of,
     working_hours,
 )
 from templates import clip_escaped, render

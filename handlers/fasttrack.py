@@ -7,9 +7,11 @@ from datetime import date
 
 from slack_bolt import App
 
-from bot import fasttrack, handoffs
-from bot.fasttrack import Draft
-from bot.handoffs import HandoffError
+from bot.domain import fasttrack, handoffs
+from bot.domain.core.items import RuleError
+from bot.domain.core.timeutil import local_today
+from bot.domain.fasttrack import Draft
+from bot.domain.figures import meter
 from handlers.common import (
     act,
     as_id,
@@ -17,13 +19,13 @@ from handlers.common import (
     guarded,
     metadata,
     open_view,
+    stale,
     state_value,
     tell,
     view_key,
 )
 from storage.models import FastTrack
-from templates import meter, readable_utc, render
-from handlers.home import stale
+from templates import readable_utc, render
 
 COMMAND = "/fasttrack"
 NOUN = "fast-track request"
@@ -95,13 +97,13 @@ def submit(ack, body, view, context):
         what=state_value(values, "what"), justification=state_value(values, "justification"),
         handoff_id=as_id(state_value(values, "handoff")), needed_by=needed_by,
     )
-    errors = fasttrack.check(deps.db, cfg, user, draft, handoffs.local_today(cfg, deps.now()))
+    errors = fasttrack.check(deps.db, cfg, user, draft, local_today(cfg, deps.now()))
     if errors:
         blocks = {b.get("block_id") for b in view.get("blocks", [])}
         return ack(response_action="errors", errors={(k if k in blocks else "what"): v for k, v in errors.items()})
     try:  # saved before the ack: if the database fails, the guard keeps the modal open with its input
         outcome = fasttrack.submit(deps.db, cfg, user, draft, deps.now(), view_id=view_key(view))
-    except HandoffError as exc:
+    except RuleError as exc:
         return ack(response_action="errors", errors={"what": str(exc)})
     ack()
     deps.deliver(outcome.keys)
@@ -160,7 +162,7 @@ def deny(ack, body, view, client, context):
         return ack(response_action="errors", errors={"reason": "This form does not name a fast-track request."})
     try:
         outcome = fasttrack.decide(deps.db, deps.cfg, request_id, user, approve=False, reason=reason, now=deps.now())
-    except HandoffError as exc:
+    except RuleError as exc:
         return ack(response_action="errors", errors={"reason": str(exc)})
     if not outcome.changed and not outcome.rerouted:
         return ack(response_action="errors", errors={"reason": already(outcome.request)})
@@ -189,7 +191,7 @@ class _Unknown:
 def _request(deps, row) -> FastTrack | None:
     try:
         return fasttrack.get(deps.db, int(row.params["id"]))
-    except HandoffError:
+    except RuleError:
         return None
 
 
@@ -198,7 +200,7 @@ def _linked(deps, r: FastTrack):
         return None
     try:
         return handoffs.get(deps.db, r.handoff_id)
-    except HandoffError:
+    except RuleError:
         return None
 
 

@@ -3,7 +3,7 @@ outbox), the pulse setting's buttons, and the renderer that draws the Home when 
 
 The Home's other buttons are the cards' own (`handoff_accept`, `fasttrack_approve`, … with the same values),
 handled by the cards' listeners: acting on the Home is acting on the card, through the same rules, events
-and card updates. A decision re-publishes the Home of everyone it concerns (`bot.home.republish`); a click
+and card updates. A decision re-publishes the Home of everyone it concerns (`bot.domain.home.republish`); a click
 on a Home that was stale (the handoff decided meanwhile) is told so privately and re-publishes that Home.
 """
 
@@ -15,8 +15,9 @@ from datetime import datetime
 
 from slack_bolt import App
 
-from bot import fasttrack, home, pulse, schedule, sla
-from bot.items import RuleError
+from bot.domain import fasttrack, home, pulse, sla
+from bot.domain.core import schedule
+from bot.domain.core.items import RuleError
 from handlers.common import guarded, tell
 from templates import render
 
@@ -24,31 +25,6 @@ log = logging.getLogger("steward")
 MAX_BLOCKS = 100  # Slack's limit for a Home view
 _USER = re.compile(r"^[UW][A-Z0-9]{2,19}$")
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
-
-
-def from_home(body: dict) -> bool:
-    """Was this click made on the App Home (rather than on a card in a channel or a DM)?"""
-    view = body.get("view")
-    return isinstance(view, dict) and view.get("type") == "home"
-
-
-_REVIEW_BLOCK = re.compile(r"^home_review_(\d{1,12})_r(\d{1,6})$")
-
-
-def round_shown(body: dict, handoff_id: int | None) -> int | None:
-    """The round of the handoff a click on the Home was shown (its review's block id), or None: not clicked
-    on a Home's review, or the block does not name this handoff."""
-    if not from_home(body) or handoff_id is None:
-        return None
-    action = (body.get("actions") or [{}])[0] or {}
-    m = _REVIEW_BLOCK.match(str(action.get("block_id") or ""))
-    return int(m.group(2)) if m and int(m.group(1)) == handoff_id else None
-
-
-def stale(deps, body: dict, user: str) -> None:
-    """A click on the Home that changed nothing: the Home was stale, so it is published again."""
-    if from_home(body):
-        deps.deliver(home.refresh(deps.db, user, deps.now()))
 
 
 @guarded

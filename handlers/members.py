@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from slack_bolt import App
 
-from bot import members
+from bot.domain import members
 from handlers.common import Patience, Unread, guarded
 from handlers.fasttrack import names
 from templates import render
@@ -98,7 +98,7 @@ def _people(n: int) -> str:
 
 
 def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list[str]:
-    """Read every team's sources and record what changed (`bot.members.apply`); say a line per team that
+    """Read every team's sources and record what changed (`bot.domain.members.apply`); say a line per team that
     changed or could not be read. Returns the welcome DMs written, and the App Homes of those who joined
     or left, to publish again. `cfg` is the file as written."""
     patience = patience or Patience(REFRESH_PATIENCE)

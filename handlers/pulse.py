@@ -12,9 +12,18 @@ import re
 
 from slack_bolt import App
 
-from bot import pulse
-from bot.items import RuleError
-from handlers.common import Patience, Unread, form_values, guarded, metadata, open_view, state_value, tell
+from bot.domain import home, pulse
+from bot.domain.core.items import RuleError
+from handlers.common import (
+    Patience,
+    Unread,
+    form_values,
+    guarded,
+    metadata,
+    open_view,
+    state_value,
+    tell,
+)
 from templates import render
 
 log = logging.getLogger("steward")
@@ -92,7 +101,6 @@ def _home(deps, user: str) -> list:
     """The person's App Home shows the setting: published again when they opened it lately."""
     from datetime import timedelta
 
-    from bot import home
 
     seen = home.last_opened(deps.db, user)
     return [home.message(user)] if seen is not None and seen >= deps.now() - timedelta(days=home.ACTIVE_DAYS) else []

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot import review
-from bot.digest import RECURRING
-from bot.items import RuleError
+from bot.domain import review
+from bot.domain.core.items import RuleError
+from bot.domain.figures import RECURRING
 from handlers.common import form_values, guarded, metadata, open_view, state_value, tell
+from storage.models import MatrixReviewEvent
 from templates import render
 
 
@@ -79,8 +80,6 @@ def render_dm(deps, row) -> dict | None:
 
 
 def render_proposal(deps, row) -> dict | None:
-    from storage.models import MatrixReviewEvent
-
     with deps.db.read() as session:
         event = session.get(MatrixReviewEvent, row.params["event"])
     if event is None:

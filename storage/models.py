@@ -67,7 +67,7 @@ class Handoff(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=DateTime())
     accepted_at: datetime | None = Field(default=None, sa_type=DateTime())
     view_id: str | None = Field(default=None, max_length=40)  # the modal it was submitted from: a resubmitted form makes nothing twice
-    # the escalation clock of the current round, derived from the events and the configuration (bot.escalations)
+    # the escalation clock of the current round, derived from the events and the configuration (bot.domain.escalations)
     waiting_since: datetime | None = Field(default=None, sa_type=DateTime())  # when it began to wait on reviewers (open) or on its sender
     snoozes: int = 0  # this round's snoozes
     level: int = 0  # the escalation level that last fired this round (0: none)
@@ -175,7 +175,7 @@ class Headcount(SQLModel, table=True):
 
 
 class MonthRollup(SQLModel, table=True):
-    """A closed month's figures (storage.metrics.to_json), computed once from the events. Deleting rows
+    """A closed month's figures (bot.domain.metrics.to_json), computed once from the events. Deleting rows
     is always safe: they are computed again from the events when next needed."""
 
     __tablename__ = "month_rollup"
@@ -410,7 +410,7 @@ class Welcome(SQLModel, table=True):
 
 class HomeView(SQLModel, table=True):
     """When each person last opened Steward's App Home: a change in what waits for them re-publishes the
-    Home of those who opened it in the last 30 days (`bot.home`)."""
+    Home of those who opened it in the last 30 days (`bot.domain.home`)."""
 
     __tablename__ = "home_view"
 

@@ -40,10 +40,11 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from bot.domain.figures import ELLIPSIS, clip, meter, plural
+
 _HERE = Path(__file__).parent
 _ID = re.compile(r"^[UWCGD][A-Z0-9]{2,}$")
 _URL = re.compile(r"^https?://[^\s<>|]+$")
-ELLIPSIS = "…"
 
 
 class Safe(str):
@@ -57,11 +58,6 @@ class Raw(Markup):
 
 def escape_mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def clip(text: str, limit: int) -> str:
-    """At most `limit` characters, ending in … when cut."""
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + ELLIPSIS
 
 
 def clip_escaped(text: str, limit: int) -> str:
@@ -192,24 +188,6 @@ def _day(value: date | None) -> Safe:
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # not strftime: the locale must not change it
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def plural(n, word: str, many: str | None = None) -> str:
-    """ "1 item", "2 items", "1.5 working hours": the count and the word that agrees with it."""
-    return f"{n:g} {word if n == 1 else (many or word + 's')}" if isinstance(n, float) else f"{n} {word if n == 1 else (many or word + 's')}"
-
-
-def meter(count: int, budget, month: str | None = None) -> str:
-    """The fast-track budget meter, the one wording every message uses: "1 of 2 allowed this month (10% of
-    27 items)", or past the limit "over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least
-    1)": "at least 1" says when the minimum of one, not the percentage, sets the limit. `count` is what is
-    counted: the approved so far (a form, the digest), or the place a request takes (`budget.position`, on
-    its card). `month` ("Oct 2026"): a closed month's meter says "allowed in Oct 2026"."""
-    basis = f"{budget.percent:g}% of {plural(budget.items, 'item')}" + (", at least 1" if budget.items * budget.percent / 100 < 1 else "")
-    when = f"in {month}" if month else "this month"
-    if count > budget.limit:
-        return f"over budget: {plural(count, 'fast-track')}, {budget.limit} allowed {when} ({basis})"
-    return f"{count} of {budget.limit} allowed {when} ({basis})"
 
 
 def _is_user_id(value) -> bool:

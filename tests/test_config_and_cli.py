@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bot.process import ProcessConfigError, load_process, parse_process
+from bot.domain.core.process import ProcessConfigError, load_process, parse_process
 from tests.harness import ROOT, cli
 
 GOOD = {
@@ -135,7 +135,7 @@ def test_missing_and_invalid_settings_are_one_line_each(tmp_path):
 
 def test_settings_read_dotenv(tmp_path):
     (tmp_path / ".env").write_text("SLACK_API_URL=http://127.0.0.1:9/api\nPORT=4000\n")
-    code = "from bot.settings import load_settings; s = load_settings(); print(s.slack_api_url, s.port, s.database_url)"
+    code = "from bot.entry.settings import load_settings; s = load_settings(); print(s.slack_api_url, s.port, s.database_url)"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PORT", "DATABASE_URL"))}
     env["PYTHONPATH"] = str(ROOT)
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
@@ -216,7 +216,7 @@ def test_schedule_is_validated_with_its_key():
 
 
 def schedule_label(period: str) -> str:
-    from bot import schedule
+    from bot.domain.core import schedule
 
     return schedule.label(period)
 
@@ -249,15 +249,15 @@ def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
 
     assert f"{sys.executable} -m bot digest --month" in r.stdout  # no activated venv assumed: the interpreter that ran it
     # the database it leaves is a real Steward database: the preview command reads it
-    from bot.demo import PULSE_SECRET
+    from bot.entry.demo import PULSE_SECRET
 
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'steward.db'}", "PROCESS_CONFIG": str(tmp_path / "demo" / "process.toml")}
     again = cli("digest", "--month", month, env=dict(env, PULSE_SECRET=PULSE_SECRET))
     assert again.returncode == 0 and again.stdout in r.stdout
     # the demo answers the weekly pulse: its digest shows satisfaction once the month's surveys have all closed
-    from bot import pulse
-    from bot.process import load_process
-    from bot.time import utcnow
+    from bot.domain import pulse
+    from bot.domain.core.process import load_process
+    from bot.domain.core.timeutil import utcnow
 
     if pulse.final_at(load_process(tmp_path / "demo" / "process.toml").pulse, month) <= utcnow():
         assert "Satisfaction (1–5)" in r.stdout and f"Satisfaction in {schedule_label(month)}" in r.stdout

@@ -17,7 +17,7 @@ the one notice to whoever acted, the retry of passing failures, the hook that re
 can see. (The two-servers-two-clocks test shows the whole holds under concurrency; a single layer of it
 removed, such as the claim's rowcount check, is usually covered by the others, and by test_outbox.py.)
 
-Operator commands run in this process through `bot.cli.main` (what `python -m bot` runs); `clock` and
+Operator commands run in this process through `bot.entry.cli.main` (what `python -m bot` runs); `clock` and
 `serve` are real processes.
 """
 
@@ -35,7 +35,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from bot import fasttrack, outbox
+from bot.domain import fasttrack
+from bot.domain.core import outbox
 from storage.models import FastTrack, Handoff, Outbox
 from tests.conftest import PROCESS
 from tests.harness import Steward, blocks_text, view_of
@@ -104,7 +105,7 @@ def last_fasttrack(db) -> FastTrack:
 
 
 def handoffs_get(db, handoff_id: int) -> Handoff:
-    from bot import handoffs
+    from bot.domain import handoffs
 
     return handoffs.get(db, handoff_id)
 
@@ -168,7 +169,7 @@ class Ran:
 
 
 class Hurry:
-    """`time` for bot.clock, whose waits pass at once and are counted: a job's patience without the wait."""
+    """`time` for bot.entry.clock, whose waits pass at once and are counted: a job's patience without the wait."""
 
     def __init__(self):
         self.waited = 0.0
@@ -185,15 +186,15 @@ class Hurry:
 
 def run(db, fake, *args: str, later: timedelta | None = None, hurry: Hurry | None = None) -> Ran:
     """`python -m bot ARGS` as an operator runs it, with the operator's environment, but in this process
-    (`bot.cli.main`, what `python -m bot` runs): a Python start-up per command would cost seconds.
+    (`bot.entry.cli.main`, what `python -m bot` runs): a Python start-up per command would cost seconds.
     `later`: the command runs that much later than now. (`--now` cannot stand in for this: it moves what
     a job computes, never leases and back-offs, which are kept in real time, shared with other processes.)
-    `hurry`: the job's own waits (bot.clock's patience for a first message) pass at once, counted there."""
-    import bot.clock
-    import bot.time
-    from bot.cli import main
+    `hurry`: the job's own waits (bot.entry.clock's patience for a first message) pass at once, counted there."""
+    import bot.domain.core.timeutil
+    import bot.entry.clock
+    from bot.entry.cli import main
 
-    real = bot.time.utcnow
+    real = bot.domain.core.timeutil.utcnow
     saved = dict(os.environ)
     os.environ.update(env(db, fake))
     for name in ("SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"):
@@ -201,14 +202,14 @@ def run(db, fake, *args: str, later: timedelta | None = None, hurry: Hurry | Non
     out, err = io.StringIO(), io.StringIO()
     try:
         if later is not None:
-            bot.time.utcnow = lambda: real() + later
+            bot.domain.core.timeutil.utcnow = lambda: real() + later
         if hurry is not None:
-            bot.clock.time = hurry
+            bot.entry.clock.time = hurry
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(list(args))
     finally:
-        bot.time.utcnow = real
-        bot.clock.time = time
+        bot.domain.core.timeutil.utcnow = real
+        bot.entry.clock.time = time
         os.environ.clear()
         os.environ.update(saved)
     r = Ran(code, out.getvalue(), err.getvalue())

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 from sqlmodel import select
 
-from bot import initiatives, schedule
+from bot.domain import initiatives
+from bot.domain.core import schedule
 from storage.models import Initiative
 from tests.harness import blocks_text, cli
 from tests.test_digest_job import env

@@ -11,8 +11,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot import handoffs, outbox, schedule
-from bot.handoffs import Draft, utcnow
+from bot.domain import handoffs
+from bot.domain.core import outbox, schedule
+from bot.domain.core.timeutil import utcnow
+from bot.domain.handoffs import Draft
 from tests.conftest import PROCESS
 from tests.harness import ROOT, TOKEN, blocks_text, cli, view_of
 from tests.test_handoff_flow import fresh, send
@@ -141,10 +143,10 @@ def test_a_digest_slack_stored_but_never_confirmed_is_found_not_posted_again(fak
 
 
 def test_a_run_that_died_after_sending_is_taken_over_once_the_lease_passes(fake, db, cfg):
-    from sqlalchemy import text
     from slack_sdk import WebClient
+    from sqlalchemy import text
 
-    from bot.delivery import metadata
+    from handlers.delivery import metadata
 
     seed_october(db, cfg)
     fake.down(60)

@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot import digest, handoffs, initiatives, schedule
+from bot.domain import digest, handoffs, initiatives, metrics
+from bot.domain.core import schedule
+from bot.domain.core.items import RuleError
+from bot.domain.core.process import parse_process
+from bot.domain.handoffs import Draft
 from handlers import digest as slack_digest
-from bot.handoffs import Draft
-from bot.process import parse_process
-from storage import metrics
 from tests.harness import blocks_text
 
 H = timedelta(hours=1)
@@ -174,7 +175,7 @@ def test_initiatives_carry_a_baseline_and_show_how_the_metric_moved(db, cfg, oct
 ])
 def test_initiative_input_is_checked(db, cfg, field, kwargs):
     args = {"text": "Do better", "metric": "cycle_time", "owner": "U0ALICE", **kwargs}
-    with pytest.raises(handoffs.HandoffError) as exc:
+    with pytest.raises(RuleError) as exc:
         initiatives.share(db, cfg, "design", "2026-10", "U0ALICE", **args)
     assert exc.value.field == field
 

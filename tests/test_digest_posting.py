@@ -10,10 +10,12 @@ from datetime import datetime, timedelta
 import pytest
 from slack_sdk import WebClient
 
-from bot import clock, digest, outbox, schedule
-from bot.deps import Deps
-from bot.handoffs import utcnow
-from bot.process import parse_process
+from bot.domain import digest
+from bot.domain.core import outbox, schedule
+from bot.domain.core.process import parse_process
+from bot.domain.core.timeutil import utcnow
+from bot.entry import clock
+from bot.entry.bootstrap import Deps
 from handlers import deliverer
 from storage.models import Headcount
 from tests.conftest import PROCESS
@@ -76,7 +78,7 @@ def test_a_posted_month_is_posted_again_only_with_again_which_says_what_it_repla
 
     again = cli("run-job", "digest", "--month", "2026-10", "--again", env=env(db, fake))
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"digest 2026-10: posting it again (edition 2), replacing the one posted to C0SYNC on" in again.stdout
+    assert "digest 2026-10: posting it again (edition 2), replacing the one posted to C0SYNC on" in again.stdout
     assert f"(ts {outbox.get(db, 'digest:2026-10:C0SYNC:1').result_ts})" in again.stdout
     (second,) = to_sync(fake)
     note = blocks_text(second.args)

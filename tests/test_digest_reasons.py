@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot import digest, schedule
+from bot.domain import digest, metrics
+from bot.domain.core import schedule
 from handlers import digest as slack_digest
-from storage import metrics
 from storage.models import MonthRollup
 from tests.harness import blocks_text
 from tests.test_digest_metrics import hand, month

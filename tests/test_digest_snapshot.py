@@ -9,15 +9,16 @@ import json
 import os
 import re
 import tomllib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from slack_sdk.models.blocks import Block
 from sqlmodel import select
 
-from bot import digest, handoffs, schedule
-from bot.process import parse_process
+from bot.domain import digest, handoffs
+from bot.domain.core import schedule
+from bot.domain.core.process import parse_process
 from handlers import digest as slack_digest
 from storage.models import Handoff
 from tests.conftest import PROCESS

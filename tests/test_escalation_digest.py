@@ -1,5 +1,5 @@
 """The digest's response, escalation and overdue figures on fixed data, counted by hand. Every handoff is
-driven through the domain (bot.handoffs, bot.escalations) with fixed moments in Berlin working time;
+driven through the domain (bot.domain.handoffs, bot.domain.escalations) with fixed moments in Berlin working time;
 the levels that fire are fired with `escalations.escalate`, what the sweep does for each handoff it finds.
 
 The organisation: tests/process.toml with Design → Engineering at an 8-hour SLA (Eng → QA keeps 24 h),
@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot import digest, escalations, handoffs, schedule
-from bot.handoffs import Draft
-from bot.process import parse_process
+from bot.domain import digest, escalations, handoffs, metrics
+from bot.domain.core import schedule
+from bot.domain.core.process import parse_process
+from bot.domain.handoffs import Draft
 from handlers import digest as slack_digest
-from storage import metrics
 from tests.conftest import PROCESS
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -3,7 +3,7 @@ served app, the clock run as an operator runs it (`run-job escalations --now …
 what Slack shows afterwards read back from the fake Web API, on every database the tests run on.
 
 The served app stamps handoffs with the real time, so every `--now` here is computed from the handoff's
-own clock (`bot.sla.levels`): moments in the future, in the organisation's working time (Berlin,
+own clock (`bot.domain.sla.levels`): moments in the future, in the organisation's working time (Berlin,
 09:00-17:00, Monday to Friday; Design → Engineering has an SLA of 48 working hours)."""
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from slack_sdk import WebClient
 
-from bot import escalations, fasttrack, handoffs, outbox, schedule, sla
-from bot.deps import Deps
-from bot.time import utcnow
-from bot.worktime import WorkTime
+from bot.domain import escalations, fasttrack, handoffs, sla
+from bot.domain.core import outbox, schedule
+from bot.domain.core.timeutil import utcnow
+from bot.domain.core.worktime import WorkTime
+from bot.entry.bootstrap import Deps
 from handlers import deliverer
 from tests.harness import TOKEN, blocks_text, cli, view_of
 from tests.test_digest_job import Clock, env
 from tests.test_fasttrack_flow import ask
-from tests.test_handoff_flow import ALL_MET, fresh
-from tests.test_handoff_flow import send as submit
+from tests.test_handoff_flow import ALL_MET, fresh, send as submit
 
 ENG = "C0ENG"
 STEWARD = "U0STEW"
@@ -58,7 +57,7 @@ def at_local(work: WorkTime, day, hour: int) -> datetime:
 
 def overdue(work: WorkTime, due: datetime, moment: datetime) -> str:
     """The card's wording of how late it is at `moment` (the renderer rounds to a tenth; templates.plural words it)."""
-    from templates import plural
+    from bot.domain.figures import plural
 
     return f"overdue by {plural(round(work.between(due, moment), 1), 'working hour')}"
 

@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot import escalations, fasttrack, handoffs, outbox
-from bot.handoffs import Draft
-from bot.items import RuleError
-from bot.process import parse_process
+from bot.domain import escalations, fasttrack, handoffs
+from bot.domain.core import outbox
+from bot.domain.core.items import RuleError
+from bot.domain.core.process import parse_process
+from bot.domain.handoffs import Draft
 from tests.conftest import PROCESS
 
 BERLIN = ZoneInfo("Europe/Berlin")

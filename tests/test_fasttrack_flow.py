@@ -8,9 +8,10 @@ import threading
 
 from sqlmodel import select
 
-from bot import digest, fasttrack, schedule
+from bot.domain import digest, fasttrack
+from bot.domain.core import schedule
+from bot.domain.core.timeutil import utcnow
 from handlers import digest as slack_digest
-from bot.handoffs import utcnow
 from storage.models import Handoff
 from tests.harness import blocks_text, view_of
 from tests.test_handoff_flow import fresh

@@ -4,16 +4,16 @@ duties, the first decision wins, the over-budget path."""
 from __future__ import annotations
 
 import threading
-from functools import partial
 from datetime import date, datetime, timedelta
+from functools import partial
 
 import pytest
-
-from bot import fasttrack, handoffs
-from bot.fasttrack import Budget, Draft
-from bot.handoffs import HandoffError, NotAllowed
 from sqlmodel import select
 
+from bot.domain import fasttrack, handoffs
+from bot.domain.core.items import NotAllowed, RuleError
+from bot.domain.core.timeutil import local_today
+from bot.domain.fasttrack import Budget, Draft
 from storage.db import Database
 from storage.models import Outbox
 
@@ -39,7 +39,7 @@ def test_the_budget_rule_and_its_meter():
     assert Budget("eng", "2026-11", 30, 3, 10).over and not Budget("eng", "2026-11", 30, 2, 10).over
 
 def test_one_wording_for_the_meter_and_for_counts():
-    from templates import meter, plural
+    from bot.domain.figures import meter, plural
 
     nine = Budget("eng", "2026-11", 9, 0, 10)
     assert meter(nine.position, nine) == "1 of 1 allowed this month (10% of 9 items, at least 1)"  # within: 1st of 1
@@ -85,10 +85,10 @@ def test_needed_by_today_is_the_organisations_date(db, cfg):
     evening = datetime(2026, 12, 1, 2, 0)  # 18:00 on 30 November in Los Angeles
     draft = Draft(team="eng", element="QA sign-off", reason="Customer escalation", what="Hotfix", justification="Down",
                   needed_by=date(2026, 11, 30))
-    assert fasttrack.check(db, la, "U0BOB", draft, handoffs.local_today(la, evening)) == {}
+    assert fasttrack.check(db, la, "U0BOB", draft, local_today(la, evening)) == {}
     row, budget, _ = fasttrack.request(db, la, "U0BOB", draft, now=evening)
     assert row.needed_by == date(2026, 11, 30)
-    with pytest.raises(HandoffError) as exc:
+    with pytest.raises(RuleError) as exc:
         fasttrack.request(db, cfg, "U0BOB", draft, now=evening)  # Berlin: already 1 December
     assert exc.value.field == "needed_by"
     card = render("fasttrack_card", r=row, team_name="Engineering", budget=budget, right=la.right("QA sign-off"), names={},
@@ -130,7 +130,7 @@ def test_who_may_decide(db, cfg):
 def test_deny_needs_a_reason(db, cfg):
     row, _, _ = ask(db, cfg)
     for reason in (None, "   "):
-        with pytest.raises(HandoffError, match="Give a reason") as exc:
+        with pytest.raises(RuleError, match="Give a reason") as exc:
             fasttrack.decide(db, cfg, row.id, "U0CAROL", approve=False, reason=reason, now=NOW)
         assert exc.value.field == "reason"
     decision = fasttrack.decide(db, cfg, row.id, "U0CAROL", approve=False, reason="  Use the standard path  ", now=NOW)
@@ -144,7 +144,7 @@ def test_deny_needs_a_reason(db, cfg):
     ("needed_by", {"needed_by": date(2020, 1, 1)}), ("handoff", {"handoff_id": 999}),
 ])
 def test_bad_requests_name_the_field(db, cfg, field, kw):
-    with pytest.raises(HandoffError) as exc:
+    with pytest.raises(RuleError) as exc:
         ask(db, cfg, **kw)
     assert exc.value.field == field
 
@@ -156,7 +156,7 @@ def test_an_element_or_reason_no_longer_configured_is_chosen_again(db, cfg):
         ({"reason": "Board request"}, "reason", "That reason is no longer one of the fast-track reasons; choose again."),
         ({"reason": None}, "reason", "Choose a reason."),
     ]:
-        with pytest.raises(HandoffError) as exc:
+        with pytest.raises(RuleError) as exc:
             ask(db, cfg, **kw)
         assert (exc.value.field, str(exc.value)) == (field, message)
     assert fasttrack.listing(db, "U0BOB")[0] == []
@@ -273,7 +273,7 @@ def clean_fasttracks(db) -> None:
 
 
 def test_a_decision_reaches_whoever_owns_the_gate(db, cfg):
-    from bot.process import Right
+    from bot.domain.core.process import Right
 
     def owned_by(owner: str):
         rights = tuple(Right(**{**r.model_dump(), "owns_execution": owner}) if r.element == "QA sign-off" else r for r in cfg.rights)

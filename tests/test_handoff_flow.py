@@ -6,7 +6,7 @@ import json
 
 from sqlmodel import select
 
-from bot import handoffs
+from bot.domain import handoffs
 from storage.models import Handoff
 from tests.harness import blocks_text, view_of
 

@@ -7,12 +7,12 @@ import threading
 from datetime import date, datetime, timedelta
 
 import pytest
-
 from sqlalchemy import text
 from sqlmodel import func, select
 
-from bot import handoffs
-from bot.handoffs import NotAllowed
+from bot.domain import handoffs
+from bot.domain.core.items import NotAllowed, RuleError
+from bot.domain.core.timeutil import local_today
 from storage.models import Handoff, HandoffEvent
 from tests.harness import Steward, blocks_text, view_of
 from tests.test_handoff_flow import ALL_MET, CRITERIA, fresh, open_modal, send
@@ -190,7 +190,7 @@ def test_criteria_options_carry_the_criteria_not_their_positions(steward, fake, 
     assert [o["value"] for o in block["element"]["initial_options"]] == list(ALL_MET)
     r = steward.submit("U0ALICE", modal, {"criteria": ["0", "1", "2"]}).json()
     assert r == {"response_action": "errors", "errors": {"criteria": "Some of the chosen criteria are no longer criteria of this handoff; choose again."}}
-    with pytest.raises(handoffs.HandoffError, match="no longer criteria of this handoff") as exc:
+    with pytest.raises(RuleError, match="no longer criteria of this handoff") as exc:
         handoffs.resubmit(db, cfg, h.id, "U0ALICE", [*ALL_MET, "Mood board"], None, None)
     assert exc.value.field == "criteria" and handoffs.get(db, h.id).state == "rework_requested"
     assert steward.submit("U0ALICE", modal, {"criteria": list(ALL_MET)}).raw == b""
@@ -352,13 +352,13 @@ def in_los_angeles(cfg):
 def test_today_is_the_organisations_date(db, cfg):
     la = in_los_angeles(cfg)
     evening = datetime(2026, 12, 1, 2, 0)  # 18:00 on Monday 30 November in Los Angeles, already 1 December in UTC
-    assert handoffs.local_today(la, evening) == date(2026, 11, 30) and handoffs.local_today(cfg, evening) == date(2026, 12, 1)
+    assert local_today(la, evening) == date(2026, 11, 30) and local_today(cfg, evening) == date(2026, 12, 1)
     h = handoffs.create(db, la, "U0ALICE", domain_draft(la, due_date=date(2026, 11, 30)), now=evening)
     assert h.due_date == date(2026, 11, 30)
-    with pytest.raises(handoffs.HandoffError, match="in the past") as exc:
+    with pytest.raises(RuleError, match="in the past") as exc:
         handoffs.create(db, la, "U0ALICE", domain_draft(la, due_date=date(2026, 11, 29)), now=evening)
     assert exc.value.field == "due_date"
-    with pytest.raises(handoffs.HandoffError, match="in the past"):  # in Berlin it is 1 December already
+    with pytest.raises(RuleError, match="in the past"):  # in Berlin it is 1 December already
         handoffs.create(db, cfg, "U0ALICE", domain_draft(cfg, due_date=date(2026, 11, 30)), now=evening)
 
 
@@ -382,8 +382,8 @@ def test_only_the_sending_side_may_resubmit(steward, fake, db):
 
 
 def handoffs_cfg():
+    from bot.domain.core.process import load_process
     from tests.conftest import PROCESS
-    from bot.process import load_process
 
     return load_process(PROCESS)
 

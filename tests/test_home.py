@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 
 from sqlmodel import select
 
-from bot import fasttrack, handoffs, home
-from bot.handoffs import Draft
-from bot.time import utcnow
+from bot.domain import fasttrack, handoffs, home
+from bot.domain.core.timeutil import utcnow
+from bot.domain.handoffs import Draft
 from storage.models import HomeView, Outbox, SlackEvent
 from tests.harness import blocks_text
 from tests.test_handoff_flow import ALL_MET, fresh, send
@@ -196,8 +196,8 @@ def test_home_satisfaction_is_only_what_the_digest_shows(db):
     digest holds it back (under min_group, or to keep a small group from being worked out)."""
     from types import SimpleNamespace
 
-    from bot import pulse
-    from bot.deps import Deps
+    from bot.domain import pulse
+    from bot.entry.bootstrap import Deps
     from handlers.home import render_home
     from tests.test_pulse_digest import SECRET, month_of_answers, organisation
 
@@ -236,8 +236,8 @@ def test_approving_from_home_decides_as_the_card_does(steward, fake, db):
 
 
 def test_month_to_date_figures_are_reused_then_computed_again_in_the_background(db, cfg, monkeypatch):
-    from bot import schedule
-    from bot.home import _figures, month_so_far
+    from bot.domain.core import schedule
+    from bot.domain.home import _figures, month_so_far
 
     monkeypatch.setenv("HOME_FIGURES_SECONDS", "60")
     period = schedule.period_of(utcnow(), cfg.organization.tz)

@@ -12,13 +12,13 @@ from datetime import timedelta
 from slack_sdk import WebClient
 from sqlmodel import select
 
-from bot import fasttrack, handoffs, home, members, outbox
-from bot.deps import Deps
-from bot.handoffs import Draft
-from bot.process import load_process
-from bot.time import utcnow
-from handlers import deliverer
-from handlers import members as slack_members
+from bot.domain import fasttrack, handoffs, home, members
+from bot.domain.core import outbox
+from bot.domain.core.process import load_process
+from bot.domain.core.timeutil import utcnow
+from bot.domain.handoffs import Draft
+from bot.entry.bootstrap import Deps
+from handlers import deliverer, members as slack_members
 from storage.models import HomeView, Outbox, SlackEvent
 from tests.conftest import PROCESS
 from tests.harness import TOKEN, blocks_text
@@ -235,7 +235,7 @@ def test_views_publish_refused_or_failing_loses_nothing_and_never_loops(db, cfg,
 
 
 def test_hostile_and_long_user_text_and_many_items_stay_escaped_and_within_slacks_limits(steward, fake, db, cfg):
-    from bot import initiatives
+    from bot.domain import initiatives
 
     nasty = "<!channel> & <@U0EVE> *bold* _it_ `code` <https://evil.example|click> " + "&<>" * 400
     now = utcnow()
@@ -246,7 +246,7 @@ def test_hostile_and_long_user_text_and_many_items_stay_escaped_and_within_slack
         handoffs.send_back(db, cfg, sent.id, "U0CAROL", "rework_requested", nasty[:500], now)
     for i in range(12):
         fasttrack.request(db, cfg, "U0AMY", fasttrack.Draft("eng", "QA sign-off", "Other", nasty[:300], nasty[:2000]), now)
-    from bot import schedule
+    from bot.domain.core import schedule
 
     initiatives.share(db, cfg, "eng", schedule.period_of(now, cfg.organization.tz), "U0BOB", nasty[:280], "failure_rate_sent", "U0BOB", now)
     for user in ("U0BOB", "U0STEW", "U0AMY"):
@@ -334,7 +334,7 @@ def test_accept_on_a_home_drawn_before_a_resubmission_does_not_accept_the_new_ro
 
 
 def test_joining_a_teams_channel_republishes_the_joiners_home(db):
-    from bot.process import parse_process
+    from bot.domain.core.process import parse_process
     from tests.test_members import org
 
     cfg = parse_process(org(ops={"members_from_channel": True, "members": ["U0LEAD"]}, qa={"members": ["U0QA"]}))

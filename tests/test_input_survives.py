@@ -24,9 +24,9 @@ from sqlalchemy import text
 from sqlmodel import func, select
 
 import handlers
-from bot import fasttrack, handoffs, initiatives
-from bot.deps import Deps
-from handlers import handoff as handoff_listeners
+from bot.domain import fasttrack, handoffs, initiatives
+from bot.entry.bootstrap import Deps
+from handlers import handoffs as handoff_listeners
 from handlers.common import SAVE_FAILED
 from storage.models import FastTrack, Handoff, Initiative
 from tests.harness import TOKEN, blocks_text, view_of

@@ -12,10 +12,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import select
 
-from bot import outbox, review
-from bot.items import RuleError
-from bot.process import parse_process
-from bot.time import utcnow
+from bot.domain import review
+from bot.domain.core import outbox
+from bot.domain.core.items import RuleError
+from bot.domain.core.process import parse_process
+from bot.domain.core.timeutil import utcnow
 from storage.models import FastTrack, FastTrackEvent, MatrixReviewEvent, Outbox
 from tests.conftest import PROCESS
 from tests.harness import TOKEN, blocks_text, cli, view_of
@@ -79,7 +80,7 @@ def test_one_dm_per_person_per_quarter_however_often_it_runs(db, cfg):
 
 
 def test_history_counts_the_quarter_before_and_calls_candidates_by_the_digests_rule(db, cfg):
-    from bot.digest import RECURRING
+    from bot.domain.figures import RECURRING
 
     def request(n, element, reason, created, decided=None, kind=None):
         with db.write() as session:
@@ -134,8 +135,8 @@ def test_confirm_once_refuses_forged_and_stale_and_the_digest_says_which_rows(db
     status = review.status(db, cfg, "2026-10")
     assert (status.confirmed, status.pending) == (["Design review", "Architecture review"], ["QA sign-off"])
     assert review.status(db, cfg, "2026-11") is None and review.status(db, cfg, "2026-07") is None
+    from bot.domain.digest import compose
     from handlers.digest import messages
-    from bot.digest import compose
 
     text = "\n".join(blocks_text(m) for m in messages(compose(db, cfg, "2026-10", datetime(2026, 11, 5))))
     assert ("Decision-rights matrix review, Q4 2026, by Oct 2026's end: confirmed: Design review, Architecture review;"

@@ -10,9 +10,9 @@ from datetime import datetime
 from slack_sdk import WebClient
 from sqlmodel import select
 
-from bot import digest, members
-from bot.deps import Deps
-from bot.process import load_process, parse_process
+from bot.domain import digest, members
+from bot.domain.core.process import load_process, parse_process
+from bot.entry.bootstrap import Deps
 from handlers import members as slack_members
 from storage.models import MemberEvent, MemberSync, Outbox
 from tests.conftest import PROCESS

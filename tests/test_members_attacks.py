@@ -4,17 +4,14 @@ the current members (a fast-track granter who left the granting team)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from sqlmodel import select
 
-from bot import fasttrack, home, members
+from bot.domain import fasttrack, home, members
+from bot.domain.core.process import parse_process
+from bot.entry.bootstrap import Deps
 from handlers import members as slack_members
-from bot.deps import Deps
-from bot.handoffs import HandoffError
-from bot.process import parse_process
-from storage.models import MemberEvent
 from tests.conftest import PROCESS
 from tests.harness import TOKEN, cli
 from tests.test_members import NOW, events, org, people, refresh, welcomes
@@ -101,8 +98,8 @@ def test_check_config_slack_with_a_refused_token_or_slack_away_says_so_in_one_li
 def test_a_fasttrack_granted_by_a_team_is_decided_by_its_members_now_not_those_when_it_was_asked(db, fake):
     import tomllib
 
-    from bot.fasttrack import Draft
-    from bot.items import NotAllowed
+    from bot.domain.core.items import NotAllowed
+    from bot.domain.fasttrack import Draft
 
     data = tomllib.loads(PROCESS.read_text())
     data["rights"][0]["grants_exceptions"] = ["qa"]  # QA sign-off: any member of qa grants it

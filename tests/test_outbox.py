@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 from slack_sdk import WebClient
 
-from bot import outbox
-from bot.deps import Deps
-from bot.outbox import POST, UPDATE, Message
-from bot.time import utcnow
+from bot.domain.core import outbox
+from bot.domain.core.outbox import POST, UPDATE, Message
+from bot.domain.core.timeutil import utcnow
+from bot.entry.bootstrap import Deps
 from handlers import deliverer
 from tests.harness import TOKEN
 
@@ -92,7 +92,7 @@ def test_slack_acted_but_we_do_not_know_it_is_found_not_sent_again(db, cfg, fake
 
 
 def outbox_meta(key: str) -> dict:
-    from bot.delivery import metadata
+    from handlers.delivery import metadata
 
     return metadata(key)
 
@@ -226,7 +226,7 @@ def test_the_sweep_paces_each_channel_and_honours_retry_after(db, cfg, fake, clo
 
 @pytest.mark.parametrize("header", ["0", "-5", "abc", "nan", "1e12"])
 def test_a_strange_retry_after_neither_hammers_slack_nor_parks_a_message(db, cfg, fake, clock, header):
-    from bot.delivery import retry_after
+    from handlers.delivery import retry_after
 
     class Answer:
         headers = {"Retry-After": header}

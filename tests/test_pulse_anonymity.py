@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot import pulse
-from bot.process import parse_process
+from bot.domain import pulse
+from bot.domain.core.process import parse_process
 
 SECRET = "anonymity-test-secret-0123456789"
 

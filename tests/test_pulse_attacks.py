@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import func, select
 
-from bot import pulse
-from bot.process import load_process
+from bot.domain import pulse
+from bot.domain.core.process import load_process
 from storage.models import PulseAnswer, PulseComment, PulseOptout
 from tests.test_pulse_flow import CONFIG, SECRET, app, at, job, monday, served, week_of  # noqa: F401  (fixtures)
 

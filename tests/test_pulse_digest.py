@@ -8,8 +8,8 @@ import json
 import re
 from datetime import datetime, timedelta
 
-from bot import digest, pulse
-from bot.process import parse_process
+from bot.domain import digest, pulse
+from bot.domain.core.process import parse_process
 from handlers import digest as slack_digest
 from tests.test_pulse_anonymity import isolations
 

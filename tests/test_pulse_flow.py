@@ -17,9 +17,8 @@ import pytest
 from sqlalchemy import MetaData
 from sqlmodel import func, select
 
-from bot import pulse
-from bot.process import load_process
-from bot.time import utcnow
+from bot.domain import pulse
+from bot.domain.core.timeutil import utcnow
 from storage.models import Outbox, PulseAnswer, PulseComment, PulseOptout, PulseRecipient
 from tests.harness import TOKEN, Steward, blocks_text, cli, view_of
 
@@ -364,25 +363,25 @@ def test_serve_and_the_pulse_job_refuse_to_start_without_pulse_secret(db, fake):
 
 
 def in_process(db, fake, *args: str, later: timedelta) -> str:
-    """`python -m bot ARGS` in this process (`bot.cli.main`), its real-time clock `later` than now: past
+    """`python -m bot ARGS` in this process (`bot.entry.cli.main`), its real-time clock `later` than now: past
     the 60 s lease a killed deliverer leaves on the message it was sending."""
     import contextlib
     import io
     import os
 
-    import bot.time
-    from bot.cli import main
+    import bot.domain.core.timeutil
+    from bot.entry.cli import main
 
-    real, saved = bot.time.utcnow, dict(os.environ)
+    real, saved = bot.domain.core.timeutil.utcnow, dict(os.environ)
     os.environ.update(env(db, fake))
     os.environ.pop("SLACK_SIGNING_SECRET", None)
     out, err = io.StringIO(), io.StringIO()
     try:
-        bot.time.utcnow = lambda: real() + later
+        bot.domain.core.timeutil.utcnow = lambda: real() + later
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(list(args))
     finally:
-        bot.time.utcnow = real
+        bot.domain.core.timeutil.utcnow = real
         os.environ.clear()
         os.environ.update(saved)
     assert code == 0 and "Traceback" not in err.getvalue(), out.getvalue() + err.getvalue()

@@ -4,13 +4,13 @@ joined the team that sets a standard, quarters that start on a weekend or a holi
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 
-from bot import outbox, review
-from bot.items import RuleError
-from bot.process import parse_process
+from bot.domain import review
+from bot.domain.core import outbox
+from bot.domain.core.items import RuleError
 from templates import render
 from tests.test_matrix_review import berlin, config
 
@@ -32,7 +32,7 @@ def test_a_proposal_that_grows_when_escaped_is_posted_whole():
 
 
 def test_who_reviews_a_teams_rows_follows_its_current_members_and_two_clocks_write_each_dm_once(db, fake):
-    from bot.deps import Deps
+    from bot.entry.bootstrap import Deps
     from tests.test_members import refresh
 
     cfg, _ = config(holidays=[date(2027, 1, 1)])  # Q1 2027 starts on a Friday that is a holiday: due Monday 4 January

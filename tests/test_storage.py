@@ -4,18 +4,18 @@ takes concurrent writers without "database is locked"."""
 from __future__ import annotations
 
 import threading
-
-import pytest
 from datetime import datetime, timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlmodel import select
 
-from bot import handoffs
-from bot.handoffs import Draft, HandoffError
+from bot.domain import handoffs
+from bot.domain.core.items import RuleError
+from bot.domain.handoffs import Draft
 from storage.db import Database, normalize_url
 from storage.models import Handoff, SQLModel
-from sqlmodel import select
 
 
 def draft(title="Spec", met=("Specification with acceptance criteria", "Wireframes", "Glossary of terms")):
@@ -54,7 +54,7 @@ def test_rules_at_the_domain_level(db, cfg):
         try:
             call()
             raise AssertionError("allowed")
-        except HandoffError as exc:
+        except RuleError as exc:
             assert "Only" in str(exc)
     assert handoffs.resubmit(db, cfg, h.id, "U0ALICE", list(h.criteria), None, None).changed is False  # not sent back
     assert handoffs.accept(db, cfg, h.id, "U0BOB").changed is True
@@ -66,7 +66,7 @@ def test_rules_at_the_domain_level(db, cfg):
     try:
         handoffs.resubmit(db, cfg, h2.id, "U0ALICE", ["Wireframes"], None, None)
         raise AssertionError("allowed")
-    except HandoffError as exc:
+    except RuleError as exc:
         assert exc.field == "criteria"
 
 
@@ -130,7 +130,7 @@ def test_0004_carries_the_job_ledger_and_cards_into_the_outbox(tmp_path, cfg, ba
     again: the ledger's sent rows and the cards become sent outbox rows; an unsent ledger row is left out."""
     from sqlalchemy import text
 
-    from bot import outbox
+    from bot.domain.core import outbox
     from storage.migrate import upgrade
 
     db = scratch_database(backend, tmp_path)
@@ -162,7 +162,7 @@ def test_0004_carries_the_job_ledger_and_cards_into_the_outbox(tmp_path, cfg, ba
         ("digest:2026-10:C0SYNC:1", "sent", "C0SYNC", "1.1"), ("digest:2026-10:C0SYNC:chart", "sent", "C0SYNC", "F1"),
         ("prompt:2026-11:eng", "sent", "C0ENG", "2.2"), ("fasttrack:7:card:U0STEW", "sent", "D0STEW", "3.3"),
         ("handoff:5:card", "sent", "C0ENG", "4.4")}
-    from bot import handoffs
+    from bot.domain import handoffs
     assert handoffs.accept(db, cfg, 5, "U0BOB").keys[0] == "handoff:5:card:update"  # its update finds the card
     assert handoffs.get(db, 6).next_escalation_at is not None  # open handoffs get a clock
     assert rows["fasttrack:7:card:U0STEW"].params == {"id": 7, "user": "U0STEW"}  # its updates find it

@@ -10,9 +10,10 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.fasttrack import Budget
-from bot.initiatives import METRICS
-from bot.process import load_process
+from bot.domain import figures
+from bot.domain.core.process import load_process
+from bot.domain.fasttrack import Budget
+from bot.domain.initiatives import METRICS
 from storage.models import Handoff, HandoffEvent
 from templates import clip_escaped, escape_mrkdwn, names, render
 from tests.conftest import PROCESS
@@ -56,8 +57,7 @@ def a_digest(text: str, active: bool = True):
     """A digest whose every piece of text is `text`: team names, reasons, initiatives, signals."""
     from collections import Counter
 
-    from bot import digest
-    from storage import metrics
+    from bot.domain import digest, metrics
     from storage.models import Initiative
 
     def team(t: str) -> metrics.TeamMonth:
@@ -89,14 +89,14 @@ def a_digest(text: str, active: bool = True):
     signals = [digest.Signal(text, ["U0STEW"], role=text, links=[(7, text, "https://acme.slack.com/archives/C0ENG/p1"), (8, text, None)]),
                digest.Signal(text, channel="C0ENG", role=text), digest.Signal(text)]
     changes = [digest.Signal(text, ["U0AMY"], role=text, kind="change", good=g) for g in (True, False)]
-    satisfaction = digest.Figure(text, "score", 3.5 * active or None, 3.0, False, 12 * active, 10, noun="answer", before_label=text)
+    satisfaction = figures.Figure(text, "score", 3.5 * active or None, 3.0, False, 12 * active, 10, noun="answer", before_label=text)
     teams[0].satisfaction = satisfaction
-    figures = [digest.Figure(text, "duration", 3600.0 * active or None, 7200.0, True, 6 * active, 6, before_label="Sep 2026", detail=text),
-               digest.Figure(text, "rate", 0.5, 0.25, True, 2, 9, before_label="Sep 2026"), satisfaction]
-    from bot.review import Status
+    figs = [figures.Figure(text, "duration", 3600.0 * active or None, 7200.0, True, 6 * active, 6, before_label="Sep 2026", detail=text),
+               figures.Figure(text, "rate", 0.5, 0.25, True, 2, 9, before_label="Sep 2026"), satisfaction]
+    from bot.domain.review import Status
 
     return digest.Digest("2026-10", "October 2026", text, "C0SYNC", months, teams, boundaries, signals, {}, review,
-                         matrix=Status("2026-Q4", [text] * 20, [text] * 20 if active else []), figures=figures, highlights=(signals + changes)[:5], changes=changes,
+                         matrix=Status("2026-Q4", [text] * 20, [text] * 20 if active else []), figures=figs, highlights=(signals + changes)[:5], changes=changes,
                          definitions="https://example.org/steward#the-monthly-digest" if active else "")
 
 
@@ -109,7 +109,7 @@ def a_quiet_digest(text: str):
 
 
 def matrix_review_contexts(text: str) -> dict[str, list[dict]]:
-    from bot.review import History
+    from bot.domain.review import History
 
     hist = [None, History(), History(5, 3, 1, [text] * 3, True), History(1, 0, 1, [text], False)]
     rows = [dict(element=text or "e", sets=s, grants=["U0STEW", "U0CAROL"], owns=o, history=h)
@@ -126,7 +126,7 @@ def matrix_review_contexts(text: str) -> dict[str, list[dict]]:
 
 
 def pulse_contexts(text: str) -> dict[str, list[dict]]:
-    from bot.pulse import FEELING_LABELS, SCORES
+    from bot.domain.pulse import FEELING_LABELS, SCORES
 
     closes = datetime(2026, 11, 28, 9)
     dm = dict(question=text or "q", week="2026-W48", closes=closes, feelings=FEELING_LABELS, scores=SCORES, min_group=5, commented=False,
@@ -153,8 +153,8 @@ def welcome_contexts(text: str) -> dict[str, list[dict]]:
 
 def a_satisfaction(text: str, shown: bool) -> dict:
     """A month's satisfaction with `text` everywhere a person wrote something, 40 teams."""
-    from bot.digest import Signal
-    from bot.pulse import ORG, Figure, Satisfaction
+    from bot.domain.digest import Signal
+    from bot.domain.pulse import ORG, Figure, Satisfaction
 
     def fig(g):
         return Figure(group=g, asked=40, opted_out=2, answered=30, people=9, scores=29, average=3.4, favourable=0.55,
@@ -242,8 +242,8 @@ def home_contexts(text: str) -> list[dict]:
     """Homes with every section full of `text`: capped lists, teams with and without satisfaction, each pulse state."""
     from types import SimpleNamespace
 
-    from bot.digest import Figure
-    from bot.home import TeamMonth, Waiting
+    from bot.domain.figures import Figure
+    from bot.domain.home import TeamMonth, Waiting
 
     h, sent_back = handoff(text, fit=True), handoff(text, fit=True, state="rework_requested")
     w = Waiting(reviews=[h] * 10, reviews_total=50, resubmits=[sent_back] * 5, resubmits_total=9, fasttracks=[a_request(text)] * 5,
@@ -273,7 +273,7 @@ def dataclasses_replace(obj, **changes):
 
 
 def rights(text: str, owner: str = "qa"):
-    from bot.process import Right
+    from bot.domain.core.process import Right
 
     return [Right(element=(text or "e")[:75], sets_standard=(text or "qa")[:40], grants_exceptions=("U0STEW",), owns_execution=owner)] * 120
 

@@ -10,10 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from bot import digest
-from bot.process import ProcessConfigError, parse_process
+from bot.domain import digest, metrics
+from bot.domain.core.process import ProcessConfigError, parse_process
 from handlers.digest import messages
-from storage import metrics
 from tests.conftest import PROCESS
 from tests.harness import ROOT, blocks_text, cli
 
@@ -42,8 +41,8 @@ def test_an_empty_months_first_message_promises_only_what_the_thread_has(db, cfg
 
 
 def test_help_lists_every_job_the_clock_has(capsys):
-    from bot.clock import JOBS
-    from bot.cli import parser
+    from bot.entry.cli import parser
+    from bot.entry.clock import JOBS
 
     main = parser().format_help()
     with pytest.raises(SystemExit):
@@ -61,12 +60,12 @@ def test_the_examples_commented_pulse_is_valid_and_the_demo_teams_have_leads():
     on = re.sub(r"(?m)^# (\[pulse\]|[a-z_]+ = .*)$", r"\1", text.split("# [pulse]", 1)[1])
     cfg = parse_process({**tomllib.loads(text), **tomllib.loads("[pulse]" + on)})
     assert cfg.pulse is not None and cfg.pulse.teams == ("design", "eng", "qa") and cfg.pulse.min_group == 5
-    demo = tomllib.loads((ROOT / "bot" / "demo_process.toml").read_text())
+    demo = tomllib.loads((ROOT / "bot" / "entry" / "demo_process.toml").read_text())
     assert all(t.get("lead") in t["members"] for t in demo["teams"])
 
 
 def test_the_demo_names_the_interpreter_to_explore_with(tmp_path, monkeypatch):
-    from bot.demo import _python
+    from bot.entry.demo import _python
 
     monkeypatch.chdir(ROOT)
     assert _python() == (".venv/bin/python" if sys.executable.startswith(str(ROOT / ".venv")) else sys.executable)
@@ -93,8 +92,8 @@ def test_numeric_bounds_are_said_plainly_for_every_field():
 
 
 def test_run_job_outbox_says_when_nothing_is_due_and_a_refused_month_is_in_the_organisations_time(db, fake, cfg):
-    from bot import schedule
-    from bot.time import utcnow
+    from bot.domain.core import schedule
+    from bot.domain.core.timeutil import utcnow
     from tests.harness import TOKEN
 
     env = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url, "DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS), "LOG_LEVEL": "WARNING"}

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.process import ProcessConfigError, parse_process
-from bot.worktime import WorkTime
+from bot.domain.core.process import ProcessConfigError, parse_process
+from bot.domain.core.worktime import WorkTime
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEK = ("mon", "tue", "wed", "thu", "fri")

@@ -1,5 +1,5 @@
 """Pulse answers and comments say whether they have been rewritten with their whole week since written
-(`bot.pulse.mix`): until then, on PostgreSQL, a row's transaction id and place in the table tell which
+(`bot.domain.pulse.mix`): until then, on PostgreSQL, a row's transaction id and place in the table tell which
 click wrote it.
 
 Revision ID: 0008

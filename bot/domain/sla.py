@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.process import ProcessConfig
-from bot.worktime import WorkTime
+from bot.domain.core.process import ProcessConfig
+from bot.domain.core.worktime import WorkTime
 from storage.models import Handoff, HandoffState
 
 MAX_SNOOZES = 2  # per round

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot import digest, initiatives, schedule
-from bot.items import RuleError
+from bot.domain import figures, initiatives
+from bot.domain.core import schedule
+from bot.domain.core.items import RuleError
 from handlers.common import form_values, guarded, metadata, open_view, state_value, tell
 from templates import render
 
@@ -98,8 +99,8 @@ def render_prompt(deps, row) -> dict | None:
                   figures=own["figures"], figures_label=schedule.short_label(own["figures_period"]), earlier=earlier,
                   earlier_label=initiatives.METRICS.get(earlier.metric) if earlier else None,
                   earlier_since=schedule.short_label(earlier.period) if earlier else None,
-                  earlier_moved=(digest.metric_text(earlier.metric, earlier.baseline), schedule.short_label(earlier.baseline_period),
-                                 digest.metric_text(earlier.metric, own["earlier_now"])) if earlier else None)
+                  earlier_moved=(figures.metric_text(earlier.metric, earlier.baseline), schedule.short_label(earlier.baseline_period),
+                                 figures.metric_text(earlier.metric, own["earlier_now"])) if earlier else None)
 
 
 def register(app: App) -> None:

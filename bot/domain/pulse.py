@@ -27,12 +27,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from bot import outbox
-from bot.items import NotFound, Outcome, RuleError
-from bot.outbox import POST, UPDATE, Message
-from bot.process import ProcessConfig, Pulse
+from bot.domain.core import outbox
+from bot.domain.core.items import NotFound, Outcome, RuleError
+from bot.domain.core.outbox import POST, UPDATE, Message
+from bot.domain.core.process import ProcessConfig, Pulse
 from storage.db import Database
-from storage.models import MemberTz, PulseAnswer, PulseComment, PulseOptout, PulseRecipient
+from storage.models import (
+    MemberTz,
+    Outbox,
+    OutboxStatus,
+    PulseAnswer,
+    PulseComment,
+    PulseOptout,
+    PulseRecipient,
+)
 
 log = logging.getLogger("steward")
 
@@ -456,8 +464,6 @@ def resume(db: Database, user: str, week: str | None, now: datetime, also: Itera
 
 def undelivered(db: Database) -> list[str]:
     """The pulse's outbox rows not delivered yet (a run that died mid fan-out leaves some)."""
-    from storage.models import Outbox, OutboxStatus
-
     with db.read() as session:
         return list(session.exec(select(Outbox.key).where(Outbox.item.like("pulse:%"),
                                                           Outbox.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))))

@@ -16,15 +16,22 @@ from datetime import datetime
 
 from sqlmodel import select
 
-from bot import fasttrack, handoffs, sla
-from bot.handoffs import HANDOFF, card_key
-from bot.items import LostRace, NotAllowed, Outcome, RuleError
-from bot.outbox import POST, UPDATE, Message, update_of
-from bot.process import USERGROUP_ID, ProcessConfig
-from bot.time import utcnow
-from bot.worktime import WorkTime
+from bot.domain import fasttrack, handoffs, sla
+from bot.domain.core.items import LostRace, NotAllowed, Outcome, RuleError
+from bot.domain.core.outbox import POST, UPDATE, Message, update_of
+from bot.domain.core.process import USERGROUP_ID, ProcessConfig
+from bot.domain.core.timeutil import utcnow
+from bot.domain.core.worktime import WorkTime
+from bot.domain.handoffs import HANDOFF, card_key
 from storage.db import Database
-from storage.models import EventKind, FastTrack, FastTrackState, Handoff, HandoffEvent, HandoffState
+from storage.models import (
+    EventKind,
+    FastTrack,
+    FastTrackState,
+    Handoff,
+    HandoffEvent,
+    HandoffState,
+)
 
 BATCH = 500
 REASON_MAX = 1000

@@ -7,63 +7,25 @@ import json
 import logging
 import os
 import sys
-from functools import partial
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
-from bot.process import ProcessConfigError, load_process
-from bot.settings import SettingsError, load_settings
+from bot.domain import digest, pulse
+from bot.domain.core import outbox, schedule, timeutil
+from bot.domain.core.schedule import parse_period
+from bot.domain.digest import Refused
+from bot.entry import bootstrap, clock, demo, web
+from bot.entry.bootstrap import Deps, Fail
+from bot.entry.clock import DIGEST, JOBS, Run, run_job
+from bot.entry.manifest import manifest
+from handlers import digest as slack_digest
+from handlers.client import make_client
+from handlers.common import Patience, Unread
+from handlers.members import check_ids
+from storage.migrate import upgrade
+from storage.models import OutboxStatus
 
 log = logging.getLogger("steward")
-WEB_DB_WAIT = 1.2  # seconds a request may wait for a database lock: an answer within Slack's 3 s either way
-
-
-class Fail(Exception):
-    """Exit non-zero with these lines on stderr."""
-
-    def __init__(self, *lines: str, code: int = 2):
-        super().__init__("\n".join(lines))
-        self.lines, self.code = lines, code
-
-
-def _settings(*required: str):
-    try:
-        return load_settings(*required)
-    except SettingsError as exc:
-        raise Fail(*exc.problems) from None
-
-
-def _process(path: str, source: str = "PROCESS_CONFIG"):
-    try:
-        return load_process(path, source)
-    except ProcessConfigError as exc:
-        raise Fail(*exc.problems) from None
-
-
-def _database(url: str, need_schema: bool = True, connect: bool = True, wait: float | None = None):
-    """The database at `url`, checked: reachable, and (with `need_schema`) at the latest migration.
-    With `connect=False` nothing touches the server: the engine connects lazily, on first use."""
-    from storage.db import Database
-    from storage.migrate import current, head
-
-    try:
-        db = Database(url, wait=wait)
-    except Exception as exc:  # a malformed URL or a missing driver
-        raise Fail(f"DATABASE_URL: cannot use it: {exc}") from None
-    if not connect:
-        return db
-    where = db.engine.url.render_as_string(hide_password=True)
-    path = db.engine.url.database if db.is_sqlite else None
-    if need_schema and path not in (None, "", ":memory:") and not path.startswith("file:") and not os.path.exists(path):
-        db.dispose()  # SQLite would create an empty file on the first connection: nothing to read, and it misleads
-        raise Fail(f"DATABASE_URL: no database at {path} yet: run `python -m bot migrate` first")
-    if not db.ping():
-        raise Fail(f"DATABASE_URL: cannot connect to {where}")
-    if need_schema and current(db.engine) != head():
-        at = current(db.engine)
-        db.dispose()
-        raise Fail(f"DATABASE_URL: {where} has no Steward schema yet: run `python -m bot migrate` first" if at is None else
-                   f"DATABASE_URL: the schema is at {at}, not {head()}: run `python -m bot migrate` first")
-    return db
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -75,11 +37,11 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 
 def cmd_check_config(args) -> int:
-    client = _slack(_settings()) if args.slack else None  # --slack without SLACK_BOT_TOKEN: exit 2 before anything
+    client = bootstrap.slack(bootstrap.settings()) if args.slack else None  # --slack without SLACK_BOT_TOKEN: exit 2 before anything
     if args.file:
-        cfg = _process(args.file, "--file")
+        cfg = bootstrap.process(args.file, "--file")
     else:
-        cfg = _process(_settings().process_config)
+        cfg = bootstrap.process(bootstrap.settings().process_config)
     org = cfg.organization
     print(f"{org.name}: {org.model} model, time zone {org.timezone}, digest to {org.digest_channel}")
     print(f"working time: {', '.join(org.working_days)} {org.working_hours}, {_count(len(org.holidays), 'holiday')}"
@@ -97,10 +59,8 @@ def cmd_check_config(args) -> int:
     print(f"fast-track: budget {ft.budget_percent:g}% of a team's items a month, backup approvers {', '.join(ft.backup_approvers) or 'none'}")
     for r in cfg.rights:
         print(f"  {r.element}: standard set by {r.sets_standard}, exceptions granted by {', '.join(cfg.granters(r))}, executed by {r.owns_execution}")
-    from bot import schedule
-    from bot.time import utcnow
 
-    period = schedule.period_of(utcnow(), org.tz)
+    period = schedule.period_of(timeutil.utcnow(), org.tz)
     due = schedule.digest_due(cfg, period).replace(tzinfo=timezone.utc).astimezone(org.tz)
     print(f"schedule: digest '{cfg.schedule.digest}'; the next, for {schedule.label(period)}, on {due:%a %d %b %Y %H:%M} {org.timezone};"
           f" initiative prompts {_count(cfg.schedule.initiative_prompt_days, 'day')} before; catch-up {_count(cfg.schedule.catch_up_days, 'day')}")
@@ -108,10 +68,8 @@ def cmd_check_config(args) -> int:
     if p is None:
         print("pulse: off (no [pulse])")
     else:
-        from bot.pulse import members
-
         print(f"pulse: {'on' if p.enabled else 'off (enabled = false)'}; {p.send_at} in each member's time zone to"
-              f" {_count(len(members(cfg)), 'person', 'people')} of {_count(len(cfg.pulse_teams()), 'team')}; shown for groups of"
+              f" {_count(len(pulse.members(cfg)), 'person', 'people')} of {_count(len(cfg.pulse_teams()), 'team')}; shown for groups of"
               f" {p.min_group} or more; open {_count(p.open_days, 'day')}, a reminder after {_count(p.remind_after_days, 'day')};"
               " needs PULSE_SECRET")
     if client is not None:
@@ -124,10 +82,6 @@ TOKEN_REFUSED = {"invalid_auth", "not_authed", "account_inactive", "token_revoke
 
 def _check_slack(cfg, client) -> int:
     """check-config --slack: every id of the configuration looked up in the workspace with the bot token."""
-    from handlers.members import check_ids
-
-    from handlers.common import Patience, Unread
-
     try:  # the token first: one refused, or Slack away, is one line, not a line per id
         Patience(60).call(client.auth_test)
     except Unread as exc:
@@ -148,47 +102,31 @@ def _check_slack(cfg, client) -> int:
 
 
 def cmd_migrate(args) -> int:
-    from storage.migrate import upgrade
-
-    db = _database(_settings().database_url, need_schema=False)
+    db = bootstrap.database(bootstrap.settings().database_url, need_schema=False)
     before, after = upgrade(db.engine)
     print(f"database at revision {after}" + (f" (was {before or 'empty'})" if before != after else " (already up to date)"))
     return 0
 
 
 def cmd_manifest(args) -> int:
-    from bot.manifest import manifest
-
     if args.url and not args.url.startswith("https://"):
         raise Fail("--url: Slack only sends requests to https:// URLs")
     print(json.dumps(manifest(args.url), indent=2))
     return 0
 
 
-def build(settings):
-    """The process configuration, the database and the Bolt app, as `serve` runs them. It does not
-    connect to the database: `serve` checks it (and the schema) once before it starts, and a web worker
-    that (re)starts while the database is down must still boot, answering 503 on /healthz until it is back."""
-    from bot.app import Deps, create_app
-
-    cfg = _process(settings.process_config)
-    db = _database(settings.database_url, connect=False, wait=WEB_DB_WAIT)
-    return create_app(settings, Deps(cfg=cfg, db=db, sealer=_sealer(settings, cfg))), db
-
-
 def cmd_serve(args) -> int:
     from slack_sdk.errors import SlackApiError
 
-    from bot.slack import make_client
 
-    settings = _settings()
+    settings = bootstrap.settings()
     socket_mode = settings.slack_app_token is not None and bool(settings.slack_app_token.get_secret_value())
     required = ("slack_bot_token", "slack_app_token") if socket_mode else ("slack_bot_token", "slack_signing_secret")
     problems = settings.missing(*required)
     if problems:
         raise Fail(*problems)
-    _sealer(settings, _process(settings.process_config))  # PULSE_SECRET, when the process has a [pulse]
-    _database(settings.database_url).dispose()
+    bootstrap.sealer(settings, bootstrap.process(settings.process_config))  # PULSE_SECRET, when the process has a [pulse]
+    bootstrap.database(settings.database_url).dispose()
     try:
         me = make_client(settings).auth_test()
     except SlackApiError as exc:
@@ -199,9 +137,8 @@ def cmd_serve(args) -> int:
     _forget_secrets()
     if socket_mode:
         return _serve_socket_mode(settings)
-    from bot.web import serve
 
-    serve(settings)
+    web.serve(settings)
     return 0
 
 
@@ -209,7 +146,7 @@ def _forget_secrets() -> None:
     """Steward has read its settings: the Slack secrets leave the process environment, so no library
     picks one up behind its back (Bolt would read SLACK_BOT_TOKEN beside the client it is given, and
     warn at every start that it is unused) and no child process inherits them. gunicorn's workers are
-    forks of this process: they get the settings, not the environment (`bot.web`)."""
+    forks of this process: they get the settings, not the environment (`bot.entry.web`)."""
     for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "PULSE_SECRET"):
         os.environ.pop(name, None)
 
@@ -225,7 +162,7 @@ def _serve_socket_mode(settings) -> int:
     from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
     from slack_sdk.errors import SlackApiError
 
-    app, _db = build(settings)
+    app, _db = bootstrap.build(settings)
     token = settings.slack_app_token.get_secret_value()
     try:
         url = app.client.apps_connections_open(app_token=token)["url"]
@@ -253,10 +190,8 @@ def _serve_socket_mode(settings) -> int:
 
 def _moment(text: str | None, cfg):
     """--now: an ISO-8601 moment, in the organisation's time zone unless it has an offset; naive UTC."""
-    from bot.time import utcnow
-
     if text is None:
-        return utcnow()
+        return timeutil.utcnow()
     try:
         moment = datetime.fromisoformat(text)
         if moment.tzinfo is None:
@@ -270,8 +205,6 @@ def _moment(text: str | None, cfg):
 
 
 def _month(text: str | None) -> str | None:
-    from bot.schedule import parse_period
-
     if text is None:
         return None
     try:
@@ -279,38 +212,6 @@ def _month(text: str | None) -> str | None:
     except ValueError:
         raise Fail(f"--month: {text!r} is not a month (YYYY-MM)") from None
     return text
-
-
-def _slack(settings):
-    from bot.slack import make_client
-
-    problems = settings.missing("slack_bot_token")
-    if problems:
-        raise Fail(*problems)
-    return make_client(settings)
-
-
-def _deliverer(settings, cfg, db, now):
-    """The outbox's deliverer: messages drawn as of `now` (a rehearsal's clock), but leases, back-offs
-    and Retry-After kept in real time, which other processes share."""
-    from bot.deps import Deps
-    from bot.time import utcnow
-    from handlers import deliverer
-
-    return deliverer(Deps(cfg=cfg, db=db, now=now, sealer=_sealer(settings, cfg)), _slack(settings), now=utcnow)
-
-
-def _sealer(settings, cfg):
-    """The pulse's keyed hashes, from PULSE_SECRET: required when the process configuration has [pulse]."""
-    from bot.pulse import Sealer
-
-    secret = settings.pulse_secret.get_secret_value() if settings.pulse_secret else ""
-    if not secret:
-        if cfg.pulse_on:
-            raise Fail("PULSE_SECRET: required when the process configuration has [pulse] (it keys the survey's"
-                       " answers so the database alone cannot tell whose they are); e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`")
-        return None
-    return Sealer(secret)
 
 
 def _running_from(moment):
@@ -322,18 +223,15 @@ def _running_from(moment):
 
 
 def cmd_run_job(args) -> int:
-    from bot.clock import DIGEST, JOBS, Run, run_job
-    from bot.digest import Refused
-
     if args.name not in JOBS:
         raise Fail(f"run-job: no job '{args.name}'; jobs: {', '.join(JOBS)}")
     if args.again and args.name != DIGEST:
         raise Fail(f"--again: only for `run-job digest` (it posts a month's digest again), not {args.name}")
-    settings = _settings()
-    cfg = _process(settings.process_config)
+    settings = bootstrap.settings()
+    cfg = bootstrap.process(settings.process_config)
     month, now = _month(args.month), _moment(args.now, cfg)
-    db = _database(settings.database_url)
-    deliverer = _deliverer(settings, cfg, db, _running_from(now))
+    db = bootstrap.database(settings.database_url)
+    deliverer = bootstrap.deliverer(settings, cfg, db, _running_from(now))
     run = Run(deliverer.ctx.cfg, db, deliverer, now, force=True, report=partial(print, flush=True))  # the current members
     try:
         run_job(run, args.name, month, again=args.again)  # each line on stdout as it is said, once (the clock logs them instead)
@@ -343,30 +241,23 @@ def cmd_run_job(args) -> int:
 
 
 def cmd_clock(args) -> int:
-    from bot import clock
-    from bot.time import utcnow
-
-    settings = _settings()
-    cfg = _process(settings.process_config)
-    offset = _moment(args.now, cfg) - utcnow() if args.now else timedelta(0)
-    db = _database(settings.database_url)
-    now = (lambda: utcnow() + offset)
-    clock.serve(cfg, db, _deliverer(settings, cfg, db, now), now=now)
+    settings = bootstrap.settings()
+    cfg = bootstrap.process(settings.process_config)
+    offset = _moment(args.now, cfg) - timeutil.utcnow() if args.now else timedelta(0)
+    db = bootstrap.database(settings.database_url)
+    now = (lambda: timeutil.utcnow() + offset)
+    clock.serve(cfg, db, bootstrap.deliverer(settings, cfg, db, now), now=now)
     return 0
 
 
 def cmd_outbox(args) -> int:
     """List what the outbox has not delivered (pending, being sent, failed, unknown), or retry one row."""
-    from bot import outbox
-    from bot.time import utcnow
-    from storage.models import OutboxStatus
-
-    settings = _settings()
-    db = _database(settings.database_url)
+    settings = bootstrap.settings()
+    db = bootstrap.database(settings.database_url)
     if args.action == "retry":
         if not args.key:
             raise Fail("outbox retry: say which row: `python -m bot outbox retry KEY`")
-        row = outbox.retry(db, args.key, utcnow())
+        row = outbox.retry(db, args.key, timeutil.utcnow())
         if row is None:
             raise Fail(f"outbox retry: no row with key {args.key!r}")
         if row.status != OutboxStatus.PENDING:
@@ -389,21 +280,16 @@ def cmd_outbox(args) -> int:
 
 
 def cmd_digest(args) -> int:
-    from bot import digest, schedule
-    from handlers import digest as slack_digest
-    from bot.time import utcnow
-
-    settings = _settings()
-    cfg = _process(settings.process_config)
-    today = schedule.period_of(utcnow(), cfg.organization.tz)
+    settings = bootstrap.settings()
+    cfg = bootstrap.process(settings.process_config)
+    today = schedule.period_of(timeutil.utcnow(), cfg.organization.tz)
     period = _month(args.month) or schedule.shift(today, -1)
     if period > today:
         raise Fail(f"--month: {schedule.label(period)} has not started; the latest month to preview is {today} (month to date)")
-    from bot.deps import Deps
 
-    db = _database(settings.database_url)
+    db = bootstrap.database(settings.database_url)
     current = Deps(cfg, db).cfg  # the members as the clock sees them when it posts
-    d = digest.compose(db, current, period, utcnow(), sealer=_sealer(settings, cfg))
+    d = digest.compose(db, current, period, timeutil.utcnow(), sealer=bootstrap.sealer(settings, cfg))
     parts = slack_digest.messages(d)
     if args.blocks:
         print(json.dumps(parts, indent=2, ensure_ascii=False))
@@ -417,9 +303,7 @@ def cmd_digest(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from bot.demo import run
-
-    return run(args.dir)
+    return demo.run(args.dir)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -444,7 +328,6 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("clock", help="run the scheduler until stopped: every job but outbox on its schedule (catch-up ticks), the outbox sweep")
     c.add_argument("--now", help="rehearse: the clock believes it started at this moment (ISO-8601)")
     c.set_defaults(func=cmd_clock)
-    from bot.clock import JOBS
 
     jobs = ", ".join(JOBS)
     r = sub.add_parser("run-job", help=f"run one job once, now: {jobs}", description=f"Run one job once, now. NAME is one of: {jobs}.")

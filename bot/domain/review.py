@@ -25,11 +25,12 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import text as sql
 from sqlmodel import select
 
-from bot import outbox, schedule
-from bot.items import RuleError
-from bot.outbox import POST, UPDATE, Message
-from bot.process import ProcessConfig, Right
-from bot.worktime import WorkTime
+from bot.domain.core import outbox, schedule
+from bot.domain.core.items import RuleError
+from bot.domain.core.outbox import POST, UPDATE, Message
+from bot.domain.core.process import ProcessConfig, Right
+from bot.domain.core.worktime import WorkTime
+from bot.domain.figures import candidate
 from storage.db import Database
 from storage.models import MatrixReviewEvent
 
@@ -181,9 +182,7 @@ class History:
 def history(db: Database, cfg: ProcessConfig, quarter: str) -> dict[str, History]:
     """Each element's fast-track requests in `quarter`: asked (created in it), granted and denied (decided
     in it), the top reasons asked, and "candidate to become standard" by the digest's own rule
-    (`bot.digest.candidate`) applied to each month of the quarter, as that month's digest applied it."""
-    from bot.digest import candidate
-
+    (`bot.domain.figures.candidate`) applied to each month of the quarter, as that month's digest applied it."""
     tz = cfg.organization.tz
     start, end = bounds(quarter, tz)
     params = {"start": start, "end": end}

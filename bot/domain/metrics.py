@@ -16,7 +16,7 @@ Definitions (the digest states them too):
 - *first response*: a handoff's first `accepted`, `rework_requested` or `clarification_requested` event,
   i.e. the one that closed round 1 (`round = 1` on the event: a round only ends with one of them, and
   only a resubmission, after a send-back, starts round 2). A handoff counts in the month its first
-  response happened. *Response time*: working hours (`bot.worktime.WorkTime`, the organisation's days,
+  response happened. *Response time*: working hours (`bot.domain.core.worktime.WorkTime`, the organisation's days,
   hours and holidays) from its `created` event to that response. *Answered within SLA*: response time
   ≤ the boundary's `sla_hours` as configured when the figures are computed (snoozes put reminders off,
   not the SLA). Per boundary and for the organisation: answered, within SLA, median response time
@@ -28,7 +28,7 @@ Definitions (the digest states them too):
   `notify` includes `"steward"`, before the month's end; *reached the last level*: the month's automatic
   `escalated` events with `data.last` true. Both per boundary (the "frequent escalations" signal).
 - *overdue at the month's end*, per receiving team: handoffs that were active at the month's end (open,
-  or sent back and waiting for their sender) whose deadline (`bot.sla.deadline`: the round's start plus
+  or sent back and waiting for their sender) whose deadline (`bot.domain.sla.deadline`: the round's start plus
   the SLA and its snoozes, in working hours) had passed by then. The round's clock is rebuilt from the
   events before the month's end, not read from the current row.
 
@@ -53,8 +53,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, text, update
 
+from bot.domain import sla
+from bot.domain.core.worktime import WorkTime
 from storage.db import Database
-from storage.models import MonthRollup
+from storage.models import Handoff, MonthRollup
 
 PERCENTILES = (0.5, 0.85)
 
@@ -245,10 +247,6 @@ ROUND_STARTS = {"created": "open", "resubmitted": "open", "rework_requested": "r
 def _clock(db: Database, start: datetime, end: datetime, cfg, boundary, team, total: BoundaryMonth) -> None:
     """The figures that need the configuration and working time: first responses (answered, within SLA,
     median) per boundary and overall, and each receiving team's handoffs overdue at the month's end."""
-    from bot import sla
-    from bot.worktime import WorkTime
-    from storage.models import Handoff
-
     work = WorkTime.of(cfg)
     params = {"start": start, "end": end}
     kinds = ", ".join(f"'{k}'" for k in RESPONSES)
@@ -307,7 +305,7 @@ def _clock(db: Database, start: datetime, end: datetime, cfg, boundary, team, to
 
 def month(db: Database, period: str, start: datetime, end: datetime, teams: list[str], cfg=None) -> Month:
     """All figures for the month [start, end) (naive UTC), for every team listed (zeros included).
-    `cfg` (bot.process.ProcessConfig) gives the SLAs and working time: without it the first-response
+    `cfg` (bot.domain.core.process.ProcessConfig) gives the SLAs and working time: without it the first-response
     and overdue figures stay empty."""
     team_rows = {t: TeamMonth(t) for t in teams}
     boundaries: dict[tuple[str, str], BoundaryMonth] = {}
@@ -423,7 +421,6 @@ def behind(db: Database, start: datetime, end: datetime, *, from_team: str, to_t
     month through the same indexes as the figures."""
     from sqlmodel import select
 
-    from storage.models import Handoff
 
     params = {"start": start, "end": end, "f": from_team, "t": to_team}
     if escalated:

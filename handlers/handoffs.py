@@ -9,8 +9,11 @@ from datetime import date
 
 from slack_bolt import App
 
-from bot import escalations, fasttrack, handoffs, outbox, sla
-from bot.handoffs import Draft, HandoffError, NotAllowed
+from bot.domain import escalations, fasttrack, handoffs, sla
+from bot.domain.core import outbox
+from bot.domain.core.items import NotAllowed, RuleError
+from bot.domain.core.timeutil import local_today
+from bot.domain.handoffs import Draft
 from handlers.common import (
     act,
     action_int,
@@ -19,14 +22,15 @@ from handlers.common import (
     guarded,
     metadata,
     open_view,
+    round_shown,
     slack_call,
+    stale,
     state_value,
     tell,
     view_key,
 )
 from storage.models import EventKind, Handoff, HandoffState, OutboxStatus
 from templates import render
-from handlers.home import round_shown, stale
 
 log = logging.getLogger("steward")
 
@@ -116,7 +120,7 @@ def cancel(ack, deps, user: str, rest: str):
         return ack(**render("notice", text=f"Say which handoff to cancel: `{COMMAND} cancel <number>`."))
     try:
         outcome = handoffs.cancel(deps.db, deps.cfg, handoff_id, user, deps.now())
-    except HandoffError as exc:
+    except RuleError as exc:
         return ack(**render("notice", text=str(exc), people=exc.people))
     if not outcome.changed:
         return ack(**render("notice", text=unchanged(outcome.item)))
@@ -131,7 +135,7 @@ def escalate(ack, deps, user: str, rest: str):
         return ack(**render("notice", text=f"Say which handoff and why: `{COMMAND} escalate <number> <reason>`."))
     try:
         outcome = escalations.by_hand(deps.db, deps.cfg, handoff_id, user, reason, deps.now())
-    except HandoffError as exc:
+    except RuleError as exc:
         return ack(**render("notice", text=str(exc), people=exc.people))
     if not outcome.changed:
         return ack(**render("notice", text=unchanged(outcome.item)))
@@ -195,7 +199,7 @@ def submit(ack, body, view, context):
         link=(state_value(values, "link") or "").strip() or None, due_date=due, notes=state_value(values, "notes"),
         criteria_met=[str(c) for c in state_value(values, criteria_block(from_id or "", to_id or "")) or []],
     )
-    _, errors = handoffs.check_draft(cfg, user, draft, handoffs.local_today(cfg, deps.now()))
+    _, errors = handoffs.check_draft(cfg, user, draft, local_today(cfg, deps.now()))
     if errors:
         blocks = {"criteria": criteria_block(from_id or "", to_id or ""), "from_team": "from_team" if len(cfg.teams_of(user)) > 1 else "to_team"}
         return ack(response_action="errors", errors={blocks.get(k, k): v for k, v in errors.items()})
@@ -272,7 +276,7 @@ def send_back(ack, body, view, context):
         return ack(response_action="errors", errors={"reason": "This form does not name a handoff."})
     try:
         outcome = handoffs.send_back(deps.db, deps.cfg, handoff_id, user, str(meta.get("kind"))[:40], reason, deps.now())
-    except HandoffError as exc:
+    except RuleError as exc:
         return ack(response_action="errors", errors={"reason": str(exc)})
     if not outcome.changed:
         return ack(response_action="errors", errors={"reason": unchanged(outcome.item)})
@@ -313,7 +317,7 @@ def resubmit(ack, body, view, context):
                                     (state_value(values, "link") or "").strip() or None, deps.now())
     except NotAllowed as exc:
         return ack(response_action="errors", errors={"notes": str(exc)})
-    except HandoffError as exc:
+    except RuleError as exc:
         field = exc.field if exc.field in ("criteria", "link", "notes") and (exc.field != "criteria" or h.criteria) else "notes"
         return ack(response_action="errors", errors={field: str(exc)})
     if not outcome.changed:
@@ -342,7 +346,7 @@ def register(app: App) -> None:
 def _handoff(deps, row) -> Handoff | None:
     try:
         return handoffs.get(deps.db, int(row.params["id"]))
-    except HandoffError:
+    except RuleError:
         return None
 
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 
 from sqlalchemy import or_, update
 from sqlmodel import select
 
-from bot import home, sla
-from bot.items import Kind, NotAllowed, NotFound, Outcome
-from bot.items import RuleError as HandoffError
-from bot.outbox import POST, UPDATE, Message, update_of
-from bot.process import Boundary, ProcessConfig, Team
-from bot.time import utcnow
+from bot.domain import sla
+from bot.domain.core import events
+from bot.domain.core.items import Kind, NotAllowed, NotFound, Outcome, RuleError
+from bot.domain.core.outbox import POST, UPDATE, Message, update_of
+from bot.domain.core.process import Boundary, ProcessConfig, Team
+from bot.domain.core.timeutil import local_today, utcnow
 from storage.db import Database
 from storage.models import EventKind, Handoff, HandoffEvent, HandoffState
 
@@ -33,14 +33,7 @@ _LINK = re.compile(r"^https?://[^\s<>|]+$")
 
 
 HANDOFF = Kind(Handoff, HandoffEvent, "handoff_id", "handoff")
-__all__ = ["HandoffError", "NotAllowed", "NotFound", "Outcome", "utcnow"]
-
-
-def local_today(cfg: ProcessConfig, now: datetime | None = None) -> date:
-    """Today's date in the organisation's time zone (`now` is naive UTC, or aware)."""
-    now = now or utcnow()
-    aware = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now
-    return aware.astimezone(cfg.organization.tz).date()
+__all__ = ["RuleError", "NotAllowed", "NotFound", "Outcome", "utcnow"]
 
 
 @dataclass
@@ -177,8 +170,9 @@ def messages(cfg: ProcessConfig, h: Handoff, ev: HandoffEvent) -> list[Message]:
 
 def caused(s, cfg: ProcessConfig, h: Handoff, ev: HandoffEvent, now: datetime) -> list[Message]:
     """A decision's messages (`messages`) and the App Homes it changes: created, accepted, sent back,
-    resubmitted or cancelled, the handoff enters or leaves someone's "Waiting for you" (`bot.home`)."""
-    return messages(cfg, h, ev) + home.republish(s, home.of_handoff(cfg, h), now)
+    resubmitted or cancelled, the handoff enters or leaves someone's "Waiting for you": the `HandoffChanged`
+    event's subscribers (the Home's, wired in `bot.entry.bootstrap`) say which messages that causes."""
+    return messages(cfg, h, ev) + events.publish(s, events.HandoffChanged(now, cfg, h))
 
 
 # -- transitions -----------------------------------------------------------------------------------
@@ -201,7 +195,7 @@ def submit(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
     boundary, errors = check_draft(cfg, sender, draft, local_today(cfg, now))
     if errors:
         field, message = next(iter(errors.items()))
-        raise HandoffError(message, field)
+        raise RuleError(message, field)
     met = [c for c in boundary.criteria if c in draft.criteria_met]
     def create(s) -> Outcome:
         handoff = Handoff(
@@ -265,15 +259,15 @@ def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: d
 def check_reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise HandoffError("Give a reason, so the sender knows what to change.", "reason")
+        raise RuleError("Give a reason, so the sender knows what to change.", "reason")
     if len(reason) > REASON_MAX:
-        raise HandoffError(f"The reason can be at most {REASON_MAX} characters.", "reason")
+        raise RuleError(f"The reason can be at most {REASON_MAX} characters.", "reason")
     return reason
 
 
 def send_back(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, kind: str, reason: str | None, now: datetime | None = None) -> Outcome:
     if kind not in (EventKind.REWORK, EventKind.CLARIFICATION):
-        raise HandoffError(f"Unknown send-back kind {kind!r}.")
+        raise RuleError(f"Unknown send-back kind {kind!r}.")
     reason = check_reason(reason)
     verb = "request rework on" if kind == EventKind.REWORK else "ask for clarification on"
     return _transition(
@@ -299,14 +293,14 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
     _require_author(cfg, handoff, actor, "resubmit")  # who asks comes before what they sent
     boundary = cfg.boundary(handoff.from_team, handoff.to_team)
     if any(c not in handoff.criteria for c in criteria_met):
-        raise HandoffError("Some of the chosen criteria are no longer criteria of this handoff; choose again.", "criteria")
+        raise RuleError("Some of the chosen criteria are no longer criteria of this handoff; choose again.", "criteria")
     missing = [c for c in handoff.criteria if c not in criteria_met]
     if missing and boundary and cfg.model_of(boundary) == "centralized":
-        raise HandoffError("This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing), "criteria")
+        raise RuleError("This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing), "criteria")
     if link and (len(link) > LINK_MAX or not _LINK.match(link)):
-        raise HandoffError("A link starts with http:// or https:// and has no spaces.", "link")
+        raise RuleError("A link starts with http:// or https:// and has no spaces.", "link")
     if notes and len(notes) > NOTES_MAX:
-        raise HandoffError(f"Notes can be at most {NOTES_MAX} characters.", "notes")
+        raise RuleError(f"Notes can be at most {NOTES_MAX} characters.", "notes")
     met = [c for c in handoff.criteria if c in criteria_met]
     changes = {"criteria_met": met, "notes": _clean(notes), "link": _clean(link)}
     return _transition(

@@ -3,202 +3,53 @@ highlights, each naming who acts), initiatives and the trend chart. No Slack in 
 `handlers.digest.messages()` turns a digest into Slack messages (Block Kit, its limits).
 
 `compose()` is the one function of the stored data that both the preview (`python -m bot digest`) and
-the post (`bot.clock.run_digest`, which records the month's headcount first) call: for a closed month
+the post (`bot.entry.clock.run_digest`, which records the month's headcount first) call: for a closed month
 they are the same digest, byte for byte.
 
-Everything a reader sees is computed from `storage.metrics.month()` for the digest's month and the five
+Everything a reader sees is computed from `bot.domain.metrics.month()` for the digest's month and the five
 before it (the trend chart; the previous month gives each figure's change, the two before it the
 "rising for consecutive months" signal).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 import io
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import select
 
-from bot import initiatives, review, schedule
-from bot.fasttrack import Budget
-from bot.handoffs import utcnow
-from bot.process import ProcessConfig
-from storage import metrics
+from bot.domain import initiatives, metrics, pulse, review
+from bot.domain.core import schedule
+from bot.domain.core.process import ProcessConfig
+from bot.domain.core.timeutil import utcnow
+from bot.domain.fasttrack import Budget
+from bot.domain.figures import (
+    MIN_ACCEPTED,
+    MIN_FOR_TREND,
+    Figure,
+    candidate,
+    clip,
+    duration,
+    meter,
+    percent,
+    unit_of,
+)
+from bot.domain.members import count_at
+from bot.domain.metrics import Month
 from storage.db import Database
-from storage.metrics import Month
 from storage.models import Headcount, Initiative
-from templates import clip, meter
 
 TREND_MONTHS = 6
-MIN_ACCEPTED = 5  # a failure rate from fewer accepted handoffs is not compared
-MIN_FOR_TREND = 5  # a median from fewer accepted handoffs does not count as rising
 RISE = 1.25  # "rising": up in each of the last two months, and by a quarter or more over both
 CHART_TEAMS = 8
 TOP_REASONS = 3  # send-back reasons shown per team and per boundary
 HIGHLIGHTS = 5  # at most this many highlights in the first message
-RECURRING = 3  # an element fast-tracked this often in a month is a candidate to become standard
 BACKLOG = 3  # this many requests undecided at the month's end is a backlog
 STEWARD_PERCENT = 20  # "frequent escalations": this share (%) of a boundary's month's handoffs reached its steward…
 MIN_FOR_ESCALATIONS = 5  # …of this many created in the month at least
 KIND_WORD = {"rework_requested": "rework", "clarification_requested": "clarification"}
-
-
-def candidate(approved: int) -> bool:
-    """The fast-track review's rule (and the quarterly matrix review's): an element fast-tracked this often
-    in a month is a candidate to become standard."""
-    return approved >= RECURRING
-
-
-# -- formatting ------------------------------------------------------------------------------------
-
-
-def unit_of(*seconds: float | None) -> str:
-    """The one unit for a series of durations (a line, a trend): days when any reaches 48 hours, else hours."""
-    values = [abs(v) for v in seconds if v is not None]
-    return "d" if values and max(values) >= 48 * 3600 else "h"
-
-
-def duration(seconds: float | None, unit: str | None = None) -> str:
-    if seconds is None:
-        return "–"
-    unit = unit or unit_of(seconds)
-    return f"{seconds / 86400:.1f} d" if unit == "d" else f"{seconds / 3600:.1f} h"
-
-
-def percent(rate: float | None) -> str:
-    return "–" if rate is None else f"{round(rate * 100)}%"
-
-
-def _signed(number: float, unit: str = "", digits: int = 0) -> str:
-    text = f"{abs(number):.{digits}f}"
-    if float(text) == 0:
-        return f"±0{unit}"
-    return ("+" if number > 0 else "−") + text + unit
-
-
-def change_count(now: int, before: int) -> str:
-    return _signed(now - before)
-
-
-def change_rate(now: float | None, before: float | None) -> str:
-    if now is None or before is None:
-        return "new" if before is None and now is not None else "–"
-    return _signed((now - before) * 100, " pts")
-
-
-def change_duration(now: float | None, before: float | None, unit: str | None = None) -> str:
-    if now is None or before is None:
-        return "new" if before is None and now is not None else "–"
-    delta = now - before
-    if (unit or unit_of(now, before)) == "d":
-        return _signed(delta / 86400, " d", 1)
-    return _signed(delta / 3600, " h", 1)
-
-
-def compare_rate(now: metrics.Side, before: metrics.Side, before_label: str = "the month before") -> str:
-    """A failure rate's change in points, or, on fewer than MIN_ACCEPTED accepted handoffs in either month,
-    that it is too few to compare (a 0% → 67% swing on three handoffs means nothing)."""
-    if now.accepted < MIN_ACCEPTED:
-        return f"{now.accepted} handoff{'' if now.accepted == 1 else 's'}: too few to compare"
-    if before.accepted < MIN_ACCEPTED:
-        return f"{before.accepted} in {before_label}: too few to compare"
-    return change_rate(now.failure_rate, before.failure_rate)
-
-
-def compare_cycle(now: metrics.Side, before: metrics.Side, unit: str | None = None, before_label: str = "the month before") -> str:
-    """A median cycle time's change, in the line's unit, or that the samples are too few to compare."""
-    if now.accepted < MIN_FOR_TREND:
-        return f"{now.accepted} handoff{'' if now.accepted == 1 else 's'}: too few to compare"
-    if before.accepted < MIN_FOR_TREND:
-        return f"{before.accepted} in {before_label}: too few to compare"
-    return change_duration(now.cycle.get(0.5), before.cycle.get(0.5), unit)
-
-
-def metric_text(metric: str, value: float | None) -> str:
-    return duration(value) if metric == "cycle_time" else percent(value)
-
-
-def working_hours(hours: float | None) -> str:
-    return "–" if hours is None else f"{hours:.1f} working h"
-
-
-def escalation_counts(row: metrics.BoundaryMonth) -> str:
-    """"L1 ×3, L2 ×1, by hand ×1", or "none"."""
-    parts = [f"L{level} ×{n}" for level, n in sorted(row.escalations.items()) if n]
-    if row.manual_escalations:
-        parts.append(f"by hand ×{row.manual_escalations}")
-    return ", ".join(parts) or "none"
-
-
-# -- the digest ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Figure:
-    """A figure with its direction, as the first message shows it: the organisation's cycle time and
-    failure rate, and (once pulses feed it) satisfaction, for the organisation or a team. `kind` is
-    "duration" (seconds), "rate" (a fraction) or "score" (e.g. satisfaction on 1–5); the arrow is the
-    direction of the change and `verdict` says whether that is good, from `lower_is_better`. A change
-    between samples smaller than `minimum` is not compared: the note says so plainly."""
-
-    label: str
-    kind: str
-    now: float | None
-    before: float | None
-    lower_is_better: bool
-    sample: int = 0  # observations behind `now` (accepted handoffs, answers to a pulse)
-    sample_before: int = 0
-    noun: str = "handoff"
-    minimum: int = MIN_ACCEPTED
-    before_label: str = ""  # "Sep 2026"
-    detail: str = ""  # "3 of 5"
-    unit_with: tuple = ()  # other values of the same line elsewhere (the 85th percentile beside a median): one unit for all
-
-    @property
-    def unit(self) -> str:
-        return unit_of(self.now, self.before, *self.unit_with)
-
-    def text(self, value: float | None) -> str:
-        if self.kind == "duration":
-            return duration(value, self.unit)
-        if self.kind == "rate":
-            return percent(value)
-        return "–" if value is None else f"{value:.1f}"
-
-    @property
-    def comparable(self) -> bool:
-        return (self.now is not None and self.before is not None and self.sample >= self.minimum
-                and self.sample_before >= self.minimum)
-
-    @property
-    def arrow(self) -> str:
-        """↑, ↓ or → (the same as shown, once rounded), when comparable; else ""."""
-        if not self.comparable:
-            return ""
-        if self.text(self.now) == self.text(self.before):
-            return "→"
-        return "↑" if self.now > self.before else "↓"
-
-    @property
-    def verdict(self) -> str:
-        """"better", "worse" or "no change" when comparable; else ""."""
-        arrow = self.arrow
-        if arrow in ("", "→"):
-            return "no change" if arrow else ""
-        return "better" if (arrow == "↓") == self.lower_is_better else "worse"
-
-    @property
-    def note(self) -> str:
-        """Why there is no comparison, in plain words; "" when there is one."""
-        plural = lambda n: f"{n} {self.noun}{'' if n == 1 else 's'}"  # noqa: E731
-        if self.now is None and not self.sample:
-            return f"no {self.noun}s this month"
-        if self.sample < self.minimum:
-            return f"{plural(self.sample)}: too few to compare"
-        if self.before is None or self.sample_before < self.minimum:
-            return f"{plural(self.sample_before)} in {self.before_label}: too few to compare"
-        return ""
 
 
 @dataclass
@@ -285,10 +136,10 @@ class Digest:
     highlights: list[Signal] = field(default_factory=list)  # at most HIGHLIGHTS: signals first, then the biggest changes
     changes: list[Signal] = field(default_factory=list)  # every big change (the thread lists those not highlighted)
     definitions: str = ""  # where the definitions are: a link, or the README section's name
-    pulse: object | None = None  # bot.pulse.Satisfaction: the month's satisfaction detail (a thread reply)
+    pulse: object | None = None  # bot.domain.pulse.Satisfaction: the month's satisfaction detail (a thread reply)
     pulse_trend: dict[str, dict[str | None, float]] = field(default_factory=dict)  # the chart's satisfaction panel
     pulse_question: str = ""
-    matrix: object | None = None  # bot.review.Status: the quarter's matrix review, in its first month's digest
+    matrix: object | None = None  # bot.domain.review.Status: the quarter's matrix review, in its first month's digest
 
     @property
     def month(self) -> Month:
@@ -324,7 +175,7 @@ class Refused(Exception):
 
 def closed(cfg: ProcessConfig, period: str, now: datetime) -> bool:
     """Whether `period` has ended by `now` (naive UTC), with the margin after which its figures never
-    change (`storage.metrics.CLOSED_AFTER`): only such a month's digest is posted and recorded."""
+    change (`bot.domain.metrics.CLOSED_AFTER`): only such a month's digest is posted and recorded."""
     return schedule.bounds(period, cfg.organization.tz)[1] + metrics.CLOSED_AFTER <= now
 
 
@@ -345,10 +196,8 @@ def headcounts(db: Database, cfg: ProcessConfig, period: str) -> dict[tuple[str,
 
 
 def _counted(db: Database, cfg: ProcessConfig, period: str) -> dict[str, int]:
-    """Each team's members at the end of `period`, from the join and leave events (`bot.members`); a team
+    """Each team's members at the end of `period`, from the join and leave events (`bot.domain.members`); a team
     with no event by then (its members never read before) counts the configuration's members now."""
-    from bot.members import count_at
-
     end = schedule.bounds(period, cfg.organization.tz)[1]
     counted = count_at(db, [t.id for t in cfg.teams], end)
     return {t.id: counted.get(t.id, len(t.members)) for t in cfg.teams}
@@ -502,17 +351,15 @@ class Pulses:
     signs, and the averages of the digest's months for the chart."""
 
     figures: dict[str | None, Figure] = field(default_factory=dict)
-    month: object | None = None  # bot.pulse.Satisfaction of the digest's month (None: none, or not final yet)
+    month: object | None = None  # bot.domain.pulse.Satisfaction of the digest's month (None: none, or not final yet)
     signals: list[Signal] = field(default_factory=list)
     trend: dict[str, dict[str | None, float]] = field(default_factory=dict)  # period → group → average
 
 
 def satisfaction(db: Database, cfg: ProcessConfig, period: str, months: list[Month], sealer=None, at: datetime | None = None) -> Pulses:
     """The month's satisfaction from the weekly pulse, only as the anonymity rules let it be shown
-    (`bot.pulse.figures`): nothing without a [pulse], without PULSE_SECRET, or before every survey of the
+    (`bot.domain.pulse.figures`): nothing without a [pulse], without PULSE_SECRET, or before every survey of the
     month has closed. Signals name the stewards of the team's boundaries."""
-    from bot import pulse
-
     if not cfg.pulse_on or sealer is None:
         return Pulses()
     at = at or utcnow()
@@ -584,7 +431,7 @@ def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None =
     """The digest of `period` from the stored events and the recorded headcounts: the preview and the
     post call this one function with the same data, so they are the same digest. `at` (naive UTC,
     default now) only decides whether the month has ended: a month not ended is labelled "month to date".
-    `sealer` (bot.pulse.Sealer, from PULSE_SECRET) reads the weekly pulse's answers for satisfaction."""
+    `sealer` (bot.domain.pulse.Sealer, from PULSE_SECRET) reads the weekly pulse's answers for satisfaction."""
     schedule.parse_period(period)
     months = _months(db, cfg, period)
     now, before = months[-1], months[-2]

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.process import ProcessConfig
+from bot.domain.core.process import ProcessConfig
 
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 

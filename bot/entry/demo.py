@@ -15,10 +15,13 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bot import digest, fasttrack, handoffs, initiatives, pulse, schedule
+from bot.domain import digest, fasttrack, handoffs, initiatives, pulse
+from bot.domain.core import schedule
+from bot.domain.core.process import load_process
+from bot.domain.core.timeutil import utcnow
+from bot.domain.handoffs import Draft
+from bot.entry import bootstrap
 from handlers import digest as slack_digest
-from bot.handoffs import Draft, utcnow
-from bot.process import load_process
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import Headcount
@@ -179,6 +182,7 @@ def _python() -> str:
 
 
 def run(directory: str | None = None) -> int:
+    bootstrap.wire()
     out = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="steward-demo-"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "process.toml").write_text(PROCESS, encoding="utf-8")

@@ -1,5 +1,5 @@
 """The outbox: every message Steward sends after an ack, as rows written in the decision's transaction.
-No Slack in here: `bot.delivery` sends the rows; this module adds, claims and settles them.
+No Slack in here: `handlers.delivery` sends the rows; this module adds, claims and settles them.
 
 A row's life: `pending` → claimed (`sending`, with a lease and a random token that alone may settle it)
 → `sent` | back to `pending` (429, a passing failure: at `next_at`) | `failed` (Slack refused for good)
@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, case, func, or_, update
 from sqlmodel import Session, select
 
-from bot.time import utcnow
+from bot.domain.core.timeutil import utcnow
 from storage.db import Database
 from storage.models import Outbox, OutboxStatus
 

@@ -6,7 +6,9 @@ import os
 
 from gunicorn.app.base import BaseApplication
 
-from bot.settings import Settings
+from bot.entry.app import WebApp
+from bot.entry.bootstrap import build
+from bot.entry.settings import Settings, load_settings
 
 
 def wsgi_app(settings: Settings | None = None):
@@ -14,10 +16,6 @@ def wsgi_app(settings: Settings | None = None):
     a fork of its master, or else from the environment. It does not connect to the database (`serve`
     checked it before gunicorn started), so a worker that restarts while the database is down still
     boots, and serves again as soon as it is back."""
-    from bot.app import WebApp
-    from bot.cli import build
-    from bot.settings import load_settings
-
     settings = settings or load_settings("slack_bot_token", "slack_signing_secret")
     app, db = build(settings)
     return WebApp(app, db, settings.slack_signing_secret.get_secret_value())

@@ -21,11 +21,12 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.errors import SlackApiError
 
-from bot.deps import Deps
-from bot.settings import Settings
-from bot.slack import make_client
-from storage.db import Database
+from bot.domain.core import events
+from bot.entry.settings import Settings
+from handlers import deliverer, register_all
+from handlers.client import make_client
 from handlers.common import user_of
+from storage.db import Database
 from templates import render
 
 log = logging.getLogger("steward")
@@ -69,11 +70,11 @@ def report_error(error: Exception, body: dict, response, client) -> None:
             log.warning("could not tell %s about error ref=%s: %s", user, ref, type(exc).__name__)
 
 
-def create_app(settings: Settings, deps: Deps) -> App:
+def create_app(settings: Settings, deps) -> App:
     """The Bolt app. Messages after an ack go through the outbox: `deps.deliver` sends what a decision
-    wrote, right after its commit, from the request's own thread."""
-    from handlers import deliverer, register_all
-
+    wrote, right after its commit, from the request's own thread. `deps`: `bot.entry.bootstrap.Deps`, whose
+    making wired the domain events' subscribers (checked here: a process that forgot fails at start)."""
+    events.bus.require_wired("create_app")
     client = make_client(settings)
     deps.deliver = deliverer(deps, client).send_now
     app = App(

@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import date, time
+from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.domain.core.worktime import DAYS
 
 Model = Literal["centralized", "decentralized", "hybrid"]
 
@@ -61,8 +63,6 @@ class Organization(_Strict):
     @field_validator("working_days")
     @classmethod
     def _days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from bot.worktime import DAYS
-
         value = tuple(d.strip().lower()[:3] for d in value)
         if not value or any(d not in DAYS for d in value):
             raise ValueError(f"name one or more of {', '.join(DAYS)}")
@@ -278,8 +278,6 @@ class Pulse(_Strict):
     @field_validator("send_at")
     @classmethod
     def _send_at(cls, value: str) -> str:
-        from bot.worktime import DAYS
-
         match = re.fullmatch(r"\s*([A-Za-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*", value)
         day = match.group(1).lower() if match else ""
         if not match or day not in DAYS or int(match.group(2)) > 23 or int(match.group(3)) > 59:
@@ -288,8 +286,6 @@ class Pulse(_Strict):
 
     @property
     def weekday(self) -> int:
-        from bot.worktime import DAYS
-
         return DAYS.index(self.send_at[:3])
 
     @property

@@ -14,8 +14,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 
-from bot import outbox
-from bot.outbox import Message
+from bot.domain.core import outbox
+from bot.domain.core.outbox import Message
 from storage.db import Database
 
 

@@ -1,17 +1,16 @@
 """The Slack Web API client every process uses: base URL and token from settings, and no automatic
 retries. chat.postMessage has no idempotency key, so retrying it after a 5xx or a cut connection can
-post twice: the outbox (`bot.delivery`) decides what is retried, after looking whether Slack acted, and
+post twice: the outbox (`handlers.delivery`) decides what is retried, after looking whether Slack acted, and
 honours Retry-After itself. A `views.open` is worth one attempt only: its trigger expires in 3 s."""
 
 from __future__ import annotations
 
 from slack_sdk import WebClient
 
-from bot.settings import Settings
-
 TIMEOUT = 5  # seconds for one Web API call
 
 
-def make_client(settings: Settings, timeout: float = TIMEOUT) -> WebClient:
+def make_client(settings, timeout: float = TIMEOUT) -> WebClient:
+    """`settings`: `bot.entry.settings.Settings` (its `slack_bot_token` and `slack_api_url`)."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     return WebClient(token=token, base_url=settings.slack_api_url, timeout=timeout, retry_handlers=[])

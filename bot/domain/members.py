@@ -29,9 +29,9 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func
 from sqlmodel import Session, select
 
-from bot import home, outbox
-from bot.outbox import POST, Message
-from bot.process import ProcessConfig, Team
+from bot.domain.core import events, inbound, outbox
+from bot.domain.core.outbox import POST, Message
+from bot.domain.core.process import ProcessConfig, Team
 from storage.db import Database
 from storage.models import MemberEvent, MemberSync, MemberVersion, TeamMember, Welcome
 
@@ -190,10 +190,10 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
                                                          TeamMember.user_id.in_(sorted(gone))))
         before = set().union(*have.values()) if have else set()
         after = set().union(*new.values()) if new else set()
-        events, unwelcomed = [], []
+        rows, unwelcomed = [], []
         for user in sorted(after - before):
             source = next(s for s in ORDER if user in new.get(s, ()))
-            events.append({"team": team.id, "user_id": user, "kind": JOINED, "source": source, "baseline": source in first, "at": now})
+            rows.append({"team": team.id, "user_id": user, "kind": JOINED, "source": source, "baseline": source in first, "at": now})
             if source in first:  # a member already when Steward first looked: never welcomed, now or later
                 unwelcomed.append({"team": team.id, "user_id": user, "at": now, "sent": False})
             else:
@@ -202,13 +202,13 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
             session.execute(db.insert(Welcome).on_conflict_do_nothing(index_elements=["team", "user_id"]), unwelcomed)
         for user in sorted(before - after):
             source = next(s for s in ORDER if user in have.get(s, ()))
-            events.append({"team": team.id, "user_id": user, "kind": LEFT, "source": source, "baseline": False, "at": now})
+            rows.append({"team": team.id, "user_id": user, "kind": LEFT, "source": source, "baseline": False, "at": now})
             out.left.append(user)
-        if events:
-            session.execute(db.insert(MemberEvent), events)
+        if rows:
+            session.execute(db.insert(MemberEvent), rows)
         out.keys = _welcome(session, db, team.id, out.joined, now)
         # what waits for them changed: the Homes they opened lately show it (a leaver's no longer lists the team's items)
-        out.homes = outbox.add(session, db, home.republish(session, after ^ before, now), now)
+        out.homes = outbox.add(session, db, events.publish(session, events.MembersChanged(now, frozenset(after ^ before))), now)
         for source, users in fetched.items():
             if source not in sources:
                 session.execute(delete(MemberSync).where(MemberSync.team == team.id, MemberSync.source == source))
@@ -242,12 +242,10 @@ def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, no
     member from now on (a `joined` event), without waiting for the hourly refresh. A delivery whose
     `event_id` was handled before (Slack's retry) does nothing: they may have left since, and a refresh
     recorded it. `member=False`: Slack could not say whether `user` is a person; welcomed only."""
-    from bot.home import first_delivery
-
     keys = []
     with db.write() as session:
         _serialise(session, db)
-        if event_id and not first_delivery(session, db, event_id, now):
+        if event_id and not inbound.first_delivery(session, db, event_id, now):
             return []
         for team in (t for t in cfg.teams if t.channel == channel):
             if team.members_from_channel and member:
@@ -256,7 +254,7 @@ def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, no
                     session.execute(db.insert(TeamMember).values(team=team.id, source=CHANNEL, user_id=user, since=now).on_conflict_do_nothing())
                     if not present and user not in team.members:
                         session.add(MemberEvent(team=team.id, user_id=user, kind=JOINED, source=CHANNEL, at=now))
-                        keys += outbox.add(session, db, home.republish(session, [user], now), now)
+                        keys += outbox.add(session, db, events.publish(session, events.MembersChanged(now, frozenset([user]))), now)
                     _bump(session, db)
             keys += _welcome(session, db, team.id, [user], now)
     return keys

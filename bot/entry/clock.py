@@ -1,7 +1,7 @@
 """The clock: scheduled jobs and the process that runs them (`python -m bot clock`).
 
-Every side effect is a row of the outbox (`bot.outbox`), keyed by what it is (`digest:2026-10:C0SYNC:1`,
-`prompt:2026-11:eng`) and delivered by `bot.delivery`, so a rerun, a restart or a second clock sends
+Every side effect is a row of the outbox (`bot.domain.core.outbox`), keyed by what it is (`digest:2026-10:C0SYNC:1`,
+`prompt:2026-11:eng`) and delivered by `handlers.delivery`, so a rerun, a restart or a second clock sends
 nothing twice, and a missed run is caught up by the next tick.
 
 - `digest`: the monthly cross-team sync digest for a month, to `organization.digest_channel`: the first
@@ -16,7 +16,7 @@ nothing twice, and a missed run is caught up by the next tick.
   from Slack's users.list, refreshed once a day.
 - `matrix-review`: on the first working day of each quarter, at the working day's start, one DM to each
   person who sets a standard in the decision-rights matrix, with their rows and last quarter's fast-track
-  history (`bot.review`); once per person per quarter; the catch-up tick runs it too (and so catches it
+  history (`bot.domain.review`); once per person per quarter; the catch-up tick runs it too (and so catches it
   up within the quarter's first 14 days).
 - `members`: each team's members from its Slack user group and channel (half a minute after the clock
   starts, then hourly): joins and leaves recorded as events, a welcome DM to each newcomer, a team Slack could not
@@ -31,21 +31,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 from sqlalchemy import or_
 from sqlmodel import select
 
-from bot import digest, escalations, outbox, pulse, review, schedule
-from bot.initiatives import prompt_key
-from bot.delivery import WAIT_FOR_ANCHOR, Deliverer
-from bot.outbox import POST, UPLOAD, Message
-from bot.process import ProcessConfig
-from bot.time import utcnow
-from handlers import digest as slack_digest
-from handlers import pulse as slack_pulse
-from storage import metrics
+from bot.domain import digest, escalations, metrics, pulse, review
+from bot.domain.core import outbox, schedule
+from bot.domain.core.outbox import POST, UPLOAD, Message
+from bot.domain.core.process import ProcessConfig
+from bot.domain.core.timeutil import utcnow
+from bot.domain.initiatives import prompt_key
+from handlers import digest as slack_digest, members as slack_members, pulse as slack_pulse
+from handlers.delivery import WAIT_FOR_ANCHOR, Deliverer
 from storage.db import Database
 from storage.models import Outbox, OutboxStatus
 
@@ -292,8 +291,6 @@ def run_members(run: Run) -> None:
     """Each team's members from its Slack sources (and its listed ids, whose changes are recorded too):
     joins and leaves as events, welcome DMs to newcomers (delivered at once), a source Slack could not read
     left with its last known members."""
-    from handlers import members as slack_members
-
     ctx = run.deliverer.ctx
     base = getattr(ctx, "base_cfg", run.cfg)  # the file as written: its listed ids are one source among others
     keys = slack_members.refresh(run.db, base, run.deliverer.client, run.now, run.say)

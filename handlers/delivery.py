@@ -18,16 +18,23 @@ import logging
 import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait as futures_wait
 from datetime import datetime, timedelta, timezone
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import outbox
-from bot.outbox import IDEMPOTENT, POST, PUBLISH, UPDATE, UPLOAD, Claim, Message
+from bot.domain.core import outbox
+from bot.domain.core.outbox import (
+    IDEMPOTENT,
+    POST,
+    PUBLISH,
+    UPDATE,
+    UPLOAD,
+    Claim,
+    Message,
+)
 from storage.models import Outbox, OutboxStatus
 
 log = logging.getLogger("steward")

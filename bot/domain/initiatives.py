@@ -9,14 +9,15 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import select
 
-from bot import outbox, schedule
-from bot.items import NotAllowed, Outcome, RuleError
-from bot.outbox import POST, UPDATE, Message
-from bot.process import USER_ID, ProcessConfig
-from bot.time import utcnow
-from storage import metrics
+from bot.domain import metrics
+from bot.domain.core import outbox, schedule
+from bot.domain.core.items import NotAllowed, Outcome, RuleError
+from bot.domain.core.outbox import POST, UPDATE, Message
+from bot.domain.core.process import USER_ID, ProcessConfig
+from bot.domain.core.timeutil import utcnow
+from bot.domain.figures import MIN_FOR_TREND, Figure
+from bot.domain.metrics import Month
 from storage.db import Database
-from storage.metrics import Month
 from storage.models import Initiative, Outbox
 
 TEXT_MAX = 300
@@ -121,8 +122,6 @@ def prompt_figures(db: Database, cfg: ProcessConfig, team_id: str, period: str) 
     """What a team's prompt for `period` shows besides the form: the team's own figures in the last full
     month (cycle time and failure rate of handoffs sent, with their direction against the month before),
     and its earlier initiative, if it has one from a month before `period`, with its metric's movement."""
-    from bot.digest import MIN_FOR_TREND, Figure
-
     tz, teams = cfg.organization.tz, [t.id for t in cfg.teams]
     last, before = schedule.shift(period, -1), schedule.shift(period, -2)
     months = {p: metrics.figures(db, p, *schedule.bounds(p, tz), teams, utcnow(), cfg) for p in (before, last)}

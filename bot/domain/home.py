@@ -17,22 +17,32 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from collections.abc import Iterable
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from bot import outbox, schedule
-from bot.outbox import PUBLISH, Message
-from bot.process import ProcessConfig
+from bot.domain import digest, fasttrack, figures, initiatives, metrics, pulse
+from bot.domain.core import events, inbound, outbox, schedule
+from bot.domain.core.outbox import PUBLISH, Message
+from bot.domain.core.process import ProcessConfig
+from bot.domain.core.timeutil import utcnow
+from bot.domain.fasttrack import may as fasttrack_may
+from bot.domain.handoffs import authors, reviewers
 from storage.db import Database
-from storage.models import FastTrack, FastTrackState, Handoff, HandoffState, HomeView, SlackEvent
+from storage.models import (
+    FastTrack,
+    FastTrackState,
+    Handoff,
+    HandoffState,
+    HomeView,
+    PulseOptout,
+)
 
 log = logging.getLogger("steward")
 ACTIVE_DAYS = 30  # a Home opened longer ago than this is not re-published on a change (it is drawn afresh when opened)
-EVENT_KEEP = timedelta(days=1)  # Slack retries an event within minutes; a day of event ids is plenty
 SHOW_REVIEWS, SHOW_RESUBMITS, SHOW_FASTTRACKS = 10, 5, 5  # items shown per list ("and N more"): the view stays under 100 blocks
 SHOW_BOUNDARIES, SHOW_RIGHTS, SHOW_TEAMS = 12, 15, 5
 PENDING_SCAN = 1000  # as /fasttrack list: the deciders are a JSON list, read the oldest pending requests, not all history
@@ -54,17 +64,13 @@ def message(user: str) -> Message:
 def of_handoff(cfg: ProcessConfig, h: Handoff) -> set[str]:
     """Whose "Waiting for you" a change of this handoff can change: who may review it (the receiving team
     and the steward, as its Accept button) and who may resubmit it (the sender and the sending team)."""
-    from bot.handoffs import authors, reviewers
-
     return reviewers(cfg, h) | authors(cfg, h)
 
 
 def of_fasttrack(session: Session, r: FastTrack) -> set[str]:
     """Whose list a change of this request can change: who may decide it now, and whoever had a card for
     it (re-routed away from them, or decided: it leaves their list)."""
-    from bot.fasttrack import _cards
-
-    return set(r.deciders) | {c.params.get("user") for c in _cards(session, r.id) if c.params.get("user")}
+    return set(r.deciders) | {c.params.get("user") for c in fasttrack.cards_of(session, r.id) if c.params.get("user")}
 
 
 def republish(session: Session, people: Iterable[str], now: datetime) -> list[Message]:
@@ -78,22 +84,11 @@ def republish(session: Session, people: Iterable[str], now: datetime) -> list[Me
     return [message(u) for u in sorted(active)]
 
 
-def first_delivery(s: Session, db: Database, event_id: str, now: datetime) -> bool:
-    """Record an Events API delivery's `event_id` in the caller's transaction: False when it was handled
-    before (a duplicate, or Slack's retry of it). Ids older than EVENT_KEEP are pruned."""
-    first = s.execute(db.insert(SlackEvent).values(event_id=event_id[:40], seen_at=now)
-                      .on_conflict_do_nothing(index_elements=["event_id"]).returning(SlackEvent.event_id)).first()
-    if first is None:  # (RETURNING, not rowcount: psycopg gives -1 for a skipped row)
-        return False
-    s.execute(delete(SlackEvent).where(SlackEvent.seen_at < now - EVENT_KEEP))
-    return True
-
-
 def opened(db: Database, user: str, event_id: str | None, now: datetime) -> list[str] | None:
     """The person opened their Home: remember when, and write its publish, in one transaction with the
     event's id. None: this delivery was handled before (a duplicate, or Slack's retry of it)."""
     with db.write() as s:
-        if event_id and not first_delivery(s, db, event_id, now):
+        if event_id and not inbound.first_delivery(s, db, event_id, now):
             return None
         s.execute(db.insert(HomeView).values(user=user, opened_at=now)
                   .on_conflict_do_update(index_elements=["user"], set_=dict(opened_at=now)))
@@ -132,8 +127,6 @@ def waiting(db: Database, cfg: ProcessConfig, user: str) -> Waiting:
     """What waits for the person, by the rules of the cards' buttons: handoffs they may review
     (`handoffs.reviewers`: their teams receive it, or they steward its boundary; never their own),
     handoffs sent back that they may resubmit (`handoffs.authors`), fast-track requests they may decide."""
-    from bot.fasttrack import may as fasttrack_may
-
     teams = [t.id for t in cfg.teams_of(user)]
     stewarded = [(b.from_team, b.to_team) for b in cfg.boundaries if b.steward == user]
     out = Waiting()
@@ -170,8 +163,8 @@ class TeamMonth:
     cycle_change: str
     failure: str
     failure_change: str
-    budget: object  # bot.fasttrack.Budget
-    satisfaction: object | None = None  # bot.digest.Figure of the last closed month, only as the digest shows it
+    budget: object  # bot.domain.fasttrack.Budget
+    satisfaction: object | None = None  # bot.domain.figures.Figure of the last closed month, only as the digest shows it
     satisfaction_label: str = ""
     initiative: object | None = None  # storage.models.Initiative
 
@@ -192,12 +185,9 @@ def fresh_seconds() -> float:
 
 
 def month_so_far(db: Database, period: str, start: datetime, end: datetime, ids: list[str]):
-    """`storage.metrics.figures` of the month so far, reused for `fresh_seconds()`; past that, the figures
+    """`bot.domain.metrics.figures` of the month so far, reused for `fresh_seconds()`; past that, the figures
     kept are shown once more while a thread computes them again (so no Home waits for them), and after
     ten times that they are computed before the Home is drawn."""
-    from bot.time import utcnow
-    from storage import metrics
-
     ttl = fresh_seconds()
     if ttl <= 0:
         return metrics.figures(db, period, start, end, ids, utcnow())
@@ -234,12 +224,8 @@ def month_so_far(db: Database, period: str, start: datetime, end: datetime, ids:
 def team_months(db: Database, cfg: ProcessConfig, user: str, now: datetime, sealer=None) -> list[TeamMonth]:
     """Per team of the person: sent/received, median cycle time, failure rate (as sender), each against
     last month; the fast-track budget; satisfaction of the last closed month (only what the digest would
-    show: `bot.digest.satisfaction`, held back below the anonymity threshold); the team's initiative.
-    Figures come from `storage.metrics` (the closed month from `month_rollup`)."""
-    from bot import digest, fasttrack, initiatives
-    from bot.time import utcnow
-    from storage import metrics
-
+    show: `bot.domain.digest.satisfaction`, held back below the anonymity threshold); the team's initiative.
+    Figures come from `bot.domain.metrics` (the closed month from `month_rollup`)."""
     teams = cfg.teams_of(user)[:SHOW_TEAMS]
     if not teams:
         return []
@@ -259,13 +245,13 @@ def team_months(db: Database, cfg: ProcessConfig, user: str, now: datetime, seal
     out = []
     for t in teams:
         n, b = this.teams[t.id], before.teams[t.id]
-        unit = digest.unit_of(n.as_sender.cycle.get(0.5), b.as_sender.cycle.get(0.5))
+        unit = figures.unit_of(n.as_sender.cycle.get(0.5), b.as_sender.cycle.get(0.5))
         out.append(TeamMonth(
-            id=t.id, name=t.name, sent=n.sent, received=n.received, sent_change=digest.change_count(n.sent, b.sent),
-            received_change=digest.change_count(n.received, b.received),
-            cycle=digest.duration(n.as_sender.cycle.get(0.5), unit),
-            cycle_change=digest.compare_cycle(n.as_sender, b.as_sender, unit, label),
-            failure=digest.percent(n.as_sender.failure_rate), failure_change=digest.compare_rate(n.as_sender, b.as_sender, label),
+            id=t.id, name=t.name, sent=n.sent, received=n.received, sent_change=figures.change_count(n.sent, b.sent),
+            received_change=figures.change_count(n.received, b.received),
+            cycle=figures.duration(n.as_sender.cycle.get(0.5), unit),
+            cycle_change=figures.compare_cycle(n.as_sender, b.as_sender, unit, label),
+            failure=figures.percent(n.as_sender.failure_rate), failure_change=figures.compare_rate(n.as_sender, b.as_sender, label),
             budget=fasttrack.team_budget(db, cfg, t.id, now),
             satisfaction=sat.figures.get(t.id) if sat is not None else None,
             satisfaction_label=schedule.short_label(last), initiative=shared.get(t.id),
@@ -288,9 +274,6 @@ def rights(cfg: ProcessConfig, user: str) -> list:
 
 def pulse_setting(db: Database, cfg: ProcessConfig, user: str, now: datetime) -> dict | None:
     """The weekly pulse as it stands for the person (None: the pulse is off, or does not ask them)."""
-    from bot import pulse
-    from storage.models import PulseOptout
-
     if not cfg.pulse_on or user not in pulse.members(cfg):
         return None
     with db.read() as s:
@@ -298,3 +281,20 @@ def pulse_setting(db: Database, cfg: ProcessConfig, user: str, now: datetime) ->
     if row is None or (row.until is not None and row.until <= now):
         return {"state": "on", "until": None}
     return {"state": "paused" if row.until else "stopped", "until": row.until}
+
+
+# -- subscribers (wired in bot.entry.bootstrap) ----------------------------------------------------------
+
+
+def on_handoff(session: Session, e: events.HandoffChanged) -> list[Message]:
+    return republish(session, of_handoff(e.cfg, e.handoff), e.at)
+
+
+def on_fasttrack(session: Session, e: events.FastTrackChanged) -> list[Message]:
+    return republish(session, of_fasttrack(session, e.request), e.at)
+
+
+def on_members(session: Session, e: events.MembersChanged) -> list[Message]:
+    """What waits for them changed: the Homes they opened lately show it (a leaver's no longer lists the
+    team's items; a joiner's does)."""
+    return republish(session, e.people, e.at)

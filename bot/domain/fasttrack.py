@@ -27,15 +27,30 @@ from datetime import date, datetime
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
-from bot import home, schedule
-from bot.handoffs import HandoffError, NotAllowed, NotFound, local_today, utcnow
-from bot.handoffs import card_key as card_key_of_handoff
-from bot.items import Kind, LostRace, Outcome
-from bot.outbox import POST, UPDATE, Message, update_of
-from bot.process import ProcessConfig, Right
+from bot.domain.core import events, schedule
+from bot.domain.core.items import (
+    Kind,
+    LostRace,
+    NotAllowed,
+    NotFound,
+    Outcome,
+    RuleError,
+)
+from bot.domain.core.outbox import POST, UPDATE, Message, update_of
+from bot.domain.core.process import ProcessConfig, Right
+from bot.domain.core.timeutil import local_today, utcnow
+from bot.domain.handoffs import card_key as card_key_of_handoff
 from storage.db import Database
-from storage.models import (FastTrack, FastTrackEvent, FastTrackEventKind, FastTrackState, Handoff, HandoffState, Outbox,
-                            OutboxStatus)
+from storage.models import (
+    FastTrack,
+    FastTrackEvent,
+    FastTrackEventKind,
+    FastTrackState,
+    Handoff,
+    HandoffState,
+    Outbox,
+    OutboxStatus,
+)
 
 FASTTRACK = Kind(FastTrack, FastTrackEvent, "request_id", "fast-track request")
 
@@ -145,7 +160,7 @@ class Draft:
 
 def check(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, today: date) -> dict[str, str]:
     """The draft's problems by form field (empty when it can be submitted). `today` is the organisation's
-    date (`bot.handoffs.local_today`)."""
+    date (`bot.domain.local_today`)."""
     errors: dict[str, str] = {}
     if problem := cfg.not_member(requester, draft.team):
         errors["team"] = problem
@@ -195,7 +210,7 @@ def card_key(request_id: int, person: str | None) -> str:
     return f"fasttrack:{request_id}:card:{person or 'channel'}"
 
 
-def _cards(session: Session, request_id: int) -> list[Outbox]:
+def cards_of(session: Session, request_id: int) -> list[Outbox]:
     return list(session.exec(select(Outbox).where(Outbox.item == f"fasttrack:{request_id}", Outbox.kind == POST,
                                                   Outbox.render == "fasttrack_card")))
 
@@ -237,12 +252,12 @@ def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEv
         return Message(card_key(r.id, person), item, POST, person or channel, "fasttrack_card", {"id": r.id, "user": person},
                        actor=r.requester)
 
-    homes = home.republish(session, home.of_fasttrack(session, r), ev.at)  # it enters or leaves the deciders' Homes
+    homes = events.publish(session, events.FastTrackChanged(ev.at, r))  # e.g. it enters or leaves the deciders' Homes
     if ev.kind == FastTrackEventKind.REQUESTED:
         cards = [post(None)] if channel else [post(p) for p in ev.data.get("deciders") or []]
         return cards + [Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_submitted_dm", {"id": r.id})] \
             + _handoff_card(session, cfg, r) + homes
-    cards = _cards(session, r.id)
+    cards = cards_of(session, r.id)
     out = [Message(update_of(c.key), item, UPDATE, c.channel, "fasttrack_card", dict(c.params), anchor=c.key) for c in cards]
     if ev.kind == FastTrackEventKind.REROUTED:
         reachable = [c for c in cards if c.status not in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN)]
@@ -282,7 +297,7 @@ def submit(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: 
     errors = check(db, cfg, requester, draft, local_today(cfg, now))
     if errors:
         name, message = next(iter(errors.items()))
-        raise HandoffError(message, name)
+        raise RuleError(message, name)
     right = cfg.right(draft.element)
     def create(s: Session) -> Requested:
         _lock_team(s, db, draft.team)
@@ -382,9 +397,9 @@ def decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approv
     now = now or utcnow()
     reason = (reason or "").strip() or None
     if not approve and not reason:
-        raise HandoffError("Give a reason, so the requester knows why.", "reason")
+        raise RuleError("Give a reason, so the requester knows why.", "reason")
     if reason and len(reason) > REASON_MAX:
-        raise HandoffError(f"The reason can be at most {REASON_MAX} characters.", "reason")
+        raise RuleError(f"The reason can be at most {REASON_MAX} characters.", "reason")
     try:
         return _decide(db, cfg, request_id, actor, approve, reason, now)
     except LostRace:
@@ -454,7 +469,7 @@ def unreachable(db: Database, cfg: ProcessConfig, request_id: int, now: datetime
             row = s.get(FastTrack, request_id)
             if row is None or row.state != FastTrackState.PENDING:
                 return None
-            cards = [c for c in _cards(s, request_id) if c.params.get("user") in row.deciders or c.params.get("user") is None]
+            cards = [c for c in cards_of(s, request_id) if c.params.get("user") in row.deciders or c.params.get("user") is None]
             if any(c.status not in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN) for c in cards):
                 return None  # someone who may decide can still see it
             backups = [p for p in cfg.fasttrack.backup_approvers if p != row.requester]

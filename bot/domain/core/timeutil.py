@@ -1,0 +1,16 @@
+"""Time as the whole code base keeps it: naive UTC datetimes; and the organisation's calendar date."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def local_today(cfg, now: datetime | None = None) -> date:
+    """Today's date in the organisation's time zone (`cfg.organization.tz`; `now` is naive UTC, or aware)."""
+    now = now or utcnow()
+    aware = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now
+    return aware.astimezone(cfg.organization.tz).date()
