@@ -7,6 +7,8 @@
 #   make test                                        the whole test suite (SQLite; PostgreSQL too with TEST_DATABASE_URL)
 #   make test PYTEST_ARGS="tests/test_config_and_cli.py -x"   some of it
 #   make test PYTEST_WORKERS=0                      in one process (pytest-xdist off)
+#   make lint                                        ruff (lint and format check) and import-linter's layer contracts, as CI runs them
+#   make format                                      ruff format and ruff's safe fixes
 #   make PYTHON=python3.12 test                      another interpreter (3.11 or newer)
 
 PYTHON ?= python3
@@ -16,13 +18,22 @@ PYTEST_WORKERS ?= 4
 DEMO_ARGS ?=
 PY := $(VENV)/bin/python
 
-.PHONY: demo test install clean
+.PHONY: demo test lint format install clean
 
 demo: $(VENV)/.installed
 	$(PY) -m bot demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 install: $(VENV)/.installed
 

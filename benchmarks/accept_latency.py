@@ -52,8 +52,13 @@ class Served(Steward):
 
     def start(self, timeout: float = 30) -> Served:
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=self.tree, env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"],
+            cwd=self.tree,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -94,11 +99,25 @@ def accept_button(blocks) -> str | None:
 def new_handoff(steward: Served, fake: FakeSlack, n: int) -> tuple[str, str]:
     """Send a handoff through signed requests; its id and the card's ts once the card and receipt are in."""
     trigger = f"accept-bench-{n}-{time.monotonic_ns()}"
-    body = urlencode({"command": "/handoff", "text": "eng", "user_id": SENDER, "user_name": "alice", "trigger_id": trigger,
-                      "team_id": "T0ACME", "channel_id": "C0WORK", "api_app_id": "A0STEWARD"}).encode()
+    body = urlencode(
+        {
+            "command": "/handoff",
+            "text": "eng",
+            "user_id": SENDER,
+            "user_name": "alice",
+            "trigger_id": trigger,
+            "team_id": "T0ACME",
+            "channel_id": "C0WORK",
+            "api_app_id": "A0STEWARD",
+        }
+    ).encode()
     since = len(fake.calls)
-    r = http(steward.url + "/slack/events", data=body, method="POST",
-             headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)})
+    r = http(
+        steward.url + "/slack/events",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)},
+    )
     assert r.status == 200, (r.status, r.raw)
     view = view_of(wait_for(fake, since, lambda c: c.method == "views.open" and c.args.get("trigger_id") == trigger))
     values = {"to_team": "eng", "title": f"Bench handoff {n}"}
@@ -108,8 +127,14 @@ def new_handoff(steward: Served, fake: FakeSlack, n: int) -> tuple[str, str]:
     since = len(fake.calls)
     r = steward.submit(SENDER, view, values)
     assert r.status == 200 and r.raw in (b"", b"{}"), (r.status, r.raw)
-    card = wait_for(fake, since, lambda c: c.method == "chat.postMessage" and c.status == 200 and accept_button(c.args.get("blocks")))
-    wait_for(fake, since, lambda c: c.method == "chat.postMessage" and c.args.get("channel") in (SENDER, "D" + SENDER[1:]))
+    card = wait_for(
+        fake,
+        since,
+        lambda c: c.method == "chat.postMessage" and c.status == 200 and accept_button(c.args.get("blocks")),
+    )
+    wait_for(
+        fake, since, lambda c: c.method == "chat.postMessage" and c.args.get("channel") in (SENDER, "D" + SENDER[1:])
+    )
     fake.settle(quiet=0.05)
     handoff_id = accept_button(card.args.get("blocks"))
     ts = next(m["ts"] for m in reversed(fake.messages(CARD_CHANNEL)) if accept_button(m["blocks"]) == handoff_id)
@@ -124,15 +149,24 @@ def click(steward: Served, fake: FakeSlack, handoff_id: str, ts: str) -> tuple[f
     assert r.status == 200, (r.status, r.raw)
     update = wait_for(fake, since, lambda c: c.method == "chat.update" and c.args.get("ts") == ts)
     assert update.status == 200 and "Accepted" in blocks_text(update.args), blocks_text(update.args)[:200]
-    dm = wait_for(fake, since, lambda c: c.method == "chat.postMessage" and c.args.get("channel") in (SENDER, "D" + SENDER[1:])
-                  and f"#{handoff_id}" in blocks_text(c.args))
+    dm = wait_for(
+        fake,
+        since,
+        lambda c: (
+            c.method == "chat.postMessage"
+            and c.args.get("channel") in (SENDER, "D" + SENDER[1:])
+            and f"#{handoff_id}" in blocks_text(c.args)
+        ),
+    )
     assert dm.status == 200
     return (acked - start) * 1000, (update.at - start) * 1000, (dm.at - start) * 1000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tree", action="append", type=Path, help="a Steward checkout to serve (repeatable; default: this one)")
+    parser.add_argument(
+        "--tree", action="append", type=Path, help="a Steward checkout to serve (repeatable; default: this one)"
+    )
     parser.add_argument("--clicks", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--db-dir", type=Path, help="where the SQLite files go (default: a new temp dir)")
@@ -143,15 +177,26 @@ def main() -> None:
     runs = []
     try:
         for i, tree in enumerate(trees):
-            commit = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=tree, capture_output=True, text=True).stdout.strip()
+            commit = subprocess.run(
+                ["git", "log", "-1", "--format=%h %s"], cwd=tree, capture_output=True, text=True
+            ).stdout.strip()
             url = f"sqlite:///{tmp}/accept-{i}.db"
             migrated = cli("migrate", env={"DATABASE_URL": url}, cwd=tree)
             assert migrated.returncode == 0, migrated.stdout + migrated.stderr
             fake = FakeSlack().start()
-            runs.append({"tree": tree, "commit": commit, "fake": fake, "steward": Served(tree, url, fake.url).start(),
-                         "ack": [], "update": [], "dm": []})
+            runs.append(
+                {
+                    "tree": tree,
+                    "commit": commit,
+                    "fake": fake,
+                    "steward": Served(tree, url, fake.url).start(),
+                    "ack": [],
+                    "update": [],
+                    "dm": [],
+                }
+            )
         for n in range(-args.warmup, args.clicks):
-            for run in (runs if n % 2 == 0 else runs[::-1]):
+            for run in runs if n % 2 == 0 else runs[::-1]:
                 handoff_id, ts = new_handoff(run["steward"], run["fake"], n)
                 ack, update, dm = click(run["steward"], run["fake"], handoff_id, ts)
                 if n >= 0:
@@ -166,20 +211,30 @@ def main() -> None:
             run["steward"].stop()
             run["fake"].stop()
 
-    print(f"{args.clicks} signed Accept clicks per tree (after {args.warmup} warm-up), each on a fresh handoff whose card was posted; "
-          f"gunicorn gthread 2 workers x 8 threads, SQLite, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
-    print(f"{'tree':<44} {'ack p50':>8} {'ack p99':>8} {'update p50':>10} {'update p99':>10} {'DM p50':>8} {'DM p99':>8}  (ms)")
+    print(
+        f"{args.clicks} signed Accept clicks per tree (after {args.warmup} warm-up), each on a fresh handoff whose card was posted; "
+        f"gunicorn gthread 2 workers x 8 threads, SQLite, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'tree':<44} {'ack p50':>8} {'ack p99':>8} {'update p50':>10} {'update p99':>10} {'DM p50':>8} {'DM p99':>8}  (ms)"
+    )
     for run in runs:
         name = f"{run['tree']} ({run['commit'][:7]})"
-        print(f"{name:<44} {pct(run['ack'], 50):8.2f} {pct(run['ack'], 99):8.2f} {pct(run['update'], 50):10.2f} "
-              f"{pct(run['update'], 99):10.2f} {pct(run['dm'], 50):8.2f} {pct(run['dm'], 99):8.2f}")
-        print(f"{'':<44} mean update {statistics.mean(run['update']):.2f}, mean DM {statistics.mean(run['dm']):.2f}, "
-              f"max update {max(run['update']):.2f}, max DM {max(run['dm']):.2f}")
+        print(
+            f"{name:<44} {pct(run['ack'], 50):8.2f} {pct(run['ack'], 99):8.2f} {pct(run['update'], 50):10.2f} "
+            f"{pct(run['update'], 99):10.2f} {pct(run['dm'], 50):8.2f} {pct(run['dm'], 99):8.2f}"
+        )
+        print(
+            f"{'':<44} mean update {statistics.mean(run['update']):.2f}, mean DM {statistics.mean(run['dm']):.2f}, "
+            f"max update {max(run['update']):.2f}, max DM {max(run['dm']):.2f}"
+        )
     if len(runs) == 2:
         a, b = runs
-        print(f"ratio {a['commit'][:7]}/{b['commit'][:7]}: update p50 {pct(a['update'], 50) / pct(b['update'], 50):.2f}, "
-              f"DM p50 {pct(a['dm'], 50) / pct(b['dm'], 50):.2f}, update p99 {pct(a['update'], 99) / pct(b['update'], 99):.2f}, "
-              f"DM p99 {pct(a['dm'], 99) / pct(b['dm'], 99):.2f}")
+        print(
+            f"ratio {a['commit'][:7]}/{b['commit'][:7]}: update p50 {pct(a['update'], 50) / pct(b['update'], 50):.2f}, "
+            f"DM p50 {pct(a['dm'], 50) / pct(b['dm'], 50):.2f}, update p99 {pct(a['update'], 99) / pct(b['update'], 99):.2f}, "
+            f"DM p99 {pct(a['dm'], 99) / pct(b['dm'], 99):.2f}"
+        )
 
 
 if __name__ == "__main__":

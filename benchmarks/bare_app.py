@@ -8,10 +8,18 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
 VIEW = {
-    "type": "modal", "callback_id": "bare", "title": {"type": "plain_text", "text": "Hand off work"},
+    "type": "modal",
+    "callback_id": "bare",
+    "title": {"type": "plain_text", "text": "Hand off work"},
     "submit": {"type": "plain_text", "text": "Send"},
-    "blocks": [{"type": "input", "block_id": "title", "label": {"type": "plain_text", "text": "Title"},
-                "element": {"type": "plain_text_input", "action_id": "value"}}],
+    "blocks": [
+        {
+            "type": "input",
+            "block_id": "title",
+            "label": {"type": "plain_text", "text": "Title"},
+            "element": {"type": "plain_text_input", "action_id": "value"},
+        }
+    ],
 }
 
 bolt = App(

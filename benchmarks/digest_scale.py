@@ -33,30 +33,52 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import bindparam, text  # noqa: E402
 
-from bot.domain import digest
+from bot.domain import (
+    digest,
+    metrics,  # noqa: E402
+)
 from bot.domain.core import schedule  # noqa: E402
-from handlers import digest as slack_digest  # noqa: E402
 from bot.domain.core.process import parse_process  # noqa: E402
-from bot.domain import metrics  # noqa: E402
+from handlers import digest as slack_digest  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 
 TEAMS = 100
 MONTHS = 24
 LAST = "2026-10"
-REASONS = ["Acceptance criteria incomplete", "Wireframes missing", "Test plan missing", "Release notes missing",
-           "Rollback plan missing", "Which API version?", "Unclear scope", "Sample data missing"]
+REASONS = [
+    "Acceptance criteria incomplete",
+    "Wireframes missing",
+    "Test plan missing",
+    "Release notes missing",
+    "Rollback plan missing",
+    "Which API version?",
+    "Unclear scope",
+    "Sample data missing",
+]
 
 
 def config():
     ids = [f"team{i:03d}" for i in range(TEAMS)]
-    return parse_process({
-        "organization": {"name": "Bench", "timezone": "Europe/Berlin", "digest_channel": "C0SYNC"},
-        "teams": [{"id": t, "name": f"Team {i}", "channel": f"C0T{i:03d}", "members": [f"U0M{i:03d}{k}" for k in range(6)]}
-                  for i, t in enumerate(ids)],
-        "boundaries": [{"from": ids[i], "to": ids[(i + k) % TEAMS], "steward": "U0STEW", "criteria": ["Spec"]}
-                       for i in range(TEAMS) for k in (1, 2, 7)],
-    })
+    return parse_process(
+        {
+            "organization": {"name": "Bench", "timezone": "Europe/Berlin", "digest_channel": "C0SYNC"},
+            "teams": [
+                {
+                    "id": t,
+                    "name": f"Team {i}",
+                    "channel": f"C0T{i:03d}",
+                    "members": [f"U0M{i:03d}{k}" for k in range(6)],
+                }
+                for i, t in enumerate(ids)
+            ],
+            "boundaries": [
+                {"from": ids[i], "to": ids[(i + k) % TEAMS], "steward": "U0STEW", "criteria": ["Spec"]}
+                for i in range(TEAMS)
+                for k in (1, 2, 7)
+            ],
+        }
+    )
 
 
 def rows(cfg, count: int, seed: int = 1):
@@ -94,8 +116,28 @@ def rows(cfg, count: int, seed: int = 1):
             state = "cancelled"
         else:
             state = "open"
-        handoff = (hid, src, dst, "U0M0000", f"Item {hid}", "[]", "[]", state, rnd, len(events), created, at, accepted_at)
-        yield handoff, [(hid, seq, kind, "U0M0010", when, r, reason, "{}") for seq, (kind, when, r, reason) in enumerate(events, 1)]
+        handoff = (
+            hid,
+            src,
+            dst,
+            "U0M0000",
+            f"Item {hid}",
+            "[]",
+            "[]",
+            state,
+            rnd,
+            len(events),
+            created,
+            at,
+            accepted_at,
+        )
+        yield (
+            handoff,
+            [
+                (hid, seq, kind, "U0M0010", when, r, reason, "{}")
+                for seq, (kind, when, r, reason) in enumerate(events, 1)
+            ],
+        )
 
 
 HANDOFF_COLS = "id, from_team, to_team, sender, title, criteria, criteria_met, state, round, version, created_at, updated_at, accepted_at"
@@ -165,18 +207,26 @@ def measure(name: str, db: Database, cfg) -> None:
     with db.read() as s:
         total = s.execute(text("SELECT COUNT(*) FROM handoff")).scalar()
         events = s.execute(text("SELECT COUNT(*) FROM handoff_event")).scalar()
-        in_month = s.execute(text("SELECT COUNT(*) FROM handoff WHERE created_at >= :s AND created_at < :e"), {"s": start, "e": end}).scalar()
+        in_month = s.execute(
+            text("SELECT COUNT(*) FROM handoff WHERE created_at >= :s AND created_at < :e"), {"s": start, "e": end}
+        ).scalar()
 
     def cheapest():
         with db.read() as s:
-            s.execute(text("SELECT COUNT(*) FROM handoff WHERE created_at >= :s AND created_at < :e"), {"s": start, "e": end}).scalar()
+            s.execute(
+                text("SELECT COUNT(*) FROM handoff WHERE created_at >= :s AND created_at < :e"), {"s": start, "e": end}
+            ).scalar()
 
     team_ids = [t.id for t in cfg.teams]
 
     def forget(*periods):
         with db.write() as s:
-            s.execute(text("DELETE FROM month_rollup" + (" WHERE period IN :p" if periods else "")).bindparams(
-                *([bindparam("p", expanding=True)] if periods else [])), {"p": list(periods)} if periods else {})
+            s.execute(
+                text("DELETE FROM month_rollup" + (" WHERE period IN :p" if periods else "")).bindparams(
+                    *([bindparam("p", expanding=True)] if periods else [])
+                ),
+                {"p": list(periods)} if periods else {},
+            )
 
     def run_digest(period=LAST):
         slack_digest.messages(digest.compose(db, cfg, period))
@@ -244,7 +294,11 @@ def main() -> None:
         if not args.reuse:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
-        db = Database(f"sqlite:///{path}") if args.reuse else prepare(f"sqlite:///{path}", cfg, args.handoffs, load_sqlite)
+        db = (
+            Database(f"sqlite:///{path}")
+            if args.reuse
+            else prepare(f"sqlite:///{path}", cfg, args.handoffs, load_sqlite)
+        )
         measure("SQLite", db, cfg)
     if args.backend in ("postgresql", "both"):
         db = Database(args.pg) if args.reuse else prepare(args.pg, cfg, args.handoffs, load_postgresql)

@@ -29,8 +29,8 @@ import random
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -47,20 +47,38 @@ from storage.migrate import upgrade  # noqa: E402
 from storage.models import Handoff, SQLModel  # noqa: E402
 
 BERLIN = ZoneInfo("Europe/Berlin")
-NOW = datetime(2026, 12, 9, 10, 30, tzinfo=BERLIN).astimezone(timezone.utc).replace(tzinfo=None)  # Wednesday 10:30
+NOW = datetime(2026, 12, 9, 10, 30, tzinfo=BERLIN).astimezone(UTC).replace(tzinfo=None)  # Wednesday 10:30
 TEAMS = 20
 SLAS = (32, 40, 48, 64, 80, 120, 160, 240)  # working hours: the first level falls due up to six weeks ahead
 
 
 def config():
     ids = [f"team{i:02d}" for i in range(TEAMS)]
-    return parse_process({
-        "organization": {"name": "Bench", "timezone": "Europe/Berlin", "digest_channel": "C0SYNC"},
-        "teams": [{"id": t, "name": f"Team {i}", "channel": f"C0T{i:03d}", "members": [f"U0M{i:03d}{k}" for k in range(4)]}
-                  for i, t in enumerate(ids)],
-        "boundaries": [{"from": ids[i], "to": ids[(i + k) % TEAMS], "steward": "U0STEW", "criteria": ["Spec"],
-                        "sla_hours": SLAS[(i + k) % len(SLAS)]} for i in range(TEAMS) for k in (1, 3)],
-    })
+    return parse_process(
+        {
+            "organization": {"name": "Bench", "timezone": "Europe/Berlin", "digest_channel": "C0SYNC"},
+            "teams": [
+                {
+                    "id": t,
+                    "name": f"Team {i}",
+                    "channel": f"C0T{i:03d}",
+                    "members": [f"U0M{i:03d}{k}" for k in range(4)],
+                }
+                for i, t in enumerate(ids)
+            ],
+            "boundaries": [
+                {
+                    "from": ids[i],
+                    "to": ids[(i + k) % TEAMS],
+                    "steward": "U0STEW",
+                    "criteria": ["Spec"],
+                    "sla_hours": SLAS[(i + k) % len(SLAS)],
+                }
+                for i in range(TEAMS)
+                for k in (1, 3)
+            ],
+        }
+    )
 
 
 def rows(cfg, count: int, due_percent: float, seed: int = 7):
@@ -71,7 +89,7 @@ def rows(cfg, count: int, due_percent: float, seed: int = 7):
     pairs = [(b.from_team, b.to_team, b.sla_hours) for b in cfg.boundaries]
     now5 = NOW.replace(minute=NOW.minute - NOW.minute % 5, second=0, microsecond=0)
 
-    @lru_cache(maxsize=None)
+    @cache
     def first_level(since: datetime, hours: int) -> datetime:
         return work.add(since, hours)
 
@@ -84,12 +102,31 @@ def rows(cfg, count: int, due_percent: float, seed: int = 7):
             since = now5 - timedelta(minutes=5 * rng.randrange(0, 3 * 288))
         at = first_level(since, hours)
         assert (at <= NOW) == due, (since, hours, at)
-        handoff = (hid, src, dst, "U0M0000", f"Item {hid}", '["Spec"]', '["Spec"]', "open", 1, 1, since, since, since, 0, 0, at)
+        handoff = (
+            hid,
+            src,
+            dst,
+            "U0M0000",
+            f"Item {hid}",
+            '["Spec"]',
+            '["Spec"]',
+            "open",
+            1,
+            1,
+            since,
+            since,
+            since,
+            0,
+            0,
+            at,
+        )
         yield handoff, (hid, 1, "created", "U0M0000", since, 1, None, "{}"), due
 
 
-HANDOFF_COLS = ("id, from_team, to_team, sender, title, criteria, criteria_met, state, round, version, created_at, updated_at, "
-                "waiting_since, snoozes, level, next_escalation_at")
+HANDOFF_COLS = (
+    "id, from_team, to_team, sender, title, criteria, criteria_met, state, round, version, created_at, updated_at, "
+    "waiting_since, snoozes, level, next_escalation_at"
+)
 EVENT_COLS = "handoff_id, seq, kind, actor, at, round, reason, data"
 
 
@@ -153,8 +190,11 @@ def prepare(url: str, cfg, count: int, due_percent: float, load) -> tuple[Databa
     upgrade(db.engine)
     t0 = time.perf_counter()
     due = load(db, cfg, count, due_percent)
-    print(f"loaded {count:,} open handoffs ({len(due):,} due) and their created events into {db.engine.dialect.name}"
-          f" in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"loaded {count:,} open handoffs ({len(due):,} due) and their created events into {db.engine.dialect.name}"
+        f" in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     return db, due
 
 
@@ -163,13 +203,17 @@ def put_back(db: Database, due: dict[int, datetime]) -> None:
     ids = list(due)
     with db.write() as s:
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             marks = ", ".join(str(i) for i in chunk)
             s.execute(text(f"DELETE FROM handoff_event WHERE seq > 1 AND handoff_id IN ({marks})"))
         s.execute(text("DELETE FROM outbox"))
         table = Handoff.__table__
-        s.execute(table.update().where(table.c.id == bindparam("hid")).values(level=0, version=1, next_escalation_at=bindparam("at")),
-                  [{"hid": i, "at": at} for i, at in due.items()])
+        s.execute(
+            table.update()
+            .where(table.c.id == bindparam("hid"))
+            .values(level=0, version=1, next_escalation_at=bindparam("at")),
+            [{"hid": i, "at": at} for i, at in due.items()],
+        )
 
 
 def due_statement(db: Database) -> tuple[str, object]:
@@ -214,8 +258,10 @@ def measure(name: str, db: Database, cfg, due: dict[int, datetime], runs: int) -
     with db.read() as s:
         total = s.execute(text("SELECT COUNT(*) FROM handoff")).scalar()
         events = s.execute(text("SELECT COUNT(*) FROM handoff_event")).scalar()
-        spread = s.execute(text("SELECT MIN(next_escalation_at), MAX(next_escalation_at) FROM handoff WHERE next_escalation_at > :n"),
-                           {"n": NOW}).one()
+        spread = s.execute(
+            text("SELECT MIN(next_escalation_at), MAX(next_escalation_at) FROM handoff WHERE next_escalation_at > :n"),
+            {"n": NOW},
+        ).one()
     # the bulk rows agree with the domain's clock
     sample = handoffs.get(db, next(iter(due)))
     assert sla.next_look(cfg, sample) == sample.next_escalation_at and sla.current(cfg, sample, NOW) is not None
@@ -245,19 +291,30 @@ def measure(name: str, db: Database, cfg, due: dict[int, datetime], runs: int) -
 
     n = statistics.median(fired)
     per_fired = (statistics.median(full) - statistics.median(empty)) / n if n else float("nan")
-    print(f"\n{name}: {total:,} open handoffs, {events:,} events; {len(due):,} due at {NOW:%Y-%m-%d %H:%M} UTC;"
-          f" the others next looked at from {str(spread[0])[:16]} to {str(spread[1])[:16]} UTC")
+    print(
+        f"\n{name}: {total:,} open handoffs, {events:,} events; {len(due):,} due at {NOW:%Y-%m-%d %H:%M} UTC;"
+        f" the others next looked at from {str(spread[0])[:16]} to {str(spread[1])[:16]} UTC"
+    )
     print(f"  due() alone ({len(found)} ids, batch {escalations.BATCH}): {median_ms(query)}")
     print(f"  sweep firing {int(n):,} handoffs:         {median_ms(full)}")
-    print(f"  sweep with nothing due:            {median_ms(empty)}   target < 1 s: {'meets' if statistics.median(empty) < 1 else 'MISSES'}")
+    print(
+        f"  sweep with nothing due:            {median_ms(empty)}   target < 1 s: {'meets' if statistics.median(empty) < 1 else 'MISSES'}"
+    )
     print(f"  per fired handoff:                 {per_fired * 1000:9.2f} ms  ((sweep − empty sweep) / fired)")
-    print(f"  after the last run: {escalated:,} escalated events, {rows_out:,} outbox rows (card update + reminder each)")
+    print(
+        f"  after the last run: {escalated:,} escalated events, {rows_out:,} outbox rows (card update + reminder each)"
+    )
     print("  plan of due():")
     for line in lines:
         print(f"    {line}")
     print(f"  uses ix_handoff_escalation: {'yes' if uses_index else 'NO'}")
     assert uses_index, "due() does not use ix_handoff_escalation"
-    return {"due": statistics.median(query), "sweep": statistics.median(full), "empty": statistics.median(empty), "per_fired": per_fired}
+    return {
+        "due": statistics.median(query),
+        "sweep": statistics.median(full),
+        "empty": statistics.median(empty),
+        "per_fired": per_fired,
+    }
 
 
 def main() -> None:

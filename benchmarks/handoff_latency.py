@@ -33,11 +33,34 @@ def pct(values, q):
 
 def start_bare(api_url: str):
     port = free_port()
-    env = {**os.environ, "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": api_url, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": api_url,
+        "PYTHONPATH": str(ROOT),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "benchmarks.bare_app:app", "-k", "gthread", "--threads", "8", "-w", "2",
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "benchmarks.bare_app:app",
+            "-k",
+            "gthread",
+            "--threads",
+            "8",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -51,8 +74,16 @@ def start_bare(api_url: str):
 
 def one(url: str, fake: FakeSlack, n: int) -> tuple[float, float]:
     trigger = f"bench-{n}"
-    body = urlencode({"command": "/handoff", "text": "eng", "user_id": "U0ALICE", "trigger_id": trigger,
-                      "team_id": "T0ACME", "channel_id": "C0WORK"}).encode()
+    body = urlencode(
+        {
+            "command": "/handoff",
+            "text": "eng",
+            "user_id": "U0ALICE",
+            "trigger_id": trigger,
+            "team_id": "T0ACME",
+            "channel_id": "C0WORK",
+        }
+    ).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
     start = time.monotonic()
     r = http(url + "/slack/events", data=body, headers=headers, method="POST")
@@ -83,7 +114,11 @@ def main() -> None:
             one(steward.url, fake, -i - 1)
             one(bare_url, fake, -i - 100)
         for i in range(args.requests):
-            for name, url in (("steward", steward.url), ("bare bolt", bare_url)) if i % 2 == 0 else (("bare bolt", bare_url), ("steward", steward.url)):
+            for name, url in (
+                (("steward", steward.url), ("bare bolt", bare_url))
+                if i % 2 == 0
+                else (("bare bolt", bare_url), ("steward", steward.url))
+            ):
                 ack, modal = one(url, fake, i * 2 + (name == "steward"))
                 results[name][0].append(ack)
                 results[name][1].append(modal)
@@ -94,13 +129,17 @@ def main() -> None:
         bare.terminate()
         bare.wait()
         fake.stop()
-    print(f"{args.requests} signed /handoff requests each, alternating, gunicorn gthread 2 workers x 8 threads, {os.cpu_count()} cores")
+    print(
+        f"{args.requests} signed /handoff requests each, alternating, gunicorn gthread 2 workers x 8 threads, {os.cpu_count()} cores"
+    )
     print(f"{'':<10} {'ack p50':>9} {'ack p99':>9} {'modal p50':>10} {'modal p99':>10}  (ms)")
     for name, (acks, modals) in results.items():
         print(f"{name:<10} {pct(acks, 50):9.2f} {pct(acks, 99):9.2f} {pct(modals, 50):10.2f} {pct(modals, 99):10.2f}")
     s, b = results["steward"], results["bare bolt"]
-    print(f"ratio steward/bare: ack p50 {pct(s[0], 50) / pct(b[0], 50):.2f}, modal p50 {pct(s[1], 50) / pct(b[1], 50):.2f}, "
-          f"modal p99 {pct(s[1], 99) / pct(b[1], 99):.2f}")
+    print(
+        f"ratio steward/bare: ack p50 {pct(s[0], 50) / pct(b[0], 50):.2f}, modal p50 {pct(s[1], 50) / pct(b[1], 50):.2f}, "
+        f"modal p99 {pct(s[1], 99) / pct(b[1], 99):.2f}"
+    )
     print(f"mean modal: steward {statistics.mean(s[1]):.2f} ms, bare {statistics.mean(b[1]):.2f} ms")
 
 

@@ -48,13 +48,19 @@ def process_toml() -> str:
     out = ['[organization]\nname = "Bench"\ntimezone = "Europe/Berlin"\ndigest_channel = "C0SYNC"\n']
     for i in range(TEAMS):
         members = [ME] + [f"U0M{i:03d}{k}" for k in range(1, 4)] if i == 0 else [f"U0M{i:03d}{k}" for k in range(4)]
-        out.append(f'[[teams]]\nid = "team{i:02d}"\nname = "Team {i}"\nchannel = "C0T{i:03d}"\nmembers = {json.dumps(members)}\n')
+        out.append(
+            f'[[teams]]\nid = "team{i:02d}"\nname = "Team {i}"\nchannel = "C0T{i:03d}"\nmembers = {json.dumps(members)}\n'
+        )
     for i in range(TEAMS):
         for k in (1, 3):
-            out.append(f'[[boundaries]]\nfrom = "team{i:02d}"\nto = "team{(i + k) % TEAMS:02d}"\nsteward = "U0STEW"\n'
-                       f'sla_hours = 48\ncriteria = ["Spec", "Tests"]\n')
+            out.append(
+                f'[[boundaries]]\nfrom = "team{i:02d}"\nto = "team{(i + k) % TEAMS:02d}"\nsteward = "U0STEW"\n'
+                f'sla_hours = 48\ncriteria = ["Spec", "Tests"]\n'
+            )
     out.append('[fasttrack]\napprovers = ["U0STEW"]\nbackup_approvers = ["U0HEAD"]\n')
-    out.append('[[rights]]\nelement = "Gate 0"\nsets_standard = "team00"\ngrants_exceptions = ["U0ME"]\nowns_execution = "team01"\n')
+    out.append(
+        '[[rights]]\nelement = "Gate 0"\nsets_standard = "team00"\ngrants_exceptions = ["U0ME"]\nowns_execution = "team01"\n'
+    )
     return "\n".join(out)
 
 
@@ -71,10 +77,12 @@ def rows(count: int, now: datetime, seed: int = 11):
         events = [(hid, 1, "created", sender, created, 1, None, "{}")]
         waiting_on_me = hid > count - 45
         if waiting_on_me:  # 40 to review by team00, 5 sent back to team00
-            src, dst = (("team19", "team00") if hid <= count - 5 else ("team00", "team01"))
+            src, dst = ("team19", "team00") if hid <= count - 5 else ("team00", "team01")
             sender = "U0M0191" if src == "team19" else "U0M0001"
         if waiting_on_me and src == "team00":
-            events.append((hid, 2, "rework_requested", "U0M0011", created + timedelta(hours=3), 1, "Tests missing", "{}"))
+            events.append(
+                (hid, 2, "rework_requested", "U0M0011", created + timedelta(hours=3), 1, "Tests missing", "{}")
+            )
             state, rnd, accepted = "rework_requested", 1, None
         elif waiting_on_me or (created > now - timedelta(days=3) and "team00" not in (src, dst)):
             state, rnd, accepted = "open", 1, None
@@ -82,20 +90,51 @@ def rows(count: int, now: datetime, seed: int = 11):
             rnd = 1
             if rng.random() < 0.2:
                 back = created + timedelta(hours=rng.uniform(1, 30))
-                events.append((hid, 2, rng.choice(["rework_requested", "clarification_requested"]), "U0X", back, 1, f"Reason {rng.randrange(30)}", "{}"))
-                events.append((hid, 3, "resubmitted", sender, back + timedelta(hours=rng.uniform(1, 20)), 2, None, "{}"))
+                events.append(
+                    (
+                        hid,
+                        2,
+                        rng.choice(["rework_requested", "clarification_requested"]),
+                        "U0X",
+                        back,
+                        1,
+                        f"Reason {rng.randrange(30)}",
+                        "{}",
+                    )
+                )
+                events.append(
+                    (hid, 3, "resubmitted", sender, back + timedelta(hours=rng.uniform(1, 20)), 2, None, "{}")
+                )
                 rnd = 2
             accepted = min(events[-1][4] + timedelta(hours=rng.uniform(1, 40)), now - timedelta(minutes=1))
             events.append((hid, len(events) + 1, "accepted", "U0X", accepted, rnd, None, "{}"))
             state = "accepted"
         last = events[-1][4]
-        handoff = (hid, src, dst, sender, f"Item {hid}", '["Spec", "Tests"]', '["Spec", "Tests"]', state, rnd, len(events),
-                   created, last, accepted, last if state != "accepted" else None, 0, 0)
+        handoff = (
+            hid,
+            src,
+            dst,
+            sender,
+            f"Item {hid}",
+            '["Spec", "Tests"]',
+            '["Spec", "Tests"]',
+            state,
+            rnd,
+            len(events),
+            created,
+            last,
+            accepted,
+            last if state != "accepted" else None,
+            0,
+            0,
+        )
         yield handoff, events
 
 
-HANDOFF_COLS = ("id, from_team, to_team, sender, title, criteria, criteria_met, state, round, version, created_at, updated_at, "
-                "accepted_at, waiting_since, snoozes, level")
+HANDOFF_COLS = (
+    "id, from_team, to_team, sender, title, criteria, criteria_met, state, round, version, created_at, updated_at, "
+    "accepted_at, waiting_since, snoozes, level"
+)
 EVENT_COLS = "handoff_id, seq, kind, actor, at, round, reason, data"
 
 
@@ -126,17 +165,47 @@ def load(db: Database, count: int, now: datetime) -> None:
         cur.executemany(f"INSERT INTO handoff ({HANDOFF_COLS}) VALUES ({','.join([mark] * 16)})", hs)
         cur.executemany(f"INSERT INTO handoff_event ({EVENT_COLS}) VALUES ({','.join([mark] * 8)})", es)
     # five fast-track requests U0ME decides, and a thousand decided ones across the organisation
-    budget = json.dumps({"team": "team05", "period": now.strftime("%Y-%m"), "items": 400, "approved": 1, "limit": 40, "position": 2, "percent": 10})
+    budget = json.dumps(
+        {
+            "team": "team05",
+            "period": now.strftime("%Y-%m"),
+            "items": 400,
+            "approved": 1,
+            "limit": 40,
+            "position": 2,
+            "percent": 10,
+        }
+    )
     for fid in range(1, 1006):
         pending = fid > 1000
         at = now - timedelta(days=(1006 - fid) * 0.3)
-        values = (fid, f"team{fid % TEAMS:02d}" if not pending else "team05", "U0M0051", "Gate 0", "Other", f"Request {fid}", "Because",
-                  "pending" if pending else "approved", False, json.dumps([ME]), None if pending else ME, None if pending else iso(at),
-                  1, iso(at), iso(at), False)
-        cur.execute(f"INSERT INTO fasttrack (id, team, requester, element, reason, what, justification, state, over_budget, deciders, "
-                    f"decided_by, decided_at, version, created_at, updated_at, escalated) VALUES ({','.join([mark] * 16)})", values)
-        cur.execute(f"INSERT INTO fasttrack_event (request_id, seq, kind, actor, at, data) VALUES ({','.join([mark] * 6)})",
-                    (fid, 1, "requested", "U0M0051", iso(at), json.dumps({"deciders": [ME], "budget": json.loads(budget)})))
+        values = (
+            fid,
+            f"team{fid % TEAMS:02d}" if not pending else "team05",
+            "U0M0051",
+            "Gate 0",
+            "Other",
+            f"Request {fid}",
+            "Because",
+            "pending" if pending else "approved",
+            False,
+            json.dumps([ME]),
+            None if pending else ME,
+            None if pending else iso(at),
+            1,
+            iso(at),
+            iso(at),
+            False,
+        )
+        cur.execute(
+            f"INSERT INTO fasttrack (id, team, requester, element, reason, what, justification, state, over_budget, deciders, "
+            f"decided_by, decided_at, version, created_at, updated_at, escalated) VALUES ({','.join([mark] * 16)})",
+            values,
+        )
+        cur.execute(
+            f"INSERT INTO fasttrack_event (request_id, seq, kind, actor, at, data) VALUES ({','.join([mark] * 6)})",
+            (fid, 1, "requested", "U0M0051", iso(at), json.dumps({"deciders": [ME], "budget": json.loads(budget)})),
+        )
     if pg:
         cur.execute("SELECT setval('fasttrack_id_seq', (SELECT max(id) FROM fasttrack))")
         cur.execute("SELECT setval('fasttrack_event_id_seq', (SELECT max(id) FROM fasttrack_event))")
@@ -157,7 +226,10 @@ def prepare(url: str, count: int) -> Database:
     upgrade(db.engine)
     t0 = time.perf_counter()
     load(db, count, utcnow())
-    print(f"{db.engine.dialect.name}: loaded {count:,} handoffs and their events in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(
+        f"{db.engine.dialect.name}: loaded {count:,} handoffs and their events in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
     return db
 
 
@@ -179,9 +251,23 @@ def settled(db: Database, timeout: float = 10.0) -> None:
 
 
 def open_home(steward: Steward, fake: FakeSlack, n: int) -> tuple[float, float, dict]:
-    body = json.dumps({"token": "legacy", "team_id": "T0ACME", "api_app_id": "A0STEWARD", "type": "event_callback",
-                       "event_id": f"EvBENCH{n:06d}{time.monotonic_ns() % 10**6}", "event_time": int(time.time()),
-                       "event": {"type": "app_home_opened", "user": ME, "channel": "D0ME", "tab": "home", "event_ts": f"{time.time():.6f}"}}).encode()
+    body = json.dumps(
+        {
+            "token": "legacy",
+            "team_id": "T0ACME",
+            "api_app_id": "A0STEWARD",
+            "type": "event_callback",
+            "event_id": f"EvBENCH{n:06d}{time.monotonic_ns() % 10**6}",
+            "event_time": int(time.time()),
+            "event": {
+                "type": "app_home_opened",
+                "user": ME,
+                "channel": "D0ME",
+                "tab": "home",
+                "event_ts": f"{time.time():.6f}",
+            },
+        }
+    ).encode()
     since = len(fake.calls)
     start = time.monotonic()
     r = steward.post(body, content_type="application/json")
@@ -189,11 +275,17 @@ def open_home(steward: Steward, fake: FakeSlack, n: int) -> tuple[float, float, 
     assert r.status == 200, (r.status, r.raw)
     deadline = start + 10
     while time.monotonic() < deadline:
-        found = next((c for c in fake.calls[since:] if c.method == "views.publish" and c.args.get("user_id") == ME), None)
+        found = next(
+            (c for c in fake.calls[since:] if c.method == "views.publish" and c.args.get("user_id") == ME), None
+        )
         if found is not None:
             assert found.status == 200, found.status
             view = found.args["view"]
-            return (acked - start) * 1000, (found.at - start) * 1000, json.loads(view) if isinstance(view, str) else view
+            return (
+                (acked - start) * 1000,
+                (found.at - start) * 1000,
+                json.loads(view) if isinstance(view, str) else view,
+            )
         time.sleep(0.0005)
     raise AssertionError("no views.publish within 10 s")
 
@@ -207,7 +299,9 @@ def run(url: str, count: int, opens: int, warmup: int, config: Path) -> dict:
             _, _, view = open_home(steward, fake, i)
             settled(db)
         text = json.dumps(view)
-        assert "*Waiting for you* (50)" in text and "(40), oldest first" in text and "(5), oldest first" in text, text[:600]
+        assert "*Waiting for you* (50)" in text and "(40), oldest first" in text and "(5), oldest first" in text, text[
+            :600
+        ]
         acks, times = [], []
         for i in range(opens):
             ack, publish, _ = open_home(steward, fake, warmup + i)
@@ -219,8 +313,14 @@ def run(url: str, count: int, opens: int, warmup: int, config: Path) -> dict:
         steward.stop()
         fake.stop()
         db.dispose()
-    return {"ack_p50": statistics.median(acks), "ack_p99": pct(acks, 99), "p50": statistics.median(times), "p99": pct(times, 99),
-            "max": max(times), "blocks": blocks}
+    return {
+        "ack_p50": statistics.median(acks),
+        "ack_p99": pct(acks, 99),
+        "p50": statistics.median(times),
+        "p99": pct(times, 99),
+        "max": max(times),
+        "blocks": blocks,
+    }
 
 
 def main() -> None:
@@ -240,10 +340,18 @@ def main() -> None:
             Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
         results[name] = run(url, args.handoffs, args.opens, args.warmup, config)
         r = results[name]
-        print(f"{name}: {args.opens} opens, Home of {r['blocks']} blocks: POST → views.publish p50 {r['p50']:.1f} ms, "
-              f"p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms (ack p50 {r['ack_p50']:.1f} ms, p99 {r['ack_p99']:.1f} ms)", flush=True)
+        print(
+            f"{name}: {args.opens} opens, Home of {r['blocks']} blocks: POST → views.publish p50 {r['p50']:.1f} ms, "
+            f"p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms (ack p50 {r['ack_p50']:.1f} ms, p99 {r['ack_p99']:.1f} ms)",
+            flush=True,
+        )
     print("\n| | " + " | ".join(results) + " |\n| --- |" + " --- |" * len(results))
-    for key, label in (("p50", "POST → views.publish p50"), ("p99", "POST → views.publish p99"), ("ack_p50", "ack p50"), ("ack_p99", "ack p99")):
+    for key, label in (
+        ("p50", "POST → views.publish p50"),
+        ("p99", "POST → views.publish p99"),
+        ("ack_p50", "ack p50"),
+        ("ack_p99", "ack p99"),
+    ):
         print(f"| {label} | " + " | ".join(f"{r[key]:.1f} ms" for r in results.values()) + " |")
 
 

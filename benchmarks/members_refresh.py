@@ -25,8 +25,8 @@ from outbox_drain import fresh, in_schema  # noqa: E402
 from slack_sdk import WebClient  # noqa: E402
 
 from bot.domain import members  # noqa: E402
-from bot.entry.bootstrap import Deps  # noqa: E402
 from bot.domain.core.process import parse_process  # noqa: E402
+from bot.entry.bootstrap import Deps  # noqa: E402
 from handlers import members as slack_members  # noqa: E402
 from tests.harness import TOKEN  # noqa: E402
 from tests.slack_fake import FakeSlack  # noqa: E402
@@ -57,7 +57,9 @@ def run(url: str, people: int, fake: FakeSlack) -> None:
         start = time.perf_counter()
         keys = slack_members.refresh(db, cfg, client, now, lambda line: None)
         took = time.perf_counter() - start
-        print(f"  {label:<34} {took * 1000:9.0f} ms, {len(fake.calls) - calls:6d} Web API calls, {len(keys):4d} welcome DMs written")
+        print(
+            f"  {label:<34} {took * 1000:9.0f} ms, {len(fake.calls) - calls:6d} Web API calls, {len(keys):4d} welcome DMs written"
+        )
 
     print(f"{db.engine.dialect.name}: {TEAMS} teams, {per * TEAMS} people")
     timed("first read (baseline)", datetime(2026, 11, 2, 9))
@@ -95,8 +97,10 @@ def run(url: str, people: int, fake: FakeSlack) -> None:
         deps.cfg
         looks.append(time.perf_counter() - start)
     looks.sort()
-    print(f"  Deps.cfg cached: {cached * 1e6:.2f} µs; a look at the stamp, unchanged: {looks[25] * 1000:.2f} ms (median);"
-          f" re-read of {per * TEAMS} members after a change: {reloads[10] * 1000:.0f} ms (median)")
+    print(
+        f"  Deps.cfg cached: {cached * 1e6:.2f} µs; a look at the stamp, unchanged: {looks[25] * 1000:.2f} ms (median);"
+        f" re-read of {per * TEAMS} members after a change: {reloads[10] * 1000:.0f} ms (median)"
+    )
     db.dispose()
 
 

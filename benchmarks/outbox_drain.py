@@ -37,10 +37,10 @@ from sqlalchemy import func, text
 from sqlmodel import select
 
 from bot.domain.core import outbox
-from bot.entry.bootstrap import Deps
 from bot.domain.core.outbox import POST, Message
 from bot.domain.core.process import load_process
 from bot.domain.core.timeutil import utcnow
+from bot.entry.bootstrap import Deps
 from handlers import deliverer
 from storage.db import Database
 from storage.migrate import upgrade
@@ -76,8 +76,14 @@ def backlog(channels: int, per_channel: int, dms: int, order: str) -> list[Messa
 
     def post(channel: str, i: int) -> Message:
         key = f"bench:{channel}:{i}"
-        return Message(key, f"bench:{channel}", POST, channel, "static",
-                       {"message": {"text": f"Backlog message {i + 1} to {channel}", "blocks": []}})
+        return Message(
+            key,
+            f"bench:{channel}",
+            POST,
+            channel,
+            "static",
+            {"message": {"text": f"Backlog message {i + 1} to {channel}", "blocks": []}},
+        )
 
     if order == "grouped":
         out = [post(ch, i) for ch in chans for i in range(per_channel)]
@@ -129,16 +135,31 @@ def run(label: str, url: str, args) -> dict:
     span = (ok[-1].at - ok[0].at) if len(ok) > 1 else 0.0
     first = (ok[0].at - start) if ok else 0.0
     db.dispose()
-    return dict(label=label, rows=len(messages), channels=sum(1 for c in by_channel if c[0] in "CG"),
-                dms=sum(1 for c in by_channel if c[0] in "UW"), out_of_order=out_of_order,
-                max_429_one_channel=max(throttled_channels.values(), default=0),
-                gap_p50=gaps[len(gaps) // 2] if gaps else 0.0, gap_p99=gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0,
-                gap_mean=sum(gaps) / len(gaps) if gaps else 0.0, finish_first=finish[0] if finish else 0.0,
-                finish_last=finish[-1] if finish else 0.0, total=total, span=span, first=first,
-                minimum=minimum, throttled=len(fake.throttled),
-                throttled_scope=Counter(t.scope for t in fake.throttled), status429=sum(1 for c in posts if c.status == 429),
-                calls=len(posts), duplicates=duplicates, left=left, outcomes=dict(done),
-                max_per_channel=max(per_channel.values()) if per_channel else 0)
+    return dict(
+        label=label,
+        rows=len(messages),
+        channels=sum(1 for c in by_channel if c[0] in "CG"),
+        dms=sum(1 for c in by_channel if c[0] in "UW"),
+        out_of_order=out_of_order,
+        max_429_one_channel=max(throttled_channels.values(), default=0),
+        gap_p50=gaps[len(gaps) // 2] if gaps else 0.0,
+        gap_p99=gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0,
+        gap_mean=sum(gaps) / len(gaps) if gaps else 0.0,
+        finish_first=finish[0] if finish else 0.0,
+        finish_last=finish[-1] if finish else 0.0,
+        total=total,
+        span=span,
+        first=first,
+        minimum=minimum,
+        throttled=len(fake.throttled),
+        throttled_scope=Counter(t.scope for t in fake.throttled),
+        status429=sum(1 for c in posts if c.status == 429),
+        calls=len(posts),
+        duplicates=duplicates,
+        left=left,
+        outcomes=dict(done),
+        max_per_channel=max(per_channel.values()) if per_channel else 0,
+    )
 
 
 def main() -> None:
@@ -161,9 +182,11 @@ def main() -> None:
     targets = [] if args.no_sqlite else [("SQLite", f"sqlite:///{tempfile.mkdtemp()}/drain.db")]
     if args.pg:
         targets.append(("PostgreSQL", in_schema(args.pg, args.pg_schema)))
-    print(f"fake Slack chat.postMessage limits: 1/s per channel (burst 1), workspace {args.workspace_per_minute:g}/min "
-          f"(burst {args.workspace_burst}); rows written {args.order}; one Deliverer, pace {args.pace:g} s, "
-          f"sweep(max_seconds={args.max_seconds:g}, until_idle=True)")
+    print(
+        f"fake Slack chat.postMessage limits: 1/s per channel (burst 1), workspace {args.workspace_per_minute:g}/min "
+        f"(burst {args.workspace_burst}); rows written {args.order}; one Deliverer, pace {args.pace:g} s, "
+        f"sweep(max_seconds={args.max_seconds:g}, until_idle=True)"
+    )
     print("minimum = max(max over channels (n_c - 1) s, (N - workspace burst) / workspace rate)")
     results = []
     for label, url in targets:
@@ -171,15 +194,23 @@ def main() -> None:
         results.append(r)
         print(f"\n{label}: {r['rows']} rows: {r['channels']} channels, {r['dms']} DMs; sweep outcomes {r['outcomes']}")
         print(f"  total (sweep start → return)  {r['total']:7.2f} s")
-        print(f"  first → last accepted post    {r['span']:7.2f} s   (first post {r['first'] * 1000:.0f} ms after start)")
+        print(
+            f"  first → last accepted post    {r['span']:7.2f} s   (first post {r['first'] * 1000:.0f} ms after start)"
+        )
         print(f"  minimum the limits impose     {r['minimum']:7.2f} s")
         print(f"  ratio total / minimum         {r['total'] / r['minimum']:7.3f}   (target ≤ 1.10)")
-        print(f"  gap between a channel's posts mean {r['gap_mean']:.3f} s, p50 {r['gap_p50']:.3f} s, p99 {r['gap_p99']:.3f} s; "
-              f"channels finished between {r['finish_first']:.1f} and {r['finish_last']:.1f} s")
-        print(f"  429s received                 {r['status429']:7d}   (by scope: {dict(r['throttled_scope'])}); "
-              f"chat.postMessage calls {r['calls']}")
+        print(
+            f"  gap between a channel's posts mean {r['gap_mean']:.3f} s, p50 {r['gap_p50']:.3f} s, p99 {r['gap_p99']:.3f} s; "
+            f"channels finished between {r['finish_first']:.1f} and {r['finish_last']:.1f} s"
+        )
+        print(
+            f"  429s received                 {r['status429']:7d}   (by scope: {dict(r['throttled_scope'])}); "
+            f"chat.postMessage calls {r['calls']}"
+        )
         print(f"  429s to the worst channel     {r['max_429_one_channel']:7d}")
-        print(f"  conversations out of order    {r['out_of_order']:7d}   (a later message posted before an earlier one)")
+        print(
+            f"  conversations out of order    {r['out_of_order']:7d}   (a later message posted before an earlier one)"
+        )
         print(f"  duplicates                    {r['duplicates']:7d}")
         print(f"  rows not sent                 {r['left']:7d}")
         assert r["duplicates"] == 0, "a message was posted twice"

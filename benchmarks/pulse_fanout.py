@@ -34,10 +34,10 @@ from slack_sdk import WebClient  # noqa: E402
 from sqlmodel import func, select  # noqa: E402
 
 from bot.domain import pulse  # noqa: E402
-from bot.entry.clock import Run, run_pulse  # noqa: E402
-from bot.entry.bootstrap import Deps  # noqa: E402
 from bot.domain.core.process import parse_process  # noqa: E402
 from bot.domain.core.timeutil import utcnow  # noqa: E402
+from bot.entry.bootstrap import Deps  # noqa: E402
+from bot.entry.clock import Run, run_pulse  # noqa: E402
 from handlers import deliverer  # noqa: E402
 from storage.models import Outbox, OutboxStatus  # noqa: E402
 from tests.slack_fake import FakeSlack  # noqa: E402
@@ -52,8 +52,9 @@ def organisation(members: int):
     for t in range((members + per_team - 1) // per_team):
         ids = [f"U{n:07d}" for n in range(t * per_team, min((t + 1) * per_team, members))]
         teams.append({"id": f"team{t:02d}", "name": f"Team {t:02d}", "channel": f"C0TEAM{t:02d}", "members": ids})
-    return parse_process({"organization": {"name": "Bench", "timezone": "UTC", "digest_channel": "C0SYNC"},
-                          "teams": teams, "pulse": {}})
+    return parse_process(
+        {"organization": {"name": "Bench", "timezone": "UTC", "digest_channel": "C0SYNC"}, "teams": teams, "pulse": {}}
+    )
 
 
 def run(label: str, url: str, args) -> dict:
@@ -89,17 +90,33 @@ def run(label: str, url: str, args) -> dict:
         fake.stop()
     week = pulse.week_id(tuesday)
     keys = [pulse.dm_key(week, u) for u in people]
-    stored = Counter(((m["metadata"] or {}).get("event_payload") or {}).get("key") for u in people for m in fake.messages(u))
+    stored = Counter(
+        ((m["metadata"] or {}).get("event_payload") or {}).get("key") for u in people for m in fake.messages(u)
+    )
     counts = Counter(stored[k] for k in keys)
     with db.read() as s:
         left = s.exec(select(func.count()).select_from(Outbox).where(Outbox.status != OutboxStatus.SENT)).one()
     rate = args.workspace_per_minute / 60
     minimum = (len(people) - args.workspace_burst) / rate
     db.dispose()
-    return dict(label=label, people=len(people), total=total, tz=tz_done, lists=len(lists), lists429=len(lists) - len(ok_lists),
-                write=first_post - tz_done, delivery=delivery, minimum=minimum, once=counts.get(1, 0), twice=sum(n for c, n in counts.items() if c > 1),
-                missing=counts.get(0, 0), posts429=sum(1 for c in fake.of("chat.postMessage") if c.status == 429), left=left,
-                said=run_.done, again=again.done)
+    return dict(
+        label=label,
+        people=len(people),
+        total=total,
+        tz=tz_done,
+        lists=len(lists),
+        lists429=len(lists) - len(ok_lists),
+        write=first_post - tz_done,
+        delivery=delivery,
+        minimum=minimum,
+        once=counts.get(1, 0),
+        twice=sum(n for c, n in counts.items() if c > 1),
+        missing=counts.get(0, 0),
+        posts429=sum(1 for c in fake.of("chat.postMessage") if c.status == 429),
+        left=left,
+        said=run_.done,
+        again=again.done,
+    )
 
 
 def main() -> None:
@@ -113,8 +130,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
-    print(f"fake Slack: chat.postMessage 1/s per channel, workspace {args.workspace_per_minute:g}/min (burst {args.workspace_burst});"
-          f" users.list 20/min (burst 5), 200 a page")
+    print(
+        f"fake Slack: chat.postMessage 1/s per channel, workspace {args.workspace_per_minute:g}/min (burst {args.workspace_burst});"
+        f" users.list 20/min (burst 5), 200 a page"
+    )
     targets = [] if args.no_sqlite else [("SQLite", f"sqlite:///{tempfile.mkdtemp()}/pulse.db")]
     if args.pg:
         targets.append(("PostgreSQL", in_schema(args.pg, args.pg_schema)))
@@ -122,13 +141,17 @@ def main() -> None:
         r = run(label, url, args)
         print(f"\n{label}: {r['people']} members; the job said: {' | '.join(r['said'])}")
         print(f"  time zones (users.list)       {r['tz']:8.2f} s   ({r['lists']} calls, {r['lists429']} answered 429)")
-        print(f"  writing the week's DMs        {r['write']:8.2f} s   (outbox rows and recipients, {pulse.BATCH} people a transaction)")
+        print(
+            f"  writing the week's DMs        {r['write']:8.2f} s   (outbox rows and recipients, {pulse.BATCH} people a transaction)"
+        )
         print(f"  first → last DM delivered     {r['delivery']:8.2f} s")
         print(f"  minimum the limits impose     {r['minimum']:8.2f} s")
         print(f"  ratio delivery / minimum      {r['delivery'] / r['minimum']:8.3f}   (target ≤ 1.10)")
         print(f"  whole job                     {r['total']:8.2f} s")
         print(f"  429s to chat.postMessage      {r['posts429']:8d}")
-        print(f"  DMs delivered once / twice / missing: {r['once']} / {r['twice']} / {r['missing']}; outbox rows not sent: {r['left']}")
+        print(
+            f"  DMs delivered once / twice / missing: {r['once']} / {r['twice']} / {r['missing']}; outbox rows not sent: {r['left']}"
+        )
         print(f"  the job again, 5 minutes later: {' | '.join(r['again'])}")
         assert r["twice"] == 0 and r["missing"] == 0, "every DM exactly once"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.domain import pulse  # noqa: E402
 from benchmarks.pulse_fanout import organisation  # noqa: E402
+from bot.domain import pulse  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.models import SQLModel  # noqa: E402
@@ -54,8 +54,10 @@ def run(label: str, url: str, members: int) -> None:
         start = time.perf_counter()
         pulse.mix(db)
         timings.append((step, time.perf_counter() - start))
-    print(f"{label}: {len(people):,} answers written one click each in {wrote:.1f} s; "
-          + "; ".join(f"mix {step} {seconds * 1000:.0f} ms" for step, seconds in timings))
+    print(
+        f"{label}: {len(people):,} answers written one click each in {wrote:.1f} s; "
+        + "; ".join(f"mix {step} {seconds * 1000:.0f} ms" for step, seconds in timings)
+    )
     db.dispose()
 
 

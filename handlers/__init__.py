@@ -23,8 +23,17 @@ from handlers import (
 from handlers.delivery import Deliverer
 
 FEATURES = (handoffs, initiatives, fasttrack, pulse, review, members, home)
-RENDERERS = {**common.RENDERERS, **handoffs.RENDERERS, **initiatives.RENDERERS, **fasttrack.RENDERERS, **digest.RENDERERS,
-             **pulse.RENDERERS, **review.RENDERERS, **members.RENDERERS, **home.RENDERERS}
+RENDERERS = {
+    **common.RENDERERS,
+    **handoffs.RENDERERS,
+    **initiatives.RENDERERS,
+    **fasttrack.RENDERERS,
+    **digest.RENDERERS,
+    **pulse.RENDERERS,
+    **review.RENDERERS,
+    **members.RENDERERS,
+    **home.RENDERERS,
+}
 ON_FAILED = {**fasttrack.ON_FAILED}
 ON_SENT = {**handoffs.ON_SENT}
 

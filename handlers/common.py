@@ -143,8 +143,14 @@ def tell(client: WebClient, body: dict, user: str, text: str | dict, people: tup
     else:
         people = tuple(people) + tuple(getattr(text, "people", ()))
         message = render("notice", text=str(text), people=people)
-    channel = body.get("channel_id") or (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-    if channel and slack_call(client.chat_postEphemeral, channel=channel, user=user, text=message["text"], blocks=message["blocks"]):
+    channel = (
+        body.get("channel_id")
+        or (body.get("channel") or {}).get("id")
+        or (body.get("container") or {}).get("channel_id")
+    )
+    if channel and slack_call(
+        client.chat_postEphemeral, channel=channel, user=user, text=message["text"], blocks=message["blocks"]
+    ):
         return
     slack_call(client.chat_postMessage, channel=user, text=message["text"], blocks=message["blocks"])
 
@@ -223,19 +229,30 @@ def render_delivery_failed(deps, row) -> dict | None:
     if failed is None:
         return None
     about = {
-        "handoff_card": "the handoff card", "fasttrack_card": "the fast-track request card",
-        "handoff_submitted_dm": "a handoff receipt", "fasttrack_submitted_dm": "a fast-track receipt",
-        "handoff_accepted_dm": "the acceptance message", "handoff_sent_back_dm": "the send-back message",
-        "fasttrack_decided_dm": "the decision message", "handoff_resubmitted": "the resubmission notice",
+        "handoff_card": "the handoff card",
+        "fasttrack_card": "the fast-track request card",
+        "handoff_submitted_dm": "a handoff receipt",
+        "fasttrack_submitted_dm": "a fast-track receipt",
+        "handoff_accepted_dm": "the acceptance message",
+        "handoff_sent_back_dm": "the send-back message",
+        "fasttrack_decided_dm": "the decision message",
+        "handoff_resubmitted": "the resubmission notice",
         "fasttrack_owner_notice": "the decision's notice to the gate's owners",
         "matrix_review_proposal": "your proposed change to the decision-rights matrix",
     }.get(failed.render, "a message")
     kind, _, number = failed.item.partition(":")
-    noun = {"handoff": "handoff #", "fasttrack": "fast-track request #", "digest": "the digest of ", "prompt": "the initiative prompt of ",
-            "matrix-review": "the decision-rights matrix review of "}
+    noun = {
+        "handoff": "handoff #",
+        "fasttrack": "fast-track request #",
+        "digest": "the digest of ",
+        "prompt": "the initiative prompt of ",
+        "matrix-review": "the decision-rights matrix review of ",
+    }
     what = f"{about} of {noun.get(kind, kind + ' ')}{number}"
     channel = failed.channel if failed.channel[:1] in ("C", "G") else None
-    return render("delivery_failed", what=what, channel=channel, error=row.params.get("error") or failed.error or "error")
+    return render(
+        "delivery_failed", what=what, channel=channel, error=row.params.get("error") or failed.error or "error"
+    )
 
 
 RENDERERS = {"static": render_static, "delivery_failed": render_delivery_failed}

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait as futures_wait
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -70,7 +70,7 @@ def metadata(key: str) -> dict:
 
 
 def _epoch(moment: datetime) -> str:
-    return f"{moment.replace(tzinfo=timezone.utc).timestamp():.6f}"
+    return f"{moment.replace(tzinfo=UTC).timestamp():.6f}"
 
 
 class Deliverer:
@@ -79,11 +79,18 @@ class Deliverer:
     hooks run when a post is first recorded as sent (a handoff remembers where its card is, and asks
     Slack for its permalink: hooks get the Web API client as `client=`)."""
 
-    def __init__(self, ctx, client: WebClient, renderers: dict[str, Renderer],
-                 on_failed: dict[str, Callable[[object, Outbox], list[str]]] | None = None,
-                 now: Callable[[], datetime] | None = None, pace: float = 1.0, gap: float = 0.04,
-                 on_sent: dict[str, Callable[[object, Outbox, str | None, str | None], None]] | None = None,
-                 workers: int = 4):
+    def __init__(
+        self,
+        ctx,
+        client: WebClient,
+        renderers: dict[str, Renderer],
+        on_failed: dict[str, Callable[[object, Outbox], list[str]]] | None = None,
+        now: Callable[[], datetime] | None = None,
+        pace: float = 1.0,
+        gap: float = 0.04,
+        on_sent: dict[str, Callable[[object, Outbox, str | None, str | None], None]] | None = None,
+        workers: int = 4,
+    ):
         self.ctx, self.db, self.client = ctx, ctx.db, client
         self.renderers, self.on_failed, self.on_sent = renderers, on_failed or {}, on_sent or {}
         self.now = now or ctx.now
@@ -213,8 +220,15 @@ class Deliverer:
                 outbox.failed(self.db, c, self.now(), f"{ANCHOR_FAILED} ({anchor.status if anchor else 'missing'})")
                 return "failed"
             if anchor.status != OutboxStatus.SENT:
-                outbox.later(self.db, c, self.now(), "waiting for the message it belongs to",
-                             at=self.now() + WAIT_FOR_ANCHOR, unsure=c.must_check, count=False)
+                outbox.later(
+                    self.db,
+                    c,
+                    self.now(),
+                    "waiting for the message it belongs to",
+                    at=self.now() + WAIT_FOR_ANCHOR,
+                    unsure=c.must_check,
+                    count=False,
+                )
                 return "waiting"
         try:
             message = self.renderers[row.render](self.ctx, row)
@@ -234,7 +248,9 @@ class Deliverer:
         except SlackApiError as exc:
             return self._refused(c, exc)
         except OSError as exc:  # time-out, connection refused or cut: Slack may have acted
-            outbox.later(self.db, c, self.now(), f"unreachable: {type(exc).__name__}", unsure=row.kind not in IDEMPOTENT)
+            outbox.later(
+                self.db, c, self.now(), f"unreachable: {type(exc).__name__}", unsure=row.kind not in IDEMPOTENT
+            )
             return "later"
         if outbox.sent(self.db, c, self.now(), *answer):
             if row.kind == POST and row.render in self.on_sent:
@@ -247,20 +263,35 @@ class Deliverer:
     def _call(self, row: Outbox, anchor: Outbox | None, message: dict) -> tuple[str | None, str | None]:
         if row.kind == POST:
             extra = {"thread_ts": anchor.result_ts} if anchor else {}
-            answer = self.client.chat_postMessage(channel=anchor.result_channel if anchor else row.channel,
-                                                  text=message["text"], blocks=message.get("blocks"),
-                                                  metadata=metadata(row.key), unfurl_links=False, **extra)
+            answer = self.client.chat_postMessage(
+                channel=anchor.result_channel if anchor else row.channel,
+                text=message["text"],
+                blocks=message.get("blocks"),
+                metadata=metadata(row.key),
+                unfurl_links=False,
+                **extra,
+            )
             return answer.get("channel"), answer.get("ts")
         if row.kind == UPDATE:
-            answer = self.client.chat_update(channel=anchor.result_channel, ts=anchor.result_ts, text=message["text"],
-                                             blocks=message.get("blocks"), metadata=metadata(anchor.key))
+            answer = self.client.chat_update(
+                channel=anchor.result_channel,
+                ts=anchor.result_ts,
+                text=message["text"],
+                blocks=message.get("blocks"),
+                metadata=metadata(anchor.key),
+            )
             return answer.get("channel"), answer.get("ts")
         if row.kind == PUBLISH:  # a person's App Home: the whole view, set again (idempotent: resending is safe)
             answer = self.client.views_publish(user_id=row.params["user"], view=message)
             return None, ((answer.get("view") or {}).get("id") or "")[:40] or None
         if row.kind == UPLOAD:
-            kwargs = dict(channel=anchor.result_channel if anchor else row.channel, file=message["file"],
-                          filename=message["filename"], title=message.get("title"), alt_txt=message.get("alt_txt"))
+            kwargs = dict(
+                channel=anchor.result_channel if anchor else row.channel,
+                file=message["file"],
+                filename=message["filename"],
+                title=message.get("title"),
+                alt_txt=message.get("alt_txt"),
+            )
             if anchor:
                 kwargs["thread_ts"] = anchor.result_ts
             try:
@@ -268,9 +299,13 @@ class Deliverer:
             except SlackApiError as exc:
                 if exc.response.get("error") != "not_in_channel":
                     raise
-                self.client.conversations_join(channel=kwargs["channel"])  # uploads need membership; public channels allow joining
+                self.client.conversations_join(
+                    channel=kwargs["channel"]
+                )  # uploads need membership; public channels allow joining
                 answer = self.client.files_upload_v2(**kwargs)
-            file_id = (answer.get("file") or {}).get("id") or next((f.get("id") for f in answer.get("files") or []), None)
+            file_id = (answer.get("file") or {}).get("id") or next(
+                (f.get("id") for f in answer.get("files") or []), None
+            )
             return kwargs["channel"], file_id
         raise ValueError(f"unknown outbox kind {row.kind!r}")
 
@@ -299,7 +334,11 @@ class Deliverer:
         row = c.row
         notice = []
         if row.actor and row.render != "delivery_failed":
-            notice = [Message(f"{row.key}:failed", row.item, POST, row.actor, "delivery_failed", {"key": row.key, "error": error})]
+            notice = [
+                Message(
+                    f"{row.key}:failed", row.item, POST, row.actor, "delivery_failed", {"key": row.key, "error": error}
+                )
+            ]
         if not outbox.failed(self.db, c, self.now(), error, tell=notice):
             return
         keys = [m.key for m in notice]
@@ -324,14 +363,24 @@ class Deliverer:
             oldest, cursor = _epoch(min(row.created_at, row.updated_at - outbox.LEASE) - LOOK_MARGIN), None
             for _ in range(LOOK_PAGES):
                 if anchor is not None:
-                    page = self.client.conversations_replies(channel=channel, ts=anchor.result_ts, oldest=oldest, limit=200,
-                                                             cursor=cursor, include_all_metadata=True)
+                    page = self.client.conversations_replies(
+                        channel=channel,
+                        ts=anchor.result_ts,
+                        oldest=oldest,
+                        limit=200,
+                        cursor=cursor,
+                        include_all_metadata=True,
+                    )
                 else:
-                    page = self.client.conversations_history(channel=channel, oldest=oldest, limit=200, cursor=cursor,
-                                                             include_all_metadata=True)
+                    page = self.client.conversations_history(
+                        channel=channel, oldest=oldest, limit=200, cursor=cursor, include_all_metadata=True
+                    )
                 for m in page.get("messages") or []:
                     meta = m.get("metadata") or {}
-                    if meta.get("event_type") == METADATA_TYPE and (meta.get("event_payload") or {}).get("key") == row.key:
+                    if (
+                        meta.get("event_type") == METADATA_TYPE
+                        and (meta.get("event_payload") or {}).get("key") == row.key
+                    ):
                         if outbox.found(self.db, c, self.now(), channel, m.get("ts")) and row.render in self.on_sent:
                             self.on_sent[row.render](self.ctx, row, channel, m.get("ts"), client=self.client)
                         return "found"
@@ -344,8 +393,14 @@ class Deliverer:
         except SlackApiError as exc:
             status = getattr(exc.response, "status_code", 200) or 200
             if status == 429:
-                outbox.later(self.db, c, self.now(), "looking: ratelimited", unsure=True,
-                             at=self.now() + timedelta(seconds=retry_after(exc.response)))
+                outbox.later(
+                    self.db,
+                    c,
+                    self.now(),
+                    "looking: ratelimited",
+                    unsure=True,
+                    at=self.now() + timedelta(seconds=retry_after(exc.response)),
+                )
                 return "ratelimited"
             if status >= 500:
                 outbox.later(self.db, c, self.now(), f"looking: {exc.response.get('error') or status}", unsure=True)

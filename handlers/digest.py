@@ -32,10 +32,22 @@ MAX_BLOCKS = 45  # per message (Slack allows 50): room for a part's own header a
 
 def context(d: Digest) -> dict:
     """What templates/digest.json.j2 needs: the digest and the formatting helpers."""
-    return dict(d=d, duration=duration, percent=percent, change_count=change_count, change_rate=change_rate,
-                change_duration=change_duration, metric_text=metric_text, metric_label=initiatives.METRICS,
-                short=schedule.short_label, working_hours=working_hours, escalation_counts=escalation_counts,
-                compare_rate=compare_rate, compare_cycle=compare_cycle, unit_of=unit_of)
+    return dict(
+        d=d,
+        duration=duration,
+        percent=percent,
+        change_count=change_count,
+        change_rate=change_rate,
+        change_duration=change_duration,
+        metric_text=metric_text,
+        metric_label=initiatives.METRICS,
+        short=schedule.short_label,
+        working_hours=working_hours,
+        escalation_counts=escalation_counts,
+        compare_rate=compare_rate,
+        compare_cycle=compare_cycle,
+        unit_of=unit_of,
+    )
 
 
 def messages(d: Digest, replaces: dict | None = None) -> list[dict]:
@@ -49,18 +61,26 @@ def messages(d: Digest, replaces: dict | None = None) -> list[dict]:
     parts = [blocks[i : i + MAX_BLOCKS] for i in range(0, len(blocks), MAX_BLOCKS)]
     out = [summary]
     for i, part in enumerate(parts, 1):
-        text = f"{clip_escaped(d.organization, 80)} sync digest, {d.label}: details" + (f" (part {i} of {len(parts)})" if len(parts) > 1 else "")
+        text = f"{clip_escaped(d.organization, 80)} sync digest, {d.label}: details" + (
+            f" (part {i} of {len(parts)})" if len(parts) > 1 else ""
+        )
         if len(parts) > 1:
             part = part + [{"type": "context", "elements": [{"type": "mrkdwn", "text": f"Part {i} of {len(parts)}"}]}]
         out.append({"text": text, "blocks": part})
     if d.pulse is not None:  # the weekly pulse's month: figures shown, what was held back and why, comments
         names = {t.id: t.name for t in d.teams} | {"*": d.organization}
         pulse_signals = [s for s in d.signals if s.metric == "satisfaction"]
-        out.append(render("pulse_digest", s=d.pulse, names=names, label=d.label, question=d.pulse_question, signals=pulse_signals))
+        out.append(
+            render(
+                "pulse_digest", s=d.pulse, names=names, label=d.label, question=d.pulse_question, signals=pulse_signals
+            )
+        )
     return out
 
 
-_TOKEN = re.compile(r"<(?:!date\^\d+\^[^|>]*\|([^>]*)|@([A-Z0-9]+)|#([A-Z0-9]+)(?:\|[^>]*)?|(https?://[^|>]+)(?:\|([^>]*))?)>")
+_TOKEN = re.compile(
+    r"<(?:!date\^\d+\^[^|>]*\|([^>]*)|@([A-Z0-9]+)|#([A-Z0-9]+)(?:\|[^>]*)?|(https?://[^|>]+)(?:\|([^>]*))?)>"
+)
 
 
 def _plain(mrkdwn: str) -> str:
@@ -97,12 +117,15 @@ def preview(parts: list[dict]) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-
 def render_chart(deps, row) -> dict:
     period = row.params["period"]
     d = digest.compose(deps.db, deps.cfg, period, sealer=deps.sealer)
-    return {"file": digest.chart(d), "filename": f"steward-trend-{period}.png", "title": f"Handoff trends to {d.label}",
-            "alt_txt": f"Median cycle time and handoff failure rate per team, {len(d.months)} months to {d.label}"}
+    return {
+        "file": digest.chart(d),
+        "filename": f"steward-trend-{period}.png",
+        "title": f"Handoff trends to {d.label}",
+        "alt_txt": f"Median cycle time and handoff failure rate per team, {len(d.months)} months to {d.label}",
+    }
 
 
 RENDERERS = {"digest_chart": render_chart}

@@ -32,7 +32,10 @@ NOUN = "fast-track request"
 
 
 def matrix(cfg) -> list[dict]:
-    return [{"element": r.element, "sets": r.sets_standard, "grants": cfg.granters(r), "owns": r.owns_execution} for r in cfg.rights]
+    return [
+        {"element": r.element, "sets": r.sets_standard, "grants": cfg.granters(r), "owns": r.owns_execution}
+        for r in cfg.rights
+    ]
 
 
 def names(cfg) -> dict[str, str]:
@@ -62,8 +65,15 @@ def command(ack, body, client, context):
     if verb in ("help", "?"):
         return ack(**render("fasttrack_help", problem=None, command=COMMAND))
     if verb == "rights":
-        return ack(**render("fasttrack_rights", rows=matrix(cfg), names=names(cfg), percent=f"{cfg.fasttrack.budget_percent:g}",
-                            backups=list(cfg.fasttrack.backup_approvers)))
+        return ack(
+            **render(
+                "fasttrack_rights",
+                rows=matrix(cfg),
+                names=names(cfg),
+                percent=f"{cfg.fasttrack.budget_percent:g}",
+                backups=list(cfg.fasttrack.backup_approvers),
+            )
+        )
     if verb == "list":
         mine, waiting = fasttrack.listing(db, user, cfg=cfg)
         budgets = [fasttrack.team_budget(db, cfg, t.id, deps.now()) for t in cfg.teams_of(user)]
@@ -72,13 +82,33 @@ def command(ack, body, client, context):
         return ack(**render("fasttrack_help", problem=f"There is no {COMMAND} command '{verb}'.", command=COMMAND))
     teams = cfg.teams_of(user)
     if not teams:
-        return ack(**render("notice", text="You are not a member of any team in Steward's process configuration, so you cannot ask for a fast-track. Ask your process owner to add you."))
+        return ack(
+            **render(
+                "notice",
+                text="You are not a member of any team in Steward's process configuration, so you cannot ask for a fast-track. Ask your process owner to add you.",
+            )
+        )
     if not cfg.rights:
-        return ack(**render("notice", text="No process elements are in the decision-rights matrix yet, so there is no gate to fast-track. Ask your process owner."))
+        return ack(
+            **render(
+                "notice",
+                text="No process elements are in the decision-rights matrix yet, so there is no gate to fast-track. Ask your process owner.",
+            )
+        )
     ack()
     budgets = {t.id: fasttrack.team_budget(db, cfg, t.id, deps.now()) for t in teams}
-    open_view(client, body, render("fasttrack_modal", teams=teams, budgets=budgets, rights=cfg.rights, reasons=cfg.fasttrack.reasons,
-                                   handoffs=fasttrack.open_handoffs(db, user)))
+    open_view(
+        client,
+        body,
+        render(
+            "fasttrack_modal",
+            teams=teams,
+            budgets=budgets,
+            rights=cfg.rights,
+            reasons=cfg.fasttrack.reasons,
+            handoffs=fasttrack.open_handoffs(db, user),
+        ),
+    )
 
 
 @guarded
@@ -93,9 +123,12 @@ def submit(ack, body, view, context):
         return ack(response_action="errors", errors={"needed_by": "That is not a date."})
     draft = Draft(
         team=state_value(values, "team") or metadata(view).get("team"),
-        element=state_value(values, "element"), reason=state_value(values, "reason"),
-        what=state_value(values, "what"), justification=state_value(values, "justification"),
-        handoff_id=as_id(state_value(values, "handoff")), needed_by=needed_by,
+        element=state_value(values, "element"),
+        reason=state_value(values, "reason"),
+        what=state_value(values, "what"),
+        justification=state_value(values, "justification"),
+        handoff_id=as_id(state_value(values, "handoff")),
+        needed_by=needed_by,
     )
     errors = fasttrack.check(deps.db, cfg, user, draft, local_today(cfg, deps.now()))
     if errors:
@@ -116,7 +149,12 @@ def _decided(deps, client, body, user: str, outcome: fasttrack.Decision) -> None
     r = outcome.request
     if outcome.rerouted:
         b = outcome.budget
-        tell(client, body, user, f"Fast-track #{r.id} is now {meter(b.position, b)}, so a backup approver decides it. Sent to them.")
+        tell(
+            client,
+            body,
+            user,
+            f"Fast-track #{r.id} is now {meter(b.position, b)}, so a backup approver decides it. Sent to them.",
+        )
     elif not outcome.changed:
         tell(client, body, user, told_already(r))
         return stale(deps, body, user)
@@ -127,8 +165,13 @@ def _decided(deps, client, body, user: str, outcome: fasttrack.Decision) -> None
 def approve(ack, body, client, context):
     ack()
     deps = context["deps"]
-    outcome = act(client, body, NOUN, lambda user, request_id: fasttrack.decide(deps.db, deps.cfg, request_id, user, approve=True,
-                                                                                now=deps.now()), deps)
+    outcome = act(
+        client,
+        body,
+        NOUN,
+        lambda user, request_id: fasttrack.decide(deps.db, deps.cfg, request_id, user, approve=True, now=deps.now()),
+        deps,
+    )
     if outcome is not None:
         _decided(deps, client, body, body["user"]["id"], outcome)
 
@@ -219,10 +262,22 @@ def render_card(deps, row) -> dict | None:
     events = fasttrack.history(deps.db, r.id)
     person = row.params.get("user")
     mode = "watch" if person and r.state == "pending" and person not in r.deciders else "decide"
-    why = (events[0].data or {}).get("why") if events and set(r.deciders) == set(events[0].data.get("deciders") or []) else None
-    return render("fasttrack_card", r=r, team_name=_team_name(deps.cfg, r.team), budget=fasttrack.Budget.latest(events),
-                  right=deps.cfg.right(r.element) or _Unknown(r.element), names=names(deps.cfg), handoff=_linked(deps, r),
-                  mode=mode, why=why)
+    why = (
+        (events[0].data or {}).get("why")
+        if events and set(r.deciders) == set(events[0].data.get("deciders") or [])
+        else None
+    )
+    return render(
+        "fasttrack_card",
+        r=r,
+        team_name=_team_name(deps.cfg, r.team),
+        budget=fasttrack.Budget.latest(events),
+        right=deps.cfg.right(r.element) or _Unknown(r.element),
+        names=names(deps.cfg),
+        handoff=_linked(deps, r),
+        mode=mode,
+        why=why,
+    )
 
 
 def render_submitted(deps, row) -> dict | None:
@@ -230,8 +285,13 @@ def render_submitted(deps, row) -> dict | None:
     if r is None:
         return None
     events = fasttrack.history(deps.db, r.id)
-    return render("fasttrack_submitted_dm", r=r, budget=fasttrack.Budget.when_requested(events),
-                  why=(events[0].data or {}).get("why"), channel=deps.cfg.fasttrack.channel or None)
+    return render(
+        "fasttrack_submitted_dm",
+        r=r,
+        budget=fasttrack.Budget.when_requested(events),
+        why=(events[0].data or {}).get("why"),
+        channel=deps.cfg.fasttrack.channel or None,
+    )
 
 
 def render_owner(deps, row) -> dict | None:
@@ -239,8 +299,14 @@ def render_owner(deps, row) -> dict | None:
     r = _request(deps, row)
     if r is None or r.state == "pending":
         return None
-    return render("fasttrack_owner_notice", r=r, team_name=_team_name(deps.cfg, r.team), owner=row.params["owner"],
-                  names=names(deps.cfg), handoff=_linked(deps, r))
+    return render(
+        "fasttrack_owner_notice",
+        r=r,
+        team_name=_team_name(deps.cfg, r.team),
+        owner=row.params["owner"],
+        names=names(deps.cfg),
+        handoff=_linked(deps, r),
+    )
 
 
 def render_decided(deps, row) -> dict | None:
@@ -253,7 +319,9 @@ def render_escalated(deps, row) -> dict | None:
     ev = next((e for e in fasttrack.history(deps.db, r.id) if e.seq == row.params.get("seq")), None) if r else None
     if ev is None:
         return None
-    return render("fasttrack_escalated_dm", r=r, hours=float(ev.data.get("hours", deps.cfg.fasttrack.escalate_after_hours)))
+    return render(
+        "fasttrack_escalated_dm", r=r, hours=float(ev.data.get("hours", deps.cfg.fasttrack.escalate_after_hours))
+    )
 
 
 def card_failed(deps, row) -> list[str]:
@@ -263,6 +331,11 @@ def card_failed(deps, row) -> list[str]:
     return outcome.keys if outcome is not None else []
 
 
-RENDERERS = {"fasttrack_card": render_card, "fasttrack_submitted_dm": render_submitted, "fasttrack_decided_dm": render_decided,
-             "fasttrack_escalated_dm": render_escalated, "fasttrack_owner_notice": render_owner}
+RENDERERS = {
+    "fasttrack_card": render_card,
+    "fasttrack_submitted_dm": render_submitted,
+    "fasttrack_decided_dm": render_decided,
+    "fasttrack_escalated_dm": render_escalated,
+    "fasttrack_owner_notice": render_owner,
+}
 ON_FAILED = {"fasttrack_card": card_failed}

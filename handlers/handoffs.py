@@ -58,8 +58,12 @@ def modal(cfg, user: str, from_id: str | None, to_id: str | None) -> dict:
         to_team = None
     boundary = cfg.boundary(from_team.id, to_team.id) if to_team else None
     return render(
-        "handoff_modal", from_teams=mine, from_team=from_team,
-        to_teams=[t for t in cfg.teams if t.id != from_team.id], to_team=to_team, boundary=boundary,
+        "handoff_modal",
+        from_teams=mine,
+        from_team=from_team,
+        to_teams=[t for t in cfg.teams if t.id != from_team.id],
+        to_team=to_team,
+        boundary=boundary,
         model=cfg.model_of(boundary) if boundary else None,
         criteria_block=criteria_block(from_team.id, to_team.id if to_team else ""),
         alternatives=handoffs.targets(cfg, [from_team.id]),
@@ -95,9 +99,19 @@ def command(ack, body, client, context):
         return ack(**render("handoff_help", problem=None, command=COMMAND))
     if verb == "list":
         sent, received = handoffs.open_for(deps.db, cfg, user)
-        clocks = {h.id: (sla.deadline(cfg, h), round(sla.overdue_hours(cfg, h, deps.now()), 1)) for h in sent + received}
-        return ack(**render("handoff_list", sent=sent, received=received, names={t.id: t.name for t in cfg.teams}, now=deps.now(),
-                            clocks=clocks))
+        clocks = {
+            h.id: (sla.deadline(cfg, h), round(sla.overdue_hours(cfg, h, deps.now()), 1)) for h in sent + received
+        }
+        return ack(
+            **render(
+                "handoff_list",
+                sent=sent,
+                received=received,
+                names={t.id: t.name for t in cfg.teams},
+                now=deps.now(),
+                clocks=clocks,
+            )
+        )
     if verb == "cancel":
         return cancel(ack, deps, user, rest)
     if verb == "escalate":
@@ -107,9 +121,18 @@ def command(ack, body, client, context):
         to_team = cfg.find_team(text)
         if to_team is None:
             names = ", ".join(f"{t.name} ({t.id})" for t in cfg.teams)
-            return ack(**render("handoff_help", problem=f"There is no team or command '{text}'. Teams: {names}.", command=COMMAND))
+            return ack(
+                **render(
+                    "handoff_help", problem=f"There is no team or command '{text}'. Teams: {names}.", command=COMMAND
+                )
+            )
     if not cfg.teams_of(user):
-        return ack(**render("notice", text="You are not a member of any team in Steward's process configuration, so you cannot hand off work yet. Ask your process owner to add you."))
+        return ack(
+            **render(
+                "notice",
+                text="You are not a member of any team in Steward's process configuration, so you cannot hand off work yet. Ask your process owner to add you.",
+            )
+        )
     ack()
     open_view(client, body, modal(cfg, user, None, to_team.id if to_team else None))
 
@@ -141,8 +164,13 @@ def escalate(ack, deps, user: str, rest: str):
         return ack(**render("notice", text=unchanged(outcome.item)))
     boundary = deps.cfg.boundary(outcome.item.from_team, outcome.item.to_team)
     steward = boundary.steward if boundary else None
-    ack(**render("notice", text=f"Handoff #{handoff_id} is escalated" + (f" to its steward <@{steward}>." if steward else "."),
-                 people=[steward] if steward else []))
+    ack(
+        **render(
+            "notice",
+            text=f"Handoff #{handoff_id} is escalated" + (f" to its steward <@{steward}>." if steward else "."),
+            people=[steward] if steward else [],
+        )
+    )
     deps.deliver(outcome.keys)
 
 
@@ -150,7 +178,9 @@ def escalate(ack, deps, user: str, rest: str):
 def snooze(ack, body, client, context):
     ack()
     deps = context["deps"]
-    decide(deps, client, body, lambda user, handoff_id: escalations.snooze(deps.db, deps.cfg, handoff_id, user, deps.now()))
+    decide(
+        deps, client, body, lambda user, handoff_id: escalations.snooze(deps.db, deps.cfg, handoff_id, user, deps.now())
+    )
 
 
 def decide(deps, client, body, call) -> None:
@@ -178,8 +208,12 @@ def pick_team(ack, body, client, context):
     if not cfg.teams_of(user):
         return
     from_id = state_value(values, "from_team") or metadata(view).get("from")
-    slack_call(client.views_update, view_id=view.get("id"), hash=view.get("hash"),
-               view=modal(cfg, user, from_id, state_value(values, "to_team")))
+    slack_call(
+        client.views_update,
+        view_id=view.get("id"),
+        hash=view.get("hash"),
+        view=modal(cfg, user, from_id, state_value(values, "to_team")),
+    )
 
 
 @guarded
@@ -195,13 +229,20 @@ def submit(ack, body, view, context):
     except ValueError:
         return ack(response_action="errors", errors={"due_date": "That is not a date."})
     draft = Draft(
-        from_team=from_id, to_team=to_id, title=state_value(values, "title") or "",
-        link=(state_value(values, "link") or "").strip() or None, due_date=due, notes=state_value(values, "notes"),
+        from_team=from_id,
+        to_team=to_id,
+        title=state_value(values, "title") or "",
+        link=(state_value(values, "link") or "").strip() or None,
+        due_date=due,
+        notes=state_value(values, "notes"),
         criteria_met=[str(c) for c in state_value(values, criteria_block(from_id or "", to_id or "")) or []],
     )
     _, errors = handoffs.check_draft(cfg, user, draft, local_today(cfg, deps.now()))
     if errors:
-        blocks = {"criteria": criteria_block(from_id or "", to_id or ""), "from_team": "from_team" if len(cfg.teams_of(user)) > 1 else "to_team"}
+        blocks = {
+            "criteria": criteria_block(from_id or "", to_id or ""),
+            "from_team": "from_team" if len(cfg.teams_of(user)) > 1 else "to_team",
+        }
         return ack(response_action="errors", errors={blocks.get(k, k): v for k, v in errors.items()})
     # Saved before the ack: if the database fails, the guard keeps the modal open with its input.
     outcome = handoffs.submit(deps.db, cfg, user, draft, deps.now(), view_id=view_key(view))
@@ -217,14 +258,24 @@ def accept(ack, body, client, context):
     ack()
     deps = context["deps"]
     seen = round_shown(body, action_int(body))  # clicked on a Home: the round it showed, and only that one
-    outcome = act(client, body, "handoff", lambda user, handoff_id: handoffs.accept(deps.db, deps.cfg, handoff_id, user, deps.now(),
-                                                                                    seen_round=seen), deps)
+    outcome = act(
+        client,
+        body,
+        "handoff",
+        lambda user, handoff_id: handoffs.accept(deps.db, deps.cfg, handoff_id, user, deps.now(), seen_round=seen),
+        deps,
+    )
     if outcome is None:
         return
     h = outcome.item
     if not outcome.changed and h.state == HandoffState.OPEN and seen is not None and h.round != seen:
-        tell(client, body, body["user"]["id"], f"Handoff #{h.id} was sent back and resubmitted since your Home showed it: it is in "
-                                               f"round {h.round} now, so nothing was accepted. Your Home shows it again; look at it before you accept.")
+        tell(
+            client,
+            body,
+            body["user"]["id"],
+            f"Handoff #{h.id} was sent back and resubmitted since your Home showed it: it is in "
+            f"round {h.round} now, so nothing was accepted. Your Home shows it again; look at it before you accept.",
+        )
         return stale(deps, body, body["user"]["id"])
     if not outcome.changed:
         tell(client, body, body["user"]["id"], unchanged(h))
@@ -275,7 +326,9 @@ def send_back(ack, body, view, context):
     if handoff_id is None:
         return ack(response_action="errors", errors={"reason": "This form does not name a handoff."})
     try:
-        outcome = handoffs.send_back(deps.db, deps.cfg, handoff_id, user, str(meta.get("kind"))[:40], reason, deps.now())
+        outcome = handoffs.send_back(
+            deps.db, deps.cfg, handoff_id, user, str(meta.get("kind"))[:40], reason, deps.now()
+        )
     except RuleError as exc:
         return ack(response_action="errors", errors={"reason": str(exc)})
     if not outcome.changed:
@@ -296,10 +349,18 @@ def open_resubmit(ack, body, client, context):
         return
     last = handoffs.history(deps.db, h.id)[-1]
     boundary = deps.cfg.boundary(h.from_team, h.to_team)
-    open_view(client, body, render(
-        "handoff_resubmit_modal", h=h, to_team_name=team_name(deps.cfg, h.to_team), last_reason=last.reason,
-        last_kind=last.kind, model=deps.cfg.model_of(boundary) if boundary else None,
-    ))
+    open_view(
+        client,
+        body,
+        render(
+            "handoff_resubmit_modal",
+            h=h,
+            to_team_name=team_name(deps.cfg, h.to_team),
+            last_reason=last.reason,
+            last_kind=last.kind,
+            model=deps.cfg.model_of(boundary) if boundary else None,
+        ),
+    )
 
 
 @guarded
@@ -313,12 +374,24 @@ def resubmit(ack, body, view, context):
     try:
         h = handoffs.get(deps.db, handoff_id)
         ticked = [str(c) for c in state_value(values, "criteria") or []]
-        outcome = handoffs.resubmit(deps.db, deps.cfg, h.id, user, ticked, state_value(values, "notes"),
-                                    (state_value(values, "link") or "").strip() or None, deps.now())
+        outcome = handoffs.resubmit(
+            deps.db,
+            deps.cfg,
+            h.id,
+            user,
+            ticked,
+            state_value(values, "notes"),
+            (state_value(values, "link") or "").strip() or None,
+            deps.now(),
+        )
     except NotAllowed as exc:
         return ack(response_action="errors", errors={"notes": str(exc)})
     except RuleError as exc:
-        field = exc.field if exc.field in ("criteria", "link", "notes") and (exc.field != "criteria" or h.criteria) else "notes"
+        field = (
+            exc.field
+            if exc.field in ("criteria", "link", "notes") and (exc.field != "criteria" or h.criteria)
+            else "notes"
+        )
         return ack(response_action="errors", errors={field: str(exc)})
     if not outcome.changed:
         return ack(response_action="errors", errors={"notes": unchanged(outcome.item)})
@@ -361,10 +434,18 @@ def render_card(deps, row) -> dict | None:
         return None
     boundary = deps.cfg.boundary(h.from_team, h.to_team)
     team = deps.cfg.team(h.to_team)
-    return render("handoff_card", h=h, from_name=team_name(deps.cfg, h.from_team), to_name=team_name(deps.cfg, h.to_team),
-                  events=handoffs.history(deps.db, h.id)[-8:], steward=boundary.steward if boundary else None,
-                  deadline=sla.deadline(deps.cfg, h), overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1),
-                  reviewers=team.reviewers if team else None, fasttracks=fasttrack.for_handoff(deps.db, h.id))
+    return render(
+        "handoff_card",
+        h=h,
+        from_name=team_name(deps.cfg, h.from_team),
+        to_name=team_name(deps.cfg, h.to_team),
+        events=handoffs.history(deps.db, h.id)[-8:],
+        steward=boundary.steward if boundary else None,
+        deadline=sla.deadline(deps.cfg, h),
+        overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1),
+        reviewers=team.reviewers if team else None,
+        fasttracks=fasttrack.for_handoff(deps.db, h.id),
+    )
 
 
 def render_submitted(deps, row) -> dict | None:
@@ -387,7 +468,14 @@ def render_sent_back(deps, row) -> dict | None:
     ev = _event(deps, h, row) if h else None
     if ev is None:
         return None
-    return render("handoff_sent_back_dm", h=h, to_name=team_name(deps.cfg, h.to_team), actor=ev.actor, reason=ev.reason, kind=ev.kind)
+    return render(
+        "handoff_sent_back_dm",
+        h=h,
+        to_name=team_name(deps.cfg, h.to_team),
+        actor=ev.actor,
+        reason=ev.reason,
+        kind=ev.kind,
+    )
 
 
 def render_resubmitted(deps, row) -> dict | None:
@@ -396,8 +484,14 @@ def render_resubmitted(deps, row) -> dict | None:
     if ev is None:
         return None
     shown = Handoff(**{**h.model_dump(), "round": ev.round})
-    back = next((e for e in reversed(handoffs.history(deps.db, h.id)) if e.seq < ev.seq
-                 and e.kind in (EventKind.REWORK, EventKind.CLARIFICATION)), None)
+    back = next(
+        (
+            e
+            for e in reversed(handoffs.history(deps.db, h.id))
+            if e.seq < ev.seq and e.kind in (EventKind.REWORK, EventKind.CLARIFICATION)
+        ),
+        None,
+    )
     return render("handoff_resubmitted", h=shown, actor=ev.actor, reviewer=back.actor if back else None)
 
 
@@ -411,24 +505,41 @@ def render_escalation(deps, row) -> dict | None:
     if automatic and (h.round != ev.round or sla.waits_on(h) != ev.data.get("party")):
         return None  # answered since (accepted, sent back, resubmitted): a late reminder would mislead
     card = outbox.get(deps.db, handoffs.card_key(h.id))
-    return render("handoff_escalation", h=h, ev=ev, to=row.params.get("to"), from_name=team_name(deps.cfg, h.from_team),
-                  to_name=team_name(deps.cfg, h.to_team), deadline=sla.deadline(deps.cfg, h),
-                  overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1),
-                  snoozes_left=sla.MAX_SNOOZES - (h.snoozes or 0), channel=card.result_channel if card is not None else None)
+    return render(
+        "handoff_escalation",
+        h=h,
+        ev=ev,
+        to=row.params.get("to"),
+        from_name=team_name(deps.cfg, h.from_team),
+        to_name=team_name(deps.cfg, h.to_team),
+        deadline=sla.deadline(deps.cfg, h),
+        overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1),
+        snoozes_left=sla.MAX_SNOOZES - (h.snoozes or 0),
+        channel=card.result_channel if card is not None else None,
+    )
 
 
 def render_resubmit_reminder(deps, row) -> dict | None:
     h = _handoff(deps, row)
     if h is None or h.state not in HandoffState.WAITING_FOR_SENDER:
         return None  # resubmitted or closed meanwhile: nothing to remind
-    return render("handoff_resubmit_reminder", h=h, to_name=team_name(deps.cfg, h.to_team), deadline=sla.deadline(deps.cfg, h),
-                  overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1))
+    return render(
+        "handoff_resubmit_reminder",
+        h=h,
+        to_name=team_name(deps.cfg, h.to_team),
+        deadline=sla.deadline(deps.cfg, h),
+        overdue=round(sla.overdue_hours(deps.cfg, h, deps.now()), 1),
+    )
 
 
 RENDERERS = {
-    "handoff_card": render_card, "handoff_submitted_dm": render_submitted, "handoff_accepted_dm": render_accepted,
-    "handoff_sent_back_dm": render_sent_back, "handoff_resubmitted": render_resubmitted,
-    "handoff_escalation": render_escalation, "handoff_resubmit_reminder": render_resubmit_reminder,
+    "handoff_card": render_card,
+    "handoff_submitted_dm": render_submitted,
+    "handoff_accepted_dm": render_accepted,
+    "handoff_sent_back_dm": render_sent_back,
+    "handoff_resubmitted": render_resubmitted,
+    "handoff_escalation": render_escalation,
+    "handoff_resubmit_reminder": render_resubmit_reminder,
 }
 
 
@@ -441,7 +552,11 @@ def card_posted(deps, row, channel: str | None, ts: str | None, client=None) -> 
     try:
         link = client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
     except Exception as exc:  # a missing permalink costs a link in the digest, never the card
-        log.warning("handoff %s: no permalink for its card (%s)", row.params["id"], getattr(exc, "response", {}) and exc.response.get("error") or type(exc).__name__)
+        log.warning(
+            "handoff %s: no permalink for its card (%s)",
+            row.params["id"],
+            getattr(exc, "response", {}) and exc.response.get("error") or type(exc).__name__,
+        )
         return
     if isinstance(link, str) and re.match(r"^https://[^\s<>|]+$", link):
         handoffs.record_permalink(deps.db, int(row.params["id"]), link)

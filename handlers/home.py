@@ -45,7 +45,11 @@ def opened(body, event, context, request=None):
         return  # a retry we cannot tell from its first delivery: the first one published it
     keys = home.opened(deps.db, user, event_id, deps.now())
     if keys is None:
-        log.info("app_home_opened %s: delivered before%s; ignored", event_id, f" (retry {retry[0] if isinstance(retry, list) else retry})" if retry else "")
+        log.info(
+            "app_home_opened %s: delivered before%s; ignored",
+            event_id,
+            f" (retry {retry[0] if isinstance(retry, list) else retry})" if retry else "",
+        )
         return
     deps.deliver(keys)
 
@@ -97,17 +101,31 @@ def context(deps, user: str, now: datetime) -> dict:
     bounds = home.boundaries(cfg, user)
     rights = home.rights(cfg, user)
     period = schedule.period_of(now, cfg.organization.tz)
-    roles = any(b.steward == user for b in cfg.boundaries) or user in cfg.fasttrack.approvers \
-        or user in cfg.fasttrack.backup_approvers or any(user in cfg.granters(r) for r in cfg.rights)
+    roles = (
+        any(b.steward == user for b in cfg.boundaries)
+        or user in cfg.fasttrack.approvers
+        or user in cfg.fasttrack.backup_approvers
+        or any(user in cfg.granters(r) for r in cfg.rights)
+    )
     return dict(
-        user=user, waiting=w, clocks=clocks, budgets=budgets, names={t.id: t.name for t in cfg.teams},
-        teams=home.team_months(deps.db, cfg, user, now, deps.sealer), month_label=schedule.label(period),
+        user=user,
+        waiting=w,
+        clocks=clocks,
+        budgets=budgets,
+        names={t.id: t.name for t in cfg.teams},
+        teams=home.team_months(deps.db, cfg, user, now, deps.sealer),
+        month_label=schedule.label(period),
         last_label=schedule.short_label(schedule.shift(period, -1)),
-        boundaries=bounds[:home.SHOW_BOUNDARIES], boundaries_total=len(bounds),
-        models=[cfg.model_of(b) for b in bounds[:home.SHOW_BOUNDARIES]],
-        rights=rights[:home.SHOW_RIGHTS], rights_total=len(rights), granters={r.element: cfg.granters(r) for r in rights},
-        pulse=home.pulse_setting(deps.db, cfg, user, now), pulse_on=cfg.pulse_on and deps.sealer is not None,
-        roles=roles, now=now,
+        boundaries=bounds[: home.SHOW_BOUNDARIES],
+        boundaries_total=len(bounds),
+        models=[cfg.model_of(b) for b in bounds[: home.SHOW_BOUNDARIES]],
+        rights=rights[: home.SHOW_RIGHTS],
+        rights_total=len(rights),
+        granters={r.element: cfg.granters(r) for r in rights},
+        pulse=home.pulse_setting(deps.db, cfg, user, now),
+        pulse_on=cfg.pulse_on and deps.sealer is not None,
+        roles=roles,
+        now=now,
     )
 
 
@@ -118,8 +136,17 @@ def render_home(deps, row) -> dict:
         deps.roster.expire()  # the members as they are now (a look at their stamp): a leaver's Home never shows the team's items
     view = render("home", **context(deps, row.params["user"], deps.now()))
     if len(view["blocks"]) > MAX_BLOCKS:
-        view["blocks"] = view["blocks"][:MAX_BLOCKS - 1] + [
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": "More than fits here: `/handoff list` and `/fasttrack list` show the rest."}]}]
+        view["blocks"] = view["blocks"][: MAX_BLOCKS - 1] + [
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": "More than fits here: `/handoff list` and `/fasttrack list` show the rest.",
+                    }
+                ],
+            }
+        ]
     return view
 
 

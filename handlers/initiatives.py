@@ -47,8 +47,19 @@ def open_form(ack, body, client, context):
     current = initiatives.current(deps.db, period).get(team_id)
     if current is not None and current.period != period:
         current = None  # an earlier month's: start afresh, the digest still shows it until replaced
-    open_view(client, body, render("initiative_modal", team=deps.cfg.team(team_id), period=period, label=schedule.label(period),
-                                   metrics=initiatives.METRICS, current=current, user=user))
+    open_view(
+        client,
+        body,
+        render(
+            "initiative_modal",
+            team=deps.cfg.team(team_id),
+            period=period,
+            label=schedule.label(period),
+            metrics=initiatives.METRICS,
+            current=current,
+            user=user,
+        ),
+    )
 
 
 @guarded
@@ -74,8 +85,17 @@ def submit(ack, body, view, context):
     team_id, period = str(meta.get("team"))[:40], str(meta.get("period"))[:7]
     try:
         schedule.parse_period(period)
-        outcome = initiatives.share(deps.db, deps.cfg, team_id, period, user, state_value(values, "text"),
-                                    state_value(values, "metric"), state_value(values, "owner"), deps.now())
+        outcome = initiatives.share(
+            deps.db,
+            deps.cfg,
+            team_id,
+            period,
+            user,
+            state_value(values, "text"),
+            state_value(values, "metric"),
+            state_value(values, "owner"),
+            deps.now(),
+        )
     except ValueError:
         return ack(response_action="errors", errors={"text": "This form does not name a month."})
     except RuleError as exc:
@@ -93,14 +113,27 @@ def render_prompt(deps, row) -> dict | None:
     shared = shared if shared is not None and shared.period == period else None
     own = initiatives.prompt_figures(deps.db, deps.cfg, team.id, period)
     earlier = own["earlier"]
-    return render("initiative_prompt", team=team, period=period, label=schedule.label(period),
-                  due=schedule.digest_due(deps.cfg, period), initiative=shared,
-                  metric_label=initiatives.METRICS.get(shared.metric) if shared else None,
-                  figures=own["figures"], figures_label=schedule.short_label(own["figures_period"]), earlier=earlier,
-                  earlier_label=initiatives.METRICS.get(earlier.metric) if earlier else None,
-                  earlier_since=schedule.short_label(earlier.period) if earlier else None,
-                  earlier_moved=(figures.metric_text(earlier.metric, earlier.baseline), schedule.short_label(earlier.baseline_period),
-                                 figures.metric_text(earlier.metric, own["earlier_now"])) if earlier else None)
+    return render(
+        "initiative_prompt",
+        team=team,
+        period=period,
+        label=schedule.label(period),
+        due=schedule.digest_due(deps.cfg, period),
+        initiative=shared,
+        metric_label=initiatives.METRICS.get(shared.metric) if shared else None,
+        figures=own["figures"],
+        figures_label=schedule.short_label(own["figures_period"]),
+        earlier=earlier,
+        earlier_label=initiatives.METRICS.get(earlier.metric) if earlier else None,
+        earlier_since=schedule.short_label(earlier.period) if earlier else None,
+        earlier_moved=(
+            figures.metric_text(earlier.metric, earlier.baseline),
+            schedule.short_label(earlier.baseline_period),
+            figures.metric_text(earlier.metric, own["earlier_now"]),
+        )
+        if earlier
+        else None,
+    )
 
 
 def register(app: App) -> None:

@@ -25,7 +25,9 @@ USERS_INFO_AT_MOST = 50  # more newcomers than this in a run: one users.list ins
 
 
 CHECK_PATIENCE = 300.0  # check-config --slack: a users.list of a big workspace at Tier 2 (20 pages a minute)
-REFRESH_PATIENCE = 600.0  # seconds a refresh may wait on Retry-After in all (a first users.list of a big workspace at Tier 2)
+REFRESH_PATIENCE = (
+    600.0  # seconds a refresh may wait on Retry-After in all (a first users.list of a big workspace at Tier 2)
+)
 
 
 def usergroup_members(client, group: str, patience: Patience) -> set[str]:
@@ -45,7 +47,9 @@ def channel_members(client, channel: str, patience: Patience) -> set[str]:
     """The channel's members (conversations.members, paged by cursor)."""
     out, cursor = set(), None
     while True:
-        answer = patience.call(client.conversations_members, channel=channel, limit=PAGE, **({"cursor": cursor} if cursor else {}))
+        answer = patience.call(
+            client.conversations_members, channel=channel, limit=PAGE, **({"cursor": cursor} if cursor else {})
+        )
         out |= set(answer.get("members") or [])
         cursor = (answer.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
@@ -129,7 +133,9 @@ def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list
         if done.left:
             parts.append(f"{len(done.left)} left ({', '.join(done.left[:10])})")
         for source in done.kept:
-            parts.append(f"{source} {team.sources()[source]} not read ({errors.get(source)}): its last known members kept")
+            parts.append(
+                f"{source} {team.sources()[source]} not read ({errors.get(source)}): its last known members kept"
+            )
         if parts:
             say(f"members {team.id}: " + "; ".join(parts) + f"; {_people(done.members)} now")
     return keys
@@ -165,14 +171,43 @@ def render_welcome(deps, row) -> dict | None:
     team = cfg.team(row.params["team"])
     if team is None:
         return None  # the team is gone from the configuration
-    sends = [{"to": b.to_team, "model": cfg.model_of(b), "criteria": list(b.criteria), "steward": b.steward, "sla": b.sla_hours}
-             for b in cfg.boundaries if b.from_team == team.id]
-    receives = [{"from": b.from_team, "model": cfg.model_of(b), "criteria": list(b.criteria), "steward": b.steward, "sla": b.sla_hours}
-                for b in cfg.boundaries if b.to_team == team.id]
-    rows = [{"element": r.element, "sets": r.sets_standard, "grants": cfg.granters(r), "owns": r.owns_execution}
-            for r in cfg.rights if team.id in (r.sets_standard, r.owns_execution, *r.grants_exceptions)]
-    return render("welcome_dm", team=team.name, channel=team.channel, sends=sends, receives=receives, rights=rows,
-                  names=names(cfg), percent=f"{cfg.fasttrack.budget_percent:g}")
+    sends = [
+        {
+            "to": b.to_team,
+            "model": cfg.model_of(b),
+            "criteria": list(b.criteria),
+            "steward": b.steward,
+            "sla": b.sla_hours,
+        }
+        for b in cfg.boundaries
+        if b.from_team == team.id
+    ]
+    receives = [
+        {
+            "from": b.from_team,
+            "model": cfg.model_of(b),
+            "criteria": list(b.criteria),
+            "steward": b.steward,
+            "sla": b.sla_hours,
+        }
+        for b in cfg.boundaries
+        if b.to_team == team.id
+    ]
+    rows = [
+        {"element": r.element, "sets": r.sets_standard, "grants": cfg.granters(r), "owns": r.owns_execution}
+        for r in cfg.rights
+        if team.id in (r.sets_standard, r.owns_execution, *r.grants_exceptions)
+    ]
+    return render(
+        "welcome_dm",
+        team=team.name,
+        channel=team.channel,
+        sends=sends,
+        receives=receives,
+        rights=rows,
+        names=names(cfg),
+        percent=f"{cfg.fasttrack.budget_percent:g}",
+    )
 
 
 def register(app: App) -> None:
@@ -224,8 +259,11 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
     if ft.channel:
         channels.setdefault(ft.channel, []).append("fasttrack.channel")
     for i, r in enumerate(cfg.rights):
-        for key, who in (("sets_standard", r.sets_standard), ("owns_execution", r.owns_execution),
-                         *((f"grants_exceptions[{k}]", g) for k, g in enumerate(r.grants_exceptions))):
+        for key, who in (
+            ("sets_standard", r.sets_standard),
+            ("owns_execution", r.owns_execution),
+            *((f"grants_exceptions[{k}]", g) for k, g in enumerate(r.grants_exceptions)),
+        ):
             if cfg.team(who) is None:
                 users.setdefault(who, []).append(f"rights[{i}].{key}")
 
@@ -248,7 +286,10 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
         try:
             info = listed.get(user) or patience.call(client.users_info, user=user).get("user") or {}
         except Unread as exc:
-            problems.append(f"{where(keys)}: user {user} " + ("is unknown in this workspace" if str(exc) == "user_not_found" else f"could not be checked ({exc})"))
+            problems.append(
+                f"{where(keys)}: user {user} "
+                + ("is unknown in this workspace" if str(exc) == "user_not_found" else f"could not be checked ({exc})")
+            )
             continue
         if info.get("deleted"):
             problems.append(f"{where(keys)}: user {user} is deactivated")
@@ -258,18 +299,32 @@ def check_ids(cfg, client, patience: Patience | None = None) -> tuple[list[str],
         try:
             info = patience.call(client.conversations_info, channel=channel).get("channel") or {}
         except Unread as exc:
-            problems.append(f"{where(keys)}: channel {channel} " + ("is unknown (or private without Steward in it)" if str(exc) == "channel_not_found" else f"could not be checked ({exc})"))
+            problems.append(
+                f"{where(keys)}: channel {channel} "
+                + (
+                    "is unknown (or private without Steward in it)"
+                    if str(exc) == "channel_not_found"
+                    else f"could not be checked ({exc})"
+                )
+            )
             continue
         if info.get("is_archived"):
             problems.append(f"{where(keys)}: channel {channel} is archived")
         elif not info.get("is_member"):
             if info.get("is_private"):
-                problems.append(f"{where(keys)}: Steward is not in the private channel {channel}: invite it (/invite @Steward)")
+                problems.append(
+                    f"{where(keys)}: Steward is not in the private channel {channel}: invite it (/invite @Steward)"
+                )
             else:
-                notes.append(f"{where(keys)}: Steward is not in channel {channel}: it posts there anyway (chat:write.public); invite it to welcome people who join")
+                notes.append(
+                    f"{where(keys)}: Steward is not in channel {channel}: it posts there anyway (chat:write.public); invite it to welcome people who join"
+                )
     if groups:
         try:
-            listed = {g.get("id"): g for g in patience.call(client.usergroups_list, include_disabled=True).get("usergroups") or []}
+            listed = {
+                g.get("id"): g
+                for g in patience.call(client.usergroups_list, include_disabled=True).get("usergroups") or []
+            }
         except Unread as exc:
             problems.append(f"user groups could not be checked ({exc})")
             listed = None

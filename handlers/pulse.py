@@ -86,8 +86,15 @@ def score(ack, body, client, context):
 
 @guarded
 def feeling(ack, body, client, context):
-    _act(ack, body, client, context,
-         lambda deps, user, week, rest: pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?"))
+    _act(
+        ack,
+        body,
+        client,
+        context,
+        lambda deps, user, week, rest: pulse.answer(
+            deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?"
+        ),
+    )
 
 
 def _asked(deps, user: str) -> str:
@@ -101,27 +108,45 @@ def _home(deps, user: str) -> list:
     """The person's App Home shows the setting: published again when they opened it lately."""
     from datetime import timedelta
 
-
     seen = home.last_opened(deps.db, user)
     return [home.message(user)] if seen is not None and seen >= deps.now() - timedelta(days=home.ACTIVE_DAYS) else []
 
 
 @guarded
 def pause(ack, body, client, context):
-    _act(ack, body, client, context,
-         lambda deps, user, week, rest: pulse.pause(deps.db, _asked(deps, user), week, deps.now(), also=_home(deps, user)))
+    _act(
+        ack,
+        body,
+        client,
+        context,
+        lambda deps, user, week, rest: pulse.pause(
+            deps.db, _asked(deps, user), week, deps.now(), also=_home(deps, user)
+        ),
+    )
 
 
 @guarded
 def stop(ack, body, client, context):
-    _act(ack, body, client, context,
-         lambda deps, user, week, rest: pulse.stop(deps.db, _asked(deps, user), week, deps.now(), also=_home(deps, user)))
+    _act(
+        ack,
+        body,
+        client,
+        context,
+        lambda deps, user, week, rest: pulse.stop(
+            deps.db, _asked(deps, user), week, deps.now(), also=_home(deps, user)
+        ),
+    )
 
 
 @guarded
 def resume(ack, body, client, context):
-    _act(ack, body, client, context,
-         lambda deps, user, week, rest: pulse.resume(deps.db, user, week, deps.now(), also=_home(deps, user)))
+    _act(
+        ack,
+        body,
+        client,
+        context,
+        lambda deps, user, week, rest: pulse.resume(deps.db, user, week, deps.now(), also=_home(deps, user)),
+    )
 
 
 @guarded
@@ -132,7 +157,11 @@ def open_comment(ack, body, client, context):
     week, _ = _week_or_tell(body, client, user)
     if week is None:
         return None
-    open_view(client, body, render("pulse_comment_modal", week=week, min_group=deps.cfg.pulse.min_group if deps.cfg.pulse else 5))
+    open_view(
+        client,
+        body,
+        render("pulse_comment_modal", week=week, min_group=deps.cfg.pulse.min_group if deps.cfg.pulse else 5),
+    )
 
 
 @guarded
@@ -141,11 +170,16 @@ def submit_comment(ack, body, view, context):
     user = body["user"]["id"]
     week = str(metadata(view).get("week") or "")[:8]
     try:
-        outcome = pulse.comment(deps.db, _sealer(deps), user, week, state_value(form_values(view), "comment"), deps.now())
+        outcome = pulse.comment(
+            deps.db, _sealer(deps), user, week, state_value(form_values(view), "comment"), deps.now()
+        )
     except ValueError:
         return ack(response_action="errors", errors={"comment": "This form does not name a week of the survey."})
     except pulse.Closed:
-        return ack(response_action="errors", errors={"comment": "This week's survey has closed; your comment was not recorded."})
+        return ack(
+            response_action="errors",
+            errors={"comment": "This week's survey has closed; your comment was not recorded."},
+        )
     except RuleError as exc:
         return ack(response_action="errors", errors={"comment": str(exc)})
     ack()
@@ -167,10 +201,21 @@ def render_dm(deps, row) -> dict | None:
         return None
     off = state["optout"]
     paused = off is not None and (off.until is None or off.until > deps.now())
-    return render("pulse_dm", question=p.question, week=week, closes=state["recipient"].closes_at, score=state["score"],
-                  score_label=pulse.SCORES.get(state["score"]), feeling=state["feeling"], feelings=pulse.FEELING_LABELS,
-                  commented=state["commented"], paused=paused, until=off.until if paused else None, min_group=p.min_group,
-                  scores=pulse.SCORES)
+    return render(
+        "pulse_dm",
+        question=p.question,
+        week=week,
+        closes=state["recipient"].closes_at,
+        score=state["score"],
+        score_label=pulse.SCORES.get(state["score"]),
+        feeling=state["feeling"],
+        feelings=pulse.FEELING_LABELS,
+        commented=state["commented"],
+        paused=paused,
+        until=off.until if paused else None,
+        min_group=p.min_group,
+        scores=pulse.SCORES,
+    )
 
 
 def render_reminder(deps, row) -> dict | None:
@@ -217,4 +262,3 @@ def fetch_timezones(client, wanted: set[str], pages: int = 500, max_wait: float 
         if not cursor:
             break
     return {user: zones.get(user, "") for user in wanted}
-

@@ -40,8 +40,17 @@ def open_proposal(ack, body, client, context):
         rows = review.check(deps.db, deps.cfg, user, quarter, deps.now())
     except RuleError as exc:
         return tell(client, body, user, exc)
-    open_view(client, body, render("matrix_review_modal", quarter=quarter, quarter_label=review.label(quarter),
-                                   elements=[r.element for r in rows], channels=review.channels(deps.cfg)))
+    open_view(
+        client,
+        body,
+        render(
+            "matrix_review_modal",
+            quarter=quarter,
+            quarter_label=review.label(quarter),
+            elements=[r.element for r in rows],
+            channels=review.channels(deps.cfg),
+        ),
+    )
 
 
 @guarded
@@ -50,8 +59,15 @@ def submit_proposal(ack, body, view, context):
     user = body["user"]["id"]
     values = form_values(view)
     try:
-        keys = review.propose(deps.db, deps.cfg, user, str(metadata(view).get("quarter") or "")[:10], state_value(values, "text"),
-                              state_value(values, "channel"), deps.now())
+        keys = review.propose(
+            deps.db,
+            deps.cfg,
+            user,
+            str(metadata(view).get("quarter") or "")[:10],
+            state_value(values, "text"),
+            state_value(values, "channel"),
+            deps.now(),
+        )
     except RuleError as exc:
         return ack(response_action="errors", errors={exc.field or "text": str(exc)})
     ack()
@@ -72,11 +88,27 @@ def render_dm(deps, row) -> dict | None:
     history = review.history(deps.db, deps.cfg, last)
     done = review.confirmation(deps.db, quarter, user)
     proposed = review.proposals(deps.db, quarter, user)
-    return render("matrix_review_dm", quarter=quarter, quarter_label=review.label(quarter), last_label=review.label(last),
-                  rows=[dict(element=r.element, sets=r.sets_standard, grants=deps.cfg.granters(r), owns=r.owns_execution,
-                             history=history.get(r.element)) for r in rows],
-                  names={t.id: t.name for t in deps.cfg.teams}, confirmed_at=done.at if done else None,
-                  proposed=len(proposed), proposed_at=proposed[-1].at if proposed else None, recurring=RECURRING)
+    return render(
+        "matrix_review_dm",
+        quarter=quarter,
+        quarter_label=review.label(quarter),
+        last_label=review.label(last),
+        rows=[
+            dict(
+                element=r.element,
+                sets=r.sets_standard,
+                grants=deps.cfg.granters(r),
+                owns=r.owns_execution,
+                history=history.get(r.element),
+            )
+            for r in rows
+        ],
+        names={t.id: t.name for t in deps.cfg.teams},
+        confirmed_at=done.at if done else None,
+        proposed=len(proposed),
+        proposed_at=proposed[-1].at if proposed else None,
+        recurring=RECURRING,
+    )
 
 
 def render_proposal(deps, row) -> dict | None:
@@ -84,8 +116,13 @@ def render_proposal(deps, row) -> dict | None:
         event = session.get(MatrixReviewEvent, row.params["event"])
     if event is None:
         return None
-    return render("matrix_review_proposal", user=event.user, quarter_label=review.label(event.quarter), elements=event.elements,
-                  text=event.text or "")
+    return render(
+        "matrix_review_proposal",
+        user=event.user,
+        quarter_label=review.label(event.quarter),
+        elements=event.elements,
+        text=event.text or "",
+    )
 
 
 def register(app: App) -> None:

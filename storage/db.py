@@ -27,8 +27,13 @@ def make_engine(url: str, wait: float | None = None) -> Engine:
         args = {"connect_timeout": 10}  # a server that stops answering must not hang a process for ever
         if wait is not None:
             ms = int(wait * 1000)
-            args = {"connect_timeout": max(1, int(wait)), "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 2}"}
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=wait or 30, connect_args=args)
+            args = {
+                "connect_timeout": max(1, int(wait)),
+                "options": f"-c lock_timeout={ms} -c statement_timeout={ms * 2}",
+            }
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=wait or 30, connect_args=args
+        )
 
     busy_ms = int((wait if wait is not None else 30) * 1000)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_ms / 1000})

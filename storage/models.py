@@ -31,7 +31,9 @@ class EventKind:
     RESUBMITTED = "resubmitted"
     ACCEPTED = "accepted"
     CANCELLED = "cancelled"
-    ESCALATED = "escalated"  # a level of the escalation path fired (data.level), or someone escalated by hand (data.manual)
+    ESCALATED = (
+        "escalated"  # a level of the escalation path fired (data.level), or someone escalated by hand (data.manual)
+    )
     SNOOZED = "snoozed"  # the receiving team put the round's deadline off by one working day
 
 
@@ -62,13 +64,19 @@ class Handoff(SQLModel, table=True):
     version: int = 1
     channel: str | None = Field(default=None, max_length=20)
     message_ts: str | None = Field(default=None, max_length=40)
-    permalink: str | None = Field(default=None, max_length=500)  # the card's permalink (chat.getPermalink), for the digest's links
+    permalink: str | None = Field(
+        default=None, max_length=500
+    )  # the card's permalink (chat.getPermalink), for the digest's links
     created_at: datetime = Field(sa_type=DateTime())
     updated_at: datetime = Field(sa_type=DateTime())
     accepted_at: datetime | None = Field(default=None, sa_type=DateTime())
-    view_id: str | None = Field(default=None, max_length=40)  # the modal it was submitted from: a resubmitted form makes nothing twice
+    view_id: str | None = Field(
+        default=None, max_length=40
+    )  # the modal it was submitted from: a resubmitted form makes nothing twice
     # the escalation clock of the current round, derived from the events and the configuration (bot.domain.escalations)
-    waiting_since: datetime | None = Field(default=None, sa_type=DateTime())  # when it began to wait on reviewers (open) or on its sender
+    waiting_since: datetime | None = Field(
+        default=None, sa_type=DateTime()
+    )  # when it began to wait on reviewers (open) or on its sender
     snoozes: int = 0  # this round's snoozes
     level: int = 0  # the escalation level that last fired this round (0: none)
     next_escalation_at: datetime | None = Field(default=None, sa_type=DateTime())  # when the sweep must look at it next
@@ -337,8 +345,10 @@ class MatrixReviewEvent(SQLModel, table=True):
     or proposed a change (`proposed`, any number; `once` empty). `elements`: the rows they reviewed."""
 
     __tablename__ = "matrix_review_event"
-    __table_args__ = (UniqueConstraint("quarter", "user", "once", name="uq_matrix_review_once"),
-                      Index("ix_matrix_review_quarter", "quarter", "kind"))
+    __table_args__ = (
+        UniqueConstraint("quarter", "user", "once", name="uq_matrix_review_once"),
+        Index("ix_matrix_review_quarter", "quarter", "kind"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     quarter: str = Field(max_length=7)  # "2026-Q4"

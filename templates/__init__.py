@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -84,9 +84,9 @@ def split_escaped(text: str, limit: int, parts: int) -> list[str]:
             cut = cut[:amp]
         space = max(cut.rfind(" "), cut.rfind("\n"))
         if space > len(cut) - 200:
-            cut = cut[:space + 1]
+            cut = cut[: space + 1]
         out.append(cut)
-        escaped = escaped[len(cut):]
+        escaped = escaped[len(cut) :]
     if escaped:
         out.append(escaped if len(escaped) <= limit else clip_escaped(unescape_mrkdwn(escaped), limit))
     return out
@@ -163,7 +163,7 @@ def _channel(channel_id: str) -> Safe:
 
 def readable_utc(value: datetime) -> str:
     """A moment as a person reads it where Slack shows no date token: "Thu 26 Nov 2026 12:14 UTC"."""
-    aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return f"{_day(aware.date())} {aware:%H:%M} UTC"
 
 
@@ -174,7 +174,7 @@ def _when(value: datetime | date | None, style: str = "{date_short_pretty} {time
         return Safe("")
     if not isinstance(value, datetime):
         return _day(value)
-    aware = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
     return Safe(f"<!date^{int(aware.timestamp())}^{style}|{readable_utc(aware)}>")
 
 
@@ -218,6 +218,8 @@ _env = Environment(
     lstrip_blocks=True,
     keep_trailing_newline=False,
 )
+
+
 def _option(team) -> dict:
     return {"text": {"type": "plain_text", "text": clip_escaped(team.name, 75)}, "value": team.id}
 
@@ -245,9 +247,26 @@ def _age(start: datetime, now: datetime) -> str:
     return f"{minutes // (24 * 60)} d"
 
 
-_env.globals.update(age=_age, option=_option, options=_options, criteria_options=_criteria_options, plural=plural, meter=meter)
+_env.globals.update(
+    age=_age, option=_option, options=_options, criteria_options=_criteria_options, plural=plural, meter=meter
+)
 _env.tests.update(user_id=_is_user_id)
-_env.filters.update(mrkdwn_parts=_mrkdwn_parts, mrkdwn=_mrkdwn, mentioning=_mentioning, plain=_plain, input_value=_input_value, user=_user, group=_group, user_id=_user_id, channel=_channel, when=_when, day=_day, url=_url, link=_link, json=_json)
+_env.filters.update(
+    mrkdwn_parts=_mrkdwn_parts,
+    mrkdwn=_mrkdwn,
+    mentioning=_mentioning,
+    plain=_plain,
+    input_value=_input_value,
+    user=_user,
+    group=_group,
+    user_id=_user_id,
+    channel=_channel,
+    when=_when,
+    day=_day,
+    url=_url,
+    link=_link,
+    json=_json,
+)
 
 
 def render(name: str, **context) -> dict:

@@ -120,7 +120,9 @@ def fake(_fake) -> FakeSlack:
 
 @pytest.fixture(scope="session")
 def _served(_migrated, _fake) -> Steward:
-    server = Steward(_migrated.url, _fake.url, PROCESS, extra_env={"HOME_FIGURES_SECONDS": "0"}).start()  # each test's own figures
+    server = Steward(
+        _migrated.url, _fake.url, PROCESS, extra_env={"HOME_FIGURES_SECONDS": "0"}
+    ).start()  # each test's own figures
     yield server
     server.stop()
 

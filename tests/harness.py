@@ -37,7 +37,9 @@ def cli(*args, env: dict | None = None, cwd=ROOT, timeout: float = 120) -> subpr
     """`python -m bot ARGS` as an operator runs it: no Slack settings but those given."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout
+    )
 
 
 class Response:
@@ -48,7 +50,9 @@ class Response:
         return json.loads(self.raw or b"null")
 
 
-def http(url: str, data: bytes | None = None, headers: dict | None = None, method: str | None = None, timeout: float = 10) -> Response:
+def http(
+    url: str, data: bytes | None = None, headers: dict | None = None, method: str | None = None, timeout: float = 10
+) -> Response:
     request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as r:
@@ -60,14 +64,22 @@ def http(url: str, data: bytes | None = None, headers: dict | None = None, metho
 class Steward:
     """`python -m bot serve` in a subprocess, against the fake Web API."""
 
-    def __init__(self, database_url: str, api_url: str, process_config: Path, workers: int = 2, extra_env: dict | None = None):
+    def __init__(
+        self, database_url: str, api_url: str, process_config: Path, workers: int = 2, extra_env: dict | None = None
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("SLACK_")},
-            "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": api_url,
-            "DATABASE_URL": database_url, "PROCESS_CONFIG": str(process_config), "PORT": str(self.port),
-            "HOST": "127.0.0.1", "WEB_CONCURRENCY": str(workers), "LOG_LEVEL": "WARNING",
+            "SLACK_BOT_TOKEN": TOKEN,
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": api_url,
+            "DATABASE_URL": database_url,
+            "PROCESS_CONFIG": str(process_config),
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "WEB_CONCURRENCY": str(workers),
+            "LOG_LEVEL": "WARNING",
             **(extra_env or {}),
         }
         self.proc: subprocess.Popen | None = None
@@ -75,7 +87,9 @@ class Steward:
 
     def start(self, timeout: float = 30) -> Steward:
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -138,15 +152,31 @@ class Steward:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     # -- sending what Slack sends -----------------------------------------------------------------
-    def post(self, body: bytes, content_type: str = "application/x-www-form-urlencoded", headers: dict | None = None, signed: bool = True, timestamp: int | None = None) -> Response:
+    def post(
+        self,
+        body: bytes,
+        content_type: str = "application/x-www-form-urlencoded",
+        headers: dict | None = None,
+        signed: bool = True,
+        timestamp: int | None = None,
+    ) -> Response:
         all_headers = {"Content-Type": content_type, **(sign(body, timestamp) if signed else {}), **(headers or {})}
         return http(self.url + "/slack/events", data=body, headers=all_headers, method="POST")
 
     def command(self, user: str, text: str = "", command: str = "/handoff", channel: str = "C0WORK") -> Response:
         fields = {
-            "token": "legacy", "team_id": "T0ACME", "team_domain": "acme", "channel_id": channel, "channel_name": "work",
-            "user_id": user, "user_name": user.lower(), "command": command, "text": text, "api_app_id": "A0STEWARD",
-            "is_enterprise_install": "false", "response_url": "https://hooks.slack.invalid/commands/1",
+            "token": "legacy",
+            "team_id": "T0ACME",
+            "team_domain": "acme",
+            "channel_id": channel,
+            "channel_name": "work",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0STEWARD",
+            "is_enterprise_install": "false",
+            "response_url": "https://hooks.slack.invalid/commands/1",
             "trigger_id": f"trigger-{time.monotonic_ns()}",
         }
         return self.post(urlencode(fields).encode())
@@ -154,22 +184,45 @@ class Steward:
     def interact(self, payload: dict) -> Response:
         return self.post(urlencode({"payload": json.dumps(payload)}).encode())
 
-    def click(self, user: str, action_id: str, value: str | None = None, *, channel: str = "C0ENG", message_ts: str = "1700000000.000001", view: dict | None = None, selected: str | None = None) -> Response:
+    def click(
+        self,
+        user: str,
+        action_id: str,
+        value: str | None = None,
+        *,
+        channel: str = "C0ENG",
+        message_ts: str = "1700000000.000001",
+        view: dict | None = None,
+        selected: str | None = None,
+    ) -> Response:
         action = {"action_id": action_id, "block_id": "b", "type": "button", "action_ts": str(time.time())}
         if value is not None:
             action["value"] = value
         if selected is not None:
-            action.update(type="static_select", selected_option={"value": selected, "text": {"type": "plain_text", "text": selected}})
+            action.update(
+                type="static_select",
+                selected_option={"value": selected, "text": {"type": "plain_text", "text": selected}},
+            )
         payload = {
-            "type": "block_actions", "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
-            "api_app_id": "A0STEWARD", "token": "legacy", "trigger_id": f"trigger-{time.monotonic_ns()}", "team": {"id": "T0ACME", "domain": "acme"},
-            "actions": [action], "response_url": "https://hooks.slack.invalid/actions/1",
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
+            "api_app_id": "A0STEWARD",
+            "token": "legacy",
+            "trigger_id": f"trigger-{time.monotonic_ns()}",
+            "team": {"id": "T0ACME", "domain": "acme"},
+            "actions": [action],
+            "response_url": "https://hooks.slack.invalid/actions/1",
         }
         if view is not None:
             payload["container"] = {"type": "view", "view_id": view["id"]}
             payload["view"] = view
         else:
-            payload["container"] = {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False}
+            payload["container"] = {
+                "type": "message",
+                "message_ts": message_ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            }
             payload["channel"] = {"id": channel, "name": "channel"}
             payload["message"] = {"ts": message_ts, "text": "card", "blocks": []}
         return self.interact(payload)
@@ -177,10 +230,14 @@ class Steward:
     def submit(self, user: str, view: dict, values: dict) -> Response:
         """Submit a view as Slack would, with `values` by block id (text, option value, list of values, date)."""
         payload = {
-            "type": "view_submission", "team": {"id": "T0ACME", "domain": "acme"},
+            "type": "view_submission",
+            "team": {"id": "T0ACME", "domain": "acme"},
             "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
-            "api_app_id": "A0STEWARD", "token": "legacy", "trigger_id": f"trigger-{time.monotonic_ns()}",
-            "view": dict(view, state={"values": fill(view, values)}), "response_urls": [],
+            "api_app_id": "A0STEWARD",
+            "token": "legacy",
+            "trigger_id": f"trigger-{time.monotonic_ns()}",
+            "view": dict(view, state={"values": fill(view, values)}),
+            "response_urls": [],
         }
         return self.interact(payload)
 
@@ -197,9 +254,17 @@ def fill(view: dict, values: dict) -> dict:
         if kind == "plain_text_input":
             entry = {"type": kind, "value": value}
         elif kind == "static_select":
-            entry = {"type": kind, "selected_option": {"value": value, "text": {"type": "plain_text", "text": str(value)}} if value else None}
+            entry = {
+                "type": kind,
+                "selected_option": {"value": value, "text": {"type": "plain_text", "text": str(value)}}
+                if value
+                else None,
+            }
         elif kind == "checkboxes":
-            entry = {"type": kind, "selected_options": [{"value": v, "text": {"type": "plain_text", "text": v}} for v in (value or [])]}
+            entry = {
+                "type": kind,
+                "selected_options": [{"value": v, "text": {"type": "plain_text", "text": v}} for v in (value or [])],
+            }
         elif kind == "datepicker":
             entry = {"type": kind, "selected_date": value}
         elif kind == "users_select":
@@ -214,7 +279,9 @@ def view_of(call) -> dict:
     """The view a views.open/views.update call carried, with the id Slack would give it."""
     view = call.args["view"]
     view = json.loads(view) if isinstance(view, str) else dict(view)
-    view.setdefault("id", call.args.get("view_id") or f"V0{time.monotonic_ns() % 10**12:012d}")  # each view its own id, as in Slack
+    view.setdefault(
+        "id", call.args.get("view_id") or f"V0{time.monotonic_ns() % 10**12:012d}"
+    )  # each view its own id, as in Slack
     view.setdefault("hash", "h0")
     return view
 

@@ -125,7 +125,12 @@ def _parse_metadata(args: dict) -> tuple[dict | None, str | None]:
             raw = json.loads(raw)
         except ValueError:
             return None, "invalid_metadata_format"
-    if not isinstance(raw, dict) or not isinstance(raw.get("event_type"), str) or not raw["event_type"] or not isinstance(raw.get("event_payload"), dict):
+    if (
+        not isinstance(raw, dict)
+        or not isinstance(raw.get("event_type"), str)
+        or not raw["event_type"]
+        or not isinstance(raw.get("event_payload"), dict)
+    ):
         return None, "invalid_metadata_schema"
     return raw, None
 
@@ -170,7 +175,9 @@ class FakeSlack:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall on kept-alive connections
+            disable_nagle_algorithm = (
+                True  # headers and body are two writes: no 40 ms delayed-ACK stall on kept-alive connections
+            )
 
             def log_message(self, *args):
                 pass
@@ -190,8 +197,12 @@ class FakeSlack:
                 url = urlsplit(self.path)
                 args = {**dict(parse_qsl(url.query, keep_blank_values=True)), **args}
                 auth = self.headers.get("Authorization", "")
-                status, headers, body = fake._handle(url.path.rsplit("/", 1)[-1], args, auth.removeprefix("Bearer ") or args.get("token"))
-                self._reply(status, {**headers, "Content-Type": "application/json; charset=utf-8"}, json.dumps(body).encode())
+                status, headers, body = fake._handle(
+                    url.path.rsplit("/", 1)[-1], args, auth.removeprefix("Bearer ") or args.get("token")
+                )
+                self._reply(
+                    status, {**headers, "Content-Type": "application/json; charset=utf-8"}, json.dumps(body).encode()
+                )
 
             def do_GET(self):
                 self._api({})
@@ -201,7 +212,9 @@ class FakeSlack:
                 if self.path.startswith("/upload/"):  # step 2 of files_upload_v2: the bytes, not an API call
                     data = self.rfile.read(length)
                     if fake._is_down():
-                        self._reply(503, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(SERVER_ERROR).encode())
+                        self._reply(
+                            503, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(SERVER_ERROR).encode()
+                        )
                         return
                     with fake._lock:
                         fake.uploads[self.path.rsplit("/", 1)[-1]] = data
@@ -318,7 +331,9 @@ class FakeSlack:
             if len(calls) >= count:
                 return calls
             time.sleep(0.01)
-        raise AssertionError(f"{method} called {len(self.of(method))} times, expected {count}: {[c.method for c in self.calls]}")
+        raise AssertionError(
+            f"{method} called {len(self.of(method))} times, expected {count}: {[c.method for c in self.calls]}"
+        )
 
     def settle(self, quiet: float = 0.3, timeout: float = 10.0) -> None:
         """Wait until no call has arrived for `quiet` seconds."""
@@ -339,8 +354,12 @@ class FakeSlack:
     def posted(self, key) -> int:
         """How many stored messages, in any channel, carry `metadata.event_payload.key == key`."""
         with self._lock:
-            return sum(1 for msgs in self._messages.values() for m in msgs
-                       if ((m["metadata"] or {}).get("event_payload") or {}).get("key") == key)
+            return sum(
+                1
+                for msgs in self._messages.values()
+                for m in msgs
+                if ((m["metadata"] or {}).get("event_payload") or {}).get("key") == key
+            )
 
     # -- answering --------------------------------------------------------------------------------
     def _is_down(self) -> bool:
@@ -432,7 +451,11 @@ class FakeSlack:
     def _public(self, message: dict, metadata: bool, threads: dict[str, list[dict]]) -> dict:
         """A stored message as the Web API shows it: absent fields left out, metadata only when asked, a
         thread's parent with its reply count."""
-        out = {k: copy.deepcopy(v) for k, v in message.items() if v is not None and k not in ("channel", "metadata", "reply_broadcast")}
+        out = {
+            k: copy.deepcopy(v)
+            for k, v in message.items()
+            if v is not None and k not in ("channel", "metadata", "reply_broadcast")
+        }
         if metadata and message["metadata"] is not None:
             out["metadata"] = copy.deepcopy(message["metadata"])
         replies = threads.get(message["ts"])
@@ -471,8 +494,12 @@ class FakeSlack:
         more = len(messages) > limit
         cursor = base64.b64encode(f"next_ts:{messages[limit]['ts']}".encode()).decode() if more else ""
         metadata, threads = _truthy(args.get("include_all_metadata")), self._threads(channel)
-        return {"ok": True, "messages": [self._public(m, metadata, threads) for m in messages[:limit]], "has_more": more,
-                "response_metadata": {"next_cursor": cursor}}
+        return {
+            "ok": True,
+            "messages": [self._public(m, metadata, threads) for m in messages[:limit]],
+            "has_more": more,
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     def _known_channel(self, channel: str) -> bool:
         return channel in self._messages or channel in self._dms or channel.startswith(("C", "G"))
@@ -481,14 +508,28 @@ class FakeSlack:
         """Under the lock: carry out an accepted call."""
         n = next(self._ids)
         if method == "auth.test":
-            return {"ok": True, "url": "https://acme.slack.com/", "team": "Acme", "user": "steward", "team_id": "T0ACME", "user_id": BOT_USER, "bot_id": BOT_ID}
+            return {
+                "ok": True,
+                "url": "https://acme.slack.com/",
+                "team": "Acme",
+                "user": "steward",
+                "team_id": "T0ACME",
+                "user_id": BOT_USER,
+                "bot_id": BOT_ID,
+            }
         if method == "chat.postMessage":
             channel = _dm(args.get("channel", ""))
             blocks = args.get("blocks")
             message = {
-                "type": "message", "channel": channel, "ts": self._next_ts(), "user": BOT_USER, "bot_id": BOT_ID,
-                "text": args.get("text"), "blocks": json.loads(blocks) if isinstance(blocks, str) else blocks,
-                "thread_ts": args.get("thread_ts") or None, "reply_broadcast": _truthy(args.get("reply_broadcast")),
+                "type": "message",
+                "channel": channel,
+                "ts": self._next_ts(),
+                "user": BOT_USER,
+                "bot_id": BOT_ID,
+                "text": args.get("text"),
+                "blocks": json.loads(blocks) if isinstance(blocks, str) else blocks,
+                "thread_ts": args.get("thread_ts") or None,
+                "reply_broadcast": _truthy(args.get("reply_broadcast")),
                 "metadata": _parse_metadata(args)[0],
             }
             self._messages.setdefault(channel, []).append(message)
@@ -507,13 +548,23 @@ class FakeSlack:
                 message["blocks"] = json.loads(blocks) if isinstance(blocks, str) else blocks
             if args.get("metadata") not in (None, ""):
                 message["metadata"] = _parse_metadata(args)[0]
-            return {"ok": True, "channel": channel, "ts": message["ts"], "text": message["text"], "message": self._public(message, True, {})}
+            return {
+                "ok": True,
+                "channel": channel,
+                "ts": message["ts"],
+                "text": message["text"],
+                "message": self._public(message, True, {}),
+            }
         if method == "conversations.history":
             channel = args.get("channel") or ""
             if not self._known_channel(channel):
                 return {"ok": False, "error": "channel_not_found"}
-            messages = [m for m in self._messages.get(channel, []) if m["thread_ts"] in (None, m["ts"]) or m["reply_broadcast"]]
-            return self._page(args, channel, sorted(messages, key=lambda m: _ts_key(m["ts"]), reverse=True), newest_first=True)
+            messages = [
+                m for m in self._messages.get(channel, []) if m["thread_ts"] in (None, m["ts"]) or m["reply_broadcast"]
+            ]
+            return self._page(
+                args, channel, sorted(messages, key=lambda m: _ts_key(m["ts"]), reverse=True), newest_first=True
+            )
         if method == "conversations.replies":
             channel = args.get("channel") or ""
             if not self._known_channel(channel):
@@ -523,10 +574,15 @@ class FakeSlack:
                 message = self._find(channel, message["thread_ts"])  # a reply's ts names its whole thread
             if message is None:
                 return {"ok": False, "error": "thread_not_found"}
-            replies = sorted((m for m in self._messages[channel] if m["thread_ts"] == message["ts"] and m is not message), key=lambda m: _ts_key(m["ts"]))
+            replies = sorted(
+                (m for m in self._messages[channel] if m["thread_ts"] == message["ts"] and m is not message),
+                key=lambda m: _ts_key(m["ts"]),
+            )
             answer = self._page(args, channel, replies, newest_first=False)
             if answer["ok"] and not args.get("cursor"):  # the parent always comes first, on the first page
-                answer["messages"].insert(0, self._public(message, _truthy(args.get("include_all_metadata")), self._threads(channel)))
+                answer["messages"].insert(
+                    0, self._public(message, _truthy(args.get("include_all_metadata")), self._threads(channel))
+                )
             return answer
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"1700000001.{n:06d}"}
@@ -554,7 +610,12 @@ class FakeSlack:
             missing = [f["id"] for f in files if f["id"] not in self.uploads]
             if missing:
                 return {"ok": False, "error": "file_not_found"}
-            return {"ok": True, "files": [{"id": f["id"], "title": f.get("title"), "channels": [args.get("channel_id")]} for f in files]}
+            return {
+                "ok": True,
+                "files": [
+                    {"id": f["id"], "title": f.get("title"), "channels": [args.get("channel_id")]} for f in files
+                ],
+            }
         if method == "users.list":  # paged by an opaque cursor, as Slack's
             ids = sorted(self.users)
             limit = max(1, min(int(args.get("limit") or 100), 1000))
@@ -563,10 +624,15 @@ class FakeSlack:
                 start = int(base64.b64decode(cursor).decode().removeprefix("user:")) if cursor else 0
             except ValueError:
                 return {"ok": False, "error": "invalid_cursor"}
-            page = ids[start:start + limit]
+            page = ids[start : start + limit]
             more = start + limit < len(ids)
-            return {"ok": True, "members": [{"id": u, **self.users[u]} for u in page],
-                    "response_metadata": {"next_cursor": base64.b64encode(f"user:{start + limit}".encode()).decode() if more else ""}}
+            return {
+                "ok": True,
+                "members": [{"id": u, **self.users[u]} for u in page],
+                "response_metadata": {
+                    "next_cursor": base64.b64encode(f"user:{start + limit}".encode()).decode() if more else ""
+                },
+            }
         if method == "chat.getPermalink":  # a link to a message Slack has: https://<workspace>.slack.com/archives/C…/p…
             channel = _dm(args.get("channel", ""))
             message = self._find(channel, args.get("message_ts"))
@@ -585,9 +651,19 @@ class FakeSlack:
             return {"ok": True, "user": {"id": user, "is_bot": False, "deleted": False, **self.users[user]}}
         if method == "usergroups.list":
             disabled = _truthy(args.get("include_disabled"))
-            return {"ok": True, "usergroups": [{"id": g, "handle": v.get("handle", g.lower()), "date_delete": v.get("date_delete", 0),
-                                               "users": list(v.get("users", []))}
-                                              for g, v in sorted(self.usergroups.items()) if disabled or not v.get("date_delete")]}
+            return {
+                "ok": True,
+                "usergroups": [
+                    {
+                        "id": g,
+                        "handle": v.get("handle", g.lower()),
+                        "date_delete": v.get("date_delete", 0),
+                        "users": list(v.get("users", [])),
+                    }
+                    for g, v in sorted(self.usergroups.items())
+                    if disabled or not v.get("date_delete")
+                ],
+            }
         if method == "usergroups.users.list":
             group = self.usergroups.get(args.get("usergroup") or "")
             if group is None:
@@ -600,8 +676,15 @@ class FakeSlack:
             if channel is None:
                 return {"ok": False, "error": "channel_not_found"}
             if method == "conversations.info":
-                return {"ok": True, "channel": {"id": args.get("channel"), "is_archived": channel.get("is_archived", False),
-                                                "is_private": channel.get("is_private", False), "is_member": channel.get("is_member", True)}}
+                return {
+                    "ok": True,
+                    "channel": {
+                        "id": args.get("channel"),
+                        "is_archived": channel.get("is_archived", False),
+                        "is_private": channel.get("is_private", False),
+                        "is_member": channel.get("is_member", True),
+                    },
+                }
             people = list(channel.get("members", []))
             limit = max(1, min(int(args.get("limit") or 100), 1000))
             cursor = str(args.get("cursor") or "")
@@ -610,8 +693,13 @@ class FakeSlack:
             except ValueError:
                 return {"ok": False, "error": "invalid_cursor"}
             more = start + limit < len(people)
-            return {"ok": True, "members": people[start:start + limit],
-                    "response_metadata": {"next_cursor": base64.b64encode(f"member:{start + limit}".encode()).decode() if more else ""}}
+            return {
+                "ok": True,
+                "members": people[start : start + limit],
+                "response_metadata": {
+                    "next_cursor": base64.b64encode(f"member:{start + limit}".encode()).decode() if more else ""
+                },
+            }
         if method == "conversations.join":
             return {"ok": True, "channel": {"id": args.get("channel")}}
         if method == "conversations.open":

@@ -37,8 +37,13 @@ class Connection:
 
     def _frame(self, opcode: int, payload: bytes) -> None:
         n = len(payload)
-        head = bytes([0x80 | opcode]) + (bytes([n]) if n < 126 else bytes([126]) + struct.pack("!H", n) if n < 65536
-                                         else bytes([127]) + struct.pack("!Q", n))
+        head = bytes([0x80 | opcode]) + (
+            bytes([n])
+            if n < 126
+            else bytes([126]) + struct.pack("!H", n)
+            if n < 65536
+            else bytes([127]) + struct.pack("!Q", n)
+        )
         with self._send_lock:
             self.sock.sendall(head + payload)
 
@@ -103,12 +108,22 @@ class FakeSocketMode:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] + GUID).encode()).digest()).decode()
-            sock.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            sock.sendall(
+                (
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+                ).encode()
+            )
             with self._new:
                 conn = Connection(sock, len(self.connections) + 1)
-            conn.send({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake", "approximate_connection_time": 3600},
-                       "connection_info": {"app_id": self.app_id}})
+            conn.send(
+                {
+                    "type": "hello",
+                    "num_connections": 1,
+                    "debug_info": {"host": "fake", "approximate_connection_time": 3600},
+                    "connection_info": {"app_id": self.app_id},
+                }
+            )
             with self._new:
                 self.connections.append(conn)
                 self._new.notify_all()

@@ -120,7 +120,9 @@ def _alive(pid: int) -> bool:
 def wait_for(predicate, timeout: float, what: str, server: Steward):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert server.proc.poll() is None, f"serve exited {server.proc.returncode} while waiting for {what}:\n{server.output()}"
+        assert server.proc.poll() is None, (
+            f"serve exited {server.proc.returncode} while waiting for {what}:\n{server.output()}"
+        )
         value = predicate()
         if value:
             return value
@@ -155,7 +157,9 @@ def test_workers_boot_while_the_database_is_down_and_recover_without_a_restart(f
         # Every worker dies while the database is down; the master must replace them, and they must boot.
         for pid in first:
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: (w := workers_of(server.proc.pid)) and len(w) == 2 and not w & first, 20, "two new workers", server)
+        wait_for(
+            lambda: (w := workers_of(server.proc.pid)) and len(w) == 2 and not w & first, 20, "two new workers", server
+        )
         r = wait_for(lambda: healthz(server), 20, "an answer from a new worker", server)
         assert server.proc.poll() is None
         assert r.status == 503 and r.json() == {"ok": False, "database": "down"}, (r.status, r.raw)
@@ -166,7 +170,9 @@ def test_workers_boot_while_the_database_is_down_and_recover_without_a_restart(f
         assert r.json()["response_type"] == "ephemeral" and "went wrong" in r.json()["text"], r.raw
 
         proxy.up()
-        wait_for(lambda: (h := healthz(server)) and h.status == 200, 5, "200 from /healthz once the database is back", server)
+        wait_for(
+            lambda: (h := healthz(server)) and h.status == 200, 5, "200 from /healthz once the database is back", server
+        )
         assert healthz(server).json() == {"ok": True, "database": "up"}
         r = server.command("U0ALICE", "help")
         assert r.status == 200 and "/handoff" in r.raw.decode(), (r.status, r.raw)

@@ -15,8 +15,10 @@ from tests.harness import ROOT, cli
 
 GOOD = {
     "organization": {"name": "Acme", "timezone": "Europe/Berlin", "digest_channel": "C0SYNC"},
-    "teams": [{"id": "design", "name": "Design", "channel": "C0DESIGN", "members": ["U0ALICE"]},
-              {"id": "eng", "name": "Engineering", "channel": "C0ENG"}],
+    "teams": [
+        {"id": "design", "name": "Design", "channel": "C0DESIGN", "members": ["U0ALICE"]},
+        {"id": "eng", "name": "Engineering", "channel": "C0ENG"},
+    ],
     "boundaries": [{"from": "design", "to": "eng", "steward": "U0STEW", "criteria": ["Spec"]}],
 }
 
@@ -30,7 +32,10 @@ def problems(data) -> list[str]:
 def test_the_shipped_example_is_valid():
     cfg = load_process(ROOT / "process.example.toml")
     assert cfg.boundary("design", "eng").criteria[0] == "Specification with acceptance criteria"
-    assert cfg.model_of(cfg.boundary("eng", "qa")) == "hybrid" and cfg.model_of(cfg.boundary("design", "eng")) == "centralized"
+    assert (
+        cfg.model_of(cfg.boundary("eng", "qa")) == "hybrid"
+        and cfg.model_of(cfg.boundary("design", "eng")) == "centralized"
+    )
 
 
 def test_errors_name_the_key_several_at_once():
@@ -62,7 +67,9 @@ def test_check_config_summarises_and_refuses_bad_files(tmp_path):
     r = run("check-config", env={"PROCESS_CONFIG": str(ROOT / "process.example.toml")})
     assert r.returncode == 0 and "3 teams" in r.stdout and "design → eng: centralized, 3 criteria" in r.stdout
     bad = tmp_path / "p.toml"
-    bad.write_text('[organization]\nname = "A"\ndigest_channel = "C0S"\n[[teams]]\nid = "a"\nname = "A"\nchannel = "C0A"\n[[boundaries]]\nfrom = "a"\nto = "nowhere"\nsteward = "U0S"\n')
+    bad.write_text(
+        '[organization]\nname = "A"\ndigest_channel = "C0S"\n[[teams]]\nid = "a"\nname = "A"\nchannel = "C0A"\n[[boundaries]]\nfrom = "a"\nto = "nowhere"\nsteward = "U0S"\n'
+    )
     r = run("check-config", "--file", str(bad))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == ["boundaries[0].to: no team 'nowhere'"]
     bad.write_text("[organization\n")
@@ -70,20 +77,29 @@ def test_check_config_summarises_and_refuses_bad_files(tmp_path):
     assert r.returncode == 2 and "not valid TOML" in r.stderr and "Traceback" not in r.stderr
     r = run("check-config", env={"PROCESS_CONFIG": str(tmp_path / "missing.toml")})
     assert r.returncode == 2 and r.stderr == f"PROCESS_CONFIG: no file at {tmp_path / 'missing.toml'}\n"
-    r = run("check-config", "--file", str(tmp_path / "missing.toml"), env={"PORT": "not a port"})  # --file needs no settings
+    r = run(
+        "check-config", "--file", str(tmp_path / "missing.toml"), env={"PORT": "not a port"}
+    )  # --file needs no settings
     assert r.returncode == 2 and r.stderr == f"--file: no file at {tmp_path / 'missing.toml'}\n"
 
 
 def test_check_config_counts_in_words(tmp_path):
     good = tmp_path / "p.toml"
-    good.write_text('[organization]\nname = "A"\ndigest_channel = "C0S"\nholidays = [2026-12-25]\n'
-                    '[[teams]]\nid = "a"\nname = "A"\nchannel = "C0A"\nmembers = ["U0A"]\n'
-                    '[[teams]]\nid = "b"\nname = "B"\nchannel = "C0B"\n'
-                    '[[boundaries]]\nfrom = "a"\nto = "b"\nsteward = "U0S"\ncriteria = ["Spec"]\n'
-                    '[schedule]\ninitiative_prompt_days = 1\ncatch_up_days = 1\n')
+    good.write_text(
+        '[organization]\nname = "A"\ndigest_channel = "C0S"\nholidays = [2026-12-25]\n'
+        '[[teams]]\nid = "a"\nname = "A"\nchannel = "C0A"\nmembers = ["U0A"]\n'
+        '[[teams]]\nid = "b"\nname = "B"\nchannel = "C0B"\n'
+        '[[boundaries]]\nfrom = "a"\nto = "b"\nsteward = "U0S"\ncriteria = ["Spec"]\n'
+        '[schedule]\ninitiative_prompt_days = 1\ncatch_up_days = 1\n'
+    )
     r = run("check-config", "--file", str(good))
     assert r.returncode == 0, r.stderr
-    assert "1 holiday;" not in r.stdout and "1 holiday" in r.stdout and "(1 member," in r.stdout and "(0 members," in r.stdout
+    assert (
+        "1 holiday;" not in r.stdout
+        and "1 holiday" in r.stdout
+        and "(1 member," in r.stdout
+        and "(0 members," in r.stdout
+    )
     assert "2 teams:" in r.stdout and "1 boundary:" in r.stdout and "1 criterion," in r.stdout
     assert "prompts 1 day before; catch-up 1 day" in r.stdout
     assert not re.search(r"\b1 (members|teams|boundaries|criteria|holidays|days)\b", r.stdout), r.stdout
@@ -94,11 +110,17 @@ def test_every_problem_in_one_run_whatever_else_is_wrong(tmp_path):
     a duplicate, a matrix naming nobody were reported only after the field was mended, one run at a time."""
     bad = json.loads(json.dumps(GOOD))
     bad["schedule"] = {"digest": "0 9 31 2 *"}
-    bad["teams"].append({"id": "ops", "name": "Ops", "channel": "not-a-channel"})  # invalid itself: referring to it adds nothing
+    bad["teams"].append(
+        {"id": "ops", "name": "Ops", "channel": "not-a-channel"}
+    )  # invalid itself: referring to it adds nothing
     bad["teams"].append({"id": "design", "name": "Design again", "channel": "C0D2"})
-    bad["boundaries"] += [{"from": "design", "to": "nowhere", "steward": "U0STEW"}, {"from": "eng", "to": "eng", "steward": "U0STEW"},
-                          {"from": "design", "to": "eng", "steward": "U0STEW"}, {"from": "eng", "to": "ops", "steward": "U0STEW"},
-                          {"from": "eng", "to": "design", "steward": "nobody"}]
+    bad["boundaries"] += [
+        {"from": "design", "to": "nowhere", "steward": "U0STEW"},
+        {"from": "eng", "to": "eng", "steward": "U0STEW"},
+        {"from": "design", "to": "eng", "steward": "U0STEW"},
+        {"from": "eng", "to": "ops", "steward": "U0STEW"},
+        {"from": "eng", "to": "design", "steward": "nobody"},
+    ]
     bad["rights"] = [{"element": "QA sign-off", "sets_standard": "nobody", "owns_execution": "eng"}]
     assert problems(bad) == [
         "teams[2].channel: 'not-a-channel' is not a Slack channel id (C…)",
@@ -113,24 +135,58 @@ def test_every_problem_in_one_run_whatever_else_is_wrong(tmp_path):
         "fasttrack.backup_approvers: required with [[rights]]: over-budget requests need someone to decide them",
     ]
     path = tmp_path / "p.toml"
-    path.write_text('[organization]\nname = "A"\ndigest_channel = "C0S"\n[[teams]]\nid = "a"\nname = "A"\nchannel = "C0A"\n'
-                    '[[boundaries]]\nfrom = "a"\nto = "nowhere"\nsteward = "U0S"\n[schedule]\ndigest = "at nine"\n')
+    path.write_text(
+        '[organization]\nname = "A"\ndigest_channel = "C0S"\n[[teams]]\nid = "a"\nname = "A"\nchannel = "C0A"\n'
+        '[[boundaries]]\nfrom = "a"\nto = "nowhere"\nsteward = "U0S"\n[schedule]\ndigest = "at nine"\n'
+    )
     r = run("check-config", "--file", str(path))
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 2, r.stderr
-    assert r.stderr.startswith("schedule.digest: not a crontab expression") and "boundaries[0].to: no team 'nowhere'" in r.stderr
+    assert (
+        r.stderr.startswith("schedule.digest: not a crontab expression")
+        and "boundaries[0].to: no team 'nowhere'" in r.stderr
+    )
 
 
 def test_missing_and_invalid_settings_are_one_line_each(tmp_path):
-    r = run("serve", env={"PROCESS_CONFIG": str(ROOT / "process.example.toml"), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}, cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == ["SLACK_BOT_TOKEN: required but not set", "SLACK_SIGNING_SECRET: required but not set"]
-    r = run("serve", env={"SLACK_BOT_TOKEN": "xoxp-user-token", "SLACK_SIGNING_SECRET": "s", "SLACK_API_URL": "ftp://x", "PORT": "99999"}, cwd=tmp_path)
+    r = run(
+        "serve",
+        env={"PROCESS_CONFIG": str(ROOT / "process.example.toml"), "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"},
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "SLACK_BOT_TOKEN: required but not set",
+        "SLACK_SIGNING_SECRET: required but not set",
+    ]
+    r = run(
+        "serve",
+        env={
+            "SLACK_BOT_TOKEN": "xoxp-user-token",
+            "SLACK_SIGNING_SECRET": "s",
+            "SLACK_API_URL": "ftp://x",
+            "PORT": "99999",
+        },
+        cwd=tmp_path,
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(lines) == 3
     assert {line.split(":")[0] for line in lines} == {"SLACK_BOT_TOKEN", "SLACK_API_URL", "PORT"}
     # A secret never appears in what a command prints.
-    r = run("serve", env={"SLACK_BOT_TOKEN": "xoxb-very-secret", "SLACK_SIGNING_SECRET": "shh-secret", "DATABASE_URL": "sqlite:///" + str(tmp_path / "x.db"),
-                          "PROCESS_CONFIG": str(ROOT / "process.example.toml")}, cwd=tmp_path)
-    assert r.returncode == 2 and "migrate" in r.stderr and "very-secret" not in r.stderr + r.stdout and "shh-secret" not in r.stderr
+    r = run(
+        "serve",
+        env={
+            "SLACK_BOT_TOKEN": "xoxb-very-secret",
+            "SLACK_SIGNING_SECRET": "shh-secret",
+            "DATABASE_URL": "sqlite:///" + str(tmp_path / "x.db"),
+            "PROCESS_CONFIG": str(ROOT / "process.example.toml"),
+        },
+        cwd=tmp_path,
+    )
+    assert (
+        r.returncode == 2
+        and "migrate" in r.stderr
+        and "very-secret" not in r.stderr + r.stdout
+        and "shh-secret" not in r.stderr
+    )
 
 
 def test_settings_read_dotenv(tmp_path):
@@ -138,25 +194,41 @@ def test_settings_read_dotenv(tmp_path):
     code = "from bot.entry.settings import load_settings; s = load_settings(); print(s.slack_api_url, s.port, s.database_url)"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PORT", "DATABASE_URL"))}
     env["PYTHONPATH"] = str(ROOT)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.split() == ["http://127.0.0.1:9/api/", "4000", "sqlite:///steward.db"]
 
 
 def test_reading_before_migrate_says_migrate_first_and_leaves_no_file(tmp_path):
-    config = {"PROCESS_CONFIG": str(ROOT / "process.example.toml"), "SLACK_BOT_TOKEN": "xoxb-x", "SLACK_API_URL": "http://127.0.0.1:9/api/"}
+    config = {
+        "PROCESS_CONFIG": str(ROOT / "process.example.toml"),
+        "SLACK_BOT_TOKEN": "xoxb-x",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+    }
     path = tmp_path / "steward.db"
     for command in (["digest"], ["outbox"], ["run-job", "catch-up"]):
         r = run(*command, env={**config, "DATABASE_URL": f"sqlite:///{path}"}, cwd=tmp_path)
-        assert r.returncode == 2 and r.stderr == f"DATABASE_URL: no database at {path} yet: run `python -m bot migrate` first\n", r.stderr
+        assert (
+            r.returncode == 2
+            and r.stderr == f"DATABASE_URL: no database at {path} yet: run `python -m bot migrate` first\n"
+        ), r.stderr
         assert not path.exists() and list(tmp_path.iterdir()) == []
     path.touch()  # a file that is not a Steward database (an older attempt, say)
     r = run("digest", env={**config, "DATABASE_URL": f"sqlite:///{path}"}, cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.endswith("has no Steward schema yet: run `python -m bot migrate` first\n"), r.stderr
+    assert r.returncode == 2 and r.stderr.endswith("has no Steward schema yet: run `python -m bot migrate` first\n"), (
+        r.stderr
+    )
 
 
 def test_run_job_says_each_line_once_and_that_nothing_is_due(tmp_path):
-    env = {"PROCESS_CONFIG": str(ROOT / "process.example.toml"), "DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}",
-           "SLACK_BOT_TOKEN": "xoxb-x", "SLACK_API_URL": "http://127.0.0.1:9/api/", "LOG_LEVEL": "INFO"}
+    env = {
+        "PROCESS_CONFIG": str(ROOT / "process.example.toml"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}",
+        "SLACK_BOT_TOKEN": "xoxb-x",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+        "LOG_LEVEL": "INFO",
+    }
     assert run("migrate", env=env).returncode == 0
     r = run("run-job", "catch-up", "--now", "2026-11-17T11:00", env=env)  # mid-month: no digest, no prompt
     assert r.returncode == 0, r.stderr
@@ -191,12 +263,29 @@ def test_manifest():
     assert m["features"]["slash_commands"][0]["url"] == "https://steward.example.com/slack/events"
     assert m["settings"]["interactivity"]["request_url"] == "https://steward.example.com/slack/events"
     assert m["settings"]["socket_mode_enabled"] is False
-    assert set(m["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "chat:write.public", "files:write", "channels:join",
-                                                    "channels:history", "groups:history", "im:history", "im:write", "users:read",
-                                                    "usergroups:read", "channels:read", "groups:read"}
-    assert m["features"]["app_home"]["messages_tab_enabled"] is True and m["features"]["app_home"]["home_tab_enabled"] is True
-    assert m["settings"]["event_subscriptions"] == {"request_url": "https://steward.example.com/slack/events",
-                                                    "bot_events": ["app_home_opened", "member_joined_channel"]}
+    assert set(m["oauth_config"]["scopes"]["bot"]) == {
+        "commands",
+        "chat:write",
+        "chat:write.public",
+        "files:write",
+        "channels:join",
+        "channels:history",
+        "groups:history",
+        "im:history",
+        "im:write",
+        "users:read",
+        "usergroups:read",
+        "channels:read",
+        "groups:read",
+    }
+    assert (
+        m["features"]["app_home"]["messages_tab_enabled"] is True
+        and m["features"]["app_home"]["home_tab_enabled"] is True
+    )
+    assert m["settings"]["event_subscriptions"] == {
+        "request_url": "https://steward.example.com/slack/events",
+        "bot_events": ["app_home_opened", "member_joined_channel"],
+    }
     socket = json.loads(run("manifest").stdout)
     assert socket["settings"]["socket_mode_enabled"] is True and "url" not in socket["features"]["slash_commands"][0]
     assert socket["settings"]["event_subscriptions"] == {"bot_events": ["app_home_opened", "member_joined_channel"]}
@@ -224,8 +313,17 @@ def schedule_label(period: str) -> str:
 def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
     from slack_sdk.models.blocks import Block
 
-    r = cli("demo", "--dir", str(tmp_path / "demo"), env={"PROCESS_CONFIG": "/nowhere.toml", "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x",
-                                                          "MPLCONFIGDIR": str(tmp_path / "mpl")}, cwd=tmp_path)  # no font cache yet
+    r = cli(
+        "demo",
+        "--dir",
+        str(tmp_path / "demo"),
+        env={
+            "PROCESS_CONFIG": "/nowhere.toml",
+            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x",
+            "MPLCONFIGDIR": str(tmp_path / "mpl"),
+        },
+        cwd=tmp_path,
+    )  # no font cache yet
     assert r.returncode == 0, r.stderr
     assert "Matplotlib" not in r.stderr and "font cache" not in r.stderr, r.stderr
     assert "sync digest ·" in r.stdout and "Signals" in r.stdout and "Teams" in r.stdout and "Initiative: “" in r.stdout
@@ -234,7 +332,9 @@ def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
     (chart,) = [p for p in (tmp_path / "demo").iterdir() if p.suffix == ".png"]
     assert chart.read_bytes().startswith(b"\x89PNG")
     # Block Kit as Block Kit Builder takes it: one message a file, {"blocks": [...]}, blocks Slack accepts
-    files = sorted((p for p in (tmp_path / "demo").iterdir() if p.suffix == ".json"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+    files = sorted(
+        (p for p in (tmp_path / "demo").iterdir() if p.suffix == ".json"), key=lambda p: int(p.stem.rsplit("-", 1)[1])
+    )
     month = chart.stem.removeprefix("trend-")
     assert [p.name for p in files] == [f"digest-{month}-{i}.json" for i in range(1, len(files) + 1)]
     for path in files:
@@ -247,11 +347,16 @@ def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
     assert str(tmp_path / "demo") in r.stdout
     import sys
 
-    assert f"{sys.executable} -m bot digest --month" in r.stdout  # no activated venv assumed: the interpreter that ran it
+    assert (
+        f"{sys.executable} -m bot digest --month" in r.stdout
+    )  # no activated venv assumed: the interpreter that ran it
     # the database it leaves is a real Steward database: the preview command reads it
     from bot.entry.demo import PULSE_SECRET
 
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'steward.db'}", "PROCESS_CONFIG": str(tmp_path / "demo" / "process.toml")}
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'steward.db'}",
+        "PROCESS_CONFIG": str(tmp_path / "demo" / "process.toml"),
+    }
     again = cli("digest", "--month", month, env=dict(env, PULSE_SECRET=PULSE_SECRET))
     assert again.returncode == 0 and again.stdout in r.stdout
     # the demo answers the weekly pulse: its digest shows satisfaction once the month's surveys have all closed
@@ -261,4 +366,6 @@ def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
 
     if pulse.final_at(load_process(tmp_path / "demo" / "process.toml").pulse, month) <= utcnow():
         assert "Satisfaction (1–5)" in r.stdout and f"Satisfaction in {schedule_label(month)}" in r.stdout
-    assert "PULSE_SECRET: required" in cli("digest", "--month", month, env=env).stderr  # without the secret: said, not skipped
+    assert (
+        "PULSE_SECRET: required" in cli("digest", "--month", month, env=env).stderr
+    )  # without the secret: said, not skipped

@@ -88,8 +88,16 @@ def submit_handoff(server, view: dict, title: str, user: str = "U0ALICE"):
 
 
 def submit_fasttrack(server, view: dict, element: str, user: str = "U0BOB"):
-    r = server.submit(user, view, {"what": "Hotfix 4.2.1", "element": element, "reason": "Customer escalation",
-                                   "justification": "Checkout is down for our largest customer"})
+    r = server.submit(
+        user,
+        view,
+        {
+            "what": "Hotfix 4.2.1",
+            "element": element,
+            "reason": "Customer escalation",
+            "justification": "Checkout is down for our largest customer",
+        },
+    )
     assert r.status == 200 and r.raw in (b"", b"{}"), r.raw
     return r
 
@@ -151,8 +159,12 @@ def keys_in(fake, channel: str) -> Counter:
 
 
 def the_message(fake, key: str) -> dict:
-    (message,) = [m for ch in list(fake._messages) for m in fake.messages(ch)
-                  if ((m["metadata"] or {}).get("event_payload") or {}).get("key") == key]
+    (message,) = [
+        m
+        for ch in list(fake._messages)
+        for m in fake.messages(ch)
+        if ((m["metadata"] or {}).get("event_payload") or {}).get("key") == key
+    ]
     return message
 
 
@@ -226,8 +238,10 @@ def sweep(db, fake, later: timedelta | None = timedelta(minutes=1)) -> Ran:
 
 
 def looked(fake, channel_id: str) -> bool:
-    return any(c.args.get("channel") == channel_id and c.args.get("include_all_metadata") in (True, "true", "1", 1)
-               for c in fake.of("conversations.history"))
+    return any(
+        c.args.get("channel") == channel_id and c.args.get("include_all_metadata") in (True, "true", "1", 1)
+        for c in fake.of("conversations.history")
+    )
 
 
 # -- (a) Slack stores the message, then answers 503 ------------------------------------------------------
@@ -258,7 +272,9 @@ def test_stored_then_503_each_message_is_found_not_posted_again(steward, fake, d
 
     # the digest: its first message
     fake.store_then_error("chat.postMessage", 503)
-    r = run(db, fake, "run-job", "digest", "--month", MONTH, hurry=Hurry())  # its wait for the chart: see the last tests below
+    r = run(
+        db, fake, "run-job", "digest", "--month", MONTH, hurry=Hurry()
+    )  # its wait for the chart: see the last tests below
     assert "not sent yet (internal_error)" in r.stdout, r.stdout + r.stderr
     assert unsure(db, DIGEST)
 
@@ -320,7 +336,9 @@ def test_refused_for_good_is_failed_told_once_listed_and_retried_by_the_operator
     until(lambda: settled(db, card(b)) and settled(db, receipt(b)), what="handoff B delivered")
     fake.fail("chat.postMessage", "channel_not_found")
     steward.click("U0BOB", "handoff_accept", str(b.id))
-    until(lambda: settled(db, accepted_dm(b), "failed") and settled(db, f"{accepted_dm(b)}:failed"), what="the DM refused")
+    until(
+        lambda: settled(db, accepted_dm(b), "failed") and settled(db, f"{accepted_dm(b)}:failed"), what="the DM refused"
+    )
 
     # two approvers: the first one's card is refused; the other can still decide, so nothing is re-routed
     view_f = fasttrack_form(steward, fake)
@@ -328,9 +346,15 @@ def test_refused_for_good_is_failed_told_once_listed_and_retried_by_the_operator
     submit_fasttrack(steward, view_f, QA_SIGNOFF)
     f = last_fasttrack(db)
     refused_ft = ft_card(f, "U0CAROL")
-    until(lambda: settled(db, refused_ft, "failed") and settled(db, f"{refused_ft}:failed") and settled(db, ft_card(f, "U0STEW"))
-          and settled(db, ft_receipt(f)),
-          what="the fast-track card refused")
+    until(
+        lambda: (
+            settled(db, refused_ft, "failed")
+            and settled(db, f"{refused_ft}:failed")
+            and settled(db, ft_card(f, "U0STEW"))
+            and settled(db, ft_receipt(f))
+        ),
+        what="the fast-track card refused",
+    )
     assert fasttrack.get(db, f.id).deciders == ["U0CAROL", "U0STEW"]
 
     fake.fail("chat.postMessage", "channel_not_found")
@@ -361,7 +385,9 @@ def test_refused_for_good_is_failed_told_once_listed_and_retried_by_the_operator
     assert [fake.posted(f"{k}:failed") for k in told] == [1, 1, 1]
 
     retried = [run(db, fake, "outbox", "retry", k) for k in refused]
-    assert all(r.returncode == 0 and "pending again" in r.stdout for r in retried), [r.stdout + r.stderr for r in retried]
+    assert all(r.returncode == 0 and "pending again" in r.stdout for r in retried), [
+        r.stdout + r.stderr for r in retried
+    ]
     assert row(db, CHART).status == "pending"  # refused only because its message was: it follows it
     sweep(db, fake, None)
 
@@ -406,7 +432,9 @@ def test_slack_down_then_back_each_message_is_delivered_once_by_run_job(steward,
     assert keys_in(fake, "C0ENG") == {card(a): 1, card(b): 1}
     assert "Accepted" in blocks_text(the_message(fake, card(b)))  # the update waited for Slack too
     assert keys_in(fake, "U0ALICE") == {receipt(b): 1, receipt(a): 1, accepted_dm(b): 1}
-    assert keys_in(fake, "U0CAROL") == {ft_card(f, "U0CAROL"): 1} and keys_in(fake, "U0STEW") == {ft_card(f, "U0STEW"): 1}
+    assert keys_in(fake, "U0CAROL") == {ft_card(f, "U0CAROL"): 1} and keys_in(fake, "U0STEW") == {
+        ft_card(f, "U0STEW"): 1
+    }
     assert keys_in(fake, "U0BOB") == {ft_receipt(f): 1}
     # the chart is never uploaded twice; this run may leave it for the next sweep (see the last tests below)
     assert keys_in(fake, "C0SYNC") == {DIGEST: 1, DETAILS: 1} and len(fake.of("files.completeUploadExternal")) <= 1
@@ -477,25 +505,58 @@ def test_two_servers_and_two_clocks_deliver_each_message_once(steward, _second, 
         fake.down(600)
         r = run(db, fake, "run-job", "digest", "--month", MONTH, hurry=Hurry())
         assert "not sent yet" in r.stdout, r.stdout + r.stderr
-        until_saved([lambda s=s: s.submit("U0ALICE", view_a, {"to_team": "eng", "title": "Checkout spec", CRITERIA: list(ALL_MET)})
-                     for s in (steward, other, steward, other)], lambda: count(db, Handoff) >= 1, "the handoff")
+        until_saved(
+            [
+                lambda s=s: s.submit(
+                    "U0ALICE", view_a, {"to_team": "eng", "title": "Checkout spec", CRITERIA: list(ALL_MET)}
+                )
+                for s in (steward, other, steward, other)
+            ],
+            lambda: count(db, Handoff) >= 1,
+            "the handoff",
+        )
         assert count(db, Handoff) == 1  # the same view, submitted four times: one handoff
         a = last_handoff(db)
-        until_saved([lambda s=s: s.click("U0BOB", "handoff_accept", str(a.id)) for s in (steward, other, steward, other)],
-                    lambda: handoffs_get(db, a.id).state == "accepted", "the acceptance")
-        until_saved([lambda s=s: s.submit("U0BOB", view_f, {"what": "Hotfix", "element": QA_SIGNOFF, "reason": "Customer escalation",
-                                                              "justification": "Checkout is down"})
-                     for s in (steward, other, steward, other)], lambda: count(db, FastTrack) >= 1, "the request")
+        until_saved(
+            [lambda s=s: s.click("U0BOB", "handoff_accept", str(a.id)) for s in (steward, other, steward, other)],
+            lambda: handoffs_get(db, a.id).state == "accepted",
+            "the acceptance",
+        )
+        until_saved(
+            [
+                lambda s=s: s.submit(
+                    "U0BOB",
+                    view_f,
+                    {
+                        "what": "Hotfix",
+                        "element": QA_SIGNOFF,
+                        "reason": "Customer escalation",
+                        "justification": "Checkout is down",
+                    },
+                )
+                for s in (steward, other, steward, other)
+            ],
+            lambda: count(db, FastTrack) >= 1,
+            "the request",
+        )
         assert count(db, FastTrack) == 1
         f = last_fasttrack(db)
-        until_saved([lambda s=s, u=u: s.click(u, "fasttrack_approve", str(f.id), channel=f"D{u[1:]}")
-                     for s in (steward, other) for u in ("U0CAROL", "U0STEW")],
-                    lambda: fasttrack.get(db, f.id).state == "approved", "the decision")
+        until_saved(
+            [
+                lambda s=s, u=u: s.click(u, "fasttrack_approve", str(f.id), channel=f"D{u[1:]}")
+                for s in (steward, other)
+                for u in ("U0CAROL", "U0STEW")
+            ],
+            lambda: fasttrack.get(db, f.id).state == "approved",
+            "the decision",
+        )
         # the digest (its message, its details, its chart), the handoff's card, receipt, card update and DM, the
         # request's two cards and receipt, the cards' updates, the decision's DM and its notice to Quality (which
         # owns QA sign-off's execution): all waiting, none in Slack
         until(lambda: statuses(db) == {"pending": 14}, what="every message waiting")
-        assert all(fake.messages(ch) == [] for ch in ("C0ENG", "C0SYNC", "C0QA", "U0ALICE", "U0BOB", "U0CAROL", "U0STEW"))
+        assert all(
+            fake.messages(ch) == [] for ch in ("C0ENG", "C0SYNC", "C0QA", "U0ALICE", "U0BOB", "U0CAROL", "U0STEW")
+        )
 
         fake.down(0)  # back: the two clocks sweep the same rows, in the same order, at once
         until(lambda: statuses(db) == {"sent": 14}, timeout=40, what="the clocks to deliver everything")
@@ -506,8 +567,17 @@ def test_two_servers_and_two_clocks_deliver_each_message_once(steward, _second, 
     decided = fasttrack.get(db, f.id)
     assert decided.state == "approved" and handoffs_get(db, a.id).state == "accepted"
     dm_decided = f"fasttrack:{f.id}:v2:dm:U0BOB"
-    once = [card(a), receipt(a), accepted_dm(a), ft_card(f, "U0CAROL"), ft_card(f, "U0STEW"), ft_receipt(f), dm_decided,
-            f"fasttrack:{f.id}:v2:owner", DIGEST]
+    once = [
+        card(a),
+        receipt(a),
+        accepted_dm(a),
+        ft_card(f, "U0CAROL"),
+        ft_card(f, "U0STEW"),
+        ft_receipt(f),
+        dm_decided,
+        f"fasttrack:{f.id}:v2:owner",
+        DIGEST,
+    ]
     assert [fake.posted(k) for k in once] == [1] * len(once)
 
     def mine(channel):
@@ -568,9 +638,14 @@ def test_a_fasttrack_whose_only_approvers_card_is_refused_goes_to_the_backups(st
     assert (r.state, r.deciders) == ("pending", ["U0HEAD"])
     assert keys_in(fake, "U0HEAD") == {backup: 1}
     head_card = the_message(fake, backup)
-    assert [e["action_id"] for b in head_card["blocks"] if b["type"] == "actions" for e in b["elements"]] == \
-        ["fasttrack_approve", "fasttrack_deny"]
-    assert keys_in(fake, "U0BOB") == {f"{ft_card(f, 'U0ALICE')}:failed": 1, ft_receipt(f): 1}  # the requester is told once
+    assert [e["action_id"] for b in head_card["blocks"] if b["type"] == "actions" for e in b["elements"]] == [
+        "fasttrack_approve",
+        "fasttrack_deny",
+    ]
+    assert keys_in(fake, "U0BOB") == {
+        f"{ft_card(f, 'U0ALICE')}:failed": 1,
+        ft_receipt(f): 1,
+    }  # the requester is told once
     # the backup decides from that card
     before = len(fake.of("chat.update"))
     steward.click("U0HEAD", "fasttrack_approve", str(f.id), channel="D0HEAD")
@@ -587,11 +662,18 @@ def test_the_first_back_off_is_2_s_and_waiting_for_the_card_uses_no_attempt(stew
     fake.server_error("chat.postMessage", 503)  # nothing done: the card is simply retried later
     submit_handoff(steward, view, "Checkout spec")
     h = last_handoff(db)
-    until(lambda: row(db, card(h)).attempts == 1 and row(db, card(h)).status == "pending" and settled(db, receipt(h)),
-          what="the card's 503")
+    until(
+        lambda: row(db, card(h)).attempts == 1 and row(db, card(h)).status == "pending" and settled(db, receipt(h)),
+        what="the card's 503",
+    )
     steward.click("U0BOB", "handoff_accept", str(h.id))  # its update must wait for the card
-    until(lambda: settled(db, accepted_dm(h)) and row(db, f"{card(h)}:update").error == "waiting for the message it belongs to",
-          what="the update waiting")
+    until(
+        lambda: (
+            settled(db, accepted_dm(h))
+            and row(db, f"{card(h)}:update").error == "waiting for the message it belongs to"
+        ),
+        what="the update waiting",
+    )
     r, update = row(db, card(h)), row(db, f"{card(h)}:update")
     assert (r.next_at - r.updated_at, update.attempts) == (timedelta(seconds=2), 0)
 

@@ -22,10 +22,23 @@ def test_the_prompt_shows_the_teams_figures_and_asks_whether_its_initiative_cont
     for period, hours in (("2026-09", 4), ("2026-10", 2)):
         start = schedule.bounds(period, cfg.organization.tz)[0] + timedelta(days=4)
         for i in range(5):
-            steps = [("rework_requested", 1, "x"), ("resubmit", 1), ("accept", hours - 2)] if period == "2026-09" and i == 0 else [("accept", hours)]
+            steps = (
+                [("rework_requested", 1, "x"), ("resubmit", 1), ("accept", hours - 2)]
+                if period == "2026-09" and i == 0
+                else [("accept", hours)]
+            )
             hand(db, cfg, start, steps=steps)
-    shared = initiatives.share(db, cfg, "design", "2026-10", "U0ALICE", "Review specs together", "cycle_time", "U0AMY",
-                               now=datetime(2026, 10, 2, 9)).item
+    shared = initiatives.share(
+        db,
+        cfg,
+        "design",
+        "2026-10",
+        "U0ALICE",
+        "Review specs together",
+        "cycle_time",
+        "U0AMY",
+        now=datetime(2026, 10, 2, 9),
+    ).item
     assert shared.baseline_period == "2026-09" and round(shared.baseline) == 4 * 3600
 
     r = cli("run-job", "initiative-prompt", "--month", "2026-11", env=env(db, fake))
@@ -39,18 +52,27 @@ def test_the_prompt_shows_the_teams_figures_and_asks_whether_its_initiative_cont
     assert "Cycle time (median, handoffs sent): 4.0 h in Sep 2026 → 2.0 h in Oct 2026." in text
     assert "Does it continue for November 2026, or does the team take on a new one?" in text
     buttons = json.loads(json.dumps(prompt.args["blocks"]))[-1]["elements"]
-    assert [(b["action_id"], b["text"]["text"]) for b in buttons] == [("initiative_continue", "It continues"), ("initiative_share", "Share a new one")]
+    assert [(b["action_id"], b["text"]["text"]) for b in buttons] == [
+        ("initiative_continue", "It continues"),
+        ("initiative_share", "Share a new one"),
+    ]
     # Quality has no initiative: asked as before, with its (empty) figures said plainly
     (qa,) = [c for c in fake.of("chat.postMessage") if c.args["channel"] == "C0QA"]
-    assert "Share our improvement initiative" in json.dumps(qa.args["blocks"]) and "no handoffs this month" in blocks_text(qa.args)
+    assert "Share our improvement initiative" in json.dumps(
+        qa.args["blocks"]
+    ) and "no handoffs this month" in blocks_text(qa.args)
 
     fresh(fake)
     steward.click("U0BOB", "initiative_continue", "design 2026-11", channel="C0DESIGN")
     assert "Only members of Design" in blocks_text(fake.wait("chat.postEphemeral")[0].args)
     steward.click("U0ALICE", "initiative_continue", "design 2026-11", channel="C0DESIGN")
     update = fake.wait("chat.update")[0]
-    assert "Shared by <@U0ALICE>: “Review specs together”" in blocks_text(update.args) and "It continues" not in json.dumps(update.args["blocks"])
+    assert "Shared by <@U0ALICE>: “Review specs together”" in blocks_text(
+        update.args
+    ) and "It continues" not in json.dumps(update.args["blocks"])
     with db.read() as s:
         rows = s.exec(select(Initiative).where(Initiative.team == "design").order_by(Initiative.id)).all()
     assert [(r.period, r.text, r.baseline_period, round(r.baseline)) for r in rows] == [
-        ("2026-10", "Review specs together", "2026-09", 4 * 3600), ("2026-11", "Review specs together", "2026-09", 4 * 3600)]
+        ("2026-10", "Review specs together", "2026-09", 4 * 3600),
+        ("2026-11", "Review specs together", "2026-09", 4 * 3600),
+    ]

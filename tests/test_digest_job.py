@@ -21,8 +21,14 @@ from tests.test_handoff_flow import fresh, send
 
 
 def env(db, fake, **extra) -> dict:
-    return {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url, "DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS),
-            "LOG_LEVEL": "WARNING", **extra}
+    return {
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_API_URL": fake.url,
+        "DATABASE_URL": db.url,
+        "PROCESS_CONFIG": str(PROCESS),
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 def to_sync(fake) -> list:
@@ -44,11 +50,17 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     second = send(steward, fake, title="Search spec")
     fresh(fake)
     steward.click("U0BOB", "handoff_rework", str(second.id))
-    steward.submit("U0BOB", view_of(fake.wait("views.open")[0]), {"reason": "Wireframes lack <!channel> the error states"})
+    steward.submit(
+        "U0BOB", view_of(fake.wait("views.open")[0]), {"reason": "Wireframes lack <!channel> the error states"}
+    )
     fake.wait("chat.update")
     fresh(fake)
     steward.click("U0ALICE", "handoff_resubmit", str(second.id), channel="D0ALICE")
-    steward.submit("U0ALICE", view_of(fake.wait("views.open")[0]), {"criteria": ["Specification with acceptance criteria", "Wireframes", "Glossary of terms"]})
+    steward.submit(
+        "U0ALICE",
+        view_of(fake.wait("views.open")[0]),
+        {"criteria": ["Specification with acceptance criteria", "Wireframes", "Glossary of terms"]},
+    )
     fake.wait("chat.update")
     fresh(fake)
     steward.click("U0AMY", "handoff_accept", str(second.id))
@@ -69,12 +81,23 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     assert "3 handoffs sent" in post["text"] and "failure rate 50%" in post["text"]
     assert "*3* handoffs sent across boundaries (+3 vs" in text
     assert "*Handoff failure rate*: *50%* (1 of 2) · 2 handoffs: too few to compare" in text
-    assert "*2* accepted, of which *1* needed another round: handoff failure rate *50%* (2 handoffs: too few to compare)" in text
+    assert (
+        "*2* accepted, of which *1* needed another round: handoff failure rate *50%* (2 handoffs: too few to compare)"
+        in text
+    )
     assert "*Design* · sent 3 (+3)\n" in text  # no row for what it did not do: it received nothing
-    assert "Failure rate as sender 50% (1 of 2, 2 handoffs: too few to compare)\n" in text  # no "as receiver – (0 of 0, –)"
-    assert "*Engineering* · received 3 (+3)" in text and "Failure rate as receiver 50% (1 of 2, 2 handoffs: too few to compare)" in text
+    assert (
+        "Failure rate as sender 50% (1 of 2, 2 handoffs: too few to compare)\n" in text
+    )  # no "as receiver – (0 of 0, –)"
+    assert (
+        "*Engineering* · received 3 (+3)" in text
+        and "Failure rate as receiver 50% (1 of 2, 2 handoffs: too few to compare)" in text
+    )
     assert "Sent back for: rework: “Wireframes lack &lt;!channel&gt; the error states” ×1" in text
-    assert "*Design → Engineering* · steward <@U0STEW> · 3 sent · failure rate 50% (1 of 2, 2 handoffs: too few to compare)" in text
+    assert (
+        "*Design → Engineering* · steward <@U0STEW> · 3 sent · failure rate 50% (1 of 2, 2 handoffs: too few to compare)"
+        in text
+    )
     assert "No handoffs and no initiative: Quality" in text
 
     # a closed month (October, back-dated) is posted, its chart in its thread
@@ -91,7 +114,9 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     assert list(fake.uploads.values())[0].startswith(b"\x89PNG")
     rows = outbox.of_item(db, f"digest:{period}")
     assert [(r.key, r.status) for r in rows] == [(f"digest:{period}:C0SYNC:{part}", "sent") for part in (1, 2, "chart")]
-    (details,) = [c for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == rows[0].result_ts]  # the details, in its thread
+    (details,) = [
+        c for c in fake.of("chat.postMessage") if c.args.get("thread_ts") == rows[0].result_ts
+    ]  # the details, in its thread
     assert done.args["thread_ts"] == rows[0].result_ts and fake.posted(rows[0].key) == 1
 
     # a second run posts nothing
@@ -104,7 +129,13 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
 def seed_october(db, cfg) -> None:
     start = datetime(2026, 10, 6, 8)
     for i in range(3):
-        h = handoffs.create(db, cfg, "U0ALICE", Draft("design", "eng", f"Spec {i}", criteria_met=list(cfg.boundary("design", "eng").criteria)), now=start)
+        h = handoffs.create(
+            db,
+            cfg,
+            "U0ALICE",
+            Draft("design", "eng", f"Spec {i}", criteria_met=list(cfg.boundary("design", "eng").criteria)),
+            now=start,
+        )
         handoffs.accept(db, cfg, h.id, "U0BOB", now=start + timedelta(hours=i + 1))
 
 
@@ -112,12 +143,20 @@ def test_slack_refusals_are_recorded_and_retried(fake, db, cfg):
     seed_october(db, cfg)
     fake.fail("chat.postMessage", "channel_not_found")
     r = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
-    assert r.returncode == 1 and "failed (channel_not_found); see `python -m bot outbox`" in r.stdout and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 1
+        and "failed (channel_not_found); see `python -m bot outbox`" in r.stdout
+        and "Traceback" not in r.stderr
+    )
     first, details, chart = outbox.of_item(db, "digest:2026-10")
     assert (first.status, first.error) == ("failed", "channel_not_found") and details.status == chart.status == "failed"
     assert fake.of("files.getUploadURLExternal") == []  # nothing after the first message failed
     listed = cli("outbox", env=env(db, fake))
-    assert listed.returncode == 0 and "failed   digest:2026-10:C0SYNC:1" in listed.stdout and "channel_not_found" in listed.stdout
+    assert (
+        listed.returncode == 0
+        and "failed   digest:2026-10:C0SYNC:1" in listed.stdout
+        and "channel_not_found" in listed.stdout
+    )
 
     # an operator's run sends it again; the upload, refused for want of membership, joins the channel and succeeds
     fake.reset()
@@ -127,7 +166,10 @@ def test_slack_refusals_are_recorded_and_retried(fake, db, cfg):
     assert len(to_sync(fake)) == 1 and [c.args["channel"] for c in fake.of("conversations.join")] == ["C0SYNC"]
     assert len(fake.of("files.completeUploadExternal")) == 2
     assert [r.status for r in outbox.of_item(db, "digest:2026-10")] == ["sent"] * 3
-    assert [(r.key, r.attempts) for r in outbox.of_item(db, "digest:2026-10")][::2] == [("digest:2026-10:C0SYNC:1", 2), ("digest:2026-10:C0SYNC:chart", 2)]
+    assert [(r.key, r.attempts) for r in outbox.of_item(db, "digest:2026-10")][::2] == [
+        ("digest:2026-10:C0SYNC:1", 2),
+        ("digest:2026-10:C0SYNC:chart", 2),
+    ]
 
 
 def test_a_digest_slack_stored_but_never_confirmed_is_found_not_posted_again(fake, db, cfg):
@@ -154,7 +196,9 @@ def test_a_run_that_died_after_sending_is_taken_over_once_the_lease_passes(fake,
     fake.down(0)
     # A deliverer claimed the first message, Slack posted it, and the process died before recording it.
     assert outbox.claim(db, "digest:2026-10:C0SYNC:1", utcnow() + outbox.BACKOFF_MAX) is not None
-    WebClient(token=TOKEN, base_url=fake.url).chat_postMessage(channel="C0SYNC", text="digest", metadata=metadata("digest:2026-10:C0SYNC:1"))
+    WebClient(token=TOKEN, base_url=fake.url).chat_postMessage(
+        channel="C0SYNC", text="digest", metadata=metadata("digest:2026-10:C0SYNC:1")
+    )
     soon = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
     assert "posted 1" not in soon.stdout and len(firsts(fake)) == 1  # its lease runs: nobody touches it
     with db.engine.begin() as conn:  # the lease passes (leases are real time, shared by every process)
@@ -172,8 +216,13 @@ class Clock:
         self.log = open(self.log_path, "wb")
         full = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SLACK_")}
         full.update(env(db, fake, LOG_LEVEL="INFO"))
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot", "clock", "--now", now], cwd=ROOT, env=full,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "clock", "--now", now],
+            cwd=ROOT,
+            env=full,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -248,7 +297,9 @@ def test_initiatives_through_slack(steward, fake, db, cfg):
     assert set(prompts) == {"C0DESIGN", "C0ENG", "C0QA"}
     button = json.loads(json.dumps(prompts["C0DESIGN"].args["blocks"]))[-1]["elements"][0]
     assert button["text"]["text"] == "Share our improvement initiative" and button["value"] == "design 2026-11"
-    assert cli("run-job", "initiative-prompt", "--month", "2026-11", env=env(db, fake)).stdout.startswith("initiative prompts 2026-11: 0 sent")
+    assert cli("run-job", "initiative-prompt", "--month", "2026-11", env=env(db, fake)).stdout.startswith(
+        "initiative prompts 2026-11: 0 sent"
+    )
 
     fresh(fake)
     steward.click("U0BOB", "initiative_share", "design 2026-11", channel="C0DESIGN")
@@ -264,7 +315,9 @@ def test_initiatives_through_slack(steward, fake, db, cfg):
     assert empty.json() == {"response_action": "errors", "errors": {"text": "Say what the team will change."}}
     no_metric = steward.submit("U0ALICE", modal, {"text": "Review specs together", "metric": None, "owner": "U0ALICE"})
     assert no_metric.json()["errors"] == {"metric": "Choose the metric it should move."}
-    ok = steward.submit("U0ALICE", modal, {"text": "Review specs <@U0EVE> together", "metric": "cycle_time", "owner": "U0AMY"})
+    ok = steward.submit(
+        "U0ALICE", modal, {"text": "Review specs <@U0EVE> together", "metric": "cycle_time", "owner": "U0AMY"}
+    )
     assert ok.status == 200 and ok.raw in (b"", b"{}")
     update = fake.wait("chat.update")[0]
     prompt = outbox.get(db, "prompt:2026-11:design")
@@ -275,16 +328,25 @@ def test_initiatives_through_slack(steward, fake, db, cfg):
 
     preview = cli("digest", "--month", "2026-11", env={"DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS)})
     assert preview.returncode == 0, preview.stderr
-    assert "Initiative: “Review specs <@U0EVE> together”, owner @U0AMY · Cycle time (median, handoffs sent)" in preview.stdout
+    assert (
+        "Initiative: “Review specs <@U0EVE> together”, owner @U0AMY · Cycle time (median, handoffs sent)"
+        in preview.stdout
+    )
 
 
-@pytest.mark.parametrize("args,message", [
-    (["run-job", "nope"], "python -m bot run-job: argument NAME: invalid choice: 'nope' (choose from 'digest', 'initiative-prompt', 'catch-up',"
-                          " 'outbox', 'escalations', 'pulse', 'matrix-review', 'members')"),
-    (["run-job", "digest", "--month", "2026-13"], "--month: '2026-13' is not a month (YYYY-MM)"),
-    (["run-job", "digest", "--now", "yesterday"], "--now: 'yesterday' is not an ISO-8601 date and time"),
-    (["digest", "--month", "October"], "--month: 'October' is not a month (YYYY-MM)"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["run-job", "nope"],
+            "python -m bot run-job: argument NAME: invalid choice: 'nope' (choose from 'digest', 'initiative-prompt', 'catch-up',"
+            " 'outbox', 'escalations', 'pulse', 'matrix-review', 'members')",
+        ),
+        (["run-job", "digest", "--month", "2026-13"], "--month: '2026-13' is not a month (YYYY-MM)"),
+        (["run-job", "digest", "--now", "yesterday"], "--now: 'yesterday' is not an ISO-8601 date and time"),
+        (["digest", "--month", "October"], "--month: 'October' is not a month (YYYY-MM)"),
+    ],
+)
 def test_cli_refuses_bad_arguments_in_one_line(db, fake, args, message):
     r = cli(*args, env=env(db, fake))
     assert r.returncode == 2 and r.stderr.strip().startswith(message) and "Traceback" not in r.stderr

@@ -22,8 +22,9 @@ ALL = ["Specification with acceptance criteria", "Wireframes", "Glossary of term
 QA = ["Release notes", "Test plan"]
 
 
-def hand(db, cfg, start: datetime, src="design", dst="eng", sender="U0ALICE", reviewer="U0BOB",
-         steps=(), title="Work") -> int:
+def hand(
+    db, cfg, start: datetime, src="design", dst="eng", sender="U0ALICE", reviewer="U0BOB", steps=(), title="Work"
+) -> int:
     """A handoff created at `start`, then `steps`: ("accept", hours) or (kind, hours, reason) or
     ("resubmit", hours), each hours after the previous step."""
     criteria = ALL if src == "design" else QA
@@ -55,11 +56,29 @@ def october(db, cfg):
     hand(db, cfg, OCT, steps=[("accept", 1)])
     hand(db, cfg, OCT, steps=[("accept", 2)])
     hand(db, cfg, OCT, steps=[("rework_requested", 1, "Wireframes missing"), ("resubmit", 1), ("accept", 1)])
-    hand(db, cfg, OCT, steps=[("rework_requested", 2, "  wireframes   MISSING "), ("resubmit", 3),
-                              ("clarification_requested", 1, "Which glossary?"), ("resubmit", 1), ("accept", 3)])
+    hand(
+        db,
+        cfg,
+        OCT,
+        steps=[
+            ("rework_requested", 2, "  wireframes   MISSING "),
+            ("resubmit", 3),
+            ("clarification_requested", 1, "Which glossary?"),
+            ("resubmit", 1),
+            ("accept", 3),
+        ],
+    )
     hand(db, cfg, OCT + 24 * H)
-    hand(db, cfg, OCT, src="eng", dst="qa", sender="U0BOB", reviewer="U0CAROL",
-         steps=[("clarification_requested", 1, "Which build?"), ("resubmit", 1), ("accept", 3)])
+    hand(
+        db,
+        cfg,
+        OCT,
+        src="eng",
+        dst="qa",
+        sender="U0BOB",
+        reviewer="U0CAROL",
+        steps=[("clarification_requested", 1, "Which build?"), ("resubmit", 1), ("accept", 3)],
+    )
     cancelled = hand(db, cfg, OCT, src="eng", dst="qa", sender="U0BOB")
     handoffs.cancel(db, cfg, cancelled, "U0BOB", now=OCT + H)
 
@@ -113,16 +132,28 @@ def test_the_digest_states_figures_changes_and_reasons(db, cfg, october):
     text = slack_digest.preview(slack_digest.messages(d))
     assert "7 handoffs sent across boundaries (+6 vs Sep 2026)" in text
     # September had one accepted handoff, October four or five per side: too few to compare, said plainly
-    assert "5 accepted, of which 3 needed another round: handoff failure rate 60% (1 in Sep 2026: too few to compare)" in text
-    assert "median 3.0 h (1 in Sep 2026: too few to compare), 85th percentile 7.0 h" in text  # p85 of 1,2,3,5,10: rank 3.4 → 5 + 0.4 × 5 = 7
+    assert (
+        "5 accepted, of which 3 needed another round: handoff failure rate 60% (1 in Sep 2026: too few to compare)"
+        in text
+    )
+    assert (
+        "median 3.0 h (1 in Sep 2026: too few to compare), 85th percentile 7.0 h" in text
+    )  # p85 of 1,2,3,5,10: rank 3.4 → 5 + 0.4 × 5 = 7
     assert "Design · sent 5 (+4)\n" in text  # received nothing in either month: no row for it
     assert "Failure rate as sender 50% (2 of 4, 4 handoffs: too few to compare)" in text
-    assert "Sent back for: rework: “Wireframes missing” ×2; clarification: “Which glossary?” ×1" in text or \
-           "Sent back for: rework: “wireframes MISSING” ×2; clarification: “Which glossary?” ×1" in text
-    assert "Design → Engineering · steward @U0STEW · 5 sent · failure rate 50% (2 of 4, 4 handoffs: too few to compare)" in text
+    assert (
+        "Sent back for: rework: “Wireframes missing” ×2; clarification: “Which glossary?” ×1" in text
+        or "Sent back for: rework: “wireframes MISSING” ×2; clarification: “Which glossary?” ×1" in text
+    )
+    assert (
+        "Design → Engineering · steward @U0STEW · 5 sent · failure rate 50% (2 of 4, 4 handoffs: too few to compare)"
+        in text
+    )
     # the first message: the organisation's figures with their direction, samples too small said plainly
     first = slack_digest.preview(slack_digest.messages(d)[:1])
-    assert "Cycle time (median, first submission → acceptance): 3.0 h · 1 handoff in Sep 2026: too few to compare" in first
+    assert (
+        "Cycle time (median, first submission → acceptance): 3.0 h · 1 handoff in Sep 2026: too few to compare" in first
+    )
     assert "Handoff failure rate: 60% (3 of 5) · 1 handoff in Sep 2026: too few to compare" in first
 
 
@@ -140,15 +171,23 @@ def test_signals(db, cfg):
         hand(db, cfg, OCT, src="eng", dst="qa", sender="U0BOB", reviewer="U0CAROL", steps=steps)
     d = digest.compose(db, cfg, "2026-10")
     texts = [s.text for s in d.signals]
-    assert "Design: cycle time rising for 2 consecutive months (2.0 h → 3.0 h → 6.0 h, median) with headcount not recorded for Aug 2026 and Sep 2026 (2 in Oct 2026)." in texts
-    assert "Engineering: 80% of its handoffs needed another round (4 of 5), against 0% for the rest of the organisation (0 of 5)." in texts
+    assert (
+        "Design: cycle time rising for 2 consecutive months (2.0 h → 3.0 h → 6.0 h, median) with headcount not recorded for Aug 2026 and Sep 2026 (2 in Oct 2026)."
+        in texts
+    )
+    assert (
+        "Engineering: 80% of its handoffs needed another round (4 of 5), against 0% for the rest of the organisation (0 of 5)."
+        in texts
+    )
     assert len(texts) == 2
 
     # recorded and steady: said so; recorded and grown: no signal, the growth explains it
     with db.write() as s:
         for period in ("2026-08", "2026-09", "2026-10"):
             s.add(Headcount(period=period, team="design", members=2))
-    assert [s.text for s in digest.compose(db, cfg, "2026-10").signals if s.text.startswith("Design")][0].endswith("with headcount steady at 2.")
+    assert [s.text for s in digest.compose(db, cfg, "2026-10").signals if s.text.startswith("Design")][0].endswith(
+        "with headcount steady at 2."
+    )
     with db.write() as s:
         s.get(Headcount, ("2026-10", "design")).members = 4
     assert [s.text for s in digest.compose(db, cfg, "2026-10").signals if s.text.startswith("Design")] == []
@@ -157,8 +196,17 @@ def test_signals(db, cfg):
 def test_initiatives_carry_a_baseline_and_show_how_the_metric_moved(db, cfg, october):
     hand(db, cfg, datetime(2026, 9, 10, 8), steps=[("rework_requested", 1, "x"), ("resubmit", 1), ("accept", 4)])
     hand(db, cfg, datetime(2026, 9, 11, 8), steps=[("accept", 4)])
-    row = initiatives.share(db, cfg, "design", "2026-10", "U0ALICE", "  Review  specs <!here> together ", "failure_rate_sent",
-                            "U0AMY", now=datetime(2026, 10, 28, 9)).item
+    row = initiatives.share(
+        db,
+        cfg,
+        "design",
+        "2026-10",
+        "U0ALICE",
+        "  Review  specs <!here> together ",
+        "failure_rate_sent",
+        "U0AMY",
+        now=datetime(2026, 10, 28, 9),
+    ).item
     assert (row.text, row.baseline_period, row.baseline) == ("Review specs <!here> together", "2026-09", 0.5)
     d = digest.compose(db, cfg, "2026-10")
     message = json.dumps(slack_digest.messages(d))
@@ -166,13 +214,21 @@ def test_initiatives_carry_a_baseline_and_show_how_the_metric_moved(db, cfg, oct
     text = slack_digest.preview(slack_digest.messages(d))
     assert "owner @U0AMY · Handoff failure rate (as sender): 50% in Sep 2026 → 50% in Oct 2026" in text
     # shown in later months too, until replaced
-    assert "Review specs <!here> together" in slack_digest.preview(slack_digest.messages(digest.compose(db, cfg, "2026-12")))
+    assert "Review specs <!here> together" in slack_digest.preview(
+        slack_digest.messages(digest.compose(db, cfg, "2026-12"))
+    )
     assert "Initiative: none shared" in text  # Engineering has none
 
 
-@pytest.mark.parametrize("field,kwargs", [
-    ("text", {"text": "  "}), ("text", {"text": "x" * 301}), ("metric", {"metric": "happiness"}), ("owner", {"owner": "bob"}),
-])
+@pytest.mark.parametrize(
+    "field,kwargs",
+    [
+        ("text", {"text": "  "}),
+        ("text", {"text": "x" * 301}),
+        ("metric", {"metric": "happiness"}),
+        ("owner", {"owner": "bob"}),
+    ],
+)
 def test_initiative_input_is_checked(db, cfg, field, kwargs):
     args = {"text": "Do better", "metric": "cycle_time", "owner": "U0ALICE", **kwargs}
     with pytest.raises(RuleError) as exc:
@@ -189,9 +245,14 @@ def big_org(teams: int) -> dict:
     ids = [f"t{i:03d}" for i in range(teams)]
     return {
         "organization": {"name": "Mega <!channel> & Co", "digest_channel": "C0SYNC"},
-        "teams": [{"id": t, "name": f"Team {t} <@U0EVIL>", "channel": f"C0{t.upper()}", "members": ["U0ALICE"]} for t in ids],
-        "boundaries": [{"from": ids[i], "to": ids[(i + k) % teams], "steward": "U0STEW", "criteria": ["Spec"]}
-                       for i in range(teams) for k in (1, 2)],
+        "teams": [
+            {"id": t, "name": f"Team {t} <@U0EVIL>", "channel": f"C0{t.upper()}", "members": ["U0ALICE"]} for t in ids
+        ],
+        "boundaries": [
+            {"from": ids[i], "to": ids[(i + k) % teams], "steward": "U0STEW", "criteria": ["Spec"]}
+            for i in range(teams)
+            for k in (1, 2)
+        ],
     }
 
 
@@ -235,7 +296,15 @@ def test_a_closed_months_figures_are_kept_and_an_open_months_are_not(db, cfg, oc
     assert kept.teams["design"].as_sender == first.teams["design"].as_sender and kept.teams["newteam"].sent == 0
     assert kept.wording == first.wording and kept.teams["design"].reasons == first.teams["design"].reasons
     # a month not yet closed (less than an hour after its end) is computed every time, never kept
-    assert metrics.figures(db, "2026-11", *schedule.bounds("2026-11", cfg.organization.tz), teams,
-                           now=schedule.bounds("2026-11", cfg.organization.tz)[1] + timedelta(minutes=59)) is not None
+    assert (
+        metrics.figures(
+            db,
+            "2026-11",
+            *schedule.bounds("2026-11", cfg.organization.tz),
+            teams,
+            now=schedule.bounds("2026-11", cfg.organization.tz)[1] + timedelta(minutes=59),
+        )
+        is not None
+    )
     with db.read() as s:
         assert s.get(MonthRollup, "2026-11") is None

@@ -39,7 +39,9 @@ def test_an_unfinished_month_is_refused_and_its_digest_is_posted_once_it_has_clo
     assert "digest 2026-10: October 2026 has not ended; nothing posted or recorded" in r.stderr
     assert "`python -m bot digest --month 2026-10` previews it (month to date)" in r.stderr
     # the month's last minutes (Berlin): still refused; so are the current month and a future one, by the real clock
-    assert cli("run-job", "digest", "--month", "2026-10", "--now", "2026-10-31T23:59", env=env(db, fake)).returncode == 2
+    assert (
+        cli("run-job", "digest", "--month", "2026-10", "--now", "2026-10-31T23:59", env=env(db, fake)).returncode == 2
+    )
     today = schedule.period_of(utcnow(), cfg.organization.tz)
     for period in (today, schedule.shift(today, 2)):
         refused = cli("run-job", "digest", "--month", period, env=env(db, fake))
@@ -47,11 +49,18 @@ def test_an_unfinished_month_is_refused_and_its_digest_is_posted_once_it_has_clo
         # a rehearsal clock set after the month's end does not make a month the real clock has not seen end
         ahead = (schedule.bounds(period, cfg.organization.tz)[1] + timedelta(days=2)).isoformat() + "+00:00"
         assert cli("run-job", "digest", "--month", period, "--now", ahead, env=env(db, fake)).returncode == 2
-    assert fake.calls == [] and [clock.digest_editions(db, p) for p in ("2026-10", today, schedule.shift(today, 2))] == [[], [], []]
+    assert fake.calls == [] and [
+        clock.digest_editions(db, p) for p in ("2026-10", today, schedule.shift(today, 2))
+    ] == [[], [], []]
     assert headcount_rows(db) == []
 
     # the clock's path: a catch-up tick inside the hour after the month's end says so and posts nothing
-    early = clock.Run(cfg, db, deliverer(Deps(cfg=cfg, db=db), WebClient(token=TOKEN, base_url=fake.url)), datetime(2026, 10, 31, 23, 30))
+    early = clock.Run(
+        cfg,
+        db,
+        deliverer(Deps(cfg=cfg, db=db), WebClient(token=TOKEN, base_url=fake.url)),
+        datetime(2026, 10, 31, 23, 30),
+    )
     with pytest.raises(digest.Refused):
         clock.run_digest(early, "2026-10")
     assert fake.calls == []
@@ -67,13 +76,19 @@ def test_an_unfinished_month_is_refused_and_its_digest_is_posted_once_it_has_clo
 def test_a_posted_month_is_posted_again_only_with_again_which_says_what_it_replaces(fake, db, cfg):
     seed_october(db, cfg)
     never = cli("run-job", "digest", "--month", "2026-10", "--again", env=env(db, fake))
-    assert never.returncode == 2 and "not posted yet, so there is nothing to replace; run it without --again" in never.stderr
+    assert (
+        never.returncode == 2
+        and "not posted yet, so there is nothing to replace; run it without --again" in never.stderr
+    )
     assert fake.calls == []
     assert cli("run-job", "digest", "--month", "2026-10", env=env(db, fake)).returncode == 0
     (first,) = to_sync(fake)
     fake.reset()
     twice = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
-    assert twice.returncode == 0 and "already posted to C0SYNC, nothing sent (`--again` posts it again, replacing it)" in twice.stdout
+    assert (
+        twice.returncode == 0
+        and "already posted to C0SYNC, nothing sent (`--again` posts it again, replacing it)" in twice.stdout
+    )
     assert fake.calls == []
 
     again = cli("run-job", "digest", "--month", "2026-10", "--again", env=env(db, fake))
@@ -82,7 +97,10 @@ def test_a_posted_month_is_posted_again_only_with_again_which_says_what_it_repla
     assert f"(ts {outbox.get(db, 'digest:2026-10:C0SYNC:1').result_ts})" in again.stdout
     (second,) = to_sync(fake)
     note = blocks_text(second.args)
-    assert ":repeat: Posted again on request: this replaces the October 2026 digest posted <!date^" in note and "in <#C0SYNC>" in note
+    assert (
+        ":repeat: Posted again on request: this replaces the October 2026 digest posted <!date^" in note
+        and "in <#C0SYNC>" in note
+    )
     assert [r.status for r in outbox.of_item(db, "digest:2026-10#2")] == ["sent", "sent", "sent"]
     assert fake.posted("digest:2026-10#2:C0SYNC:1") == 1 and len(fake.of("files.completeUploadExternal")) == 1
     bad = cli("run-job", "initiative-prompt", "--again", env=env(db, fake))
@@ -114,7 +132,9 @@ def posted(db, period) -> list:
     return [r.params["message"] for r in outbox.of_item(db, f"digest:{period}") if r.render == "static"]
 
 
-@pytest.mark.parametrize("members,signal", [(["U0ALICE", "U0AMY", "U0NEW1"], True), (["U0ALICE", "U0AMY", "U0NEW1", "U0NEW2"], False)])
+@pytest.mark.parametrize(
+    "members,signal", [(["U0ALICE", "U0AMY", "U0NEW1"], True), (["U0ALICE", "U0AMY", "U0NEW1", "U0NEW2"], False)]
+)
 def test_the_preview_and_the_post_are_the_same_digest_headcount_decided_first(fake, db, tmp_path, members, signal):
     """August and September were posted with Design at 3 people. In October Design has 3 again (steady:
     the rising cycle time is a signal) or 4 (grown by a third: the growth explains it, no signal). The

@@ -25,8 +25,11 @@ def test_reasons_are_grouped_by_the_readmes_rule_and_no_further(db, cfg):
     m = month(db, cfg, "2026-10")
     design = m.teams["design"]
     # case and spacing merge; a trailing "." or "!" is part of the wording: three reasons, not one
-    assert design.reasons == {("rework_requested", "wireframes missing"): 2, ("rework_requested", "wireframes missing."): 1,
-                              ("rework_requested", "wireframes missing!"): 1}
+    assert design.reasons == {
+        ("rework_requested", "wireframes missing"): 2,
+        ("rework_requested", "wireframes missing."): 1,
+        ("rework_requested", "wireframes missing!"): 1,
+    }
     assert m.wording["wireframes missing"] == "Wireframes missing"  # the spelling first in code point order ("W" < "w")
 
 
@@ -43,7 +46,10 @@ def test_the_digest_shows_the_three_most_frequent_of_how_many_with_ties_in_a_sta
     assert design.reasons == ["rework: “e reason” ×2", "clarification: “c reason” ×1", "rework: “a reason” ×1"]
     assert design.reasons_total == 5
     text = "\n".join(blocks_text(p) for p in slack_digest.messages(d))
-    assert "Sent back for (the 3 most frequent of 5 reasons): rework: “e reason” ×2; clarification: “c reason” ×1; rework: “a reason” ×1" in text
+    assert (
+        "Sent back for (the 3 most frequent of 5 reasons): rework: “e reason” ×2; clarification: “c reason” ×1; rework: “a reason” ×1"
+        in text
+    )
 
 
 def test_a_month_kept_under_the_older_rule_is_computed_again(db, cfg):
@@ -60,6 +66,9 @@ def test_a_month_kept_under_the_older_rule_is_computed_again(db, cfg):
     with db.write() as s:
         s.get(MonthRollup, "2026-10").data = old
     again = metrics.figures(db, "2026-10", start, end, teams, now=end + timedelta(days=3))
-    assert again.teams["design"].reasons == {("rework_requested", "wireframes missing"): 1, ("rework_requested", "wireframes missing."): 1}
+    assert again.teams["design"].reasons == {
+        ("rework_requested", "wireframes missing"): 1,
+        ("rework_requested", "wireframes missing."): 1,
+    }
     with db.read() as s:
         assert s.get(MonthRollup, "2026-10").data["version"] == metrics.ROLLUP_VERSION

@@ -47,14 +47,30 @@ def story(db, cfg) -> None:
         start = schedule.bounds(period, cfg.organization.tz)[0] + 48 * H
         for i in range(6):
             back = period == "2026-10" and i < 4
-            steps = [("rework_requested", 1, "Wireframes missing" if i % 2 else "wireframes  MISSING"), ("resubmit", 1),
-                     ("accept", hours - 2)] if back else [("accept", hours)]
+            steps = (
+                [
+                    ("rework_requested", 1, "Wireframes missing" if i % 2 else "wireframes  MISSING"),
+                    ("resubmit", 1),
+                    ("accept", hours - 2),
+                ]
+                if back
+                else [("accept", hours)]
+            )
             hand(db, cfg, start + i * H, steps=steps, title=f"Spec {period} {i}")
     for period, hours in (("2026-09", 3), ("2026-10", 1.5)):
         start = schedule.bounds(period, cfg.organization.tz)[0] + 72 * H
         for i in range(6):
-            hand(db, cfg, start + i * H, src="eng", dst="qa", sender="U0BOB", reviewer="U0CAROL", steps=[("accept", hours)],
-                 title=f"Build {period} {i}")
+            hand(
+                db,
+                cfg,
+                start + i * H,
+                src="eng",
+                dst="qa",
+                sender="U0BOB",
+                reviewer="U0CAROL",
+                steps=[("accept", hours)],
+                title=f"Build {period} {i}",
+            )
 
 
 def first_message(db, cfg) -> tuple[dict, list[dict], digest.Digest]:
@@ -77,21 +93,31 @@ def test_the_first_message_is_the_month_in_at_most_12_blocks_and_names_who_acts(
             Block.parse(block).validate_json()  # raises where Slack would answer invalid_blocks
     text = blocks_text(first)
     # the organisation's figures, with the direction and whether it is good
-    assert "*Cycle time (median, first submission → acceptance)*: *" in text and "*Handoff failure rate*: *33%* (4 of 12) ↑ from 0% in Sep 2026: worse" in text
+    assert (
+        "*Cycle time (median, first submission → acceptance)*: *" in text
+        and "*Handoff failure rate*: *33%* (4 of 12) ↑ from 0% in Sep 2026: worse" in text
+    )
     # highlights: the signals first, then the biggest changes; each names who acts
-    highlights = [b["text"]["text"] for b in first["blocks"] if b["type"] == "section" and "Who acts:" in b["text"]["text"]]
+    highlights = [
+        b["text"]["text"] for b in first["blocks"] if b["type"] == "section" and "Who acts:" in b["text"]["text"]
+    ]
     assert 1 <= len(highlights) <= 5 and len(highlights) == len(d.highlights)
     assert [h.kind for h in d.highlights] == sorted((h.kind for h in d.highlights), key=lambda k: k != "signal")
     assert highlights[0].startswith(":warning: Design: 67% of its handoffs needed another round (4 of 6)")
     assert "Who acts: <@U0AMY> (Design's lead)" in highlights[0]
-    assert any(h.startswith(":white_check_mark: Engineering: cycle time of handoffs sent ↓ 1.5 h from 3.0 h in Sep 2026") and
-               "Who acts: <@U0BOB> (Engineering's lead)" in h for h in highlights)
+    assert any(
+        h.startswith(":white_check_mark: Engineering: cycle time of handoffs sent ↓ 1.5 h from 3.0 h in Sep 2026")
+        and "Who acts: <@U0BOB> (Engineering's lead)" in h
+        for h in highlights
+    )
     for h in highlights:
         assert re.search(r"Who acts: (<@U[A-Z0-9]+>|<#C[A-Z0-9]+>)", h), h
     # nobody but the highlights' owners is mentioned in the first message: no member, no group, no @channel
     owners = {p for h in d.highlights for p in h.people} | {h.channel for h in d.highlights if h.channel}
     mentioned = {m.group(2) for m in MENTION.finditer(json.dumps(first["blocks"]))}
-    assert mentioned <= owners and not any(m.group(1) == "!" and not m.group(2).startswith("date") for m in MENTION.finditer(json.dumps(first)))
+    assert mentioned <= owners and not any(
+        m.group(1) == "!" and not m.group(2).startswith("date") for m in MENTION.finditer(json.dumps(first))
+    )
     assert "Definitions: README, section “The monthly digest”." in text
 
 
@@ -128,7 +154,10 @@ def test_each_signal_links_the_handoffs_behind_it(db, led):
     assert sorted(i for i, _, _ in signal.links) == sorted(h.id for h in failed)
     thread = "\n".join(blocks_text(p) for p in parts[1:])
     h = failed[0]
-    assert f"Handoffs behind it: <https://acme.slack.com/archives/C0ENG/p{1700000000000000 + h.id}|#{h.id} {h.title}>" in thread
+    assert (
+        f"Handoffs behind it: <https://acme.slack.com/archives/C0ENG/p{1700000000000000 + h.id}|#{h.id} {h.title}>"
+        in thread
+    )
     assert f"#{failed[3].id} {failed[3].title}" in thread  # no permalink stored: named, not linked
 
 

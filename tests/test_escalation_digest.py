@@ -69,7 +69,9 @@ def story(db, cfg8):
     ids["A"] = a = design(db, cfg, at(2026, 11, 2, 9))
     handoffs.accept(db, cfg, a, "U0BOB", now=at(2026, 11, 2, 12))  # 3 wh, in time
     ids["B"] = b = design(db, cfg, at(2026, 11, 2, 16))
-    handoffs.send_back(db, cfg, b, "U0BOB", "rework_requested", "More", now=at(2026, 11, 3, 11))  # Mon 16-17 + Tue 9-11 = 3 wh
+    handoffs.send_back(
+        db, cfg, b, "U0BOB", "rework_requested", "More", now=at(2026, 11, 3, 11)
+    )  # Mon 16-17 + Tue 9-11 = 3 wh
     handoffs.resubmit(db, cfg, b, "U0ALICE", DESIGN, None, None, now=at(2026, 11, 3, 12))
     handoffs.accept(db, cfg, b, "U0BOB", now=at(2026, 11, 3, 13))  # round 2's response: not a first response
     ids["C"] = c = design(db, cfg, at(2026, 11, 3, 9))
@@ -78,18 +80,24 @@ def story(db, cfg8):
     handoffs.accept(db, cfg, c, "U0BOB", now=at(2026, 11, 5, 10))  # 8+8+1 = 17 wh, late
     ids["D"] = d = design(db, cfg, at(2026, 11, 4, 9))
     escalations.snooze(db, cfg, d, "U0BOB", now=at(2026, 11, 4, 10))  # puts reminders off, not the SLA
-    handoffs.send_back(db, cfg, d, "U0BOB", "clarification_requested", "Which?", now=at(2026, 11, 5, 15))  # 8+6 = 14 wh, late
+    handoffs.send_back(
+        db, cfg, d, "U0BOB", "clarification_requested", "Which?", now=at(2026, 11, 5, 15)
+    )  # 8+6 = 14 wh, late
     fire(db, cfg, d, at(2026, 11, 6, 15), 1, False)  # waits on its sender: reminded at 8 wh
     fire(db, cfg, d, at(2026, 11, 9, 15), 2, True)  # its steward at 16 wh; never resubmitted
     ids["E"] = e = design(db, cfg, at(2026, 11, 5, 9))
-    escalations.by_hand(db, cfg, e, "U0ALICE", "Blocked on a decision", now=at(2026, 11, 5, 10))  # by hand: apart, no level
+    escalations.by_hand(
+        db, cfg, e, "U0ALICE", "Blocked on a decision", now=at(2026, 11, 5, 10)
+    )  # by hand: apart, no level
     ids["L"] = l_ = design(db, cfg, at(2026, 11, 16, 9))
     handoffs.send_back(db, cfg, l_, "U0BOB", "rework_requested", "Redo", now=at(2026, 11, 16, 10))  # 1 wh, in time
     handoffs.resubmit(db, cfg, l_, "U0ALICE", DESIGN, None, None, now=at(2026, 12, 1, 9))  # after the month's end
     ids["I"] = i = design(db, cfg, at(2026, 11, 26, 9))
     handoffs.cancel(db, cfg, i, "U0ALICE", now=at(2026, 12, 2, 9))  # cancelled after the month's end
     ids["H"] = h = design(db, cfg, at(2026, 11, 27, 9))
-    handoffs.accept(db, cfg, h, "U0BOB", now=at(2026, 12, 1, 10))  # accepted after: Fri 8 + Mon 8 + Tue 1 = 17 wh (December)
+    handoffs.accept(
+        db, cfg, h, "U0BOB", now=at(2026, 12, 1, 10)
+    )  # accepted after: Fri 8 + Mon 8 + Tue 1 = 17 wh (December)
     ids["J"] = j = design(db, cfg, at(2026, 11, 27, 10))
     escalations.snooze(db, cfg, j, "U0BOB", now=at(2026, 11, 27, 11))
     escalations.snooze(db, cfg, j, "U0STEW", now=at(2026, 11, 27, 12))  # deadline 8 + 2×8 wh: Wed 2 Dec 10:00
@@ -172,10 +180,17 @@ def test_frequent_escalations_signal(db, cfg8, story):
     # reached in November only. Eng → QA: 2 of 4 (50%) but fewer than 5 created; the last level in
     # both October (Q1) and November (Q2, Q3).
     assert found == [
-        ("Design → Engineering: frequent escalations: 2 of the 10 handoffs sent in Nov 2026 (20%) reached the steward level.",
-         ["U0STEW"]),
-        (("Engineering → Quality: frequent escalations: handoffs reached the last escalation level in both Oct 2026 (1) "
-          "and Nov 2026 (2)."), ["U0STEW"]),
+        (
+            "Design → Engineering: frequent escalations: 2 of the 10 handoffs sent in Nov 2026 (20%) reached the steward level.",
+            ["U0STEW"],
+        ),
+        (
+            (
+                "Engineering → Quality: frequent escalations: handoffs reached the last escalation level in both Oct 2026 (1) "
+                "and Nov 2026 (2)."
+            ),
+            ["U0STEW"],
+        ),
     ]
     # negative: October (no last level in September), December (nothing escalated)
     for period in ("2026-10", "2026-12"):
@@ -189,21 +204,29 @@ def test_frequent_escalations_signal(db, cfg8, story):
     now.boundaries[("design", "eng")].reached_steward = 4  # 100%, but of 4
     assert digest._escalation_signals(cfg8, before, now) == []
     now.boundaries[("design", "eng")].created, now.boundaries[("design", "eng")].reached_steward = 15, 3  # exactly 20%
-    assert [s.text[:41] for s in digest._escalation_signals(cfg8, before, now)] == ["Design → Engineering: frequent escalation"]
+    assert [s.text[:41] for s in digest._escalation_signals(cfg8, before, now)] == [
+        "Design → Engineering: frequent escalation"
+    ]
 
 
 def test_the_digest_shows_them_escaped_and_they_survive_a_rollup(db, cfg8, story):
     d = digest.compose(db, cfg8, "2026-11")
     text = slack_digest.preview(slack_digest.messages(d))
-    assert ("First response (SLA 8 working h): 50% in time (3 of 6), median 8.5 working h · escalations L1 ×2, L2 ×2, "
-            "by hand ×1 · snoozes 3") in text
-    assert ("First response (SLA 24 working h): 33% in time (1 of 3), median 49.0 working h · escalations L1 ×1, L2 ×2 "
-            "· snoozes 0") in text  # no escalation by hand: not listed
+    assert (
+        "First response (SLA 8 working h): 50% in time (3 of 6), median 8.5 working h · escalations L1 ×2, L2 ×2, "
+        "by hand ×1 · snoozes 3"
+    ) in text
+    assert (
+        "First response (SLA 24 working h): 33% in time (1 of 3), median 49.0 working h · escalations L1 ×1, L2 ×2 "
+        "· snoozes 0"
+    ) in text  # no escalation by hand: not listed
     assert "Engineering · sent 4 (+3) · received 10 (+9) · 5 received overdue at the month's end" in text
     assert "Quality · received 4 (+3)\n" in text  # nothing sent in either month, nothing overdue: not mentioned
     first_message = [b["text"]["text"] for b in slack_digest.messages(d)[0]["blocks"] if b["type"] == "section"]
-    assert (":warning: Design → Engineering: frequent escalations: 2 of the 10 handoffs sent in Nov 2026 (20%) reached the "
-            "steward level.\nWho acts: <@U0STEW> (steward of Design → Engineering)") in first_message
+    assert (
+        ":warning: Design → Engineering: frequent escalations: 2 of the 10 handoffs sent in Nov 2026 (20%) reached the "
+        "steward level.\nWho acts: <@U0STEW> (steward of Design → Engineering)"
+    ) in first_message
 
     # kept and read back; a month kept before these figures existed reads them as none
     start, end = schedule.bounds("2026-11", cfg8.organization.tz)
@@ -221,7 +244,13 @@ def test_the_digest_shows_them_escaped_and_they_survive_a_rollup(db, cfg8, story
     del old["clocked"]
     legacy = metrics.from_json(old, teams)
     de = legacy.boundaries[("design", "eng")]
-    assert (de.responses.answered, de.responses.median_hours, de.escalations, de.snoozes, legacy.teams["eng"].open_overdue) == (0, None, {}, 0, 0)
+    assert (
+        de.responses.answered,
+        de.responses.median_hours,
+        de.escalations,
+        de.snoozes,
+        legacy.teams["eng"].open_overdue,
+    ) == (0, None, {}, 0, 0)
     assert de.side == first.boundaries[("design", "eng")].side
 
 
@@ -230,7 +259,9 @@ def test_a_month_kept_without_the_configuration_is_completed_with_it(db, cfg8, s
 
     start, end = schedule.bounds("2026-11", cfg8.organization.tz)
     teams = [t.id for t in cfg8.teams]
-    bare = metrics.figures(db, "2026-11", start, end, teams, now=end + metrics.CLOSED_AFTER)  # as an initiative's baseline is
+    bare = metrics.figures(
+        db, "2026-11", start, end, teams, now=end + metrics.CLOSED_AFTER
+    )  # as an initiative's baseline is
     assert bare.teams["eng"].open_overdue == 0 and not bare.clocked
     full = metrics.figures(db, "2026-11", start, end, teams, now=end + metrics.CLOSED_AFTER, cfg=cfg8)
     assert full.teams["eng"].open_overdue == 5 and full.boundaries[("design", "eng")].responses.answered == 6
@@ -247,5 +278,8 @@ def test_hostile_team_names_are_escaped_in_an_inactive_month(db, cfg8, story):
     parts = slack_digest.messages(digest.compose(db, hostile, "2027-01"))
     text = "\n".join(b["text"]["text"] for p in parts for b in p["blocks"] if b["type"] == "section")
     assert "No handoff activity in January 2027" in text
-    assert "Still waiting past their deadline at the month's end, by receiving team: &lt;!channel&gt; Eng &amp; &lt;@U0BOSS&gt; 5, Quality 1." in text
+    assert (
+        "Still waiting past their deadline at the month's end, by receiving team: &lt;!channel&gt; Eng &amp; &lt;@U0BOSS&gt; 5, Quality 1."
+        in text
+    )
     assert "<!channel>" not in text and "<@U0BOSS>" not in text

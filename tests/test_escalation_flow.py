@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from slack_sdk import WebClient
 
@@ -35,7 +35,7 @@ STEWARD = "U0STEW"
 
 def iso(moment: datetime) -> str:
     """A naive UTC moment as `--now` takes it (with its offset, so the organisation's zone does not apply)."""
-    return moment.replace(tzinfo=timezone.utc).isoformat()
+    return moment.replace(tzinfo=UTC).isoformat()
 
 
 def working(work: WorkTime, moment: datetime) -> datetime:
@@ -48,11 +48,11 @@ def past(work: WorkTime, moment: datetime, hours: float) -> datetime:
 
 
 def local(work: WorkTime, moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc).astimezone(work.tz)
+    return moment.replace(tzinfo=UTC).astimezone(work.tz)
 
 
 def at_local(work: WorkTime, day, hour: int) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, tzinfo=work.tz).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime(day.year, day.month, day.day, hour, tzinfo=work.tz).astimezone(UTC).replace(tzinfo=None)
 
 
 def overdue(work: WorkTime, due: datetime, moment: datetime) -> str:
@@ -64,7 +64,7 @@ def overdue(work: WorkTime, due: datetime, moment: datetime) -> str:
 
 def date_of(moment: datetime) -> str:
     """How a moment starts in a message: Slack's date formatting with its epoch."""
-    return f"<!date^{int(moment.replace(tzinfo=timezone.utc).timestamp())}^"
+    return f"<!date^{int(moment.replace(tzinfo=UTC).timestamp())}^"
 
 
 # -- the clock, as an operator runs it --------------------------------------------------------------------
@@ -126,7 +126,12 @@ def one(fake, key: str, channel: str) -> dict:
 def buttons(message: dict) -> list[tuple[str, str, str]]:
     blocks = message["blocks"]
     blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
-    return [(e["action_id"], e["text"]["text"], e.get("value")) for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    return [
+        (e["action_id"], e["text"]["text"], e.get("value"))
+        for b in blocks
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
 
 
 def kinds(db, h) -> list[str]:
@@ -135,7 +140,11 @@ def kinds(db, h) -> list[str]:
 
 def escalation_rows(db, h) -> list[str]:
     """What the handoff's clock wrote to the outbox (not the card, nor the sender's receipt)."""
-    return [r.key for r in outbox.of_item(db, f"handoff:{h.id}") if (":thread" in r.key or ":dm:" in r.key) and ":v1:" not in r.key]
+    return [
+        r.key
+        for r in outbox.of_item(db, f"handoff:{h.id}")
+        if (":thread" in r.key or ":dm:" in r.key) and ":v1:" not in r.key
+    ]
 
 
 # -- (1) the reminder at the SLA, the steward at twice the SLA, each once ----------------------------------
@@ -218,7 +227,9 @@ def test_nothing_is_sent_at_night_or_on_a_saturday(steward, fake, db, cfg):
     for out in jobs_at_once(db, fake, [night, saturday]):
         assert "escalations: nothing due" in out, out
     assert fake.calls == [] and kinds(db, h) == ["created"] and escalation_rows(db, h) == []
-    assert handoffs.get(db, h.id).next_escalation_at == first.at  # due all the while: the sweep held back (it fires in test 1)
+    assert (
+        handoffs.get(db, h.id).next_escalation_at == first.at
+    )  # due all the while: the sweep held back (it fires in test 1)
 
 
 # -- (3) after downtime, only the current level ----------------------------------------------------------
@@ -276,7 +287,10 @@ def test_the_receiving_team_snoozes_a_working_day_twice_and_the_sender_cannot(st
         due = work.add(h.waiting_since, 48 + 8 * n)
         assert f"Review due {date_of(due)}" in blocks_text(update.args) and f"snoozed {n}×" in blocks_text(update.args)
         assert update.args["ts"] == h.message_ts and note["thread_ts"] == h.message_ts
-        assert f"<@U0BOB> snoozed handoff #{h.id} by one working day ({n} of 2 this round). Now due {date_of(due)}" in blocks_text(note)
+        assert (
+            f"<@U0BOB> snoozed handoff #{h.id} by one working day ({n} of 2 this round). Now due {date_of(due)}"
+            in blocks_text(note)
+        )
         row = handoffs.get(db, h.id)
         assert (row.snoozes, row.level, row.next_escalation_at) == (n, 1, work.add(h.waiting_since, 96 + 8 * n))
         assert sla.deadline(cfg, row, work) == due
@@ -286,7 +300,9 @@ def test_the_receiving_team_snoozes_a_working_day_twice_and_the_sender_cannot(st
     # A third snooze is refused, privately.
     snooze("U0BOB")
     (told,) = fake.wait("chat.postEphemeral")
-    assert told.args["user"] == "U0BOB" and f"Handoff #{h.id} was already snoozed 2 times this round" in blocks_text(told.args)
+    assert told.args["user"] == "U0BOB" and f"Handoff #{h.id} was already snoozed 2 times this round" in blocks_text(
+        told.args
+    )
     fake.settle(quiet=0.3)
     assert fake.of("chat.update") == [] and fake.of("chat.postMessage") == []
     assert kinds(db, h) == ["created", "escalated", "snoozed", "snoozed"]
@@ -306,10 +322,18 @@ def test_the_sender_escalates_by_hand_to_the_steward_once_and_a_stranger_cannot(
     answer = r.json()
     assert answer.get("response_type") != "in_channel"  # private: only the sender sees it
     assert f"Handoff #{h.id} is escalated to its steward <@{STEWARD}>." in blocks_text(answer)
-    dm = until(lambda: fake.posted(f"handoff:{h.id}:v2:dm:{STEWARD}") == 1 and one(fake, f"handoff:{h.id}:v2:dm:{STEWARD}", STEWARD),
-               what="the steward's DM")
+    dm = until(
+        lambda: (
+            fake.posted(f"handoff:{h.id}:v2:dm:{STEWARD}") == 1
+            and one(fake, f"handoff:{h.id}:v2:dm:{STEWARD}", STEWARD)
+        ),
+        what="the steward's DM",
+    )
     text = blocks_text(dm)
-    assert f"<@U0ALICE> escalated handoff *#{h.id} Search spec* (Design → Engineering): Blocked on the &lt;!channel&gt; API decision" in text
+    assert (
+        f"<@U0ALICE> escalated handoff *#{h.id} Search spec* (Design → Engineering): Blocked on the &lt;!channel&gt; API decision"
+        in text
+    )
     assert f"The card is in <#{ENG}>" in text and "<!channel>" not in text and buttons(dm) == []
     fake.settle(quiet=0.3)
     assert len(fake.messages(STEWARD)) == 1 and thread_of(fake, h) == []
@@ -319,7 +343,10 @@ def test_the_sender_escalates_by_hand_to_the_steward_once_and_a_stranger_cannot(
     fresh(fake)
     r = steward.command("U0EVE", f"escalate {h.id} Hurry up")
     assert r.status == 200 and r.json().get("response_type") != "in_channel"
-    assert f"Only the sending team, the receiving team or the steward of handoff #{h.id} can escalate it." in blocks_text(r.json())
+    assert (
+        f"Only the sending team, the receiving team or the steward of handoff #{h.id} can escalate it."
+        in blocks_text(r.json())
+    )
     fake.settle(quiet=0.3)
     assert fake.of("chat.postMessage") == [] and len(fake.messages(STEWARD)) == 1
     assert kinds(db, h) == ["created", "escalated"]
@@ -328,12 +355,19 @@ def test_the_sender_escalates_by_hand_to_the_steward_once_and_a_stranger_cannot(
 # -- (6) a send-back not resubmitted ---------------------------------------------------------------------
 
 
-def test_a_send_back_not_resubmitted_reminds_the_sender_then_the_steward_and_a_resubmission_restarts_the_clock(steward, fake, db, cfg):
+def test_a_send_back_not_resubmitted_reminds_the_sender_then_the_steward_and_a_resubmission_restarts_the_clock(
+    steward, fake, db, cfg
+):
     h = send(steward, fake, db, title="Profile spec")
     work = WorkTime.of(cfg)
     fresh(fake)
     steward.click("U0BOB", "handoff_rework", str(h.id))
-    assert steward.submit("U0BOB", view_of(fake.wait("views.open")[0]), {"reason": "Wireframes lack the error states"}).status == 200
+    assert (
+        steward.submit(
+            "U0BOB", view_of(fake.wait("views.open")[0]), {"reason": "Wireframes lack the error states"}
+        ).status
+        == 200
+    )
     fake.wait("chat.update")
     until(lambda: fake.messages("U0ALICE"), what="the sent-back DM")
     fresh(fake)
@@ -358,14 +392,28 @@ def test_a_send_back_not_resubmitted_reminds_the_sender_then_the_steward_and_a_r
     later = past(work, second.at, 1)
     assert "escalations: 2 messages written" in job(db, fake, later)
     text = blocks_text(one(fake, f"handoff:{h.id}:v4:dm:{STEWARD}", STEWARD))
-    assert f"*#{h.id} Profile spec* was sent back to <@U0ALICE> and is not resubmitted yet, {overdue(work, first.at, later)}" in text
-    assert [key_of(m) for m in fake.messages("U0ALICE")] == [f"handoff:{h.id}:v1:dm:U0ALICE", f"handoff:{h.id}:v2:dm:U0ALICE", f"handoff:{h.id}:v3:dm:U0ALICE"]
+    assert (
+        f"*#{h.id} Profile spec* was sent back to <@U0ALICE> and is not resubmitted yet, {overdue(work, first.at, later)}"
+        in text
+    )
+    assert [key_of(m) for m in fake.messages("U0ALICE")] == [
+        f"handoff:{h.id}:v1:dm:U0ALICE",
+        f"handoff:{h.id}:v2:dm:U0ALICE",
+        f"handoff:{h.id}:v3:dm:U0ALICE",
+    ]
 
     # The sender resubmits from the reminder: a new round, its clock started again, the reviewer mentioned in the thread.
     fresh(fake)
     steward.click("U0ALICE", "handoff_resubmit", str(h.id), channel="D0ALICE", message_ts=dm["ts"])
-    assert steward.submit("U0ALICE", view_of(fake.wait("views.open")[0]), {"criteria": list(ALL_MET), "notes": "Error states added"}).status == 200
-    reply = until(lambda: [m for m in thread_of(fake, h) if "Resubmitted" in (m["text"] or "")], what="the resubmission reply")[0]
+    assert (
+        steward.submit(
+            "U0ALICE", view_of(fake.wait("views.open")[0]), {"criteria": list(ALL_MET), "notes": "Error states added"}
+        ).status
+        == 200
+    )
+    reply = until(
+        lambda: [m for m in thread_of(fake, h) if "Resubmitted" in (m["text"] or "")], what="the resubmission reply"
+    )[0]
     assert blocks_text(reply).count("Resubmitted for round 2 by <@U0ALICE>. <@U0BOB>, it is back for your review.") == 1
     again = handoffs.get(db, h.id)
     resubmitted = handoffs.history(db, h.id)[-1]
@@ -373,11 +421,16 @@ def test_a_send_back_not_resubmitted_reminds_the_sender_then_the_steward_and_a_r
     assert (again.state, again.round, again.level, again.snoozes) == ("open", 2, 0, 0)
     assert again.waiting_since == resubmitted.at and again.next_escalation_at == work.add(resubmitted.at, 48)
     update = fake.wait("chat.update")[-1]
-    until(lambda: f"Review due {date_of(again.next_escalation_at)}" in blocks_text(card_of(fake, h)), what="the card's new deadline")
+    until(
+        lambda: f"Review due {date_of(again.next_escalation_at)}" in blocks_text(card_of(fake, h)),
+        what="the card's new deadline",
+    )
     assert "round 2" in blocks_text(update.args) or "round 2" in blocks_text(card_of(fake, h))
     # round 2 waits on the reviewers again, its path from the start: the team at the SLA, then the steward
     assert [(d.notify, d.at) for d in sla.levels(cfg, again, work)] == [
-        (("team",), work.add(resubmitted.at, 48)), (("steward",), work.add(resubmitted.at, 96))]
+        (("team",), work.add(resubmitted.at, 48)),
+        (("steward",), work.add(resubmitted.at, 96)),
+    ]
     assert kinds(db, h) == ["created", "rework_requested", "escalated", "escalated", "resubmitted"]
 
 
@@ -404,7 +457,11 @@ def test_a_fast_track_undecided_after_24_working_hours_goes_to_the_backup_approv
         text = blocks_text(u.args)
         assert "<@U0HEAD>" in text and "fasttrack_approve" not in json.dumps(u.args["blocks"])
     told = blocks_text(one(fake, f"fasttrack:{r.id}:v2:dm:U0BOB", "U0BOB"))
-    assert f"Nobody decided your fast-track *#{r.id}*" in told and "within 24 working hours" in told and "<@U0HEAD>" in told
+    assert (
+        f"Nobody decided your fast-track *#{r.id}*" in told
+        and "within 24 working hours" in told
+        and "<@U0HEAD>" in told
+    )
     row = fasttrack.get(db, r.id)
     assert (row.state, row.deciders, row.escalated) == ("pending", ["U0HEAD"], True)
 
@@ -425,7 +482,9 @@ def test_the_first_approvers_of_a_fast_track_escalated_for_time_are_not_told_it_
     moment = past(WorkTime.of(cfg), r.created_at, cfg.fasttrack.escalate_after_hours)
     fresh(fake)
     keys = escalations.sweep(db, cfg, moment)
-    deliverer(Deps(cfg=cfg, db=db, now=lambda: moment), WebClient(token=TOKEN, base_url=fake.url), now=utcnow).send_now(keys)
+    deliverer(Deps(cfg=cfg, db=db, now=lambda: moment), WebClient(token=TOKEN, base_url=fake.url), now=utcnow).send_now(
+        keys
+    )
     updates = fake.of("chat.update")
     assert {u.args["channel"] for u in updates} == {"D0CAROL", "D0STEW"} and not fasttrack.get(db, r.id).over_budget
     for u in updates:
@@ -444,8 +503,10 @@ def test_a_reminder_delivered_after_the_handoff_was_accepted_does_not_say_it_is_
     assert outbox.get(db, key).status == "pending" and fake.posted(key) == 0
     steward.click("U0BOB", "handoff_accept", str(h.id))
     until(lambda: handoffs.get(db, h.id).state == "accepted", what="the acceptance")
-    until(lambda: clock.sweep(max_seconds=1) is not None and fake.posted(key) + (outbox.get(db, key).status != "pending"),
-          what="the outbox sweep to settle the reminder")
+    until(
+        lambda: clock.sweep(max_seconds=1) is not None and fake.posted(key) + (outbox.get(db, key).status != "pending"),
+        what="the outbox sweep to settle the reminder",
+    )
     if fake.posted(key):
         reminder = one(fake, key, ENG)
         assert "waiting for review" not in blocks_text(reminder) and buttons(reminder) == [], blocks_text(reminder)
@@ -473,7 +534,9 @@ def test_two_jobs_at_once_send_each_level_once(steward, fake, db, cfg):
         assert fake.posted(f"handoff:{h.id}:v3:dm:{STEWARD}") == 1
         assert kinds(db, h) == ["created", "escalated", "escalated"]
     assert len(fake.messages(STEWARD)) == 2
-    assert len([c for c in fake.of("chat.postMessage") if c.args["channel"] in (ENG, STEWARD)]) == 4  # 2 reminders, 2 DMs
+    assert (
+        len([c for c in fake.of("chat.postMessage") if c.args["channel"] in (ENG, STEWARD)]) == 4
+    )  # 2 reminders, 2 DMs
 
 
 # -- (9) the clock process -------------------------------------------------------------------------------
@@ -501,7 +564,9 @@ def test_a_clock_process_sends_the_reminder_and_a_restarted_clock_sends_nothing_
         until(lambda: fake.posted(key) == 1, timeout=60, what="the clock's reminder")
         clock.wait_for("escalations: 2 messages written")
         # stopped only once all it wrote is delivered (its outbox sweep may hold the card's update meanwhile)
-        until(lambda: all(r.status == "sent" for r in outbox.of_item(db, f"handoff:{h.id}")), timeout=30, what="delivery")
+        until(
+            lambda: all(r.status == "sent" for r in outbox.of_item(db, f"handoff:{h.id}")), timeout=30, what="delivery"
+        )
     finally:
         clock.stop()
     assert overdue(work, first.at, moment) in blocks_text(one(fake, key, ENG))
@@ -514,5 +579,9 @@ def test_a_clock_process_sends_the_reminder_and_a_restarted_clock_sends_nothing_
     finally:
         again.stop()
     assert fake.posted(key) == 1 and len(thread_of(fake, h)) == 1
-    assert [c for c in fake.calls if c.method in ("chat.postMessage", "chat.update") and c.args.get("channel") in (ENG, STEWARD)] == []
+    assert [
+        c
+        for c in fake.calls
+        if c.method in ("chat.postMessage", "chat.update") and c.args.get("channel") in (ENG, STEWARD)
+    ] == []
     assert kinds(db, h) == ["created", "escalated"]

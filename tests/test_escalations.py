@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +22,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 def at(*args) -> datetime:
     """Berlin wall time as naive UTC."""
-    return datetime(*args, tzinfo=BERLIN).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime(*args, tzinfo=BERLIN).astimezone(UTC).replace(tzinfo=None)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,13 @@ def eight():
 
 
 def new(db, cfg, when: datetime):
-    return handoffs.submit(db, cfg, "U0ALICE", Draft("design", "eng", "Spec", criteria_met=list(cfg.boundary("design", "eng").criteria)),
-                           now=when).item
+    return handoffs.submit(
+        db,
+        cfg,
+        "U0ALICE",
+        Draft("design", "eng", "Spec", criteria_met=list(cfg.boundary("design", "eng").criteria)),
+        now=when,
+    ).item
 
 
 def written(db, h, kind: str = "") -> list[str]:
@@ -65,7 +70,9 @@ def test_nothing_is_sent_outside_working_time_and_downtime_sends_only_the_curren
     keys = escalations.sweep(db, eight, at(2026, 12, 7, 9))  # the clock was down for a week: level 2 only
     assert keys == [f"handoff:{h.id}:card:update", f"handoff:{h.id}:v2:dm:U0STEW"]
     (ev,) = [e for e in handoffs.history(db, h.id) if e.kind == "escalated"]
-    assert ev.data["level"] == 2 and ev.data["overdue_hours"] == 33  # Mon 16-17, then Tue-Fri and ev.data["last"] is True
+    assert (
+        ev.data["level"] == 2 and ev.data["overdue_hours"] == 33
+    )  # Mon 16-17, then Tue-Fri and ev.data["last"] is True
 
 
 def test_a_resubmission_starts_the_clock_again_and_the_sender_is_reminded(db, eight):
@@ -78,7 +85,9 @@ def test_a_resubmission_starts_the_clock_again_and_the_sender_is_reminded(db, ei
     assert f"handoff:{h.id}:v3:dm:U0ALICE" in keys
     assert outbox.get(db, f"handoff:{h.id}:v3:dm:U0ALICE").render == "handoff_resubmit_reminder"
     assert f"handoff:{h.id}:v4:dm:U0STEW" in escalations.sweep(db, eight, at(2026, 12, 3, 10))  # then its steward
-    handoffs.resubmit(db, eight, h.id, "U0ALICE", list(eight.boundary("design", "eng").criteria), None, None, now=at(2026, 12, 3, 11))
+    handoffs.resubmit(
+        db, eight, h.id, "U0ALICE", list(eight.boundary("design", "eng").criteria), None, None, now=at(2026, 12, 3, 11)
+    )
     again = handoffs.get(db, h.id)
     assert (again.level, again.snoozes, again.next_escalation_at) == (0, 0, at(2026, 12, 4, 11))
     handoffs.accept(db, eight, h.id, "U0BOB", now=at(2026, 12, 3, 12))
@@ -101,7 +110,10 @@ def test_snoozes_put_the_round_off_a_working_day_twice_at_most(db, eight):
 def test_two_sweeps_at_once_fire_a_level_once(db, eight):
     hs = [new(db, eight, at(2026, 11, 30, 9)) for _ in range(6)]
     results: list[list[str]] = []
-    threads = [threading.Thread(target=lambda: results.append(escalations.sweep(db, eight, at(2026, 12, 1, 9, 30)))) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(escalations.sweep(db, eight, at(2026, 12, 1, 9, 30))))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -124,9 +136,20 @@ def test_escalating_by_hand(db, eight):
 
 
 def test_a_fast_track_waiting_too_long_goes_to_the_backups_once(db, eight):
-    handoffs.create(db, eight, "U0BOB", Draft("eng", "qa", "Build", criteria_met=["Release notes", "Test plan"]), now=at(2026, 11, 30, 9))
-    r, _, _ = fasttrack.request(db, eight, "U0BOB", fasttrack.Draft("eng", "QA sign-off", "Other", "Release 1", "Customer waits"),
-                                now=at(2026, 11, 30, 9))
+    handoffs.create(
+        db,
+        eight,
+        "U0BOB",
+        Draft("eng", "qa", "Build", criteria_met=["Release notes", "Test plan"]),
+        now=at(2026, 11, 30, 9),
+    )
+    r, _, _ = fasttrack.request(
+        db,
+        eight,
+        "U0BOB",
+        fasttrack.Draft("eng", "QA sign-off", "Other", "Release 1", "Customer waits"),
+        now=at(2026, 11, 30, 9),
+    )
     assert r.deciders == ["U0CAROL", "U0STEW"]
     assert escalations.sweep(db, eight, at(2026, 12, 2, 16)) == []  # 23 working hours
     keys = escalations.sweep(db, eight, at(2026, 12, 3, 9))  # 24 working hours (Mon, Tue, Wed)

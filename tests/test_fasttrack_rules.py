@@ -21,16 +21,31 @@ NOW = datetime(2026, 11, 10, 9)
 
 
 def ask(db, cfg, user="U0BOB", team="eng", element="QA sign-off", **kw):
-    draft = Draft(team=team, element=element, reason=kw.pop("reason", "Customer escalation"), what=kw.pop("what", "Hotfix 4.2.1"),
-                  justification=kw.pop("justification", "Checkout is down for a big customer"), **kw)
+    draft = Draft(
+        team=team,
+        element=element,
+        reason=kw.pop("reason", "Customer escalation"),
+        what=kw.pop("what", "Hotfix 4.2.1"),
+        justification=kw.pop("justification", "Checkout is down for a big customer"),
+        **kw,
+    )
     return fasttrack.request(db, cfg, user, draft, now=NOW)
 
 
 def items(db, cfg, n, team="design", at=NOW - timedelta(days=2)):
     for i in range(n):
-        handoffs.create(db, cfg, "U0ALICE" if team == "design" else "U0BOB",
-                        handoffs.Draft(team, "eng" if team == "design" else "qa", f"Item {i}",
-                                       criteria_met=list(cfg.boundary(team, "eng" if team == "design" else "qa").criteria)), now=at)
+        handoffs.create(
+            db,
+            cfg,
+            "U0ALICE" if team == "design" else "U0BOB",
+            handoffs.Draft(
+                team,
+                "eng" if team == "design" else "qa",
+                f"Item {i}",
+                criteria_met=list(cfg.boundary(team, "eng" if team == "design" else "qa").criteria),
+            ),
+            now=at,
+        )
 
 
 def test_the_budget_rule_and_its_meter():
@@ -38,22 +53,34 @@ def test_the_budget_rule_and_its_meter():
     assert Budget("eng", "2026-11", 27, 0, 10).limit == 2  # floor(2.7)
     assert Budget("eng", "2026-11", 30, 3, 10).over and not Budget("eng", "2026-11", 30, 2, 10).over
 
+
 def test_one_wording_for_the_meter_and_for_counts():
     from bot.domain.figures import meter, plural
 
     nine = Budget("eng", "2026-11", 9, 0, 10)
     assert meter(nine.position, nine) == "1 of 1 allowed this month (10% of 9 items, at least 1)"  # within: 1st of 1
-    assert meter(nine.approved, nine) == "0 of 1 allowed this month (10% of 9 items, at least 1)"  # the form, before asking
+    assert (
+        meter(nine.approved, nine) == "0 of 1 allowed this month (10% of 9 items, at least 1)"
+    )  # the form, before asking
     full = Budget("eng", "2026-11", 27, 2, 12.5)
-    assert meter(full.position, full) == "3 of 3 allowed this month (12.5% of 27 items)"  # the percentage sets it: no "at least"
+    assert (
+        meter(full.position, full) == "3 of 3 allowed this month (12.5% of 27 items)"
+    )  # the percentage sets it: no "at least"
     ten = Budget("eng", "2026-11", 10, 0, 10)
     assert meter(ten.position, ten) == "1 of 1 allowed this month (10% of 10 items)"
     # past the limit: never "3 of 2 allowed"; the minimum of one said as such, not "10% of 0 items" alone
-    assert meter(3, Budget("eng", "2026-11", 0, 2, 10)) == "over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least 1)"
+    assert (
+        meter(3, Budget("eng", "2026-11", 0, 2, 10))
+        == "over budget: 3 fast-tracks, 1 allowed this month (10% of 0 items, at least 1)"
+    )
     assert meter(4, full) == "over budget: 4 fast-tracks, 3 allowed this month (12.5% of 27 items)"
     assert meter(1, Budget("eng", "2026-11", 1, 0, 10)) == "1 of 1 allowed this month (10% of 1 item, at least 1)"
     assert [plural(n, "member") for n in (0, 1, 2)] == ["0 members", "1 member", "2 members"]
-    assert [plural(h, "working hour") for h in (1.0, 2.0, 12.5)] == ["1 working hour", "2 working hours", "12.5 working hours"]
+    assert [plural(h, "working hour") for h in (1.0, 2.0, 12.5)] == [
+        "1 working hour",
+        "2 working hours",
+        "12.5 working hours",
+    ]
 
 
 def test_items_are_the_handoffs_the_team_sent_this_month(db, cfg):
@@ -81,18 +108,35 @@ def test_cancelled_handoffs_are_not_items(db, cfg):
 def test_needed_by_today_is_the_organisations_date(db, cfg):
     from templates import render
 
-    la = cfg.model_copy(update={"organization": cfg.organization.model_copy(update={"timezone": "America/Los_Angeles"})})
+    la = cfg.model_copy(
+        update={"organization": cfg.organization.model_copy(update={"timezone": "America/Los_Angeles"})}
+    )
     evening = datetime(2026, 12, 1, 2, 0)  # 18:00 on 30 November in Los Angeles
-    draft = Draft(team="eng", element="QA sign-off", reason="Customer escalation", what="Hotfix", justification="Down",
-                  needed_by=date(2026, 11, 30))
+    draft = Draft(
+        team="eng",
+        element="QA sign-off",
+        reason="Customer escalation",
+        what="Hotfix",
+        justification="Down",
+        needed_by=date(2026, 11, 30),
+    )
     assert fasttrack.check(db, la, "U0BOB", draft, local_today(la, evening)) == {}
     row, budget, _ = fasttrack.request(db, la, "U0BOB", draft, now=evening)
     assert row.needed_by == date(2026, 11, 30)
     with pytest.raises(RuleError) as exc:
         fasttrack.request(db, cfg, "U0BOB", draft, now=evening)  # Berlin: already 1 December
     assert exc.value.field == "needed_by"
-    card = render("fasttrack_card", r=row, team_name="Engineering", budget=budget, right=la.right("QA sign-off"), names={},
-                  handoff=None, mode="decide", why=None)
+    card = render(
+        "fasttrack_card",
+        r=row,
+        team_name="Engineering",
+        budget=budget,
+        right=la.right("QA sign-off"),
+        names={},
+        handoff=None,
+        mode="decide",
+        why=None,
+    )
     assert "needed by Mon 30 Nov 2026\n" in card["blocks"][1]["text"]["text"]
 
 
@@ -104,7 +148,9 @@ def test_routing_follows_the_matrix_and_never_the_requester(db, cfg):
     assert row.deciders == ["U0STEW"]
     row, _, _ = ask(db, cfg, user="U0CAROL", team="qa", element="QA sign-off")  # Carol is a granter, not of her own
     assert row.deciders == ["U0STEW"]
-    row, _, route = ask(db, cfg, user="U0ALICE", team="design", element="Architecture review")  # she is the only granter
+    row, _, route = ask(
+        db, cfg, user="U0ALICE", team="design", element="Architecture review"
+    )  # she is the only granter
     assert row.deciders == ["U0HEAD"] and route.why == "the only approver named for this element is the requester"
     events = fasttrack.history(db, row.id)
     assert events[0].kind == "requested" and events[0].actor == "U0ALICE"
@@ -134,15 +180,26 @@ def test_deny_needs_a_reason(db, cfg):
             fasttrack.decide(db, cfg, row.id, "U0CAROL", approve=False, reason=reason, now=NOW)
         assert exc.value.field == "reason"
     decision = fasttrack.decide(db, cfg, row.id, "U0CAROL", approve=False, reason="  Use the standard path  ", now=NOW)
-    assert decision.changed and (decision.request.state, decision.request.decision_reason) == ("denied", "Use the standard path")
+    assert decision.changed and (decision.request.state, decision.request.decision_reason) == (
+        "denied",
+        "Use the standard path",
+    )
     assert fasttrack.team_budget(db, cfg, "eng", NOW).approved == 0  # denied requests use no budget
 
 
-@pytest.mark.parametrize("field,kw", [
-    ("team", {"team": "qa"}), ("element", {"element": "Nope"}), ("reason", {"reason": "Because"}),
-    ("what", {"what": " "}), ("what", {"what": "x" * 301}), ("justification", {"justification": ""}),
-    ("needed_by", {"needed_by": date(2020, 1, 1)}), ("handoff", {"handoff_id": 999}),
-])
+@pytest.mark.parametrize(
+    "field,kw",
+    [
+        ("team", {"team": "qa"}),
+        ("element", {"element": "Nope"}),
+        ("reason", {"reason": "Because"}),
+        ("what", {"what": " "}),
+        ("what", {"what": "x" * 301}),
+        ("justification", {"justification": ""}),
+        ("needed_by", {"needed_by": date(2020, 1, 1)}),
+        ("handoff", {"handoff_id": 999}),
+    ],
+)
 def test_bad_requests_name_the_field(db, cfg, field, kw):
     with pytest.raises(RuleError) as exc:
         ask(db, cfg, **kw)
@@ -151,9 +208,17 @@ def test_bad_requests_name_the_field(db, cfg, field, kw):
 
 def test_an_element_or_reason_no_longer_configured_is_chosen_again(db, cfg):
     for kw, field, message in [
-        ({"element": "Security review"}, "element", "That gate is no longer in the decision-rights matrix; choose again."),
+        (
+            {"element": "Security review"},
+            "element",
+            "That gate is no longer in the decision-rights matrix; choose again.",
+        ),
         ({"element": None}, "element", "Choose the gate to skip."),
-        ({"reason": "Board request"}, "reason", "That reason is no longer one of the fast-track reasons; choose again."),
+        (
+            {"reason": "Board request"},
+            "reason",
+            "That reason is no longer one of the fast-track reasons; choose again.",
+        ),
         ({"reason": None}, "reason", "Choose a reason."),
     ]:
         with pytest.raises(RuleError) as exc:
@@ -167,15 +232,29 @@ def test_the_form_names_elements_and_reasons_not_positions(steward, fake, db):
 
     assert steward.command("U0BOB", "", command="/fasttrack").status == 200
     view = view_of(fake.wait("views.open")[-1])
-    values = {b["block_id"]: [o["value"] for o in b["element"]["options"]] for b in view["blocks"] if b.get("block_id") in ("element", "reason")}
-    assert values == {"element": ["QA sign-off", "Design review", "Architecture review"],
-                      "reason": ["Regulatory deadline", "Customer escalation", "Security fix", "Other"]}
-    r = steward.submit("U0BOB", view, {"what": "Hotfix", "element": "0", "reason": "Board request", "justification": "Down"}).json()
-    assert r == {"response_action": "errors", "errors": {
-        "element": "That gate is no longer in the decision-rights matrix; choose again.",
-        "reason": "That reason is no longer one of the fast-track reasons; choose again."}}
+    values = {
+        b["block_id"]: [o["value"] for o in b["element"]["options"]]
+        for b in view["blocks"]
+        if b.get("block_id") in ("element", "reason")
+    }
+    assert values == {
+        "element": ["QA sign-off", "Design review", "Architecture review"],
+        "reason": ["Regulatory deadline", "Customer escalation", "Security fix", "Other"],
+    }
+    r = steward.submit(
+        "U0BOB", view, {"what": "Hotfix", "element": "0", "reason": "Board request", "justification": "Down"}
+    ).json()
+    assert r == {
+        "response_action": "errors",
+        "errors": {
+            "element": "That gate is no longer in the decision-rights matrix; choose again.",
+            "reason": "That reason is no longer one of the fast-track reasons; choose again.",
+        },
+    }
     assert fasttrack.listing(db, "U0BOB")[0] == []
-    r = steward.submit("U0BOB", view, {"what": "Hotfix", "element": "Design review", "reason": "Other", "justification": "Down"})
+    r = steward.submit(
+        "U0BOB", view, {"what": "Hotfix", "element": "Design review", "reason": "Other", "justification": "Down"}
+    )
     assert r.raw in (b"", b"{}")
     assert [(x.element, x.reason) for x in fasttrack.listing(db, "U0BOB")[0]] == [("Design review", "Other")]
 
@@ -188,9 +267,13 @@ def test_over_budget_goes_to_the_backup_approvers(db, cfg):
     assert (budget.position, budget.limit, budget.over) == (2, 1, True)
     assert second.over_budget and second.deciders == ["U0HEAD"] and route.deciders == ["U0HEAD"]
     with db.read() as s:  # no card for the regular approvers: they could not act on it
-        cards = s.exec(select(Outbox).where(Outbox.item == f"fasttrack:{second.id}", Outbox.render == "fasttrack_card")).all()
+        cards = s.exec(
+            select(Outbox).where(Outbox.item == f"fasttrack:{second.id}", Outbox.render == "fasttrack_card")
+        ).all()
     assert [c.channel for c in cards] == ["U0HEAD"]
-    with pytest.raises(NotAllowed, match="over the team's fast-track budget, so a backup approver decides it: <@U0HEAD>"):
+    with pytest.raises(
+        NotAllowed, match="over the team's fast-track budget, so a backup approver decides it: <@U0HEAD>"
+    ):
         fasttrack.decide(db, cfg, second.id, "U0STEW", approve=True, now=NOW)
     decision = fasttrack.decide(db, cfg, second.id, "U0HEAD", approve=True, now=NOW)
     assert decision.changed and fasttrack.team_budget(db, cfg, "eng", NOW).approved == 2
@@ -232,10 +315,16 @@ def test_concurrent_clicks_record_one_decision(db, cfg):
     """Sixteen clicks at once, approve and deny, from both approvers."""
     row, _, _ = ask(db, cfg)
     engines = [Database(db.url) for _ in range(16)]
-    results = run_at_once([
-        (lambda i=i: fasttrack.decide(engines[i], cfg, row.id, ["U0CAROL", "U0STEW"][i % 2], approve=i % 3 != 0, reason="No", now=NOW))
-        for i in range(16)
-    ])
+    results = run_at_once(
+        [
+            (
+                lambda i=i: fasttrack.decide(
+                    engines[i], cfg, row.id, ["U0CAROL", "U0STEW"][i % 2], approve=i % 3 != 0, reason="No", now=NOW
+                )
+            )
+            for i in range(16)
+        ]
+    )
     for engine in engines:
         engine.dispose()
     assert sum(1 for r in results if r.changed) == 1 and not any(isinstance(r, Exception) for r in results)
@@ -250,8 +339,12 @@ def test_two_approvals_at_once_never_overrun_the_budget(db, cfg):
         second, _, _ = ask(db, cfg)
         engines = [Database(db.url) for _ in range(3)]
         clicks = [(first.id, "U0CAROL"), (second.id, "U0STEW"), (second.id, "U0CAROL")]  # the last: a second click
-        results = run_at_once([partial(fasttrack.decide, engine, cfg, rid, user, approve=True, now=NOW)
-                               for engine, (rid, user) in zip(engines, clicks, strict=True)])
+        results = run_at_once(
+            [
+                partial(fasttrack.decide, engine, cfg, rid, user, approve=True, now=NOW)
+                for engine, (rid, user) in zip(engines, clicks, strict=True)
+            ]
+        )
         for engine in engines:
             engine.dispose()
         assert sum(1 for r in results if not isinstance(r, Exception) and r.changed) == 1
@@ -276,21 +369,34 @@ def test_a_decision_reaches_whoever_owns_the_gate(db, cfg):
     from bot.domain.core.process import Right
 
     def owned_by(owner: str):
-        rights = tuple(Right(**{**r.model_dump(), "owns_execution": owner}) if r.element == "QA sign-off" else r for r in cfg.rights)
+        rights = tuple(
+            Right(**{**r.model_dump(), "owns_execution": owner}) if r.element == "QA sign-off" else r
+            for r in cfg.rights
+        )
         return cfg.model_copy(update={"rights": rights})
 
     def notices(request_id: int) -> list[str]:
         with db.read() as s:
-            return [o.channel for o in s.exec(select(Outbox).where(Outbox.item == f"fasttrack:{request_id}",
-                                                                   Outbox.render == "fasttrack_owner_notice"))]
+            return [
+                o.channel
+                for o in s.exec(
+                    select(Outbox).where(
+                        Outbox.item == f"fasttrack:{request_id}", Outbox.render == "fasttrack_owner_notice"
+                    )
+                )
+            ]
 
     items(db, cfg, 50, "eng")  # a budget of 5: every request here is within it
-    for owner, decider, approve, expected in (("qa", "U0CAROL", True, ["C0QA"]),  # a team: its channel, its member decided or not
-                                              ("U0PMO", "U0STEW", False, ["U0PMO"]),  # a person: a DM, denied too
-                                              ("U0STEW", "U0STEW", True, []),  # not the decider about their own decision
-                                              ("U0BOB", "U0CAROL", True, [])):  # nor the requester, who has the decision's DM
+    for owner, decider, approve, expected in (
+        ("qa", "U0CAROL", True, ["C0QA"]),  # a team: its channel, its member decided or not
+        ("U0PMO", "U0STEW", False, ["U0PMO"]),  # a person: a DM, denied too
+        ("U0STEW", "U0STEW", True, []),  # not the decider about their own decision
+        ("U0BOB", "U0CAROL", True, []),
+    ):  # nor the requester, who has the decision's DM
         rules = owned_by(owner)
         row, _, _ = ask(db, rules)
         assert notices(row.id) == []  # asked: nothing for the owner yet
-        fasttrack.decide(db, rules, row.id, decider, approve=approve, reason=None if approve else "Use the standard path", now=NOW)
+        fasttrack.decide(
+            db, rules, row.id, decider, approve=approve, reason=None if approve else "Use the standard path", now=NOW
+        )
         assert notices(row.id) == expected, owner

@@ -11,7 +11,11 @@ from storage.models import Handoff
 from tests.harness import blocks_text, view_of
 
 CRITERIA = "criteria-design-eng"
-ALL_MET = ("Specification with acceptance criteria", "Wireframes", "Glossary of terms")  # the options' values: the criteria
+ALL_MET = (
+    "Specification with acceptance criteria",
+    "Wireframes",
+    "Glossary of terms",
+)  # the options' values: the criteria
 
 
 def open_modal(steward, fake, user="U0ALICE", text="") -> dict:
@@ -83,4 +87,12 @@ def test_full_round_trip(steward, fake, db):
     assert [e.round for e in events] == [1, 1, 2, 2]
     assert events[1].reason == "Wireframes lack the error states" and events[1].actor == "U0BOB"
     final = handoffs.get(db, h.id)
-    assert handoffs.replay(events).items() >= {"state": final.state, "round": final.round, "version": final.version, "accepted_at": final.accepted_at}.items()
+    assert (
+        handoffs.replay(events).items()
+        >= {
+            "state": final.state,
+            "round": final.round,
+            "version": final.version,
+            "accepted_at": final.accepted_at,
+        }.items()
+    )

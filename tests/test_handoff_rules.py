@@ -63,7 +63,9 @@ def test_user_in_no_team_is_told_privately(steward, fake):
 def test_no_boundary_says_so_and_lists_the_teams_that_have_one(steward, fake, db):
     view = open_modal(steward, fake, "U0ALICE", "qa")
     notice = next(b for b in view["blocks"] if b.get("block_id") == "no_boundary")
-    assert "no boundary from *Design* to *Quality*" in notice["text"]["text"] and "*Engineering*" in notice["text"]["text"]
+    assert (
+        "no boundary from *Design* to *Quality*" in notice["text"]["text"] and "*Engineering*" in notice["text"]["text"]
+    )
     r = steward.submit("U0ALICE", view, {"to_team": "qa", "title": "Something"}).json()
     assert r["response_action"] == "errors" and "Teams with one: Engineering" in r["errors"]["to_team"]
     assert handoff_count(db) == 0
@@ -72,8 +74,15 @@ def test_no_boundary_says_so_and_lists_the_teams_that_have_one(steward, fake, db
 def test_choosing_a_team_updates_the_modal_with_that_boundarys_criteria(steward, fake):
     view = open_modal(steward, fake, "U0AMY", "")  # Amy is in Design and Engineering: she chooses
     assert any(b.get("block_id") == "from_team" for b in view["blocks"])
-    view = dict(view, state={"values": {"from_team": {"handoff_pick_from": {"type": "static_select", "selected_option": {"value": "eng"}}},
-                                        "to_team": {"handoff_pick_to": {"type": "static_select", "selected_option": {"value": "qa"}}}}})
+    view = dict(
+        view,
+        state={
+            "values": {
+                "from_team": {"handoff_pick_from": {"type": "static_select", "selected_option": {"value": "eng"}}},
+                "to_team": {"handoff_pick_to": {"type": "static_select", "selected_option": {"value": "qa"}}},
+            }
+        },
+    )
     steward.click("U0AMY", "handoff_pick_to", view=view, selected="qa")
     updated = view_of(fake.wait("views.update")[0])
     assert fake.of("views.update")[0].args["view_id"] == view["id"]
@@ -84,7 +93,9 @@ def test_sender_in_two_teams_gets_the_team_with_a_boundary(steward, fake, db):
     view = open_modal(steward, fake, "U0AMY", "qa")
     from_block = next(b for b in view["blocks"] if b.get("block_id") == "from_team")
     assert from_block["element"]["initial_option"]["value"] == "eng"
-    r = steward.submit("U0AMY", view, {"from_team": "eng", "to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["Release notes"]})
+    r = steward.submit(
+        "U0AMY", view, {"from_team": "eng", "to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["Release notes"]}
+    )
     assert r.status == 200 and r.raw == b""
     fake.wait("chat.postMessage", 2)
     with db.read() as s:
@@ -132,7 +143,9 @@ def test_the_card_names_the_boundary_steward(steward, fake, db):
 
 def test_centralized_boundary_refuses_missing_criteria(steward, fake, db):
     view = open_modal(steward, fake, "U0ALICE", "eng")
-    r = steward.submit("U0ALICE", view, {"to_team": "eng", "title": "Spec", CRITERIA: ["Specification with acceptance criteria"]}).json()
+    r = steward.submit(
+        "U0ALICE", view, {"to_team": "eng", "title": "Spec", CRITERIA: ["Specification with acceptance criteria"]}
+    ).json()
     assert r["response_action"] == "errors"
     assert "Wireframes" in r["errors"][CRITERIA] and "Glossary of terms" in r["errors"][CRITERIA]
     assert handoff_count(db) == 0
@@ -140,7 +153,10 @@ def test_centralized_boundary_refuses_missing_criteria(steward, fake, db):
 
 def test_hybrid_boundary_accepts_missing_criteria_and_the_card_shows_them(steward, fake, db):
     view = open_modal(steward, fake, "U0BOB", "qa")
-    assert steward.submit("U0BOB", view, {"to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["Test plan"]}).raw == b""
+    assert (
+        steward.submit("U0BOB", view, {"to_team": "qa", "title": "Build 42", "criteria-eng-qa": ["Test plan"]}).raw
+        == b""
+    )
     card = fake.wait("chat.postMessage", 2)[0]
     assert card.args["channel"] == "C0QA"
     body = blocks_text(card.args)
@@ -158,7 +174,10 @@ def test_bad_fields_are_refused_in_the_modal(steward, fake, db):
         ({"title": "ok", "due_date": "2001-01-01"}, "due_date"),
         ({"title": "ok", "due_date": "not-a-date"}, "due_date"),
         ({"title": "ok", "notes": "n" * 5000}, "notes"),
-        ({"title": "ok", CRITERIA: [*ALL_MET, "Mood board"]}, CRITERIA),  # a criterion no longer configured: choose again
+        (
+            {"title": "ok", CRITERIA: [*ALL_MET, "Mood board"]},
+            CRITERIA,
+        ),  # a criterion no longer configured: choose again
         ({"title": "ok", CRITERIA: ["0", "1", "2"]}, CRITERIA),  # positions are not criteria
         ({"title": "ok"}, None),
     ]
@@ -177,7 +196,9 @@ def test_criteria_options_carry_the_criteria_not_their_positions(steward, fake, 
     block = next(b for b in view["blocks"] if b.get("block_id") == CRITERIA)
     assert [o["value"] for o in block["element"]["options"]] == list(ALL_MET)
     # The domain refuses a criterion that is no longer configured, on the criteria field.
-    _, errors = handoffs.check_draft(cfg, "U0ALICE", handoffs.Draft("design", "eng", "Spec", criteria_met=[*ALL_MET, "Mood board"]), date(2026, 1, 1))
+    _, errors = handoffs.check_draft(
+        cfg, "U0ALICE", handoffs.Draft("design", "eng", "Spec", criteria_met=[*ALL_MET, "Mood board"]), date(2026, 1, 1)
+    )
     assert errors == {"criteria": "Some of the chosen criteria are no longer criteria of this boundary; choose again."}
     # The resubmit form too: its values are the handoff's criteria, and a stale one is refused on its field.
     h = send(steward, fake)
@@ -189,7 +210,10 @@ def test_criteria_options_carry_the_criteria_not_their_positions(steward, fake, 
     assert [o["value"] for o in block["element"]["options"]] == list(ALL_MET)
     assert [o["value"] for o in block["element"]["initial_options"]] == list(ALL_MET)
     r = steward.submit("U0ALICE", modal, {"criteria": ["0", "1", "2"]}).json()
-    assert r == {"response_action": "errors", "errors": {"criteria": "Some of the chosen criteria are no longer criteria of this handoff; choose again."}}
+    assert r == {
+        "response_action": "errors",
+        "errors": {"criteria": "Some of the chosen criteria are no longer criteria of this handoff; choose again."},
+    }
     with pytest.raises(RuleError, match="no longer criteria of this handoff") as exc:
         handoffs.resubmit(db, cfg, h.id, "U0ALICE", [*ALL_MET, "Mood board"], None, None)
     assert exc.value.field == "criteria" and handoffs.get(db, h.id).state == "rework_requested"
@@ -244,10 +268,24 @@ def test_only_the_receiving_team_and_the_steward_may_decide(steward, fake, db):
         assert fake.of("views.open") == [] and fake.of("chat.update") == [] and fake.of("chat.postMessage") == []
     assert [e.kind for e in handoffs.history(db, h.id)] == ["created"]
     # A forged send-back submission from an outsider changes nothing either.
-    r = steward.submit("U0CAROL", {"type": "modal", "id": "V1", "callback_id": "handoff_sendback_submit",
-                                   "private_metadata": json.dumps({"id": h.id, "kind": "rework_requested"}),
-                                   "blocks": [{"type": "input", "block_id": "reason", "label": {"type": "plain_text", "text": "r"},
-                                               "element": {"type": "plain_text_input", "action_id": "value"}}]}, {"reason": "no"}).json()
+    r = steward.submit(
+        "U0CAROL",
+        {
+            "type": "modal",
+            "id": "V1",
+            "callback_id": "handoff_sendback_submit",
+            "private_metadata": json.dumps({"id": h.id, "kind": "rework_requested"}),
+            "blocks": [
+                {
+                    "type": "input",
+                    "block_id": "reason",
+                    "label": {"type": "plain_text", "text": "r"},
+                    "element": {"type": "plain_text_input", "action_id": "value"},
+                }
+            ],
+        },
+        {"reason": "no"},
+    ).json()
     assert "Only members of Engineering" in r["errors"]["reason"]
     # The steward may.
     fresh(fake)
@@ -301,16 +339,33 @@ def assert_replays(db, handoff_id) -> None:
 def test_replay_rebuilds_every_column_after_every_transition(db, cfg):
     t = datetime(2026, 11, 10, 9, 30, 15, 250000)
     criteria = list(cfg.boundary("eng", "qa").criteria)
-    h = handoffs.create(db, cfg, "U0BOB", handoffs.Draft("eng", "qa", "Build 42", link="https://ci.example/42",
-                                                         due_date=date(2026, 11, 30), notes="First cut", criteria_met=criteria[:1]), now=t)
+    h = handoffs.create(
+        db,
+        cfg,
+        "U0BOB",
+        handoffs.Draft(
+            "eng",
+            "qa",
+            "Build 42",
+            link="https://ci.example/42",
+            due_date=date(2026, 11, 30),
+            notes="First cut",
+            criteria_met=criteria[:1],
+        ),
+        now=t,
+    )
     assert_replays(db, h.id)
     handoffs.send_back(db, cfg, h.id, "U0CAROL", "rework_requested", "No test plan", now=t + timedelta(hours=1))
     assert_replays(db, h.id)
-    handoffs.resubmit(db, cfg, h.id, "U0AMY", criteria, "Test plan added", "https://ci.example/43", now=t + timedelta(hours=2))
+    handoffs.resubmit(
+        db, cfg, h.id, "U0AMY", criteria, "Test plan added", "https://ci.example/43", now=t + timedelta(hours=2)
+    )
     assert_replays(db, h.id)
     handoffs.send_back(db, cfg, h.id, "U0STEW", "clarification_requested", "Which build?", now=t + timedelta(hours=3))
     assert_replays(db, h.id)
-    handoffs.resubmit(db, cfg, h.id, "U0BOB", criteria[1:], None, None, now=t + timedelta(hours=4))  # notes and link cleared
+    handoffs.resubmit(
+        db, cfg, h.id, "U0BOB", criteria[1:], None, None, now=t + timedelta(hours=4)
+    )  # notes and link cleared
     assert_replays(db, h.id)
     handoffs.accept(db, cfg, h.id, "U0CAROL", now=t + timedelta(hours=5))
     assert_replays(db, h.id)
@@ -329,16 +384,51 @@ def test_replay_rebuilds_every_column_after_every_transition(db, cfg):
 def test_events_written_before_they_carried_the_content_still_replay():
     t = datetime(2026, 1, 5, 10)
     old = [
-        HandoffEvent(handoff_id=1, seq=1, kind="created", actor="U0ALICE", at=t, round=1, data={"criteria_met": ["A"], "title": "Spec"}),
-        HandoffEvent(handoff_id=1, seq=2, kind="rework_requested", actor="U0BOB", at=t + timedelta(hours=1), round=1, reason="B?", data={}),
-        HandoffEvent(handoff_id=1, seq=3, kind="resubmitted", actor="U0ALICE", at=t + timedelta(hours=2), round=2, data={"criteria_met": ["A", "B"]}),
+        HandoffEvent(
+            handoff_id=1,
+            seq=1,
+            kind="created",
+            actor="U0ALICE",
+            at=t,
+            round=1,
+            data={"criteria_met": ["A"], "title": "Spec"},
+        ),
+        HandoffEvent(
+            handoff_id=1,
+            seq=2,
+            kind="rework_requested",
+            actor="U0BOB",
+            at=t + timedelta(hours=1),
+            round=1,
+            reason="B?",
+            data={},
+        ),
+        HandoffEvent(
+            handoff_id=1,
+            seq=3,
+            kind="resubmitted",
+            actor="U0ALICE",
+            at=t + timedelta(hours=2),
+            round=2,
+            data={"criteria_met": ["A", "B"]},
+        ),
         HandoffEvent(handoff_id=1, seq=4, kind="accepted", actor="U0BOB", at=t + timedelta(hours=3), round=2, data={}),
     ]
     row = handoffs.replay(old)
     assert set(row) == set(handoffs.COLUMNS)
-    assert (row["sender"], row["title"], row["criteria_met"], row["state"], row["round"], row["version"]) == \
-        ("U0ALICE", "Spec", ["A", "B"], "accepted", 2, 4)
-    assert (row["created_at"], row["updated_at"], row["accepted_at"]) == (t, t + timedelta(hours=3), t + timedelta(hours=3))
+    assert (row["sender"], row["title"], row["criteria_met"], row["state"], row["round"], row["version"]) == (
+        "U0ALICE",
+        "Spec",
+        ["A", "B"],
+        "accepted",
+        2,
+        4,
+    )
+    assert (row["created_at"], row["updated_at"], row["accepted_at"]) == (
+        t,
+        t + timedelta(hours=3),
+        t + timedelta(hours=3),
+    )
     assert row["notes"] is None and row["due_date"] is None and row["criteria"] == ["A"]
 
 
@@ -346,7 +436,9 @@ def test_events_written_before_they_carried_the_content_still_replay():
 
 
 def in_los_angeles(cfg):
-    return cfg.model_copy(update={"organization": cfg.organization.model_copy(update={"timezone": "America/Los_Angeles"})})
+    return cfg.model_copy(
+        update={"organization": cfg.organization.model_copy(update={"timezone": "America/Los_Angeles"})}
+    )
 
 
 def test_today_is_the_organisations_date(db, cfg):
@@ -365,8 +457,12 @@ def test_today_is_the_organisations_date(db, cfg):
 def test_a_due_date_is_shown_as_a_date_never_as_a_time(db, cfg):
     from templates import render
 
-    h = handoffs.create(db, cfg, "U0ALICE", domain_draft(cfg, due_date=date(2026, 11, 30)), now=datetime(2026, 11, 2, 9))
-    card = blocks_text(render("handoff_card", h=h, from_name="Design", to_name="Engineering", events=[], steward="U0STEW"))
+    h = handoffs.create(
+        db, cfg, "U0ALICE", domain_draft(cfg, due_date=date(2026, 11, 30)), now=datetime(2026, 11, 2, 9)
+    )
+    card = blocks_text(
+        render("handoff_card", h=h, from_name="Design", to_name="Engineering", events=[], steward="U0STEW")
+    )
     assert "due Mon 30 Nov 2026" in card and "<!date" not in card.split("due ")[1].split("\n")[0]
 
 

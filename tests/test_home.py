@@ -20,9 +20,21 @@ QA_SIGNOFF = "QA sign-off"
 
 
 def open_home(steward, user: str, event_id: str | None = None, retry: int | None = None, tab: str = "home"):
-    body = {"token": "legacy", "team_id": "T0ACME", "api_app_id": "A0STEWARD", "type": "event_callback",
-            "event_id": event_id or f"Ev{time.monotonic_ns()}", "event_time": int(time.time()),
-            "event": {"type": "app_home_opened", "user": user, "channel": "D0" + user[2:], "tab": tab, "event_ts": f"{time.time():.6f}"}}
+    body = {
+        "token": "legacy",
+        "team_id": "T0ACME",
+        "api_app_id": "A0STEWARD",
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{time.monotonic_ns()}",
+        "event_time": int(time.time()),
+        "event": {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": "D0" + user[2:],
+            "tab": tab,
+            "event_ts": f"{time.time():.6f}",
+        },
+    }
     headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else {}
     return steward.post(json.dumps(body).encode(), content_type="application/json", headers=headers)
 
@@ -36,7 +48,9 @@ def published(fake, user: str, count: int = 1, timeout: float = 10.0) -> dict:
             view = calls[-1].args["view"]
             return json.loads(view) if isinstance(view, str) else view
         time.sleep(0.01)
-    raise AssertionError(f"views.publish for {user}: {len([c for c in fake.of('views.publish') if c.args.get('user_id') == user])} calls, expected {count}")
+    raise AssertionError(
+        f"views.publish for {user}: {len([c for c in fake.of('views.publish') if c.args.get('user_id') == user])} calls, expected {count}"
+    )
 
 
 def publishes(fake, user: str) -> int:
@@ -58,10 +72,16 @@ def home_click(steward, user: str, action_id: str, value: str):
 
 def test_home_shows_each_section(steward, fake, db, cfg):
     now = utcnow()
-    to_review = handoffs.create(db, cfg, "U0ALICE", Draft("design", "eng", "Checkout <!channel> spec", criteria_met=list(ALL_MET)), now)
-    sent_back = handoffs.create(db, cfg, "U0BOB", Draft("eng", "qa", "Release 4.2", criteria_met=["Release notes"]), now)
+    to_review = handoffs.create(
+        db, cfg, "U0ALICE", Draft("design", "eng", "Checkout <!channel> spec", criteria_met=list(ALL_MET)), now
+    )
+    sent_back = handoffs.create(
+        db, cfg, "U0BOB", Draft("eng", "qa", "Release 4.2", criteria_met=["Release notes"]), now
+    )
     handoffs.send_back(db, cfg, sent_back.id, "U0CAROL", "rework_requested", "No test plan", now)
-    asked = fasttrack.request(db, cfg, "U0BOB", fasttrack.Draft("eng", QA_SIGNOFF, "Customer escalation", "Hotfix", "Down"), now)[0]
+    asked = fasttrack.request(
+        db, cfg, "U0BOB", fasttrack.Draft("eng", QA_SIGNOFF, "Customer escalation", "Hotfix", "Down"), now
+    )[0]
 
     r = open_home(steward, "U0BOB")
     assert r.status == 200
@@ -72,15 +92,24 @@ def test_home_shows_each_section(steward, fake, db, cfg):
     assert f"*#{to_review.id} Checkout &lt;!channel&gt; spec*" in text and "<!channel>" not in text
     assert "Review due <!date^" in text
     assert f"*#{sent_back.id} Release 4.2*" in text and "Sent back for rework by *Quality*" in text
-    assert ("handoff_accept", str(to_review.id)) in buttons(view) and ("handoff_resubmit", str(sent_back.id)) in buttons(view)
+    assert ("handoff_accept", str(to_review.id)) in buttons(view) and (
+        "handoff_resubmit",
+        str(sent_back.id),
+    ) in buttons(view)
     assert ("fasttrack_approve", str(asked.id)) not in buttons(view)  # nobody decides their own request
-    assert "*Engineering*\nSent 1 (+1) · received 1 (+1)" in text and "*Design*" not in text.split("*Your team this month*")[1].split("*Your boundaries*")[0]
+    assert (
+        "*Engineering*\nSent 1 (+1) · received 1 (+1)" in text
+        and "*Design*" not in text.split("*Your team this month*")[1].split("*Your boundaries*")[0]
+    )
     assert "Fast-track budget: used 0 of 1 allowed this month (10% of 1 item, at least 1)" in text
     assert "Improvement initiative: none shared yet" in text
     assert "*Design → Engineering* · centralized · SLA 48 working hours · steward <@U0STEW>" in text
     assert "Criteria: Specification with acceptance criteria; Wireframes; Glossary of terms" in text
     assert "*Engineering → Quality* · hybrid · SLA 24 working hours" in text
-    assert "*Architecture review*: standard set by Engineering · exceptions granted by <@U0ALICE> · executed by Engineering" in text
+    assert (
+        "*Architecture review*: standard set by Engineering · exceptions granted by <@U0ALICE> · executed by Engineering"
+        in text
+    )
     assert "*Design review*" not in text and "*QA sign-off*:" not in text  # rows of other teams
     assert "pulse" not in text.lower()  # no [pulse] in this process
 
@@ -113,7 +142,10 @@ def test_acting_from_home_updates_the_card_and_the_home(steward, fake, db):
     assert update.args["ts"] == h.message_ts and "Accepted" in blocks_text(update.args)
     after = published(fake, "U0BOB")
     assert ("handoff_accept", str(h.id)) not in buttons(after) and "Nothing waits for you" in text_of(after)
-    assert handoffs.get(db, h.id).state == "accepted" and [e.kind for e in handoffs.history(db, h.id)] == ["created", "accepted"]
+    assert handoffs.get(db, h.id).state == "accepted" and [e.kind for e in handoffs.history(db, h.id)] == [
+        "created",
+        "accepted",
+    ]
 
 
 def test_acting_on_the_card_republishes_active_homes_only(steward, fake, db):
@@ -226,7 +258,9 @@ def test_approving_from_home_decides_as_the_card_does(steward, fake, db):
     ask(steward, fake)  # U0BOB asks; U0CAROL and U0STEW decide
     fake.wait("chat.postMessage", 3)
     (row,) = fasttrack.listing(db, "U0BOB")[0]
-    assert ("fasttrack_approve", str(row.id)) in buttons(published(fake, "U0CAROL", 2))  # the request re-published her Home
+    assert ("fasttrack_approve", str(row.id)) in buttons(
+        published(fake, "U0CAROL", 2)
+    )  # the request re-published her Home
     fresh(fake)
     assert home_click(steward, "U0CAROL", "fasttrack_approve", str(row.id)).status == 200
     fake.wait("chat.update", 2)  # both deciders' cards, in place

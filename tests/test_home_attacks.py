@@ -29,8 +29,16 @@ QA = ["Release notes", "Test plan"]
 
 
 def envelope(event, **extra) -> bytes:
-    body = {"token": "legacy", "team_id": "T0ACME", "api_app_id": "A0STEWARD", "type": "event_callback",
-            "event_id": f"Ev{time.monotonic_ns()}", "event_time": int(time.time()), "event": event, **extra}
+    body = {
+        "token": "legacy",
+        "team_id": "T0ACME",
+        "api_app_id": "A0STEWARD",
+        "type": "event_callback",
+        "event_id": f"Ev{time.monotonic_ns()}",
+        "event_time": int(time.time()),
+        "event": event,
+        **extra,
+    }
     return json.dumps(body).encode()
 
 
@@ -72,7 +80,9 @@ def test_malformed_app_home_opened_is_answered_without_a_trace_and_publishes_not
 def test_an_unsigned_or_replayed_open_is_refused(steward, fake, db):
     body = envelope({"type": "app_home_opened", "user": "U0BOB", "channel": "D0BOB", "tab": "home", "event_ts": "1.0"})
     assert steward.post(body, content_type="application/json", signed=False).status == 401
-    assert steward.post(body, content_type="application/json", timestamp=int(time.time()) - 3600).status == 401  # old: a replay
+    assert (
+        steward.post(body, content_type="application/json", timestamp=int(time.time()) - 3600).status == 401
+    )  # old: a replay
     fake.settle(quiet=0.3)
     assert publishes(fake, "U0BOB") == 0 and homes_written(db) == []
 
@@ -81,8 +91,10 @@ def test_an_open_naming_another_person_publishes_only_that_persons_own_home(stew
     """`event.user` is whose tab was opened; `authorizations` name the installation. An event naming U0CAROL
     (whoever sent it) publishes U0CAROL's own Home to U0CAROL: nothing of anyone else's, to nobody else."""
     h = handoffs.create(db, cfg, "U0ALICE", Draft("design", "eng", "Secret design spec", criteria_met=list(ALL_MET)))
-    body = envelope({"type": "app_home_opened", "user": "U0CAROL", "channel": "D0BOB", "tab": "home", "event_ts": "1.0"},
-                    authorizations=[{"enterprise_id": None, "team_id": "T0ACME", "user_id": "U0BOB", "is_bot": False}])
+    body = envelope(
+        {"type": "app_home_opened", "user": "U0CAROL", "channel": "D0BOB", "tab": "home", "event_ts": "1.0"},
+        authorizations=[{"enterprise_id": None, "team_id": "T0ACME", "user_id": "U0BOB", "is_bot": False}],
+    )
     assert steward.post(body, content_type="application/json").status == 200
     view = published(fake, "U0CAROL")
     fake.settle(quiet=0.3)
@@ -118,7 +130,9 @@ def test_a_refused_home_click_is_told_privately_and_republishes_the_home(steward
     published(fake, "U0CAROL")  # the Home drawn again
     assert handoffs.get(db, h.id).state == "open" and fake.of("chat.update") == []
     fresh(fake)
-    ask = fasttrack.request(db, cfg, "U0BOB", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down"))[0]
+    ask = fasttrack.request(
+        db, cfg, "U0BOB", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down")
+    )[0]
     assert home_click(steward, "U0BOB", "fasttrack_approve", str(ask.id)).status == 200  # his own request
     assert "separation of duties" in blocks_text(fake.wait("chat.postMessage")[0].args)
     published(fake, "U0BOB")
@@ -127,21 +141,31 @@ def test_a_refused_home_click_is_told_privately_and_republishes_the_home(steward
 
 def test_clicks_on_decided_and_cancelled_items_from_a_stale_home(steward, fake, db, cfg):
     h = handoffs.create(db, cfg, "U0ALICE", Draft("design", "eng", "Spec", criteria_met=list(ALL_MET)))
-    r = fasttrack.request(db, cfg, "U0BOB", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down"))[0]
+    r = fasttrack.request(
+        db, cfg, "U0BOB", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down")
+    )[0]
     open_home(steward, "U0STEW")
     stale_view = published(fake, "U0STEW")
     assert ("handoff_accept", str(h.id)) in buttons(stale_view) and ("fasttrack_deny", str(r.id)) in buttons(stale_view)
     handoffs.cancel(db, cfg, h.id, "U0ALICE")
     fasttrack.decide(db, cfg, r.id, "U0CAROL", approve=True)
     fresh(fake)
-    for action, value in (("handoff_accept", h.id), ("handoff_rework", h.id), ("fasttrack_approve", r.id), ("fasttrack_deny", r.id)):
+    for action, value in (
+        ("handoff_accept", h.id),
+        ("handoff_rework", h.id),
+        ("fasttrack_approve", r.id),
+        ("fasttrack_deny", r.id),
+    ):
         assert home_click(steward, "U0STEW", action, str(value)).status == 200
     fake.wait("chat.postMessage", 4)
     fake.settle(quiet=0.3)
     told = [blocks_text(c.args) for c in fake.of("chat.postMessage")]
     assert sum("cancelled" in t for t in told) == 2 and sum("approved" in t.lower() for t in told) == 2, told
     assert fake.of("views.open") == [] and fake.of("chat.update") == []
-    assert handoffs.get(db, h.id).state == "cancelled" and [e.kind for e in fasttrack.history(db, r.id)] == ["requested", "approved"]
+    assert handoffs.get(db, h.id).state == "cancelled" and [e.kind for e in fasttrack.history(db, r.id)] == [
+        "requested",
+        "approved",
+    ]
     after = published(fake, "U0STEW")
     assert not [b for b in buttons(after) if b[0].startswith(("handoff_", "fasttrack_"))]
 
@@ -154,21 +178,37 @@ def test_home_click_and_card_click_at_once_make_one_decision(steward, fake, db):
         open_home(steward, "U0BOB")
         open_home(steward, "U0AMY")
         before_bob, before_amy = published(fake, "U0BOB"), published(fake, "U0AMY")
-        assert ("handoff_accept", str(h.id)) in buttons(before_bob) and ("handoff_accept", str(h.id)) in buttons(before_amy)
+        assert ("handoff_accept", str(h.id)) in buttons(before_bob) and ("handoff_accept", str(h.id)) in buttons(
+            before_amy
+        )
         fresh(fake)
-        clicks = [lambda: home_click(steward, "U0BOB", "handoff_accept", str(h.id)),
-                  lambda: steward.click("U0AMY", "handoff_accept", str(h.id), channel="C0ENG", message_ts=h.message_ts),
-                  lambda: home_click(steward, "U0BOB", "handoff_accept", str(h.id))]  # and a double click
+        clicks = [
+            lambda: home_click(steward, "U0BOB", "handoff_accept", str(h.id)),
+            lambda: steward.click("U0AMY", "handoff_accept", str(h.id), channel="C0ENG", message_ts=h.message_ts),
+            lambda: home_click(steward, "U0BOB", "handoff_accept", str(h.id)),
+        ]  # and a double click
         with ThreadPoolExecutor(3) as pool:
             assert [f.result().status for f in [pool.submit(c) for c in clicks]] == [200, 200, 200]
         fake.wait("chat.update")
         deadline = time.monotonic() + 10
-        while not [c for c in fake.of("chat.postMessage") if c.args["channel"] == "U0ALICE"] and time.monotonic() < deadline:
+        while (
+            not [c for c in fake.of("chat.postMessage") if c.args["channel"] == "U0ALICE"]
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.01)  # the sender's DM, delivered after the card
         fake.settle(quiet=0.4)
         assert [e.kind for e in handoffs.history(db, h.id)] == ["created", "accepted"]
         assert len([u for u in fake.of("chat.update") if u.args["ts"] == h.message_ts]) == 1
-        assert len([c for c in fake.of("chat.postMessage") if c.args["channel"] == "U0ALICE" and "ccepted" in blocks_text(c.args)]) == 1
+        assert (
+            len(
+                [
+                    c
+                    for c in fake.of("chat.postMessage")
+                    if c.args["channel"] == "U0ALICE" and "ccepted" in blocks_text(c.args)
+                ]
+            )
+            == 1
+        )
         for user in ("U0BOB", "U0AMY"):  # both Homes updated: the item gone
             assert ("handoff_accept", str(h.id)) not in buttons(published(fake, user))
 
@@ -186,7 +226,9 @@ def test_a_change_republishes_exactly_the_people_it_concerns_and_coalesces(db, c
     with db.read() as s:
         keys = sorted(s.exec(select(Outbox.key).where(Outbox.kind == outbox.PUBLISH)).all())
     assert keys == ["home:U0AMY", "home:U0BOB", "home:U0CAROL", "home:U0STEW"]  # reviewers, the sender's team
-    r = fasttrack.request(db, cfg, "U0AMY", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down"), now)[0]
+    r = fasttrack.request(
+        db, cfg, "U0AMY", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down"), now
+    )[0]
     assert set(r.deciders) == {"U0CAROL", "U0STEW"}
     for i in range(8):  # many changes: one row per person, pending once
         handoffs.create(db, cfg, "U0BOB", Draft("eng", "qa", f"Release {i}", criteria_met=QA), now)
@@ -240,15 +282,29 @@ def test_hostile_and_long_user_text_and_many_items_stay_escaped_and_within_slack
     nasty = "<!channel> & <@U0EVE> *bold* _it_ `code` <https://evil.example|click> " + "&<>" * 400
     now = utcnow()
     for i in range(60):
-        handoffs.create(db, cfg, "U0ALICE", Draft("design", "eng", (str(i) + nasty)[:150], criteria_met=list(ALL_MET)), now)
+        handoffs.create(
+            db, cfg, "U0ALICE", Draft("design", "eng", (str(i) + nasty)[:150], criteria_met=list(ALL_MET)), now
+        )
     for i in range(40):
         sent = handoffs.create(db, cfg, "U0BOB", Draft("eng", "qa", (str(i) + nasty)[:150], criteria_met=QA), now)
         handoffs.send_back(db, cfg, sent.id, "U0CAROL", "rework_requested", nasty[:500], now)
     for i in range(12):
-        fasttrack.request(db, cfg, "U0AMY", fasttrack.Draft("eng", "QA sign-off", "Other", nasty[:300], nasty[:2000]), now)
+        fasttrack.request(
+            db, cfg, "U0AMY", fasttrack.Draft("eng", "QA sign-off", "Other", nasty[:300], nasty[:2000]), now
+        )
     from bot.domain.core import schedule
 
-    initiatives.share(db, cfg, "eng", schedule.period_of(now, cfg.organization.tz), "U0BOB", nasty[:280], "failure_rate_sent", "U0BOB", now)
+    initiatives.share(
+        db,
+        cfg,
+        "eng",
+        schedule.period_of(now, cfg.organization.tz),
+        "U0BOB",
+        nasty[:280],
+        "failure_rate_sent",
+        "U0BOB",
+        now,
+    )
     for user in ("U0BOB", "U0STEW", "U0AMY"):
         open_home(steward, user)
         view = published(fake, user)
@@ -256,7 +312,9 @@ def test_hostile_and_long_user_text_and_many_items_stay_escaped_and_within_slack
         text = text_of(view)
         assert "<!channel>" not in text and "<@U0EVE>" not in text and "<https://evil" not in text
         for block in view["blocks"]:
-            for t in [block.get("text", {}).get("text", "")] + [e.get("text", "") for e in block.get("elements", []) if isinstance(e.get("text"), str)]:
+            for t in [block.get("text", {}).get("text", "")] + [
+                e.get("text", "") for e in block.get("elements", []) if isinstance(e.get("text"), str)
+            ]:
                 assert len(t) <= 3000, (user, len(t))
     bob = text_of(published(fake, "U0BOB"))
     assert "*To review* (60)" in bob and "…and 50 more to review" in bob and "…and 35 more sent back" in bob
@@ -288,7 +346,9 @@ def test_a_person_who_leaves_a_team_stops_seeing_and_acting_on_its_items(steward
     assert ("handoff_accept", str(h.id)) not in buttons(after) and "Release 9" not in text_of(after)
 
     fresh(fake)
-    time.sleep(max(0.0, left_at + members.CHECK_EVERY + 0.1 - time.monotonic()))  # every worker has looked at the members since
+    time.sleep(
+        max(0.0, left_at + members.CHECK_EVERY + 0.1 - time.monotonic())
+    )  # every worker has looked at the members since
     for _ in range(4):  # and a click from the old Home is refused, on whichever worker it reaches
         home_click(steward, "U0DAN", "handoff_accept", str(h.id))
     fake.wait("chat.postMessage", 4)
@@ -298,14 +358,30 @@ def test_a_person_who_leaves_a_team_stops_seeing_and_acting_on_its_items(steward
 
 def home_click_on(steward, user: str, view: dict, action_id: str, value: str):
     """A click on a button of a Home view as published (Slack sends the button's block id with it)."""
-    block = next(b for b in view["blocks"] if b["type"] == "actions" and any(
-        e["action_id"] == action_id and e.get("value") == value for e in b["elements"]))
+    block = next(
+        b
+        for b in view["blocks"]
+        if b["type"] == "actions"
+        and any(e["action_id"] == action_id and e.get("value") == value for e in b["elements"])
+    )
     payload = {
-        "type": "block_actions", "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
-        "api_app_id": "A0STEWARD", "token": "legacy", "trigger_id": f"trigger-{time.monotonic_ns()}",
-        "team": {"id": "T0ACME", "domain": "acme"}, "container": {"type": "view", "view_id": "VHOME"},
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
+        "api_app_id": "A0STEWARD",
+        "token": "legacy",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "team": {"id": "T0ACME", "domain": "acme"},
+        "container": {"type": "view", "view_id": "VHOME"},
         "view": {"id": "VHOME", "type": "home", "callback_id": "home", "hash": "h0", "blocks": view["blocks"]},
-        "actions": [{"action_id": action_id, "block_id": block["block_id"], "type": "button", "value": value, "action_ts": str(time.time())}],
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block["block_id"],
+                "type": "button",
+                "value": value,
+                "action_ts": str(time.time()),
+            }
+        ],
     }
     return steward.interact(payload)
 
@@ -328,7 +404,9 @@ def test_accept_on_a_home_drawn_before_a_resubmission_does_not_accept_the_new_ro
     assert handoffs.get(db, h.id).state == "open" and [e.kind for e in handoffs.history(db, h.id)][-1] == "resubmitted"
     assert "round 2" in text_of(again)
     fresh(fake)
-    assert home_click_on(steward, "U0BOB", again, "handoff_accept", str(h.id)).status == 200  # from the Home as it is now
+    assert (
+        home_click_on(steward, "U0BOB", again, "handoff_accept", str(h.id)).status == 200
+    )  # from the Home as it is now
     fake.wait("chat.update")
     assert handoffs.get(db, h.id).state == "accepted"
 
@@ -351,12 +429,17 @@ def test_a_granter_who_leaves_the_granting_team_stops_seeing_and_deciding_its_re
     base = load_process(PROCESS)
 
     def org_with(qa_members):
-        rights = tuple(r.model_copy(update={"grants_exceptions": ("qa",)}) if r.element == "QA sign-off" else r for r in base.rights)
+        rights = tuple(
+            r.model_copy(update={"grants_exceptions": ("qa",)}) if r.element == "QA sign-off" else r
+            for r in base.rights
+        )
         teams = tuple(t.model_copy(update={"members": tuple(qa_members)}) if t.id == "qa" else t for t in base.teams)
         return base.model_copy(update={"rights": rights, "teams": teams})
 
     before, after = org_with(["U0CAROL", "U0DAN"]), org_with(["U0CAROL"])
-    r = fasttrack.request(db, before, "U0BOB", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down"))[0]
+    r = fasttrack.request(
+        db, before, "U0BOB", fasttrack.Draft("eng", "QA sign-off", "Customer escalation", "Hotfix", "Down")
+    )[0]
     assert set(r.deciders) == {"U0CAROL", "U0DAN"}
     assert [x.id for x in home.waiting(db, before, "U0DAN").fasttracks] == [r.id]
     assert home.waiting(db, after, "U0DAN").fasttracks == [] and home.waiting(db, after, "U0DAN").fasttracks_total == 0
@@ -382,9 +465,13 @@ def test_approve_on_a_home_and_on_a_card_at_once_make_one_decision(steward, fake
     (r,) = fasttrack.listing(db, "U0BOB")[0]
     stew_card = cards_to(fake, ["U0STEW"])["U0STEW"]
     fresh(fake)
-    clicks = [lambda: home_click(steward, "U0CAROL", "fasttrack_approve", str(r.id)),
-              lambda: steward.click("U0STEW", "fasttrack_approve", str(r.id), channel="D0STEW", message_ts=stew_card.args.get("ts") or "1.0"),
-              lambda: home_click(steward, "U0CAROL", "fasttrack_approve", str(r.id))]
+    clicks = [
+        lambda: home_click(steward, "U0CAROL", "fasttrack_approve", str(r.id)),
+        lambda: steward.click(
+            "U0STEW", "fasttrack_approve", str(r.id), channel="D0STEW", message_ts=stew_card.args.get("ts") or "1.0"
+        ),
+        lambda: home_click(steward, "U0CAROL", "fasttrack_approve", str(r.id)),
+    ]
     with ThreadPoolExecutor(3) as pool:
         assert [f.result().status for f in [pool.submit(c) for c in clicks]] == [200, 200, 200]
     fake.wait("chat.update", 2)

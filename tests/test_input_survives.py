@@ -34,8 +34,12 @@ from tests.test_fasttrack_flow import CUSTOMER, QA_SIGNOFF, ask, open_form
 from tests.test_handoff_flow import ALL_MET, CRITERIA, fresh, open_modal, send
 
 HANDOFF_VALUES = {"to_team": "eng", "title": "Checkout v2 spec", CRITERIA: list(ALL_MET)}
-FASTTRACK_VALUES = {"what": "Hotfix 4.2.1", "element": QA_SIGNOFF, "reason": CUSTOMER,
-                    "justification": "Checkout is down for our largest customer"}
+FASTTRACK_VALUES = {
+    "what": "Hotfix 4.2.1",
+    "element": QA_SIGNOFF,
+    "reason": CUSTOMER,
+    "justification": "Checkout is down for our largest customer",
+}
 # too long, negative, full-width digits, too big, one past the integer column, past what int() will read (4300 digits)
 BAD_IDS = ("1" * 30, "-1", "１２", "9" * 11, str(2**31), "7" * 5000)
 SLACK_PATIENCE = 3.0  # seconds Slack waits for an answer
@@ -74,12 +78,12 @@ def assert_kept(r, view: dict, steward) -> str:
     answer = r.json()
     assert isinstance(answer, dict) and answer.get("response_action") == "errors", r.raw
     assert set(answer) == {"response_action", "errors"} and len(answer["errors"]) == 1, answer
-    (block, message), = answer["errors"].items()
+    ((block, message),) = answer["errors"].items()
     assert block in [b["block_id"] for b in view["blocks"] if b.get("type") == "input"], (block, answer)
     assert message.startswith("Steward could not save this just now; your text is still here"), message
     before, after = SAVE_FAILED.split("{ref}")
     assert message.startswith(before) and message.endswith(after), message
-    ref = message[len(before):-len(after)]
+    ref = message[len(before) : -len(after)]
     assert re.fullmatch(r"[0-9a-f]{8}", ref), message
     assert f"ref={ref}" in steward.output()
     return ref
@@ -187,7 +191,9 @@ def test_a_deny_form_whose_save_fails_keeps_its_reason(steward, fake, db):
     assert modal["callback_id"] == "fasttrack_deny_submit"
     reason = {"reason": "Use the standard path"}
     submit_while_gone(steward, fake, db, "fasttrack_event", "U0CAROL", modal, reason)
-    assert fasttrack.get(db, row.id).state == "pending" and [e.kind for e in fasttrack.history(db, row.id)] == ["requested"]
+    assert fasttrack.get(db, row.id).state == "pending" and [e.kind for e in fasttrack.history(db, row.id)] == [
+        "requested"
+    ]
 
     submit_ok(steward, "U0CAROL", modal, reason)
     fake.wait("chat.update", 2)
@@ -237,7 +243,9 @@ def twice_at_once(steward, user: str, view: dict, values: dict) -> list:
 def assert_answered_once(answers, view, steward) -> None:
     """Both 200 and both close the modal: the one that lost the race to the database's unique view id
     finds the one saved instead of saying it could not save."""
-    assert [(a.status, a.raw in (b"", b"{}")) for a in answers] == [(200, True), (200, True)], [(a.status, a.raw) for a in answers]
+    assert [(a.status, a.raw in (b"", b"{}")) for a in answers] == [(200, True), (200, True)], [
+        (a.status, a.raw) for a in answers
+    ]
 
 
 def test_a_handoff_form_delivered_twice_creates_one_handoff_and_one_card(steward, fake, db, cfg):
@@ -404,7 +412,9 @@ def test_a_listener_called_in_process_decides_and_delivers(fake, db, cfg):
     client = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[])
     deps = Deps(cfg=cfg, db=db)
     deps.deliver = handlers.deliverer(deps, client).send_now
-    created = handoffs.submit(db, cfg, "U0ALICE", handoffs.Draft("design", "eng", "Checkout v2 spec", criteria_met=list(ALL_MET)))
+    created = handoffs.submit(
+        db, cfg, "U0ALICE", handoffs.Draft("design", "eng", "Checkout v2 spec", criteria_met=list(ALL_MET))
+    )
     assert handoffs.card_key(created.item.id) in created.keys
     deps.deliver(created.keys)
     (card,) = [c for c in fake.wait("chat.postMessage", 2) if c.args["channel"] == "C0ENG"]
@@ -412,16 +422,22 @@ def test_a_listener_called_in_process_decides_and_delivers(fake, db, cfg):
     assert (h.channel, h.message_ts) == ("C0ENG", card_ts(fake, "C0ENG"))
     fresh(fake)
 
-    body = {"type": "block_actions", "user": {"id": "U0BOB"}, "channel": {"id": "C0ENG"},
-            "container": {"type": "message", "channel_id": "C0ENG", "message_ts": h.message_ts},
-            "actions": [{"action_id": "handoff_accept", "value": str(h.id), "type": "button"}]}
+    body = {
+        "type": "block_actions",
+        "user": {"id": "U0BOB"},
+        "channel": {"id": "C0ENG"},
+        "container": {"type": "message", "channel_id": "C0ENG", "message_ts": h.message_ts},
+        "actions": [{"action_id": "handoff_accept", "value": str(h.id), "type": "button"}],
+    }
     ack = RecordingAck()
     handoff_listeners.accept(ack=ack, body=body, client=client, context={"deps": deps})
     assert ack.calls == [{}]
     assert handoffs.get(db, h.id).state == "accepted"
     assert [e.kind for e in handoffs.history(db, h.id)] == ["created", "accepted"]
     (update,) = fake.of("chat.update")  # delivered in the listener's own thread: already there
-    assert (update.args["channel"], update.args["ts"]) == ("C0ENG", h.message_ts) and "Accepted" in blocks_text(update.args)
+    assert (update.args["channel"], update.args["ts"]) == ("C0ENG", h.message_ts) and "Accepted" in blocks_text(
+        update.args
+    )
     (dm,) = dms_to(fake, "U0ALICE")
     assert "accepted" in dm.args["text"] and fake.posted(f"handoff:{h.id}:v2:dm:U0ALICE") == 1
     assert fake.of("chat.postEphemeral") == []  # the guard told nobody of a failure
@@ -474,10 +490,21 @@ FORGED = itertools.count(1)
 
 
 def forged(callback_id: str, metadata: str, block: str) -> dict:
-    return {"type": "modal", "id": f"V0FORGED{next(FORGED):06d}", "hash": "h0",
-            "callback_id": callback_id, "private_metadata": metadata,
-            "blocks": [{"type": "input", "block_id": block, "label": {"type": "plain_text", "text": block},
-                        "element": {"type": "plain_text_input", "action_id": "value"}}]}
+    return {
+        "type": "modal",
+        "id": f"V0FORGED{next(FORGED):06d}",
+        "hash": "h0",
+        "callback_id": callback_id,
+        "private_metadata": metadata,
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": block,
+                "label": {"type": "plain_text", "text": block},
+                "element": {"type": "plain_text_input", "action_id": "value"},
+            }
+        ],
+    }
 
 
 def test_forms_whose_metadata_is_no_id_get_a_field_error(steward, fake, db):
@@ -485,15 +512,19 @@ def test_forms_whose_metadata_is_no_id_get_a_field_error(steward, fake, db):
     fresh(fake)
     big = "1" * 30
     not_a_handoff = "This form does not name a handoff."
-    cases = [("handoff_sendback_submit", big, "reason", not_a_handoff),
-             ("handoff_sendback_submit", json.dumps({"id": big, "kind": "rework_requested"}), "reason", not_a_handoff),
-             ("handoff_sendback_submit", json.dumps({"id": int(big), "kind": "rework_requested"}), "reason", not_a_handoff),
-             ("handoff_resubmit_submit", big, "notes", not_a_handoff),
-             ("fasttrack_deny_submit", big, "reason", "This form does not name a fast-track request.")]
+    cases = [
+        ("handoff_sendback_submit", big, "reason", not_a_handoff),
+        ("handoff_sendback_submit", json.dumps({"id": big, "kind": "rework_requested"}), "reason", not_a_handoff),
+        ("handoff_sendback_submit", json.dumps({"id": int(big), "kind": "rework_requested"}), "reason", not_a_handoff),
+        ("handoff_resubmit_submit", big, "notes", not_a_handoff),
+        ("fasttrack_deny_submit", big, "reason", "This form does not name a fast-track request."),
+    ]
     for value in BAD_IDS[1:]:
-        cases += [("handoff_sendback_submit", json.dumps({"id": value, "kind": "rework_requested"}), "reason", not_a_handoff),
-                  ("handoff_resubmit_submit", value, "notes", not_a_handoff),
-                  ("fasttrack_deny_submit", value, "reason", "This form does not name a fast-track request.")]
+        cases += [
+            ("handoff_sendback_submit", json.dumps({"id": value, "kind": "rework_requested"}), "reason", not_a_handoff),
+            ("handoff_resubmit_submit", value, "notes", not_a_handoff),
+            ("fasttrack_deny_submit", value, "reason", "This form does not name a fast-track request."),
+        ]
     for callback_id, metadata, block, said in cases:
         r = steward.submit("U0BOB", forged(callback_id, metadata, block), {block: "Because"})
         assert r.status == 200, (callback_id, metadata, r.status, r.raw)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import tomllib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
@@ -32,7 +32,7 @@ def berlin(*args) -> datetime:
     """A moment in Berlin as naive UTC."""
     from zoneinfo import ZoneInfo
 
-    return datetime(*args, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime(*args, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC).replace(tzinfo=None)
 
 
 # -- when, to whom ---------------------------------------------------------------------------------------
@@ -63,7 +63,11 @@ def test_a_team_that_sets_a_standard_is_asked_through_its_lead_else_its_members(
     cfg, data = config()
     # QA sign-off: team qa (no lead) → its member; Design review: a person; Architecture review: team eng (no lead) → both members
     assert {u: [r.element for r in rows] for u, rows in review.reviewers(cfg).items()} == {
-        "U0CAROL": ["QA sign-off"], "U0STEW": ["Design review"], "U0BOB": ["Architecture review"], "U0AMY": ["Architecture review"]}
+        "U0CAROL": ["QA sign-off"],
+        "U0STEW": ["Design review"],
+        "U0BOB": ["Architecture review"],
+        "U0AMY": ["Architecture review"],
+    }
     data["teams"][1]["lead"] = "U0BOB"
     with_lead = parse_process(data)
     assert sorted(review.reviewers(with_lead)) == ["U0BOB", "U0CAROL", "U0STEW"]
@@ -72,11 +76,15 @@ def test_a_team_that_sets_a_standard_is_asked_through_its_lead_else_its_members(
 def test_one_dm_per_person_per_quarter_however_often_it_runs(db, cfg):
     due = review.due_at(cfg, "2026-Q4")
     first = review.send_due(db, cfg, due)
-    assert first.quarter == "2026-Q4" and sorted(first.keys) == sorted(review.dm_key("2026-Q4", u) for u in ("U0CAROL", "U0STEW", "U0BOB", "U0AMY"))
+    assert first.quarter == "2026-Q4" and sorted(first.keys) == sorted(
+        review.dm_key("2026-Q4", u) for u in ("U0CAROL", "U0STEW", "U0BOB", "U0AMY")
+    )
     again = review.send_due(db, cfg, due + timedelta(hours=2))
     assert again.keys == [] and again.before == 4
     assert len(outbox.of_item(db, "matrix-review:2026-Q4")) == 4
-    assert review.send_due(db, cfg, due - timedelta(minutes=1)).quarter is None  # before the working day starts: nothing
+    assert (
+        review.send_due(db, cfg, due - timedelta(minutes=1)).quarter is None
+    )  # before the working day starts: nothing
 
 
 def test_history_counts_the_quarter_before_and_calls_candidates_by_the_digests_rule(db, cfg):
@@ -84,8 +92,19 @@ def test_history_counts_the_quarter_before_and_calls_candidates_by_the_digests_r
 
     def request(n, element, reason, created, decided=None, kind=None):
         with db.write() as session:
-            f = FastTrack(id=n, team="eng", requester="U0BOB", element=element, reason=reason, what="w", justification="j",
-                          state=kind or "pending", created_at=created, updated_at=created, decided_at=decided)
+            f = FastTrack(
+                id=n,
+                team="eng",
+                requester="U0BOB",
+                element=element,
+                reason=reason,
+                what="w",
+                justification="j",
+                state=kind or "pending",
+                created_at=created,
+                updated_at=created,
+                decided_at=decided,
+            )
             session.add(f)
             session.flush()
             session.add(FastTrackEvent(request_id=n, seq=1, kind="requested", actor="U0BOB", at=created))
@@ -99,7 +118,9 @@ def test_history_counts_the_quarter_before_and_calls_candidates_by_the_digests_r
     request(10, "QA sign-off", "Security fix", datetime(2026, 9, 1, 10), datetime(2026, 9, 2, 10), "denied")
     request(11, "QA sign-off", "Security fix", datetime(2026, 9, 30, 10))
     request(12, "Design review", "Other", datetime(2026, 7, 2, 10), datetime(2026, 7, 2, 11), "denied")
-    request(13, "Design review", "Other", datetime(2026, 6, 2, 10), datetime(2026, 6, 2, 11), "approved")  # Q2: not counted
+    request(
+        13, "Design review", "Other", datetime(2026, 6, 2, 10), datetime(2026, 6, 2, 11), "approved"
+    )  # Q2: not counted
     h = review.history(db, cfg, "2026-Q3")
     qa, design = h["QA sign-off"], h["Design review"]
     assert (qa.asked, qa.granted, qa.denied, qa.candidate) == (RECURRING + 2, RECURRING, 1, True)
@@ -107,7 +128,9 @@ def test_history_counts_the_quarter_before_and_calls_candidates_by_the_digests_r
     assert (design.asked, design.granted, design.denied, design.candidate) == (1, 0, 1, False)
     # approvals spread over months under the monthly threshold are no candidate, as the digest would not call them one
     with db.write() as session:
-        for e in session.exec(select(FastTrackEvent).where(FastTrackEvent.kind == "approved", FastTrackEvent.request_id == 1)):
+        for e in session.exec(
+            select(FastTrackEvent).where(FastTrackEvent.kind == "approved", FastTrackEvent.request_id == 1)
+        ):
             e.at = datetime(2026, 7, 20, 10)
     assert review.history(db, cfg, "2026-Q3")["QA sign-off"].candidate is False
 
@@ -130,7 +153,9 @@ def test_confirm_once_refuses_forged_and_stale_and_the_digest_says_which_rows(db
     with db.read() as session:
         events = session.exec(select(MatrixReviewEvent).order_by(MatrixReviewEvent.id)).all()
     assert [(e.user, e.kind, e.quarter, e.elements, e.at) for e in events] == [
-        ("U0STEW", "confirmed", "2026-Q4", ["Design review"], later), ("U0AMY", "confirmed", "2026-Q4", ["Architecture review"], later)]
+        ("U0STEW", "confirmed", "2026-Q4", ["Design review"], later),
+        ("U0AMY", "confirmed", "2026-Q4", ["Architecture review"], later),
+    ]
     # the October digest's line: rows confirmed by the month's end, and those not
     status = review.status(db, cfg, "2026-10")
     assert (status.confirmed, status.pending) == (["Design review", "Architecture review"], ["QA sign-off"])
@@ -139,8 +164,10 @@ def test_confirm_once_refuses_forged_and_stale_and_the_digest_says_which_rows(db
     from handlers.digest import messages
 
     text = "\n".join(blocks_text(m) for m in messages(compose(db, cfg, "2026-10", datetime(2026, 11, 5))))
-    assert ("Decision-rights matrix review, Q4 2026, by Oct 2026's end: confirmed: Design review, Architecture review;"
-            " not confirmed: QA sign-off.") in text
+    assert (
+        "Decision-rights matrix review, Q4 2026, by Oct 2026's end: confirmed: Design review, Architecture review;"
+        " not confirmed: QA sign-off."
+    ) in text
 
 
 def test_a_proposal_is_recorded_posted_where_chosen_and_checked(db, cfg):
@@ -158,14 +185,25 @@ def test_a_proposal_is_recorded_posted_where_chosen_and_checked(db, cfg):
     assert keys[1] == outbox.update_of(review.dm_key("2026-Q4", "U0CAROL"))
     with db.read() as session:
         event = session.exec(select(MatrixReviewEvent)).one()
-    assert (event.kind, event.text, event.channel, event.once) == ("proposed", "Let <!channel> & QA grant", "C0SYNC", None)
+    assert (event.kind, event.text, event.channel, event.once) == (
+        "proposed",
+        "Let <!channel> & QA grant",
+        "C0SYNC",
+        None,
+    )
 
 
 # -- through Slack ---------------------------------------------------------------------------------------
 
 
 def env(db, fake) -> dict:
-    return {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url, "DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS), "LOG_LEVEL": "WARNING"}
+    return {
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_API_URL": fake.url,
+        "DATABASE_URL": db.url,
+        "PROCESS_CONFIG": str(PROCESS),
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 def wait_for(predicate, timeout: float = 10.0):
@@ -181,7 +219,7 @@ def test_the_review_dm_through_slack_confirm_propose_forged_and_stale(steward, f
     tz = cfg.organization.tz
     quarter = review.quarter_of(utcnow(), tz)  # the served app answers with the real time: this quarter's review
     due = review.due_at(cfg, quarter)
-    local = due.replace(tzinfo=timezone.utc).astimezone(tz).strftime("%Y-%m-%dT%H:%M")
+    local = due.replace(tzinfo=UTC).astimezone(tz).strftime("%Y-%m-%dT%H:%M")
     r = cli("run-job", "matrix-review", "--now", local, env=env(db, fake))
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"matrix review {review.label(quarter)}: 4 DMs written" in r.stdout and "4 of 4 delivered" in r.stdout
@@ -196,7 +234,10 @@ def test_the_review_dm_through_slack_confirm_propose_forged_and_stale(steward, f
     assert buttons == ["matrix_review_confirm", "matrix_review_propose"]
 
     # confirm: recorded, and the DM redrawn in place without the button
-    assert steward.click("U0STEW", "matrix_review_confirm", quarter, channel=dm["channel"], message_ts=dm["ts"]).status == 200
+    assert (
+        steward.click("U0STEW", "matrix_review_confirm", quarter, channel=dm["channel"], message_ts=dm["ts"]).status
+        == 200
+    )
     wait_for(lambda: "Confirmed by you on <!date^" in blocks_text(fake.messages("U0STEW")[0]))
     assert "matrix_review_confirm" not in json.dumps(fake.messages("U0STEW")[0]["blocks"])
     with db.read() as session:
@@ -205,7 +246,10 @@ def test_the_review_dm_through_slack_confirm_propose_forged_and_stale(steward, f
     # a second click, a forged click, a stale one: told privately, nothing recorded
     def refused(user, value, words):
         fake.reset(keep_messages=True)
-        assert steward.click(user, "matrix_review_confirm", value, channel=dm["channel"], message_ts=dm["ts"]).status == 200
+        assert (
+            steward.click(user, "matrix_review_confirm", value, channel=dm["channel"], message_ts=dm["ts"]).status
+            == 200
+        )
         told = fake.wait("chat.postEphemeral")[0]
         assert told.args["user"] == user and words in blocks_text(told.args), blocks_text(told.args)
 
@@ -246,4 +290,7 @@ def test_the_catch_up_tick_sends_a_missed_review_and_run_job_says_when_the_next_
     with db.read() as session:
         assert len(session.exec(select(Outbox).where(Outbox.item == "matrix-review:2026-Q4")).all()) == 4
     r = cli("run-job", "matrix-review", "--now", "2026-10-20T10:00", env=env(db, fake))
-    assert r.returncode == 0 and r.stdout.strip() == "matrix review: not due; the next, for Q1 2027, on Fri 01 Jan 2027 09:00 Europe/Berlin"
+    assert (
+        r.returncode == 0
+        and r.stdout.strip() == "matrix review: not due; the next, for Q1 2027, on Fri 01 Jan 2027 09:00 Europe/Berlin"
+    )

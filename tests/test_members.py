@@ -22,9 +22,13 @@ NOW = datetime(2026, 11, 10, 9)
 
 
 def org(**teams) -> dict:
-    return {"organization": {"name": "Acme", "digest_channel": "C0SYNC"},
-            "teams": [{"id": tid, "name": tid.title(), "channel": f"C0{tid.upper()}", **spec} for tid, spec in teams.items()],
-            "boundaries": [{"from": "ops", "to": "qa", "steward": "U0STEW", "criteria": ["Runbook"]}]}
+    return {
+        "organization": {"name": "Acme", "digest_channel": "C0SYNC"},
+        "teams": [
+            {"id": tid, "name": tid.title(), "channel": f"C0{tid.upper()}", **spec} for tid, spec in teams.items()
+        ],
+        "boundaries": [{"from": "ops", "to": "qa", "steward": "U0STEW", "criteria": ["Runbook"]}],
+    }
 
 
 def client(fake) -> WebClient:
@@ -39,7 +43,10 @@ def refresh(db, cfg, fake, now=NOW, patience=None) -> tuple[list[str], list[str]
 
 def events(db) -> list[tuple]:
     with db.read() as s:
-        return [(e.team, e.user_id, e.kind, e.source, e.baseline) for e in s.exec(select(MemberEvent).order_by(MemberEvent.id))]
+        return [
+            (e.team, e.user_id, e.kind, e.source, e.baseline)
+            for e in s.exec(select(MemberEvent).order_by(MemberEvent.id))
+        ]
 
 
 def welcomes(db) -> list[str]:
@@ -65,7 +72,9 @@ def test_refresh_baseline_then_joins_and_leaves_with_paging_and_a_429(db, fake):
     assert keys == [] and welcomes(db) == []
     assert len(fake.of("conversations.members")) == 4  # 429, then three pages
     assert [c.args.get("cursor") is None for c in fake.of("conversations.members")][:2] == [True, True]
-    assert fake.of("users.info") == [] and len(fake.of("users.list")) == 3  # 452 newcomers: the workspace's list, not one call each
+    assert (
+        fake.of("users.info") == [] and len(fake.of("users.list")) == 3
+    )  # 452 newcomers: the workspace's list, not one call each
     current = Deps(cfg, db).cfg
     assert set(current.team("ops").members) == {"U0LEAD", *crowd}  # the bots are not members
     assert set(current.team("qa").members) == {"U0CAROL", "U0DAN"}
@@ -77,11 +86,18 @@ def test_refresh_baseline_then_joins_and_leaves_with_paging_and_a_429(db, fake):
     people(fake, ["U0EVE"])
     before = len(fake.of("users.info"))
     keys, said = refresh(db, cfg, fake, NOW.replace(hour=10))
-    assert sorted(c.args["user"] for c in fake.of("users.info")[before:]) == ["U0BOT", "U0NEW"]  # only who is not a member yet
+    assert sorted(c.args["user"] for c in fake.of("users.info")[before:]) == [
+        "U0BOT",
+        "U0NEW",
+    ]  # only who is not a member yet
     assert sorted(keys) == ["welcome:ops:U0NEW", "welcome:qa:U0EVE"] == welcomes(db)
-    assert [e for e in events(db) if not e[4]] == [("ops", "U0NEW", "joined", "channel", False), ("ops", "U0000", "left", "channel", False),
-                                                   ("ops", "U0001", "left", "channel", False), ("qa", "U0EVE", "joined", "usergroup", False),
-                                                   ("qa", "U0CAROL", "left", "usergroup", False)]
+    assert [e for e in events(db) if not e[4]] == [
+        ("ops", "U0NEW", "joined", "channel", False),
+        ("ops", "U0000", "left", "channel", False),
+        ("ops", "U0001", "left", "channel", False),
+        ("qa", "U0EVE", "joined", "usergroup", False),
+        ("qa", "U0CAROL", "left", "usergroup", False),
+    ]
     current = Deps(cfg, db).cfg
     assert "U0NEW" in current.team("ops").members and "U0000" not in current.team("ops").members
     assert current.team("qa").members == ("U0DAN", "U0EVE")
@@ -105,7 +121,10 @@ def test_a_slack_error_keeps_the_teams_last_known_members(db, fake):
     assert keys == [] and [e for e in events(db) if e[2] == "left"] == []
     current = Deps(cfg, db).cfg
     assert current.team("ops").members == ("U0A", "U0B") and current.team("qa").members == ("U0C",)
-    assert "members ops: channel C0OPS not read (rate limited past 2 s of waiting): its last known members kept; 2 members now" in said
+    assert (
+        "members ops: channel C0OPS not read (rate limited past 2 s of waiting): its last known members kept; 2 members now"
+        in said
+    )
     assert "members qa: usergroup S0QA not read (missing_scope): its last known members kept; 1 member now" in said
     with db.read() as s:
         assert s.get(MemberSync, ("qa", "usergroup")).error == "missing_scope"
@@ -153,10 +172,24 @@ def test_headcount_comes_from_the_membership_events(db, fake):
 
 
 def joined_event(user: str, channel: str, event_id: str) -> bytes:
-    return json.dumps({"token": "legacy", "team_id": "T0ACME", "api_app_id": "A0STEWARD", "type": "event_callback",
-                       "event_id": event_id, "event_time": int(time.time()),
-                       "event": {"type": "member_joined_channel", "user": user, "channel": channel, "channel_type": "C",
-                                 "team": "T0ACME", "event_ts": f"{time.time():.6f}"}}).encode()
+    return json.dumps(
+        {
+            "token": "legacy",
+            "team_id": "T0ACME",
+            "api_app_id": "A0STEWARD",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": {
+                "type": "member_joined_channel",
+                "user": user,
+                "channel": channel,
+                "channel_type": "C",
+                "team": "T0ACME",
+                "event_ts": f"{time.time():.6f}",
+            },
+        }
+    ).encode()
 
 
 def test_a_person_the_refresh_adds_can_act_at_once_without_a_restart(steward, fake, db):
@@ -188,10 +221,14 @@ def test_joining_a_teams_channel_brings_one_welcome_dm(steward, fake, db):
     text = json.dumps(dms[0]["blocks"])
     assert "From Engineering" in text and "Release notes" in text and "<@U0STEW>" in text and "QA sign-off" in text
     assert "/handoff" in text and "/fasttrack" in text
-    assert steward.post(joined_event("U0BOT", "C0QA", "Ev3"), content_type="application/json").status == 200  # Steward itself
+    assert (
+        steward.post(joined_event("U0BOT", "C0QA", "Ev3"), content_type="application/json").status == 200
+    )  # Steward itself
     assert steward.post(joined_event("U0ERIN", "C0ELSEWHERE", "Ev4"), content_type="application/json").status == 200
     fake.usergroups["S0QA"] = {"users": ["U0ERIN"]}
-    assert refresh(db, load_process(PROCESS), fake, NOW.replace(hour=10))[0] == []  # added to the team later: welcomed already
+    assert (
+        refresh(db, load_process(PROCESS), fake, NOW.replace(hour=10))[0] == []
+    )  # added to the team later: welcomed already
     fake.settle(quiet=0.3)
     assert len(fake.messages("U0ERIN")) == 1 and fake.messages("U0BOT") == [] and len(fake.of("chat.postMessage")) == 1
 
@@ -200,13 +237,24 @@ def test_joining_a_teams_channel_brings_one_welcome_dm(steward, fake, db):
 
 
 def test_check_config_slack_names_every_bad_id(fake, tmp_path):
-    toml = (PROCESS.read_text().replace('members = ["U0ALICE", "U0AMY"]', 'members = ["U0ALICE", "U0GHOST"]')
-            .replace('channel = "C0ENG"', 'channel = "C0OLD"').replace('channel = "C0DESIGN"', 'channel = "G0PRIV"'))
+    toml = (
+        PROCESS.read_text()
+        .replace('members = ["U0ALICE", "U0AMY"]', 'members = ["U0ALICE", "U0GHOST"]')
+        .replace('channel = "C0ENG"', 'channel = "C0OLD"')
+        .replace('channel = "C0DESIGN"', 'channel = "G0PRIV"')
+    )
     path = tmp_path / "process.toml"
     path.write_text(toml)
     people(fake, ["U0ALICE", "U0AMY", "U0BOB", "U0CAROL", "U0STEW", "U0HEAD"])
     fake.users["U0BOB"]["deleted"] = True
-    fake.channels.update({"C0SYNC": {}, "C0QA": {"is_member": False}, "C0OLD": {"is_archived": True}, "G0PRIV": {"is_private": True, "is_member": False}})
+    fake.channels.update(
+        {
+            "C0SYNC": {},
+            "C0QA": {"is_member": False},
+            "C0OLD": {"is_archived": True},
+            "G0PRIV": {"is_private": True, "is_member": False},
+        }
+    )
     fake.usergroups["S0OTHER"] = {"users": []}
     fake.rate_limit("users.info", retry_after=1)
     env = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url}
@@ -226,7 +274,9 @@ def test_check_config_slack_names_every_bad_id(fake, tmp_path):
     assert cli("check-config", "--file", str(path), "--slack").returncode == 2  # no token
 
 
-def test_roster_reads_the_members_only_when_their_stamp_changed_and_survives_a_database_it_cannot_read(db, fake, tmp_path):
+def test_roster_reads_the_members_only_when_their_stamp_changed_and_survives_a_database_it_cannot_read(
+    db, fake, tmp_path
+):
     from storage.db import Database
 
     cfg = parse_process(org(ops={"usergroup": "S0OPS"}, qa={}))
@@ -241,22 +291,39 @@ def test_roster_reads_the_members_only_when_their_stamp_changed_and_survives_a_d
     assert roster.current().team("ops").members == ("U0A", "U0B")
     gone = members.Roster(cfg, Database(f"sqlite:///{tmp_path}/missing/steward.db"))
     assert gone.current() is cfg  # nothing readable: the file's members, no error
-    assert members.Roster(load_process(PROCESS).model_copy(update={"teams": cfg.teams[1:]}), db).current().team("qa").members == ()
+    assert (
+        members.Roster(load_process(PROCESS).model_copy(update={"teams": cfg.teams[1:]}), db)
+        .current()
+        .team("qa")
+        .members
+        == ()
+    )
 
 
 def test_run_job_members_reads_slack_and_says_what_changed(db, fake, database_url):
     fake.usergroups["S0QA"] = {"users": ["U0DAN"]}
-    env = {"DATABASE_URL": database_url, "PROCESS_CONFIG": str(PROCESS), "SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url}
+    env = {
+        "DATABASE_URL": database_url,
+        "PROCESS_CONFIG": str(PROCESS),
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_API_URL": fake.url,
+    }
     r = cli("run-job", "members", env=env)
     assert r.returncode == 0, r.stderr
     assert "members qa: first read of config, usergroup: 2 members recorded, nobody welcomed; 2 members now" in r.stdout
     fake.usergroups["S0QA"] = {"users": ["U0DAN", "U0ERIN"]}
     r = cli("run-job", "members", env=env)
-    assert "members qa: 1 joined (U0ERIN); 3 members now" in r.stdout and "members: 1 welcome DM written, 1 delivered" in r.stdout, r.stdout
+    assert (
+        "members qa: 1 joined (U0ERIN); 3 members now" in r.stdout
+        and "members: 1 welcome DM written, 1 delivered" in r.stdout
+    ), r.stdout
     assert len(fake.messages("U0ERIN")) == 1
     fake.fail("usergroups.users.list", "missing_scope")
     r = cli("run-job", "members", env=env)
-    assert r.returncode == 0 and "usergroup S0QA not read (missing_scope): its last known members kept; 3 members now" in r.stdout
+    assert (
+        r.returncode == 0
+        and "usergroup S0QA not read (missing_scope): its last known members kept; 3 members now" in r.stdout
+    )
 
 
 def test_two_refreshes_at_once_record_each_join_once(db):

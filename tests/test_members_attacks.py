@@ -29,7 +29,9 @@ def test_a_retried_join_event_after_a_leave_does_not_make_them_a_member_again(db
     people(fake, ["U0A", "U0NEW"])
     fake.channels["C0OPS"] = {"members": ["U0A"]}
     refresh(db, cfg, fake)  # the baseline
-    assert members.joined_channel(db, cfg, "C0OPS", "U0NEW", NOW + timedelta(minutes=1), event_id="Ev1") == ["welcome:ops:U0NEW"]
+    assert members.joined_channel(db, cfg, "C0OPS", "U0NEW", NOW + timedelta(minutes=1), event_id="Ev1") == [
+        "welcome:ops:U0NEW"
+    ]
     assert "U0NEW" in current(cfg, db, "ops")
     refresh(db, cfg, fake, NOW + timedelta(minutes=5))  # they left the channel again: the refresh records it
     assert "U0NEW" not in current(cfg, db, "ops")
@@ -63,7 +65,9 @@ def test_a_disabled_user_group_or_a_refused_page_never_empties_a_team(db, fake):
     # an invalid cursor mid-way: not read either
     fake.fail("conversations.members", "invalid_cursor")
     keys, said = refresh(db, cfg, fake, NOW + timedelta(hours=2))
-    assert any("channel C0OPS not read (invalid_cursor)" in line for line in said) and len(current(cfg, db, "ops")) == 450
+    assert (
+        any("channel C0OPS not read (invalid_cursor)" in line for line in said) and len(current(cfg, db, "ops")) == 450
+    )
     # a group that really is empty now (enabled, nobody in it): everyone leaves, as they should
     fake.usergroups["S0QA"] = {"users": []}
     refresh(db, cfg, fake, NOW + timedelta(hours=3))
@@ -75,12 +79,20 @@ def test_a_disabled_user_group_or_a_refused_page_never_empties_a_team(db, fake):
 
 def test_check_config_slack_with_a_refused_token_or_slack_away_says_so_in_one_line(fake):
     fake.revoked.add("xoxb-revoked")
-    r = cli("check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": "xoxb-revoked", "SLACK_API_URL": fake.url})
+    r = cli(
+        "check-config",
+        "--file",
+        str(PROCESS),
+        "--slack",
+        env={"SLACK_BOT_TOKEN": "xoxb-revoked", "SLACK_API_URL": fake.url},
+    )
     assert r.returncode == 2, r.stdout
     assert "SLACK_BOT_TOKEN: Slack refused it (invalid_auth); no id was checked" in r.stderr + r.stdout
     assert "wrong:" not in r.stdout and fake.of("users.info") == []
     fake.down(30)  # every call a 503
-    r = cli("check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url})
+    r = cli(
+        "check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url}
+    )
     assert r.returncode == 1 and "wrong:" not in r.stdout, r.stdout
     assert "SLACK_API_URL: Slack did not answer (internal_error); no id was checked" in r.stderr + r.stdout
     fake.down(0)
@@ -88,7 +100,9 @@ def test_check_config_slack_with_a_refused_token_or_slack_away_says_so_in_one_li
     people(fake, ["U0ALICE", "U0AMY", "U0BOB", "U0CAROL", "U0STEW", "U0HEAD"])
     fake.channels.update({c: {} for c in ("C0SYNC", "C0DESIGN", "C0ENG", "C0QA")})
     fake.usergroups["S0QA"] = {"users": []}
-    r = cli("check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url})
+    r = cli(
+        "check-config", "--file", str(PROCESS), "--slack", env={"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url}
+    )
     assert r.returncode == 0 and "slack: 0 problems, every id found" in r.stdout, r.stdout + r.stderr
 
 
@@ -106,7 +120,9 @@ def test_a_fasttrack_granted_by_a_team_is_decided_by_its_members_now_not_those_w
     cfg = parse_process(data)
     fake.usergroups["S0QA"] = {"users": ["U0DAN"]}
     refresh(db, cfg, fake)
-    draft = Draft(team="eng", element="QA sign-off", reason="Customer escalation", what="Hotfix", justification="Checkout is down")
+    draft = Draft(
+        team="eng", element="QA sign-off", reason="Customer escalation", what="Hotfix", justification="Checkout is down"
+    )
     row, _, routed = fasttrack.request(db, Deps(cfg, db).cfg, "U0BOB", draft, now=NOW)
     other, _, _ = fasttrack.request(db, Deps(cfg, db).cfg, "U0BOB", draft, now=NOW)
     assert sorted(routed.deciders) == ["U0CAROL", "U0DAN"]
@@ -119,8 +135,12 @@ def test_a_fasttrack_granted_by_a_team_is_decided_by_its_members_now_not_those_w
     done = fasttrack.decide(db, now, row.id, "U0ERIN", approve=False, reason="Not urgent", now=NOW + timedelta(hours=2))
     assert done.changed and fasttrack.get(db, row.id).decided_by == "U0ERIN"
     # the lists say the same: /fasttrack list and the Home's "Waiting for you" show the other request to Erin, not to Dan
-    assert [r.id for r in fasttrack.listing(db, "U0ERIN", cfg=now)[1]] == [other.id] and fasttrack.listing(db, "U0DAN", cfg=now)[1] == []
-    assert [r.id for r in home.waiting(db, now, "U0ERIN").fasttracks] == [other.id] and home.waiting(db, now, "U0DAN").fasttracks == []
+    assert [r.id for r in fasttrack.listing(db, "U0ERIN", cfg=now)[1]] == [other.id] and fasttrack.listing(
+        db, "U0DAN", cfg=now
+    )[1] == []
+    assert [r.id for r in home.waiting(db, now, "U0ERIN").fasttracks] == [other.id] and home.waiting(
+        db, now, "U0DAN"
+    ).fasttracks == []
 
 
 def test_someone_who_joins_while_a_refresh_reads_is_not_recorded_as_leaving_by_it(db, fake):
@@ -138,11 +158,18 @@ def test_someone_who_joins_while_a_refresh_reads_is_not_recorded_as_leaving_by_i
     assert [e[2] for e in events(db) if e[1] == "U0NEW"] == ["joined"]
     # a read that started after the join, without them: they left
     members.apply(db, cfg.team("ops"), read, NOW + timedelta(hours=2))
-    assert "U0NEW" not in current(cfg, db, "ops") and [e[2] for e in events(db) if e[1] == "U0NEW"] == ["joined", "left"]
+    assert "U0NEW" not in current(cfg, db, "ops") and [e[2] for e in events(db) if e[1] == "U0NEW"] == [
+        "joined",
+        "left",
+    ]
 
 
 def joined_event(user, channel, event_id):
-    return {"type": "event_callback", "event_id": event_id, "event": {"type": "member_joined_channel", "user": user, "channel": channel}}
+    return {
+        "type": "event_callback",
+        "event_id": event_id,
+        "event": {"type": "member_joined_channel", "user": user, "channel": channel},
+    }
 
 
 def hear(db, cfg, fake, user, channel, event_id, now=NOW):
@@ -151,8 +178,12 @@ def hear(db, cfg, fake, user, channel, event_id, now=NOW):
     from tests.test_members import client
 
     body = joined_event(user, channel, event_id)
-    slack_members.joined(body=body, event=body["event"], context={"deps": Deps(cfg, db, now=lambda: now), "bot_user_id": "U0BOT"},
-                         client=client(fake))
+    slack_members.joined(
+        body=body,
+        event=body["event"],
+        context={"deps": Deps(cfg, db, now=lambda: now), "bot_user_id": "U0BOT"},
+        client=client(fake),
+    )
 
 
 def test_forged_and_odd_join_events_make_nobody_a_member(db, fake):
@@ -165,8 +196,13 @@ def test_forged_and_odd_join_events_make_nobody_a_member(db, fake):
     hear(db, cfg, fake, "U0ROBOT", "C0OPS", "Ev2")  # another app's bot
     hear(db, cfg, fake, "U0GHOST", "C0OPS", "Ev3")  # an id Slack does not know
     hear(db, cfg, fake, "U0HUMAN", "C0NOTEAM", "Ev4")  # a channel of no team
-    for event in ({"type": "member_joined_channel"}, {"type": "member_joined_channel", "user": ["U0HUMAN"], "channel": "C0OPS"}):
-        slack_members.joined(body={"event": event}, event=event, context={"deps": Deps(cfg, db), "bot_user_id": "U0BOT"}, client=None)
+    for event in (
+        {"type": "member_joined_channel"},
+        {"type": "member_joined_channel", "user": ["U0HUMAN"], "channel": "C0OPS"},
+    ):
+        slack_members.joined(
+            body={"event": event}, event=event, context={"deps": Deps(cfg, db), "bot_user_id": "U0BOT"}, client=None
+        )
     # Slack cannot say who joined (users.info 5xx): not made a member on a guess (a bot would stay one, as
     # the refresh asks only about newcomers); the hourly refresh decides
     fake.users["U0ROBOT2"] = {"is_bot": True}
@@ -187,7 +223,14 @@ def test_check_config_slack_checks_a_big_configuration_within_slacks_rate_limits
     people(fake, crowd + ["U0STEW"])
     fake.users["U0050"]["deleted"] = True
     fake.channels.update({"C0SYNC": {}, "C0OPS": {}, "C0QA": {}})
-    fake.limit_workspace("users.info", per_minute=60, burst=10)  # Tier 4 is ~100 a minute: 122 people do not fit in a burst
+    fake.limit_workspace(
+        "users.info", per_minute=60, burst=10
+    )  # Tier 4 is ~100 a minute: 122 people do not fit in a burst
     problems, notes = slack_members.check_ids(cfg, client(fake), slack_members.Patience(3))
-    assert problems == ["teams[0].members[50]: user U0050 is deactivated", "teams[1].members[60]: user U0GONE is unknown in this workspace"], problems[:5]
-    assert len(fake.of("users.list")) == 1 and len(fake.of("users.info")) <= 2  # the workspace's list once, then who is not in it
+    assert problems == [
+        "teams[0].members[50]: user U0050 is deactivated",
+        "teams[1].members[60]: user U0GONE is unknown in this workspace",
+    ], problems[:5]
+    assert (
+        len(fake.of("users.list")) == 1 and len(fake.of("users.info")) <= 2
+    )  # the workspace's list once, then who is not in it

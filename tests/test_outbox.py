@@ -78,7 +78,9 @@ def test_slack_acted_but_we_do_not_know_it_is_found_not_sent_again(db, cfg, fake
         assert d.send_now(keys)["later"] == 1
     else:  # a deliverer claimed the row, Slack stored the message, the process died before recording it
         c = outbox.claim(db, "t:2", clock())
-        WebClient(token=TOKEN, base_url=fake.url).chat_postMessage(channel="C0ENG", text="hello", metadata=outbox_meta("t:2"))
+        WebClient(token=TOKEN, base_url=fake.url).chat_postMessage(
+            channel="C0ENG", text="hello", metadata=outbox_meta("t:2")
+        )
         assert c is not None and status(db, "t:2") == "sending"
         assert d.send_now(keys)["busy"] == 1  # the lease still runs: nobody else may touch it
         clock.pass_(seconds=61)
@@ -171,8 +173,18 @@ def test_pending_updates_coalesce_into_the_latest(db, cfg, fake, clock):
     deps, d = make(db, cfg, fake, clock)
     post = note("t:8")
     outbox.put(db, [post], clock())
-    versions = [Message(outbox.update_of("t:8"), "test:1", UPDATE, "C0ENG", "static",
-                        {"message": {"text": f"version {i}", "blocks": []}}, anchor="t:8") for i in range(1, 4)]
+    versions = [
+        Message(
+            outbox.update_of("t:8"),
+            "test:1",
+            UPDATE,
+            "C0ENG",
+            "static",
+            {"message": {"text": f"version {i}", "blocks": []}},
+            anchor="t:8",
+        )
+        for i in range(1, 4)
+    ]
     for v in versions:  # asked for three times before anything was delivered
         outbox.put(db, [v], clock())
     d.send_now([outbox.update_of("t:8")])  # waits: its message is not in Slack yet
@@ -191,9 +203,17 @@ def test_an_update_asked_for_while_one_is_being_sent_goes_again(db, cfg, fake, c
     outbox.put(db, [note("t:9")], clock())
     d.send_now(["t:9"])
     key = outbox.update_of("t:9")
-    outbox.put(db, [Message(key, "test:1", UPDATE, "C0ENG", "static", {"message": {"text": "a", "blocks": []}}, anchor="t:9")], clock())
+    outbox.put(
+        db,
+        [Message(key, "test:1", UPDATE, "C0ENG", "static", {"message": {"text": "a", "blocks": []}}, anchor="t:9")],
+        clock(),
+    )
     c = outbox.claim(db, key, clock())  # a delivery is under way with "a"…
-    outbox.put(db, [Message(key, "test:1", UPDATE, "C0ENG", "static", {"message": {"text": "b", "blocks": []}}, anchor="t:9")], clock())
+    outbox.put(
+        db,
+        [Message(key, "test:1", UPDATE, "C0ENG", "static", {"message": {"text": "b", "blocks": []}}, anchor="t:9")],
+        clock(),
+    )
     assert not outbox.sent(db, c, clock(), "C0ENG", "1")  # …and settles after "b" was asked for
     assert status(db, key) == "pending"
     d.sweep(max_seconds=1)
@@ -263,8 +283,16 @@ def test_an_update_asked_for_again_in_flight_is_sent_again_at_once(db, cfg, fake
 
 def test_a_refused_message_tells_once_and_its_replies_follow_it_when_retried(db, cfg, fake, clock):
     _, d = make(db, cfg, fake, clock)
-    reply = Message("t:14:reply", "test:1", POST, "C0ENG", "static", {"message": {"text": "reply", "blocks": []}}, anchor="t:14",
-                    actor="U0ALICE")
+    reply = Message(
+        "t:14:reply",
+        "test:1",
+        POST,
+        "C0ENG",
+        "static",
+        {"message": {"text": "reply", "blocks": []}},
+        anchor="t:14",
+        actor="U0ALICE",
+    )
     outbox.put(db, [note("t:14", actor="U0ALICE"), reply], clock())
     fake.fail("chat.postMessage", "not_in_channel")
     d.send_now(["t:14", "t:14:reply"])

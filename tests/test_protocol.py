@@ -27,7 +27,16 @@ def test_healthz_and_unknown_paths(steward):
 
 
 def command_body(text="eng", user="U0ALICE"):
-    return urlencode({"command": "/handoff", "text": text, "user_id": user, "trigger_id": "t1", "team_id": "T0ACME", "channel_id": "C0WORK"}).encode()
+    return urlencode(
+        {
+            "command": "/handoff",
+            "text": text,
+            "user_id": user,
+            "trigger_id": "t1",
+            "team_id": "T0ACME",
+            "channel_id": "C0WORK",
+        }
+    ).encode()
 
 
 def test_forged_stale_and_unsigned_requests_are_refused(steward, fake, db):
@@ -35,7 +44,9 @@ def test_forged_stale_and_unsigned_requests_are_refused(steward, fake, db):
     assert steward.post(body, signed=False).status == 401
     assert steward.post(body, headers={"X-Slack-Signature": "v0=" + "0" * 64}).status == 401
     assert steward.post(body, timestamp=int(time.time()) - 305).status == 401
-    assert steward.post(body, timestamp=int(time.time()) + 305).status == 401  # 305: int() truncation must not bring it within 300 s
+    assert (
+        steward.post(body, timestamp=int(time.time()) + 305).status == 401
+    )  # 305: int() truncation must not bring it within 300 s
     # Signed with another secret (a forged request).
     from tests.harness import sign
 
@@ -58,11 +69,35 @@ def test_signed_garbage_is_a_400_not_a_500(steward, fake):
         (b"hello=world", "application/x-www-form-urlencoded"),
         # Events API deliveries whose event is not an object, or whose user or id is not text (found by an
         # attack on the App Home: Bolt logged a traceback for each)
-        (json.dumps({"type": "event_callback", "event_id": "Ev1", "event": "app_home_opened"}).encode(), "application/json"),
+        (
+            json.dumps({"type": "event_callback", "event_id": "Ev1", "event": "app_home_opened"}).encode(),
+            "application/json",
+        ),
         (json.dumps({"type": "event_callback", "event_id": "Ev2", "event": [1]}).encode(), "application/json"),
-        (json.dumps({"type": "event_callback", "event_id": "Ev3", "event": {"type": "app_home_opened", "user": 7, "tab": "home"}}).encode(), "application/json"),
-        (json.dumps({"type": "event_callback", "event_id": 4, "event": {"type": "app_home_opened", "user": "U0BOB", "tab": "home"}}).encode(), "application/json"),
-        (json.dumps({"type": "event_callback", "event_id": "Ev5", "event": {"user": "U0BOB"}}).encode(), "application/json"),
+        (
+            json.dumps(
+                {
+                    "type": "event_callback",
+                    "event_id": "Ev3",
+                    "event": {"type": "app_home_opened", "user": 7, "tab": "home"},
+                }
+            ).encode(),
+            "application/json",
+        ),
+        (
+            json.dumps(
+                {
+                    "type": "event_callback",
+                    "event_id": 4,
+                    "event": {"type": "app_home_opened", "user": "U0BOB", "tab": "home"},
+                }
+            ).encode(),
+            "application/json",
+        ),
+        (
+            json.dumps({"type": "event_callback", "event_id": "Ev5", "event": {"user": "U0BOB"}}).encode(),
+            "application/json",
+        ),
     ]:
         r = steward.post(body, content_type=ctype)
         assert r.status == 400, (body, r.status, r.raw)
@@ -72,12 +107,57 @@ def test_signed_garbage_is_a_400_not_a_500(steward, fake):
 
 def test_signed_payloads_with_odd_shapes_get_no_5xx(steward, fake, db):
     odd = [
-        {"type": "block_actions", "user": {"id": "U0BOB"}, "actions": [{"action_id": "handoff_accept", "value": "not-a-number"}], "channel": {"id": "C0ENG"}},
-        {"type": "block_actions", "user": {"id": "U0BOB"}, "actions": [{"action_id": "handoff_accept", "value": "999999"}], "channel": {"id": "C0ENG"}},
-        {"type": "block_actions", "user": {"id": "U0BOB"}, "actions": [{"action_id": "handoff_accept"}], "channel": {"id": "C0ENG"}},
-        {"type": "view_submission", "user": {"id": "U0BOB"}, "view": {"type": "modal", "id": "V0X", "callback_id": "handoff_sendback_submit", "private_metadata": "garbage", "state": {"values": {}}}},
-        {"type": "view_submission", "user": {"id": "U0BOB"}, "view": {"type": "modal", "id": "V0X", "callback_id": "handoff_resubmit_submit", "private_metadata": "x", "state": {"values": {}}}},
-        {"type": "view_submission", "user": {"id": "U0ALICE"}, "view": {"type": "modal", "id": "V0X", "callback_id": "handoff_submit", "private_metadata": "", "state": {"values": {}}}},
+        {
+            "type": "block_actions",
+            "user": {"id": "U0BOB"},
+            "actions": [{"action_id": "handoff_accept", "value": "not-a-number"}],
+            "channel": {"id": "C0ENG"},
+        },
+        {
+            "type": "block_actions",
+            "user": {"id": "U0BOB"},
+            "actions": [{"action_id": "handoff_accept", "value": "999999"}],
+            "channel": {"id": "C0ENG"},
+        },
+        {
+            "type": "block_actions",
+            "user": {"id": "U0BOB"},
+            "actions": [{"action_id": "handoff_accept"}],
+            "channel": {"id": "C0ENG"},
+        },
+        {
+            "type": "view_submission",
+            "user": {"id": "U0BOB"},
+            "view": {
+                "type": "modal",
+                "id": "V0X",
+                "callback_id": "handoff_sendback_submit",
+                "private_metadata": "garbage",
+                "state": {"values": {}},
+            },
+        },
+        {
+            "type": "view_submission",
+            "user": {"id": "U0BOB"},
+            "view": {
+                "type": "modal",
+                "id": "V0X",
+                "callback_id": "handoff_resubmit_submit",
+                "private_metadata": "x",
+                "state": {"values": {}},
+            },
+        },
+        {
+            "type": "view_submission",
+            "user": {"id": "U0ALICE"},
+            "view": {
+                "type": "modal",
+                "id": "V0X",
+                "callback_id": "handoff_submit",
+                "private_metadata": "",
+                "state": {"values": {}},
+            },
+        },
         {"type": "block_actions", "user": {"id": "U0BOB"}, "actions": [{"action_id": "unknown_action", "value": "1"}]},
         {"type": "shortcut", "user": {"id": "U0BOB"}, "callback_id": "nothing"},
     ]
@@ -106,7 +186,11 @@ def test_malformed_signature_headers_are_401_not_500(steward, fake, db):
         "1" * 5000,  # int() refuses more than 4300 digits
         "9" * 13,
         str(now).zfill(13),  # in the window, but 13 digits
-        f"+{now}", f"{now}.0", f"-{now}", f"{now:_}", "",
+        f"+{now}",
+        f"{now}.0",
+        f"-{now}",
+        f"{now:_}",
+        "",
     ]
     for timestamp in odd_timestamps:
         # Signed over the odd timestamp itself, so only the timestamp's shape can refuse it.
@@ -118,7 +202,11 @@ def test_malformed_signature_headers_are_401_not_500(steward, fake, db):
         r = steward.post(body, signed=False, headers={**signed, "X-Slack-Signature": signature})
         assert r.status == 401, (signature, r.status, r.raw[:200])
     # Raw non-ASCII bytes (UTF-8) in both headers.
-    r = steward.post(body, signed=False, headers={"X-Slack-Request-Timestamp": "١٧".encode(), "X-Slack-Signature": ("v0=" + "٣" * 64).encode()})
+    r = steward.post(
+        body,
+        signed=False,
+        headers={"X-Slack-Request-Timestamp": "١٧".encode(), "X-Slack-Signature": ("v0=" + "٣" * 64).encode()},
+    )
     assert r.status == 401, (r.status, r.raw[:200])
     # The well-formed request still passes (and its modal opens after the ack: wait for it, so it does
     # not land in the next test).

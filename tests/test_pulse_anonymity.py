@@ -22,12 +22,16 @@ def config(sizes: dict[str, int], min_group: int = 5, shared: dict[str, list[str
     for user, teams in (shared or {}).items():
         for t in teams:
             members[t].append(user)
-    return parse_process({
-        "organization": {"name": "Acme", "timezone": "UTC", "digest_channel": "C0SYNC"},
-        "teams": [{"id": t, "name": t.title(), "channel": f"C0{t.upper()}", "members": m} for t, m in members.items()],
-        "boundaries": [{"from": a, "to": b, "steward": "U0STEW"} for a, b in zip(sizes, list(sizes)[1:])],
-        "pulse": {"min_group": min_group},
-    })
+    return parse_process(
+        {
+            "organization": {"name": "Acme", "timezone": "UTC", "digest_channel": "C0SYNC"},
+            "teams": [
+                {"id": t, "name": t.title(), "channel": f"C0{t.upper()}", "members": m} for t, m in members.items()
+            ],
+            "boundaries": [{"from": a, "to": b, "steward": "U0STEW"} for a, b in zip(sizes, list(sizes)[1:])],
+            "pulse": {"min_group": min_group},
+        }
+    )
 
 
 # -- subtraction protection, proved by enumeration ---------------------------------------------------------
@@ -67,13 +71,22 @@ def scenario(rng: random.Random) -> dict[str, set]:
 
 
 def test_a_team_of_four_is_hidden_and_cannot_be_worked_out_from_the_organisation():
-    coords = {"a": {(f"A{i}", "w") for i in range(6)}, "b": {(f"B{i}", "w") for i in range(5)}, "c": {(f"C{i}", "w") for i in range(4)}}
+    coords = {
+        "a": {(f"A{i}", "w") for i in range(6)},
+        "b": {(f"B{i}", "w") for i in range(5)},
+        "c": {(f"C{i}", "w") for i in range(4)},
+    }
     coords[pulse.ORG] = set().union(*coords.values())
     naive = {g for g, cs in coords.items() if len(cs) >= 5}
-    assert isolations(coords, naive, 5), "showing every group of 5 or more would reveal team c (the organisation minus a and b)"
+    assert isolations(coords, naive, 5), (
+        "showing every group of 5 or more would reveal team c (the organisation minus a and b)"
+    )
     shown, why = pulse.protect(coords, 5)
     assert shown == {"a", pulse.ORG}  # b, the smallest team that merges with c's remainder, is held back too
-    assert why == {"c": "fewer than 5 answered", "b": "held back so that no group under 5 can be worked out from the figures shown"}
+    assert why == {
+        "c": "fewer than 5 answered",
+        "b": "held back so that no group under 5 can be worked out from the figures shown",
+    }
     assert isolations(coords, shown, 5) == []
 
 
@@ -110,7 +123,9 @@ def run_month(db, cfg, answers: dict[str, tuple[int | None, str | None]], monday
     sent = pulse.send_due(db, cfg, monday + timedelta(hours=11), {})
     assert sent.asked == len(pulse.members(cfg))
     for user, (score, feeling) in answers.items():
-        pulse.answer(db, sealer, user, pulse.week_id(monday.date()), monday + timedelta(hours=12), score=score, feeling=feeling)
+        pulse.answer(
+            db, sealer, user, pulse.week_id(monday.date()), monday + timedelta(hours=12), score=score, feeling=feeling
+        )
     period = pulse.close_day(cfg.pulse, pulse.week_id(monday.date())).strftime("%Y-%m")
     return pulse.figures(db, cfg, sealer, period, pulse.final_at(cfg.pulse, period))
 
@@ -137,12 +152,16 @@ def test_figures_match_an_independent_count_and_hold_back_small_teams(db):
         assert f.feelings == {x: sum(1 for _, fe in mine if fe == x) for x in pulse.FEELINGS}
         assert f.asked == sum(1 for u in pulse.members(cfg) if team in pulse.members(cfg)[u])
     # what is shown leaves no group under 5 derivable (qa's 4 are not the organisation minus the others)
-    coords = {g: {(u, "w") for u, ts in pulse.members(cfg).items() if (g == pulse.ORG or g in ts) and u in answers}
-              for g in ["design", "eng", "qa", pulse.ORG]}
+    coords = {
+        g: {(u, "w") for u, ts in pulse.members(cfg).items() if (g == pulse.ORG or g in ts) and u in answers}
+        for g in ["design", "eng", "qa", pulse.ORG]
+    }
     shown = {g for g, f in [*s.teams.items(), (pulse.ORG, s.org)] if f is not None}
     assert isolations(coords, shown, 5) == []
     if s.org is not None:
-        assert s.org.people == len(answers) and s.org.answered == len(answers) and s.org.asked == len(pulse.members(cfg))
+        assert (
+            s.org.people == len(answers) and s.org.answered == len(answers) and s.org.asked == len(pulse.members(cfg))
+        )
 
 
 def test_who_paused_cannot_be_worked_out_from_the_counts_shown(db):
@@ -202,7 +221,14 @@ def test_comments_are_shown_only_for_groups_shown_in_key_order(db):
     week = pulse.week_id(monday.date())
     for i, user in enumerate(sorted(pulse.members(cfg))):
         pulse.answer(db, sealer, user, week, monday + timedelta(hours=12), score=3)
-        pulse.comment(db, sealer, user, week, f"comment {i} from {'qa' if 'QA' in user else 'design'}", monday + timedelta(hours=12))
+        pulse.comment(
+            db,
+            sealer,
+            user,
+            week,
+            f"comment {i} from {'qa' if 'QA' in user else 'design'}",
+            monday + timedelta(hours=12),
+        )
     s = pulse.figures(db, cfg, sealer, "2026-11", pulse.final_at(cfg.pulse, "2026-11"))
     # design (5) and the organisation (8) both reach 5, but together they would give qa's 3 away: the
     # organisation is kept, design held back with qa, and every comment shows once, under the organisation

@@ -26,8 +26,16 @@ def test_forged_payloads_get_a_private_answer_and_no_server_error(app, fake, db)
     job(db, fake, at(day, 20))
     dm = fake.messages("U0BOB")[0]
     huge = f"{week} " + "9" * 100_000
-    for action, value in (("pulse_score_3", huge), ("pulse_score_3", None),                           ("pulse_score_3", f"{week} 0"), ("pulse_score_3", f"{week} -1"), ("pulse_feeling_rigid", f"{week} "),
-                          ("pulse_score_3", "0000-W01 3"), ("pulse_score_3", "2026-W99 3"), ("pulse_comment", "x" * 5000)):
+    for action, value in (
+        ("pulse_score_3", huge),
+        ("pulse_score_3", None),
+        ("pulse_score_3", f"{week} 0"),
+        ("pulse_score_3", f"{week} -1"),
+        ("pulse_feeling_rigid", f"{week} "),
+        ("pulse_score_3", "0000-W01 3"),
+        ("pulse_score_3", "2026-W99 3"),
+        ("pulse_comment", "x" * 5000),
+    ):
         r = app.click("U0BOB", action, value, channel=dm["channel"], message_ts=dm["ts"])
         assert r.status < 500, (action, value[:30] if value else value, r.raw)
     assert _count(db, PulseAnswer) == 0
@@ -51,10 +59,24 @@ def test_a_comment_form_forged_without_or_with_another_week_records_nothing(app,
     day = monday(1)
     week = week_of(day)
     job(db, fake, at(day, 20))
-    view = {"id": "V0FORGED", "type": "modal", "callback_id": "pulse_comment_submit", "private_metadata": "",
-            "blocks": [{"type": "input", "block_id": "comment", "element": {"type": "plain_text_input", "action_id": "comment"}}]}
-    cases = [("", "hello"), ("not json", "hello"), (json.dumps(["x"]), "hello"), (json.dumps({"week": week_of(monday(5))}), "hello"),
-             (json.dumps({"week": week}), "x" * 3001), (json.dumps({"week": week}), "   "), (json.dumps({"week": 12345}), "hello")]
+    view = {
+        "id": "V0FORGED",
+        "type": "modal",
+        "callback_id": "pulse_comment_submit",
+        "private_metadata": "",
+        "blocks": [
+            {"type": "input", "block_id": "comment", "element": {"type": "plain_text_input", "action_id": "comment"}}
+        ],
+    }
+    cases = [
+        ("", "hello"),
+        ("not json", "hello"),
+        (json.dumps(["x"]), "hello"),
+        (json.dumps({"week": week_of(monday(5))}), "hello"),
+        (json.dumps({"week": week}), "x" * 3001),
+        (json.dumps({"week": week}), "   "),
+        (json.dumps({"week": 12345}), "hello"),
+    ]
     for meta, comment in cases:
         r = app.submit("U0BOB", dict(view, private_metadata=meta), {"comment": comment})
         assert r.status == 200, (meta, r.raw)
@@ -104,7 +126,9 @@ def _links(db) -> tuple[set[str], bool]:
         people = {str(x): u for x, u in conn.execute(text('SELECT xmin::text, "user" FROM pulse_recipient'))}
         outbox = {str(x) for (x,) in conn.execute(text("SELECT xmin::text FROM outbox"))}
         placed = [k for (k,) in conn.execute(text("SELECT key FROM pulse_answer ORDER BY ctid"))]
-    return {people[x] for x in answers if x in people} | ({"outbox"} if answers & outbox else set()), placed != sorted(placed)
+    return {people[x] for x in answers if x in people} | ({"outbox"} if answers & outbox else set()), placed != sorted(
+        placed
+    )
 
 
 def test_postgres_transaction_ids_and_row_order_do_not_link_answers_to_people_once_mixed(db):
@@ -121,7 +145,11 @@ def test_postgres_transaction_ids_and_row_order_do_not_link_answers_to_people_on
     before = {u: pulse.mine(db, sealer, u, week)["score"] for u in ("U0ALICE", "U0BOB", "U0AMY", "U0TOKYO")}
     assert pulse.mix(db) == 1
     assert _links(db) == (set(), False)
-    assert {u: pulse.mine(db, sealer, u, week)["score"] for u in before} == before == {"U0ALICE": 1, "U0BOB": 5, "U0AMY": 3, "U0TOKYO": 4}
+    assert (
+        {u: pulse.mine(db, sealer, u, week)["score"] for u in before}
+        == before
+        == {"U0ALICE": 1, "U0BOB": 5, "U0AMY": 3, "U0TOKYO": 4}
+    )
     assert pulse.mix(db) == 0  # nothing new: nothing rewritten
     with db.read() as session:
         assert all(a.mixed for a in session.exec(select(PulseAnswer)))
@@ -167,14 +195,20 @@ def test_a_score_and_a_view_clicked_at_once_both_stay_recorded(db):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # both clicks have read the row and wait to write it
             with db.engine.connect() as probe:
-                waiting = probe.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                             "AND datname = current_database()")).scalar()
+                waiting = probe.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                ).scalar()
             if waiting >= 2 or a.done() or b.done():
                 break
         holder.rollback()
         a.result(), b.result()
     with db.read() as session:  # every group the person counts in (the DM shows only the organisation's)
-        rows = {scope: session.get(PulseAnswer, sealer.key("answer", week, scope, "U0BOB")) for scope in ("eng", pulse.ORG)}
+        rows = {
+            scope: session.get(PulseAnswer, sealer.key("answer", week, scope, "U0BOB")) for scope in ("eng", pulse.ORG)
+        }
     assert {scope: sealer.open(r.key, r.sealed) for scope, r in rows.items()} == {"eng": (2, 1), pulse.ORG: (2, 1)}
 
 

@@ -19,21 +19,30 @@ NAMES = {"design": "Design", "eng": "Engineering", "qa": "Quality", pulse.ORG: "
 
 
 def organisation():
-    teams = [{"id": t, "name": NAMES[t], "channel": f"C0{t.upper()}", "members": [f"U0{t.upper()}{i}" for i in range(n)]}
-             for t, n in SIZES.items()]
-    return parse_process({
-        "organization": {"name": "Acme", "timezone": "UTC", "digest_channel": "C0SYNC"},
-        "teams": teams,
-        "boundaries": [{"from": "design", "to": "eng", "steward": "U0STEW"}, {"from": "eng", "to": "qa", "steward": "U0STEVE"}],
-        "pulse": {"min_group": 5},
-    })
+    teams = [
+        {"id": t, "name": NAMES[t], "channel": f"C0{t.upper()}", "members": [f"U0{t.upper()}{i}" for i in range(n)]}
+        for t, n in SIZES.items()
+    ]
+    return parse_process(
+        {
+            "organization": {"name": "Acme", "timezone": "UTC", "digest_channel": "C0SYNC"},
+            "teams": teams,
+            "boundaries": [
+                {"from": "design", "to": "eng", "steward": "U0STEW"},
+                {"from": "eng", "to": "qa", "steward": "U0STEVE"},
+            ],
+            "pulse": {"min_group": 5},
+        }
+    )
 
 
 def month_of_answers(db, cfg, monday: datetime, score: int, feeling: str) -> None:
     sealer = pulse.Sealer(SECRET)
     assert pulse.send_due(db, cfg, monday + timedelta(hours=11), {}).asked == sum(SIZES.values())
     for user in pulse.members(cfg):
-        pulse.answer(db, sealer, user, pulse.week_id(monday.date()), monday + timedelta(hours=12), score=score, feeling=feeling)
+        pulse.answer(
+            db, sealer, user, pulse.week_id(monday.date()), monday + timedelta(hours=12), score=score, feeling=feeling
+        )
 
 
 def shown_groups(text: str) -> set[str]:
@@ -45,7 +54,11 @@ def shown_groups(text: str) -> set[str]:
 def test_satisfaction_beside_the_handoff_figures_with_nothing_small_derivable(db):
     cfg = organisation()
     # three months, satisfaction falling each month, "too rigid" for most in November
-    for monday, score, feeling in ((datetime(2026, 9, 7), 5, "right"), (datetime(2026, 10, 5), 4, "right"), (datetime(2026, 11, 2), 2, "rigid")):
+    for monday, score, feeling in (
+        (datetime(2026, 9, 7), 5, "right"),
+        (datetime(2026, 10, 5), 4, "right"),
+        (datetime(2026, 11, 2), 2, "rigid"),
+    ):
         month_of_answers(db, cfg, monday, score, feeling)
     at = datetime(2026, 12, 3, 9)
     d = digest.compose(db, cfg, "2026-11", at, sealer=pulse.Sealer(SECRET))
@@ -57,7 +70,10 @@ def test_satisfaction_beside_the_handoff_figures_with_nothing_small_derivable(db
     text = json.dumps(detail, ensure_ascii=False)
     # qa (4) is under the threshold; the organisation minus design and eng would be qa: eng is held back too
     assert shown_groups(text) == {"design", pulse.ORG}
-    assert "Quality (fewer than 5 answered)" in text and "Engineering (held back so that no group under 5 can be worked out" in text
+    assert (
+        "Quality (fewer than 5 answered)" in text
+        and "Engineering (held back so that no group under 5 can be worked out" in text
+    )
     # every figure shown, combined any way, isolates no group under 5 (the same enumeration as the unit tests)
     coords = {g: {(u, "w") for u, teams in pulse.members(cfg).items() if g == pulse.ORG or g in teams} for g in NAMES}
     assert isolations(coords, shown_groups(text), 5) == []
@@ -71,7 +87,9 @@ def test_satisfaction_beside_the_handoff_figures_with_nothing_small_derivable(db
     fig = digest.chart_figure(d, dpi=90)
     assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "satisfaction (1–5)"
     # the preview and the post are one function of the same data
-    assert json.dumps(slack_digest.messages(digest.compose(db, cfg, "2026-11", at, sealer=pulse.Sealer(SECRET)))) == json.dumps(parts)
+    assert json.dumps(
+        slack_digest.messages(digest.compose(db, cfg, "2026-11", at, sealer=pulse.Sealer(SECRET)))
+    ) == json.dumps(parts)
 
 
 def test_without_the_secret_or_before_the_surveys_close_no_satisfaction_is_shown(db):
@@ -79,5 +97,7 @@ def test_without_the_secret_or_before_the_surveys_close_no_satisfaction_is_shown
     month_of_answers(db, cfg, datetime(2026, 11, 2), 4, "right")
     without = slack_digest.messages(digest.compose(db, cfg, "2026-11", datetime(2026, 12, 3)))
     assert "Satisfaction" not in json.dumps(without)
-    early = slack_digest.messages(digest.compose(db, cfg, "2026-11", datetime(2026, 11, 20), sealer=pulse.Sealer(SECRET)))
+    early = slack_digest.messages(
+        digest.compose(db, cfg, "2026-11", datetime(2026, 11, 20), sealer=pulse.Sealer(SECRET))
+    )
     assert "Satisfaction" not in json.dumps(early)  # month to date: figures would move as answers come

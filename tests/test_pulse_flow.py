@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,14 +24,27 @@ from tests.harness import TOKEN, Steward, blocks_text, cli, view_of
 
 CONFIG = Path(__file__).parent / "pulse.toml"
 SECRET = "pulse-test-secret-0123456789abcdef"
-ZONES = {"U0TOKYO": "Asia/Tokyo", "U0LA": "America/Los_Angeles", "U0ALICE": "Europe/Berlin", "U0BOB": "Europe/Berlin",
-         "U0AMY": "", "U0OPS": "Europe/Berlin"}
+ZONES = {
+    "U0TOKYO": "Asia/Tokyo",
+    "U0LA": "America/Los_Angeles",
+    "U0ALICE": "Europe/Berlin",
+    "U0BOB": "Europe/Berlin",
+    "U0AMY": "",
+    "U0OPS": "Europe/Berlin",
+}
 ASKED = {"U0ALICE", "U0AMY", "U0BOB", "U0TOKYO", "U0LA"}
 
 
 def env(db, fake, **extra) -> dict:
-    return {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url, "DATABASE_URL": db.url, "PROCESS_CONFIG": str(CONFIG),
-            "PULSE_SECRET": SECRET, "LOG_LEVEL": "INFO", **extra}
+    return {
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_API_URL": fake.url,
+        "DATABASE_URL": db.url,
+        "PROCESS_CONFIG": str(CONFIG),
+        "PULSE_SECRET": SECRET,
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +69,14 @@ def monday(weeks_ahead: int = 1) -> date:
 
 def at(day: date, hour: int, minute: int = 0, plus_days: int = 0) -> str:
     """A UTC moment as `--now` takes it."""
-    moment = datetime(day.year, day.month, day.day, hour, minute, tzinfo=timezone.utc) + timedelta(days=plus_days)
+    moment = datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC) + timedelta(days=plus_days)
     return moment.isoformat()
 
 
 def local_ten_utc(day: date, tz: str) -> datetime:
     from zoneinfo import ZoneInfo
 
-    return datetime(day.year, day.month, day.day, 10, tzinfo=ZoneInfo(tz)).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime(day.year, day.month, day.day, 10, tzinfo=ZoneInfo(tz)).astimezone(UTC).replace(tzinfo=None)
 
 
 def job(db, fake, now: str, **extra) -> str:
@@ -77,7 +90,11 @@ def dms(fake) -> dict[str, list[dict]]:
     """Survey DMs per user (their first post carrying the week's key)."""
     out = {}
     for user in ZONES:
-        posts = [m for m in fake.messages(user) if ((m["metadata"] or {}).get("event_payload") or {}).get("key", "").startswith("pulse:")]
+        posts = [
+            m
+            for m in fake.messages(user)
+            if ((m["metadata"] or {}).get("event_payload") or {}).get("key", "").startswith("pulse:")
+        ]
         if posts:
             out[user] = posts
     return out
@@ -116,33 +133,45 @@ def test_each_member_gets_one_dm_at_ten_in_their_own_time_zone(app, fake, db):
     day = monday(1)
     week = week_of(day)
     tokyo, berlin, la = (local_ten_utc(day, z) for z in ("Asia/Tokyo", "Europe/Berlin", "America/Los_Angeles"))
-    just_before = (tokyo - timedelta(minutes=1)).replace(tzinfo=timezone.utc).isoformat()
+    just_before = (tokyo - timedelta(minutes=1)).replace(tzinfo=UTC).isoformat()
     assert "pulse: nothing due" in job(db, fake, just_before)
     assert dms(fake) == {}
     assert fake.of("users.list"), "time zones come from users.list"
 
-    out = job(db, fake, tokyo.replace(tzinfo=timezone.utc).isoformat())
+    out = job(db, fake, tokyo.replace(tzinfo=UTC).isoformat())
     assert set(dms(fake)) == {"U0TOKYO"}, out
-    job(db, fake, (berlin - timedelta(minutes=1)).replace(tzinfo=timezone.utc).isoformat())
+    job(db, fake, (berlin - timedelta(minutes=1)).replace(tzinfo=UTC).isoformat())
     assert set(dms(fake)) == {"U0TOKYO"}
-    job(db, fake, berlin.replace(tzinfo=timezone.utc).isoformat())
+    job(db, fake, berlin.replace(tzinfo=UTC).isoformat())
     assert set(dms(fake)) == {"U0TOKYO", "U0ALICE", "U0BOB", "U0AMY"}  # U0AMY: no tz in Slack → the organisation's
-    out = job(db, fake, la.replace(tzinfo=timezone.utc).isoformat())
+    out = job(db, fake, la.replace(tzinfo=UTC).isoformat())
     assert "1 survey and 0 reminders written" in out and "1 of 1 delivered" in out
     assert set(dms(fake)) == ASKED  # not U0OPS: their team is not in [pulse].teams
-    out = job(db, fake, (la + timedelta(hours=3)).replace(tzinfo=timezone.utc).isoformat())
+    out = job(db, fake, (la + timedelta(hours=3)).replace(tzinfo=UTC).isoformat())
     assert "pulse: nothing due" in out
     for user in ASKED:  # one DM each, U0AMY too though in two teams
         assert fake.posted(pulse.dm_key(week, user)) == 1, user
     text = dm_text(fake, "U0BOB")
     assert "Our processes help us do our best work" in text
     assert "Answers are shown only for groups of 3 or more" in text
-    buttons = [e["action_id"] for b in fake.messages("U0BOB")[0]["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert buttons == [f"pulse_score_{n}" for n in range(1, 6)] + ["pulse_feeling_rigid", "pulse_feeling_right", "pulse_feeling_ambiguous",
-                                                                   "pulse_comment", "pulse_pause", "pulse_stop"]
+    buttons = [
+        e["action_id"] for b in fake.messages("U0BOB")[0]["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ]
+    assert buttons == [f"pulse_score_{n}" for n in range(1, 6)] + [
+        "pulse_feeling_rigid",
+        "pulse_feeling_right",
+        "pulse_feeling_ambiguous",
+        "pulse_comment",
+        "pulse_pause",
+        "pulse_stop",
+    ]
     with db.read() as session:
         rows = {r.user: r for r in session.exec(select(PulseRecipient))}
-    assert rows["U0AMY"].teams == ["design", "eng"] and rows["U0TOKYO"].tz == "Asia/Tokyo" and rows["U0AMY"].tz == "Europe/Berlin"
+    assert (
+        rows["U0AMY"].teams == ["design", "eng"]
+        and rows["U0TOKYO"].tz == "Asia/Tokyo"
+        and rows["U0AMY"].tz == "Europe/Berlin"
+    )
     assert rows["U0LA"].due_at == la
 
 
@@ -174,7 +203,9 @@ def test_answer_change_comment_and_one_reminder_only_to_non_responders(app, fake
     alice = [answers.get((s, sealer.key("answer", week, s, "U0ALICE"))) for s in ("design", pulse.ORG)]
     assert all(a is not None and sealer.open(a.key, a.sealed) == (2, 0) for a in alice)
     assert len(answers) == 2 + 2 + 3  # Alice (design, *), Bob (eng, *), Amy (design, eng, *)
-    assert {c.scope for c in comments} == {"design", "eng", pulse.ORG} and {c.text for c in comments} == {"Too many <forms> & sign-offs"}
+    assert {c.scope for c in comments} == {"design", "eng", pulse.ORG} and {c.text for c in comments} == {
+        "Too many <forms> & sign-offs"
+    }
     # Wednesday 10:00 in Los Angeles: everyone's reminder day has come; only those who did not answer get one
     out = job(db, fake, at(day, 19, plus_days=2))
     assert "0 surveys and 2 reminders written" in out and "2 of 2 delivered" in out
@@ -247,7 +278,11 @@ def test_forged_and_stale_clicks_get_a_private_answer(app, fake, db):
     week = week_of(day)
     job(db, fake, at(day, 20))
     dm = fake.messages("U0BOB")[0]
-    for action, value in (("pulse_score_3", "not-a-week 3"), ("pulse_score_3", f"{week} 9"), ("pulse_feeling_rigid", f"{week} sideways")):
+    for action, value in (
+        ("pulse_score_3", "not-a-week 3"),
+        ("pulse_score_3", f"{week} 9"),
+        ("pulse_feeling_rigid", f"{week} sideways"),
+    ):
         r = app.click("U0BOB", action, value, channel=dm["channel"], message_ts=dm["ts"])
         assert r.status == 200
     # someone the survey was not sent to
@@ -255,7 +290,9 @@ def test_forged_and_stale_clicks_get_a_private_answer(app, fake, db):
     assert r.status == 200
     said = [c.args["text"] for c in fake.wait("chat.postEphemeral", 4)]
     assert any("names no week" in t for t in said) and any("from 1 to 5" in t for t in said)
-    assert any("too rigid, about right or too ambiguous" in t for t in said) and any("was not sent to you" in t for t in said)
+    assert any("too rigid, about right or too ambiguous" in t for t in said) and any(
+        "was not sent to you" in t for t in said
+    )
     with db.read() as session:
         assert session.exec(select(func.count()).select_from(PulseAnswer)).one() == 0
 
@@ -283,13 +320,18 @@ def test_nothing_stored_or_logged_links_a_person_to_a_score_or_comment(app, fake
         for table in meta.sorted_tables:
             for row in conn.execute(table.select()):
                 dump.append((table.name, {k: v for k, v in row._mapping.items()}))
+
     def has_user(values) -> bool:
         return any(u in json.dumps(values, default=str) for u in users)
 
     for name, values in dump:
         if name in ("pulse_answer", "pulse_comment"):
             assert not has_user(values), (name, values)
-            assert set(values) == ({"key", "week", "scope", "sealed", "mixed"} if name == "pulse_answer" else {"key", "week", "scope", "text", "mixed"})
+            assert set(values) == (
+                {"key", "week", "scope", "sealed", "mixed"}
+                if name == "pulse_answer"
+                else {"key", "week", "scope", "text", "mixed"}
+            )
         elif has_user(values):  # rows that name a person say nothing of what they answered
             text = json.dumps(values, default=str)
             assert "handoffs wait too long" not in text and "score" not in text and "sealed" not in text, (name, values)
@@ -399,8 +441,13 @@ def test_the_job_killed_mid_fan_out_leaves_no_dm_twice_and_none_missing(app, fak
     week = week_of(day)
     fake.store_then_hang("chat.postMessage", 30)  # the first DM: Slack stores it and never answers
     full = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")} | env(db, fake)
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run-job", "pulse", "--now", at(day, 20)], cwd=ROOT, env=full,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run-job", "pulse", "--now", at(day, 20)],
+        cwd=ROOT,
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: sum(fake.posted(pulse.dm_key(week, u)) for u in ASKED) >= 1, timeout=30)
     finally:
@@ -418,9 +465,16 @@ def test_the_job_killed_mid_fan_out_leaves_no_dm_twice_and_none_missing(app, fak
 
 def test_check_config_summarises_the_pulse_and_names_a_bad_key():
     r = cli("check-config", "--file", str(CONFIG))
-    assert r.returncode == 0 and "pulse: on; mon 10:00 in each member's time zone to 5 people of 2 teams; shown for groups of 3" in r.stdout
-    bad = CONFIG.read_text().replace('send_at = "mon 10:00"', 'send_at = "someday"').replace("min_group = 3", "min_group = 2") \
+    assert (
+        r.returncode == 0
+        and "pulse: on; mon 10:00 in each member's time zone to 5 people of 2 teams; shown for groups of 3" in r.stdout
+    )
+    bad = (
+        CONFIG.read_text()
+        .replace('send_at = "mon 10:00"', 'send_at = "someday"')
+        .replace("min_group = 3", "min_group = 2")
         .replace('teams = ["design", "eng"]', 'teams = ["design", "nobody"]')
+    )
     path = Path(__file__).parent / ".pulse-bad.toml"
     path.write_text(bad)
     try:
@@ -428,8 +482,11 @@ def test_check_config_summarises_the_pulse_and_names_a_bad_key():
     finally:
         path.unlink()
     assert r.returncode == 2, r.stdout + r.stderr
-    for line in ("pulse.send_at: write it as a weekday and a time", "pulse.min_group: at least 3 (it is 2)",
-                 "pulse.teams[1]: no team 'nobody'"):
+    for line in (
+        "pulse.send_at: write it as a weekday and a time",
+        "pulse.min_group: at least 3 (it is 2)",
+        "pulse.teams[1]: no team 'nobody'",
+    ):
         assert line in r.stderr, r.stderr
 
 
@@ -444,7 +501,9 @@ def test_pause_and_resume_from_the_app_home(app, fake, db):
     assert "Satisfaction (" in text_of(view)  # the team's line, held back until a month's surveys have closed
     home_click(app, "U0BOB", "home_pulse_pause", "pause")
     paused = published(fake, "U0BOB", 2)
-    assert "*Weekly satisfaction pulse*: paused until <!date^" in text_of(paused) and "Resume surveys" in json.dumps(paused)
+    assert "*Weekly satisfaction pulse*: paused until <!date^" in text_of(paused) and "Resume surveys" in json.dumps(
+        paused
+    )
     with db.read() as session:
         assert session.get(PulseOptout, "U0BOB").until is not None
     home_click(app, "U0BOB", "home_pulse_resume", "resume")

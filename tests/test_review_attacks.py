@@ -23,7 +23,9 @@ def test_a_proposal_that_grows_when_escaped_is_posted_whole():
     from slack_sdk.models.blocks import Block
 
     words = ("a && b <c> " * 200)[:2000]  # 2,000 characters, about 3,800 once escaped for mrkdwn
-    message = render("matrix_review_proposal", user="U0CAROL", quarter_label="Q4 2026", elements=["QA sign-off"], text=words)
+    message = render(
+        "matrix_review_proposal", user="U0CAROL", quarter_label="Q4 2026", elements=["QA sign-off"], text=words
+    )
     for block in message["blocks"]:
         Block.parse(block).to_dict()  # valid Block Kit: no text over 3,000 characters
     body = "".join(b["text"]["text"] for b in message["blocks"][1:])
@@ -36,7 +38,10 @@ def test_who_reviews_a_teams_rows_follows_its_current_members_and_two_clocks_wri
     from tests.test_members import refresh
 
     cfg, _ = config(holidays=[date(2027, 1, 1)])  # Q1 2027 starts on a Friday that is a holiday: due Monday 4 January
-    assert review.due_quarter(cfg, berlin(2027, 1, 1, 9)) is None and review.due_quarter(cfg, berlin(2027, 1, 2, 9)) is None
+    assert (
+        review.due_quarter(cfg, berlin(2027, 1, 1, 9)) is None
+        and review.due_quarter(cfg, berlin(2027, 1, 2, 9)) is None
+    )
     due = berlin(2027, 1, 4, 9)
     fake.usergroups["S0QA"] = {"users": ["U0DAN"]}
     refresh(db, cfg, fake, due - timedelta(days=3))

@@ -58,7 +58,9 @@ def post(client, channel="C0ENG", text="hello", **kwargs) -> str:
 # -- the message store ------------------------------------------------------------------------------
 def test_a_post_is_stored_with_its_metadata_from_a_json_body(fake, client):
     r = client.chat_postMessage(channel="C0ENG", text="card", blocks=BLOCKS, metadata=meta("k1", n=1))
-    reply = client.chat_postMessage(channel="C0ENG", text="reply", thread_ts=r["ts"], metadata=Metadata("steward_post", {"key": "k2"}))
+    reply = client.chat_postMessage(
+        channel="C0ENG", text="reply", thread_ts=r["ts"], metadata=Metadata("steward_post", {"key": "k2"})
+    )
     (card, answer) = fake.messages("C0ENG")
     assert (card["ts"], card["text"], card["blocks"], card["thread_ts"]) == (r["ts"], "card", BLOCKS, None)
     assert card["metadata"] == meta("k1", n=1) and r["message"]["metadata"] == meta("k1", n=1)
@@ -71,9 +73,24 @@ def test_a_post_is_stored_with_its_metadata_from_a_json_body(fake, client):
 def test_metadata_in_a_form_body_is_parsed_and_bad_metadata_is_refused(fake, client):
     client.api_call("chat.postMessage", params={"channel": "C0ENG", "text": "form", "metadata": json.dumps(meta("f1"))})
     assert fake.messages("C0ENG")[0]["metadata"] == meta("f1") and fake.posted("f1") == 1
-    assert refused(lambda: client.api_call("chat.postMessage", params={"channel": "C0ENG", "text": "x", "metadata": "{not json"})).response["error"] == "invalid_metadata_format"
-    assert refused(lambda: client.chat_postMessage(channel="C0ENG", text="x", metadata={"event_payload": {}})).response["error"] == "invalid_metadata_schema"
-    assert len(fake.messages("C0ENG")) == 1 and [e for _, e, _ in fake.rejections] == ["invalid_metadata_format", "invalid_metadata_schema"]
+    assert (
+        refused(
+            lambda: client.api_call(
+                "chat.postMessage", params={"channel": "C0ENG", "text": "x", "metadata": "{not json"}
+            )
+        ).response["error"]
+        == "invalid_metadata_format"
+    )
+    assert (
+        refused(lambda: client.chat_postMessage(channel="C0ENG", text="x", metadata={"event_payload": {}})).response[
+            "error"
+        ]
+        == "invalid_metadata_schema"
+    )
+    assert len(fake.messages("C0ENG")) == 1 and [e for _, e, _ in fake.rejections] == [
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+    ]
 
 
 def test_a_user_id_as_channel_is_the_dm_that_conversations_open_names(fake, client):
@@ -98,8 +115,14 @@ def test_chat_update_replaces_text_blocks_and_metadata(fake, client):
     assert fake.posted("u1") == 0 and fake.posted("u2") == 1
     client.chat_update(channel="C0ENG", ts=ts, text="text only")  # what is not sent is kept
     assert fake.messages("C0ENG")[0]["blocks"] == new_blocks
-    assert refused(lambda: client.chat_update(channel="C0ENG", ts="1.000001", text="x")).response["error"] == "message_not_found"
-    assert refused(lambda: client.chat_update(channel="C0ENG", ts=other, text="x")).response["error"] == "message_not_found"  # another channel's
+    assert (
+        refused(lambda: client.chat_update(channel="C0ENG", ts="1.000001", text="x")).response["error"]
+        == "message_not_found"
+    )
+    assert (
+        refused(lambda: client.chat_update(channel="C0ENG", ts=other, text="x")).response["error"]
+        == "message_not_found"
+    )  # another channel's
 
 
 # -- conversations.history and conversations.replies ----------------------------------------------------
@@ -108,7 +131,9 @@ def test_history_newest_first_top_level_only_filtered_and_paged(fake, client):
     reply = post(client, text="in thread", thread_ts=ts[1])
     broadcast = post(client, text="also in channel", thread_ts=ts[1], reply_broadcast=True)
     everything = client.conversations_history(channel="C0ENG")
-    assert [m["ts"] for m in everything["messages"]] == [broadcast, *reversed(ts)] and reply not in [m["ts"] for m in everything["messages"]]
+    assert [m["ts"] for m in everything["messages"]] == [broadcast, *reversed(ts)] and reply not in [
+        m["ts"] for m in everything["messages"]
+    ]
     assert everything["has_more"] is False and everything["response_metadata"]["next_cursor"] == ""
     assert all("metadata" not in m for m in everything["messages"])
     parent = next(m for m in everything["messages"] if m["ts"] == ts[1])
@@ -118,8 +143,14 @@ def test_history_newest_first_top_level_only_filtered_and_paged(fake, client):
     assert [m["metadata"]["event_payload"]["key"] for m in with_meta if m["ts"] in ts] == ["h4", "h3", "h2", "h1", "h0"]
 
     # oldest and latest are exclusive, unless inclusive
-    assert [m["ts"] for m in client.conversations_history(channel="C0ENG", oldest=ts[1], latest=ts[4])["messages"]] == [ts[3], ts[2]]
-    assert [m["ts"] for m in client.conversations_history(channel="C0ENG", oldest=ts[1], latest=ts[3], inclusive=True)["messages"]] == [ts[3], ts[2], ts[1]]
+    assert [m["ts"] for m in client.conversations_history(channel="C0ENG", oldest=ts[1], latest=ts[4])["messages"]] == [
+        ts[3],
+        ts[2],
+    ]
+    assert [
+        m["ts"]
+        for m in client.conversations_history(channel="C0ENG", oldest=ts[1], latest=ts[3], inclusive=True)["messages"]
+    ] == [ts[3], ts[2], ts[1]]
 
     # pages of 2, by cursor
     seen, cursor, pages = [], None, 0
@@ -133,8 +164,13 @@ def test_history_newest_first_top_level_only_filtered_and_paged(fake, client):
             break
     assert (seen, pages) == (list(reversed(ts)), 3)
     # slack_sdk's own pagination follows the cursor too
-    assert [m["ts"] for page in client.conversations_history(channel="C0ENG", oldest="0", limit=3) for m in page["messages"]] == [broadcast, *reversed(ts)]
-    assert refused(lambda: client.conversations_history(channel="C0ENG", cursor="bogus")).response["error"] == "invalid_cursor"
+    assert [
+        m["ts"] for page in client.conversations_history(channel="C0ENG", oldest="0", limit=3) for m in page["messages"]
+    ] == [broadcast, *reversed(ts)]
+    assert (
+        refused(lambda: client.conversations_history(channel="C0ENG", cursor="bogus")).response["error"]
+        == "invalid_cursor"
+    )
 
 
 def test_history_of_channels_with_nothing_and_the_limit_cap(fake, client):
@@ -143,8 +179,12 @@ def test_history_of_channels_with_nothing_and_the_limit_cap(fake, client):
     assert refused(lambda: client.conversations_history(channel="C0ENG")).response["error"] == "channel_not_found"
     connection = http.client.HTTPConnection(urlsplit(fake.url).netloc, timeout=5)  # one kept-alive connection: fast
     for _ in range(1000):
-        connection.request("POST", "/api/chat.postMessage", body=json.dumps({"channel": "C0BIG", "text": "x"}),
-                           headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+        connection.request(
+            "POST",
+            "/api/chat.postMessage",
+            body=json.dumps({"channel": "C0BIG", "text": "x"}),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+        )
         assert json.loads(connection.getresponse().read())["ok"]
     connection.close()
     assert len(client.conversations_history(channel="C0BIG")["messages"]) == 100
@@ -167,13 +207,25 @@ def test_replies_give_the_parent_first_then_the_thread(fake, client):
     thread = client.conversations_replies(channel="C0ENG", ts=parent)
     assert [m["ts"] for m in thread["messages"]] == [parent, *replies] and thread["messages"][0]["reply_count"] == 4
     assert "metadata" not in thread["messages"][0]
-    assert client.conversations_replies(channel="C0ENG", ts=replies[2], include_all_metadata=True)["messages"][0]["metadata"] == meta("p")
-    assert [m["ts"] for m in client.conversations_replies(channel="C0ENG", ts=parent, oldest=replies[0], latest=replies[3])["messages"]] == [parent, replies[1], replies[2]]
+    assert client.conversations_replies(channel="C0ENG", ts=replies[2], include_all_metadata=True)["messages"][0][
+        "metadata"
+    ] == meta("p")
+    assert [
+        m["ts"]
+        for m in client.conversations_replies(channel="C0ENG", ts=parent, oldest=replies[0], latest=replies[3])[
+            "messages"
+        ]
+    ] == [parent, replies[1], replies[2]]
     first = client.conversations_replies(channel="C0ENG", ts=parent, limit=3)
     assert [m["ts"] for m in first["messages"]] == [parent, *replies[:3]] and first["has_more"] is True
-    rest = client.conversations_replies(channel="C0ENG", ts=parent, limit=3, cursor=first["response_metadata"]["next_cursor"])
+    rest = client.conversations_replies(
+        channel="C0ENG", ts=parent, limit=3, cursor=first["response_metadata"]["next_cursor"]
+    )
     assert [m["ts"] for m in rest["messages"]] == [replies[3]] and rest["has_more"] is False
-    assert refused(lambda: client.conversations_replies(channel="C0ENG", ts="1.000009")).response["error"] == "thread_not_found"
+    assert (
+        refused(lambda: client.conversations_replies(channel="C0ENG", ts="1.000009")).response["error"]
+        == "thread_not_found"
+    )
 
 
 # -- faults ---------------------------------------------------------------------------------------------
@@ -261,7 +313,9 @@ def test_limit_per_channel_is_a_token_bucket_per_channel(fake, client):
     post(client, channel="C0QA", metadata=meta("other"))  # another channel has its own bucket
     time.sleep(1.05)  # a token comes back every second
     post(client, metadata=meta("3"))
-    assert [(t.method, t.channel, t.retry_after, t.scope) for t in fake.throttled] == [("chat.postMessage", "C0ENG", 1, "channel")]
+    assert [(t.method, t.channel, t.retry_after, t.scope) for t in fake.throttled] == [
+        ("chat.postMessage", "C0ENG", 1, "channel")
+    ]
     assert [c.status for c in fake.calls] == [200, 200, 429, 200, 200]
     client.chat_update(channel="C0ENG", ts=fake.messages("C0ENG")[0]["ts"], text="edits are not limited")
 
@@ -269,7 +323,9 @@ def test_limit_per_channel_is_a_token_bucket_per_channel(fake, client):
 def test_retry_after_is_the_wait_for_a_token_rounded_up(fake, client):
     fake.limit_per_channel(per_second=0.4)  # one token every 2.5 s
     post(client, channel="U0ALICE")
-    assert refused(lambda: post(client, channel="D0ALICE")).response.headers["Retry-After"] == "3"  # the same DM's bucket
+    assert (
+        refused(lambda: post(client, channel="D0ALICE")).response.headers["Retry-After"] == "3"
+    )  # the same DM's bucket
     assert fake.throttled[0].channel == "D0ALICE"
 
 
@@ -287,7 +343,9 @@ def test_a_client_that_honours_retry_after_gets_through(fake):
     patient = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=1)])
     post(patient)
     post(patient, metadata=meta("retried"))  # 429, waits Retry-After (1 s), then posts
-    assert fake.posted("retried") == 1 and [c.status for c in fake.calls] == [200, 429, 200] and len(fake.throttled) == 1
+    assert (
+        fake.posted("retried") == 1 and [c.status for c in fake.calls] == [200, 429, 200] and len(fake.throttled) == 1
+    )
 
 
 def test_reset_clears_store_faults_limits_and_outage(fake, client):
@@ -311,7 +369,12 @@ def test_existing_answers_are_unchanged(fake, client):
     view = {"type": "modal", "callback_id": "x", "title": {"type": "plain_text", "text": "x"}, "blocks": BLOCKS}
     assert client.views_open(trigger_id="t1", view=view)["view"]["id"].startswith("V")
     assert refused(lambda: client.views_open(trigger_id="", view=view)).response["error"] == "invalid_trigger_id"
-    assert refused(lambda: WebClient(base_url=fake.url, token="xoxp-user", retry_handlers=[]).auth_test()).response["error"] == "not_authed"
+    assert (
+        refused(lambda: WebClient(base_url=fake.url, token="xoxp-user", retry_handlers=[]).auth_test()).response[
+            "error"
+        ]
+        == "not_authed"
+    )
     fake.rejections.clear()
 
 
@@ -333,4 +396,7 @@ def test_reset_can_keep_the_messages_so_earlier_cards_can_still_be_edited(fake, 
     client.chat_update(channel="C0ENG", ts=ts, text="edited")
     assert [m["ts"] for m in client.conversations_history(channel="D0ALICE")["messages"]] == [dm]
     fake.reset()
-    assert refused(lambda: client.chat_update(channel="C0ENG", ts=ts, text="again")).response["error"] == "message_not_found"
+    assert (
+        refused(lambda: client.chat_update(channel="C0ENG", ts=ts, text="again")).response["error"]
+        == "message_not_found"
+    )

@@ -50,7 +50,10 @@ def test_rules_at_the_domain_level(db, cfg):
     t = datetime(2026, 3, 2, 9)
     h = handoffs.create(db, cfg, "U0ALICE", draft(), t)
     # Not from the sender's side; not twice; not after the end.
-    for call in (lambda: handoffs.accept(db, cfg, h.id, "U0ALICE"), lambda: handoffs.resubmit(db, cfg, h.id, "U0BOB", [], None, None)):
+    for call in (
+        lambda: handoffs.accept(db, cfg, h.id, "U0ALICE"),
+        lambda: handoffs.resubmit(db, cfg, h.id, "U0BOB", [], None, None),
+    ):
         try:
             call()
             raise AssertionError("allowed")
@@ -137,32 +140,76 @@ def test_0004_carries_the_job_ledger_and_cards_into_the_outbox(tmp_path, cfg, ba
     upgrade(db.engine, "0003")
     t = datetime(2026, 11, 2, 8)
     with db.engine.begin() as conn:
-        for target, status, ref in (("C0SYNC:1", "sent", "1.1"), ("C0SYNC:chart", "sent", "F1"), ("C0SYNC:2", "failed", None)):
-            conn.execute(text("INSERT INTO job_ledger (job, period, target, status, token, attempts, channel, ref, claimed_at, updated_at)"
-                              " VALUES ('digest', '2026-10', :t, :s, 'x', 1, 'C0SYNC', :r, :at, :at)"), dict(t=target, s=status, r=ref, at=t))
-        conn.execute(text("INSERT INTO job_ledger (job, period, target, status, token, attempts, channel, ref, claimed_at, updated_at)"
-                          " VALUES ('initiative-prompt', '2026-11', 'eng', 'sent', 'x', 1, 'C0ENG', '2.2', :at, :at)"), dict(at=t))
-        conn.execute(text("INSERT INTO fasttrack (id, team, requester, element, reason, what, justification, state, over_budget,"
-                          " deciders, version, created_at, updated_at) VALUES (7, 'eng', 'U0BOB', 'QA sign-off', 'Other', 'w', 'j',"
-                          " 'pending', false, '[\"U0STEW\"]', 1, :at, :at)"), dict(at=t))
-        conn.execute(text("INSERT INTO fasttrack_card (request_id, \"user\", channel, ts) VALUES (7, 'U0STEW', 'D0STEW', '3.3')"))
-        conn.execute(text("INSERT INTO fasttrack_event (request_id, seq, kind, actor, at, data) VALUES (7, 1, 'requested', 'U0BOB', :at, '{}')"),
-                     dict(at=t))
+        for target, status, ref in (
+            ("C0SYNC:1", "sent", "1.1"),
+            ("C0SYNC:chart", "sent", "F1"),
+            ("C0SYNC:2", "failed", None),
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO job_ledger (job, period, target, status, token, attempts, channel, ref, claimed_at, updated_at)"
+                    " VALUES ('digest', '2026-10', :t, :s, 'x', 1, 'C0SYNC', :r, :at, :at)"
+                ),
+                dict(t=target, s=status, r=ref, at=t),
+            )
+        conn.execute(
+            text(
+                "INSERT INTO job_ledger (job, period, target, status, token, attempts, channel, ref, claimed_at, updated_at)"
+                " VALUES ('initiative-prompt', '2026-11', 'eng', 'sent', 'x', 1, 'C0ENG', '2.2', :at, :at)"
+            ),
+            dict(at=t),
+        )
+        conn.execute(
+            text(
+                "INSERT INTO fasttrack (id, team, requester, element, reason, what, justification, state, over_budget,"
+                " deciders, version, created_at, updated_at) VALUES (7, 'eng', 'U0BOB', 'QA sign-off', 'Other', 'w', 'j',"
+                " 'pending', false, '[\"U0STEW\"]', 1, :at, :at)"
+            ),
+            dict(at=t),
+        )
+        conn.execute(
+            text("INSERT INTO fasttrack_card (request_id, \"user\", channel, ts) VALUES (7, 'U0STEW', 'D0STEW', '3.3')")
+        )
+        conn.execute(
+            text(
+                "INSERT INTO fasttrack_event (request_id, seq, kind, actor, at, data) VALUES (7, 1, 'requested', 'U0BOB', :at, '{}')"
+            ),
+            dict(at=t),
+        )
         for hid, channel, ts in ((5, "C0ENG", "4.4"), (6, None, None)):  # a card posted, and one never posted
-            conn.execute(text("INSERT INTO handoff (id, from_team, to_team, sender, title, criteria, criteria_met, state, round, version,"
-                              " channel, message_ts, created_at, updated_at) VALUES (:id, 'design', 'eng', 'U0ALICE', 't', '[]', '[]',"
-                              " 'open', 1, 1, :c, :ts, :at, :at)"), dict(id=hid, c=channel, ts=ts, at=t))
-            conn.execute(text("INSERT INTO handoff_event (handoff_id, seq, kind, actor, at, round, data)"
-                              " VALUES (:id, 1, 'created', 'U0ALICE', :at, 1, '{}')"), dict(id=hid, at=t))
+            conn.execute(
+                text(
+                    "INSERT INTO handoff (id, from_team, to_team, sender, title, criteria, criteria_met, state, round, version,"
+                    " channel, message_ts, created_at, updated_at) VALUES (:id, 'design', 'eng', 'U0ALICE', 't', '[]', '[]',"
+                    " 'open', 1, 1, :c, :ts, :at, :at)"
+                ),
+                dict(id=hid, c=channel, ts=ts, at=t),
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO handoff_event (handoff_id, seq, kind, actor, at, round, data)"
+                    " VALUES (:id, 1, 'created', 'U0ALICE', :at, 1, '{}')"
+                ),
+                dict(id=hid, at=t),
+            )
     upgrade(db.engine)  # tables others refer to must not be rebuilt (SQLite refused to drop them)
     rows = {r.key: r for r in outbox.listing(db, ["sent", "pending", "failed"])}
-    assert set(rows) == {"digest:2026-10:C0SYNC:1", "digest:2026-10:C0SYNC:chart", "prompt:2026-11:eng", "fasttrack:7:card:U0STEW",
-                         "handoff:5:card"}
+    assert set(rows) == {
+        "digest:2026-10:C0SYNC:1",
+        "digest:2026-10:C0SYNC:chart",
+        "prompt:2026-11:eng",
+        "fasttrack:7:card:U0STEW",
+        "handoff:5:card",
+    }
     assert {(k, r.status, r.result_channel, r.result_ts) for k, r in rows.items()} == {
-        ("digest:2026-10:C0SYNC:1", "sent", "C0SYNC", "1.1"), ("digest:2026-10:C0SYNC:chart", "sent", "C0SYNC", "F1"),
-        ("prompt:2026-11:eng", "sent", "C0ENG", "2.2"), ("fasttrack:7:card:U0STEW", "sent", "D0STEW", "3.3"),
-        ("handoff:5:card", "sent", "C0ENG", "4.4")}
+        ("digest:2026-10:C0SYNC:1", "sent", "C0SYNC", "1.1"),
+        ("digest:2026-10:C0SYNC:chart", "sent", "C0SYNC", "F1"),
+        ("prompt:2026-11:eng", "sent", "C0ENG", "2.2"),
+        ("fasttrack:7:card:U0STEW", "sent", "D0STEW", "3.3"),
+        ("handoff:5:card", "sent", "C0ENG", "4.4"),
+    }
     from bot.domain import handoffs
+
     assert handoffs.accept(db, cfg, 5, "U0BOB").keys[0] == "handoff:5:card:update"  # its update finds the card
     assert handoffs.get(db, 6).next_escalation_at is not None  # open handoffs get a clock
     assert rows["fasttrack:7:card:U0STEW"].params == {"id": 7, "user": "U0STEW"}  # its updates find it

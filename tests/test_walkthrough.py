@@ -96,11 +96,19 @@ def test_run_job_outbox_says_when_nothing_is_due_and_a_refused_month_is_in_the_o
     from bot.domain.core.timeutil import utcnow
     from tests.harness import TOKEN
 
-    env = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": fake.url, "DATABASE_URL": db.url, "PROCESS_CONFIG": str(PROCESS), "LOG_LEVEL": "WARNING"}
+    env = {
+        "SLACK_BOT_TOKEN": TOKEN,
+        "SLACK_API_URL": fake.url,
+        "DATABASE_URL": db.url,
+        "PROCESS_CONFIG": str(PROCESS),
+        "LOG_LEVEL": "WARNING",
+    }
     r = cli("run-job", "outbox", env=env)
     assert r.returncode == 0 and r.stdout.startswith("outbox: nothing due"), r.stdout + r.stderr
     period = schedule.period_of(utcnow(), cfg.organization.tz)
     r = cli("run-job", "digest", "--month", period, env=env)
     year, month = schedule.parse_period(schedule.shift(period, 1))
-    assert r.returncode == 2 and f"It can be posted from {year:04d}-{month:02d}-01 01:00 Europe/Berlin;" in r.stderr, r.stderr
+    assert r.returncode == 2 and f"It can be posted from {year:04d}-{month:02d}-01 01:00 Europe/Berlin;" in r.stderr, (
+        r.stderr
+    )
     assert " UTC" not in r.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,7 +16,7 @@ WEEK = ("mon", "tue", "wed", "thu", "fri")
 
 def utc(*args, tz=BERLIN) -> datetime:
     """A local moment in `tz` as naive UTC."""
-    return datetime(*args, tzinfo=tz).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime(*args, tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
 
 
 def test_friday_afternoon_plus_a_working_day_is_monday_afternoon():
@@ -48,28 +48,73 @@ def test_a_far_time_zone_and_odd_days():
 
 
 def test_the_configuration_of_working_time_and_escalation(cfg):
-    raw = {"organization": {"name": "A", "digest_channel": "C0SYNC", "working_days": ["Mon", "tue"], "working_hours": "8:30-16:00",
-                            "holidays": [date(2026, 12, 24)], "escalation_contact": "U0HEAD"},
-           "teams": [{"id": "a", "name": "A", "channel": "C0A", "reviewers": "S0REVIEW"}, {"id": "b", "name": "B", "channel": "C0B"}],
-           "boundaries": [{"from": "a", "to": "b", "steward": "U0STEW", "sla_hours": 8},
-                          {"from": "b", "to": "a", "steward": "U0STEW", "escalation": [{"after_hours": 4, "notify": ["S0LEADS", "U0X"]},
-                                                                                       {"after_sla": 1, "notify": "team"}]}]}
+    raw = {
+        "organization": {
+            "name": "A",
+            "digest_channel": "C0SYNC",
+            "working_days": ["Mon", "tue"],
+            "working_hours": "8:30-16:00",
+            "holidays": [date(2026, 12, 24)],
+            "escalation_contact": "U0HEAD",
+        },
+        "teams": [
+            {"id": "a", "name": "A", "channel": "C0A", "reviewers": "S0REVIEW"},
+            {"id": "b", "name": "B", "channel": "C0B"},
+        ],
+        "boundaries": [
+            {"from": "a", "to": "b", "steward": "U0STEW", "sla_hours": 8},
+            {
+                "from": "b",
+                "to": "a",
+                "steward": "U0STEW",
+                "escalation": [{"after_hours": 4, "notify": ["S0LEADS", "U0X"]}, {"after_sla": 1, "notify": "team"}],
+            },
+        ],
+    }
     c = parse_process(raw)
     assert (c.organization.working_days, c.organization.working_hours) == (("mon", "tue"), "08:30-16:00")
-    assert [(lv.hours(8), lv.notify) for lv in c.escalation_path(c.boundaries[0])] == [(8, ("team",)), (16, ("steward",)), (24, ("contact",))]
-    assert [(lv.hours(48), lv.notify) for lv in c.escalation_path(c.boundaries[1])] == [(4, ("S0LEADS", "U0X")), (48, ("team",))]
-    assert [(lv.hours(48), lv.notify) for lv in cfg.escalation_path(cfg.boundaries[0])] == [(48, ("team",)), (96, ("steward",))]
-    bad = {**raw, "organization": {**raw["organization"], "working_days": ["someday"], "working_hours": "17:00-09:00"},
-           "boundaries": [{"from": "a", "to": "b", "steward": "U0STEW", "escalation": [{"after_sla": 2, "notify": "everyone"}]},
-                          {"from": "b", "to": "a", "steward": "U0STEW", "escalation": [{"after_sla": 1, "after_hours": 2, "notify": "team"}]}]}
+    assert [(lv.hours(8), lv.notify) for lv in c.escalation_path(c.boundaries[0])] == [
+        (8, ("team",)),
+        (16, ("steward",)),
+        (24, ("contact",)),
+    ]
+    assert [(lv.hours(48), lv.notify) for lv in c.escalation_path(c.boundaries[1])] == [
+        (4, ("S0LEADS", "U0X")),
+        (48, ("team",)),
+    ]
+    assert [(lv.hours(48), lv.notify) for lv in cfg.escalation_path(cfg.boundaries[0])] == [
+        (48, ("team",)),
+        (96, ("steward",)),
+    ]
+    bad = {
+        **raw,
+        "organization": {**raw["organization"], "working_days": ["someday"], "working_hours": "17:00-09:00"},
+        "boundaries": [
+            {"from": "a", "to": "b", "steward": "U0STEW", "escalation": [{"after_sla": 2, "notify": "everyone"}]},
+            {
+                "from": "b",
+                "to": "a",
+                "steward": "U0STEW",
+                "escalation": [{"after_sla": 1, "after_hours": 2, "notify": "team"}],
+            },
+        ],
+    }
     assert problems(bad) == [
         "organization.working_days: name one or more of mon, tue, wed, thu, fri, sat, sun",
         "organization.working_hours: the day must start before it ends, within 00:00-24:00",
         "boundaries[0].escalation[0].notify: 'everyone' is not team, steward, contact, a user id (U…) or a user group id (S…)",
-        "boundaries[1].escalation: each level says either after_sla or after_hours"]
-    no_contact = {**raw, "organization": {**raw["organization"], "escalation_contact": None},
-                  "boundaries": [{"from": "a", "to": "b", "steward": "U0STEW", "escalation": [{"after_sla": 1, "notify": "contact"}]}]}
-    assert problems(no_contact) == ["boundaries[0].escalation: a level notifies 'contact' but organization.escalation_contact is not set"]
+        "boundaries[1].escalation: each level says either after_sla or after_hours",
+    ]
+    no_contact = {
+        **raw,
+        "organization": {**raw["organization"], "escalation_contact": None},
+        "boundaries": [
+            {"from": "a", "to": "b", "steward": "U0STEW", "escalation": [{"after_sla": 1, "notify": "contact"}]}
+        ],
+    }
+    assert problems(no_contact) == [
+        "boundaries[0].escalation: a level notifies 'contact' but organization.escalation_contact is not set"
+    ]
 
 
 def problems(raw: dict) -> list[str]:

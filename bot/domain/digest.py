@@ -133,7 +133,9 @@ class Digest:
     budget_percent: float = 10
     to_date: bool = False  # the month has not ended: a preview of the month so far, never posted
     figures: list[Figure] = field(default_factory=list)  # the organisation's, with their direction (first message)
-    highlights: list[Signal] = field(default_factory=list)  # at most HIGHLIGHTS: signals first, then the biggest changes
+    highlights: list[Signal] = field(
+        default_factory=list
+    )  # at most HIGHLIGHTS: signals first, then the biggest changes
     changes: list[Signal] = field(default_factory=list)  # every big change (the thread lists those not highlighted)
     definitions: str = ""  # where the definitions are: a link, or the README section's name
     pulse: object | None = None  # bot.domain.pulse.Satisfaction: the month's satisfaction detail (a thread reply)
@@ -154,7 +156,9 @@ def _reasons(counter, wording: dict[str, str], limit: int = TOP_REASONS) -> tupl
     """The `limit` most frequent send-back reasons, and how many distinct ones there were. Ties: by kind
     (clarification before rework), then by the grouped wording in code point order."""
     ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
-    shown = [f"{KIND_WORD.get(kind, kind)}: “{clip(wording.get(key, key), 120)}” ×{n}" for (kind, key), n in ranked[:limit]]
+    shown = [
+        f"{KIND_WORD.get(kind, kind)}: “{clip(wording.get(key, key), 120)}” ×{n}" for (kind, key), n in ranked[:limit]
+    ]
     return shown, len(ranked)
 
 
@@ -211,8 +215,11 @@ def record_headcount(db: Database, cfg: ProcessConfig, period: str) -> None:
         return
     counted = _counted(db, cfg, period)
     with db.write() as session:
-        session.execute(db.insert(Headcount).values([{"period": period, "team": t.id, "members": counted[t.id]} for t in cfg.teams])
-                        .on_conflict_do_nothing(index_elements=["period", "team"]))
+        session.execute(
+            db.insert(Headcount)
+            .values([{"period": period, "team": t.id, "members": counted[t.id]} for t in cfg.teams])
+            .on_conflict_do_nothing(index_elements=["period", "team"])
+        )
 
 
 def _lead(team) -> dict:
@@ -230,8 +237,14 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
     for team in cfg.teams:  # 3. fast-tracks over budget
         b = budgets[team.id]
         if b.approved > b.limit:
-            out.append(Signal(f"{team.name} is {meter(b.approved, b, schedule.short_label(now.period))}.", rank=4, team=team.id,
-                              **_lead(team)))
+            out.append(
+                Signal(
+                    f"{team.name} is {meter(b.approved, b, schedule.short_label(now.period))}.",
+                    rank=4,
+                    team=team.id,
+                    **_lead(team),
+                )
+            )
     waiting = [(t.name, now.teams[t.id].fasttracks_waiting) for t in cfg.teams if now.teams[t.id].fasttracks_waiting]
     total = sum(n for _, n in waiting)
     if total >= BACKLOG:  # 4. a backlog of exception requests
@@ -239,19 +252,31 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
         age = (end - now.oldest_waiting).days if now.oldest_waiting else 0
         parts = ", ".join(f"{name} {n}" for name, n in sorted(waiting, key=lambda w: -w[1]))
         deciders = list(cfg.fasttrack.approvers or cfg.fasttrack.backup_approvers)[:3]
-        out.append(Signal(f"{total} fast-track requests were still waiting for a decision at the end of {schedule.label(now.period)} "
-                          f"({parts}), the oldest for {age} day{'s' if age != 1 else ''}.", rank=5,
-                          people=deciders, role="fast-track approvers",
-                          channel=None if deciders else cfg.organization.digest_channel))
+        out.append(
+            Signal(
+                f"{total} fast-track requests were still waiting for a decision at the end of {schedule.label(now.period)} "
+                f"({parts}), the oldest for {age} day{'s' if age != 1 else ''}.",
+                rank=5,
+                people=deciders,
+                role="fast-track approvers",
+                channel=None if deciders else cfg.organization.digest_channel,
+            )
+        )
     last3 = months[-3:]
     for team in cfg.teams:
         # 1. cycle time rising for consecutive months while headcount is steady
         sides = [m.teams[team.id].as_sender for m in last3]
         medians = [s.cycle.get(0.5) for s in sides]
-        if all(s.accepted >= MIN_FOR_TREND for s in sides) and medians[0] < medians[1] < medians[2] and medians[2] >= RISE * medians[0]:
+        if (
+            all(s.accepted >= MIN_FOR_TREND for s in sides)
+            and medians[0] < medians[1] < medians[2]
+            and medians[2] >= RISE * medians[0]
+        ):
             sizes = [headcount.get((m.period, team.id)) for m in last3]
             if None in sizes:
-                missing = " and ".join(schedule.short_label(m.period) for m, n in zip(last3, sizes, strict=True) if n is None)
+                missing = " and ".join(
+                    schedule.short_label(m.period) for m, n in zip(last3, sizes, strict=True) if n is None
+                )
                 staff = f"headcount not recorded for {missing} ({sizes[-1]} in {schedule.short_label(now.period)})"
             elif max(sizes) <= min(sizes) * 1.1:
                 staff = f"headcount steady at {sizes[-1]}"
@@ -260,8 +285,15 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
             if staff:
                 unit = unit_of(*medians)
                 trail = " → ".join(duration(v, unit) for v in medians)
-                out.append(Signal(f"{team.name}: cycle time rising for 2 consecutive months ({trail}, median) with {staff}.",
-                                  rank=2, team=team.id, metric="cycle_time", **_lead(team)))
+                out.append(
+                    Signal(
+                        f"{team.name}: cycle time rising for 2 consecutive months ({trail}, median) with {staff}.",
+                        rank=2,
+                        team=team.id,
+                        metric="cycle_time",
+                        **_lead(team),
+                    )
+                )
         # 2. a failure rate far above the others
         mine = now.teams[team.id].as_sender
         rest_accepted = now.total.side.accepted - mine.accepted
@@ -269,10 +301,16 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
         if mine.accepted >= MIN_ACCEPTED and rest_accepted >= MIN_ACCEPTED:
             rate, rest = mine.failure_rate, rest_failed / rest_accepted
             if rate >= 2 * rest and rate - rest >= 0.15:
-                out.append(Signal(
-                    f"{team.name}: {percent(rate)} of its handoffs needed another round ({mine.failed} of {mine.accepted}), "
-                    f"against {percent(rest)} for the rest of the organisation ({rest_failed} of {rest_accepted}).",
-                    rank=1, team=team.id, metric="failure_rate", **_lead(team)))
+                out.append(
+                    Signal(
+                        f"{team.name}: {percent(rate)} of its handoffs needed another round ({mine.failed} of {mine.accepted}), "
+                        f"against {percent(rest)} for the rest of the organisation ({rest_failed} of {rest_accepted}).",
+                        rank=1,
+                        team=team.id,
+                        metric="failure_rate",
+                        **_lead(team),
+                    )
+                )
     out += _escalation_signals(cfg, months[-2], now)
     return sorted(out, key=lambda s: s.rank)  # stable: within a rank, in the configuration's order
 
@@ -288,16 +326,29 @@ def _escalation_signals(cfg: ProcessConfig, before: Month, now: Month) -> list[S
         if row is None:
             continue
         why = []
-        if row.created >= MIN_FOR_ESCALATIONS and row.reached_steward * 100 >= STEWARD_PERCENT * row.created:  # exact: 3 of 15 is 20%
-            why.append(f"{row.reached_steward} of the {row.created} handoffs sent in {schedule.short_label(now.period)} "
-                       f"({percent(row.reached_steward / row.created)}) reached the steward level")
+        if (
+            row.created >= MIN_FOR_ESCALATIONS and row.reached_steward * 100 >= STEWARD_PERCENT * row.created
+        ):  # exact: 3 of 15 is 20%
+            why.append(
+                f"{row.reached_steward} of the {row.created} handoffs sent in {schedule.short_label(now.period)} "
+                f"({percent(row.reached_steward / row.created)}) reached the steward level"
+            )
         if row.reached_last and prev is not None and prev.reached_last:
-            why.append(f"handoffs reached the last escalation level in both {schedule.short_label(before.period)} "
-                       f"({prev.reached_last}) and {schedule.short_label(now.period)} ({row.reached_last})")
+            why.append(
+                f"handoffs reached the last escalation level in both {schedule.short_label(before.period)} "
+                f"({prev.reached_last}) and {schedule.short_label(now.period)} ({row.reached_last})"
+            )
         if why:
             names = f"{cfg.team(b.from_team).name} → {cfg.team(b.to_team).name}"
-            out.append(Signal(f"{names}: frequent escalations: {'; '.join(why)}.", [b.steward], role=f"steward of {names}",
-                              rank=3, boundary=key))
+            out.append(
+                Signal(
+                    f"{names}: frequent escalations: {'; '.join(why)}.",
+                    [b.steward],
+                    role=f"steward of {names}",
+                    rank=3,
+                    boundary=key,
+                )
+            )
     return out
 
 
@@ -319,17 +370,35 @@ def _changes(cfg: ProcessConfig, before: Month, now: Month, signals: list[Signal
         if (team.id, "cycle_time") not in named and m is not None and p and abs(m / p - 1) >= CHANGE_CYCLE:
             unit = unit_of(m, p)
             good = m < p
-            out.append(Signal(f"{team.name}: cycle time of handoffs sent {'↓' if good else '↑'} {duration(m, unit)} from "
-                              f"{duration(p, unit)} in {schedule.short_label(before.period)} (median of {mine.accepted}): "
-                              f"{'better' if good else 'worse'}.", kind="change", good=good, score=abs(m / p - 1),
-                              team=team.id, metric="cycle_time", **_lead(team)))
+            out.append(
+                Signal(
+                    f"{team.name}: cycle time of handoffs sent {'↓' if good else '↑'} {duration(m, unit)} from "
+                    f"{duration(p, unit)} in {schedule.short_label(before.period)} (median of {mine.accepted}): "
+                    f"{'better' if good else 'worse'}.",
+                    kind="change",
+                    good=good,
+                    score=abs(m / p - 1),
+                    team=team.id,
+                    metric="cycle_time",
+                    **_lead(team),
+                )
+            )
         r, q = mine.failure_rate, prev.failure_rate
         if (team.id, "failure_rate") not in named and abs(r - q) >= CHANGE_RATE - 1e-9:
             good = r < q
-            out.append(Signal(f"{team.name}: failure rate as sender {'↓' if good else '↑'} {percent(r)} ({mine.failed} of "
-                              f"{mine.accepted}) from {percent(q)} in {schedule.short_label(before.period)}: "
-                              f"{'better' if good else 'worse'}.", kind="change", good=good, score=abs(r - q) * 2,
-                              team=team.id, metric="failure_rate", **_lead(team)))
+            out.append(
+                Signal(
+                    f"{team.name}: failure rate as sender {'↓' if good else '↑'} {percent(r)} ({mine.failed} of "
+                    f"{mine.accepted}) from {percent(q)} in {schedule.short_label(before.period)}: "
+                    f"{'better' if good else 'worse'}.",
+                    kind="change",
+                    good=good,
+                    score=abs(r - q) * 2,
+                    team=team.id,
+                    metric="failure_rate",
+                    **_lead(team),
+                )
+            )
     return sorted(out, key=lambda s: -s.score)
 
 
@@ -337,10 +406,28 @@ def _figures(d_before: Month, now: Month, before_label: str) -> list[Figure]:
     """The organisation's figures of the first message, with their direction."""
     t, b = now.total.side, d_before.total.side
     return [
-        Figure("Cycle time (median, first submission → acceptance)", "duration", t.cycle.get(0.5), b.cycle.get(0.5), True,
-               t.accepted, b.accepted, before_label=before_label, unit_with=(t.cycle.get(0.85),)),  # the thread's line: the same unit
-        Figure("Handoff failure rate", "rate", t.failure_rate, b.failure_rate, True, t.accepted, b.accepted,
-               before_label=before_label, detail=f"{t.failed} of {t.accepted}" if t.accepted else ""),
+        Figure(
+            "Cycle time (median, first submission → acceptance)",
+            "duration",
+            t.cycle.get(0.5),
+            b.cycle.get(0.5),
+            True,
+            t.accepted,
+            b.accepted,
+            before_label=before_label,
+            unit_with=(t.cycle.get(0.85),),
+        ),  # the thread's line: the same unit
+        Figure(
+            "Handoff failure rate",
+            "rate",
+            t.failure_rate,
+            b.failure_rate,
+            True,
+            t.accepted,
+            b.accepted,
+            before_label=before_label,
+            detail=f"{t.failed} of {t.accepted}" if t.accepted else "",
+        ),
     ]
 
 
@@ -356,7 +443,9 @@ class Pulses:
     trend: dict[str, dict[str | None, float]] = field(default_factory=dict)  # period → group → average
 
 
-def satisfaction(db: Database, cfg: ProcessConfig, period: str, months: list[Month], sealer=None, at: datetime | None = None) -> Pulses:
+def satisfaction(
+    db: Database, cfg: ProcessConfig, period: str, months: list[Month], sealer=None, at: datetime | None = None
+) -> Pulses:
     """The month's satisfaction from the weekly pulse, only as the anonymity rules let it be shown
     (`bot.domain.pulse.figures`): nothing without a [pulse], without PULSE_SECRET, or before every survey of the
     month has closed. Signals name the stewards of the team's boundaries."""
@@ -380,9 +469,21 @@ def satisfaction(db: Database, cfg: ProcessConfig, period: str, months: list[Mon
 
     def figure(f, last) -> Figure:
         rate = f"{f.rate:.0%} answered" if f.rate is not None else ""
-        return Figure("Satisfaction (1–5)", "score", f.average, last.average if last else None, False, f.scores,
-                      last.scores if last else 0, noun="answer", minimum=cfg.pulse.min_group, before_label=label,
-                      detail=", ".join(x for x in (f"{f.favourable:.0%} favourable" if f.favourable is not None else "", rate) if x))
+        return Figure(
+            "Satisfaction (1–5)",
+            "score",
+            f.average,
+            last.average if last else None,
+            False,
+            f.scores,
+            last.scores if last else 0,
+            noun="answer",
+            minimum=cfg.pulse.min_group,
+            before_label=label,
+            detail=", ".join(
+                x for x in (f"{f.favourable:.0%} favourable" if f.favourable is not None else "", rate) if x
+            ),
+        )
 
     figures: dict[str | None, Figure] = {}
     if now.org is not None:
@@ -390,12 +491,23 @@ def satisfaction(db: Database, cfg: ProcessConfig, period: str, months: list[Mon
     for g, f in now.teams.items():
         if f is not None:
             figures[g] = figure(f, before.teams.get(g) if before else None)
-    failure = {t.id: (months[-1].teams[t.id].as_sender.failure_rate, months[-2].teams[t.id].as_sender.failure_rate)
-               for t in cfg.teams if t.id in months[-1].teams and t.id in months[-2].teams}
+    failure = {
+        t.id: (months[-1].teams[t.id].as_sender.failure_rate, months[-2].teams[t.id].as_sender.failure_rate)
+        for t in cfg.teams
+        if t.id in months[-1].teams and t.id in months[-2].teams
+    }
     rank = {"falling_while_failing": 1, "falling": 2, "rigid": 3, "ambiguous": 3}
-    signals = [Signal(f"{s.text}.", list(s.owners), role="steward" if len(s.owners) == 1 else "stewards",
-                      rank=rank.get(s.kind, 3), team=s.group if s.group != pulse.ORG else None, metric="satisfaction")
-               for s in pulse.signals(cfg, now, before, earlier, failure)]
+    signals = [
+        Signal(
+            f"{s.text}.",
+            list(s.owners),
+            role="steward" if len(s.owners) == 1 else "stewards",
+            rank=rank.get(s.kind, 3),
+            team=s.group if s.group != pulse.ORG else None,
+            metric="satisfaction",
+        )
+        for s in pulse.signals(cfg, now, before, earlier, failure)
+    ]
     return Pulses(figures=figures, month=now, signals=signals, trend=trend)
 
 
@@ -441,21 +553,43 @@ def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None =
     teams = []
     for t in cfg.teams:
         shown, total = _reasons(now.teams[t.id].reasons, now.wording)
-        teams.append(TeamView(
-            id=t.id, name=t.name, now=now.teams[t.id], before=before.teams[t.id], reasons=shown, reasons_total=total,
-            initiative=shared.get(t.id), satisfaction=pulses.figures.get(t.id),
-            initiative_now=initiatives.value(now, t.id, shared[t.id].metric) if t.id in shared else None,
-        ))
+        teams.append(
+            TeamView(
+                id=t.id,
+                name=t.name,
+                now=now.teams[t.id],
+                before=before.teams[t.id],
+                reasons=shown,
+                reasons_total=total,
+                initiative=shared.get(t.id),
+                satisfaction=pulses.figures.get(t.id),
+                initiative_now=initiatives.value(now, t.id, shared[t.id].metric) if t.id in shared else None,
+            )
+        )
     boundaries = []
     for b in cfg.boundaries:
         key = (b.from_team, b.to_team)
         row_now = now.boundaries.get(key) or metrics.BoundaryMonth(*key)
         row_before = before.boundaries.get(key) or metrics.BoundaryMonth(*key)
         shown, total = _reasons(row_now.reasons, now.wording)
-        boundaries.append(BoundaryView(cfg.team(b.from_team).name, cfg.team(b.to_team).name, b.steward, row_now, row_before,
-                                       shown, b.sla_hours, total))
-    budgets = {t.id: Budget(t.id, period, now.teams[t.id].sent, now.teams[t.id].fasttracks_approved, cfg.fasttrack.budget_percent)
-               for t in cfg.teams}
+        boundaries.append(
+            BoundaryView(
+                cfg.team(b.from_team).name,
+                cfg.team(b.to_team).name,
+                b.steward,
+                row_now,
+                row_before,
+                shown,
+                b.sla_hours,
+                total,
+            )
+        )
+    budgets = {
+        t.id: Budget(
+            t.id, period, now.teams[t.id].sent, now.teams[t.id].fasttracks_approved, cfg.fasttrack.budget_percent
+        )
+        for t in cfg.teams
+    }
     for tv in teams:
         tv.budget = budgets[tv.id]
     to_date = not closed(cfg, period, at or utcnow())
@@ -466,13 +600,25 @@ def compose(db: Database, cfg: ProcessConfig, period: str, at: datetime | None =
     if pulses.figures.get(None) is not None:
         figures.append(pulses.figures[None])
     return Digest(
-        period=period, label=schedule.label(period) + (" (month to date)" if to_date else ""), to_date=to_date,
+        period=period,
+        label=schedule.label(period) + (" (month to date)" if to_date else ""),
+        to_date=to_date,
         organization=cfg.organization.name,
-        channel=cfg.organization.digest_channel, months=months, teams=teams, boundaries=boundaries,
-        signals=signals, headcount=headcount, review=_review(cfg, now),
-        budget_percent=cfg.fasttrack.budget_percent, figures=figures,
-        highlights=(signals + changes)[:HIGHLIGHTS], changes=changes, definitions=definitions_link(),
-        pulse=pulses.month, pulse_trend=pulses.trend, pulse_question=cfg.pulse.question if cfg.pulse else "",
+        channel=cfg.organization.digest_channel,
+        months=months,
+        teams=teams,
+        boundaries=boundaries,
+        signals=signals,
+        headcount=headcount,
+        review=_review(cfg, now),
+        budget_percent=cfg.fasttrack.budget_percent,
+        figures=figures,
+        highlights=(signals + changes)[:HIGHLIGHTS],
+        changes=changes,
+        definitions=definitions_link(),
+        pulse=pulses.month,
+        pulse_trend=pulses.trend,
+        pulse_question=cfg.pulse.question if cfg.pulse else "",
         matrix=review.status(db, cfg, period),
     )
 
@@ -489,11 +635,18 @@ def _review(cfg: ProcessConfig, month: Month) -> list[Exception_]:
         right = cfg.right(element)
         setter = right.sets_standard if right else None
         team = cfg.team(setter) if setter else None
-        out.append(Exception_(
-            element=element, count=count, recurring=candidate(count),
-            reasons=", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))),
-            owner_team=team.name if team else None, owner_user=setter if setter and not team else None,
-        ))
+        out.append(
+            Exception_(
+                element=element,
+                count=count,
+                recurring=candidate(count),
+                reasons=", ".join(
+                    f"{r} ×{n}" for r, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+                ),
+                owner_team=team.name if team else None,
+                owner_user=setter if setter and not team else None,
+            )
+        )
     return out
 
 
@@ -519,19 +672,30 @@ def chart_figure(d: Digest, dpi: float = CHART_DPI):
     shown = sorted((t for t in d.teams if volume[t.id]), key=lambda t: (-volume[t.id], t.name))[:CHART_TEAMS]
     labels = [schedule.short_label(m.period)[:3] for m in d.months]
     x = list(range(len(labels)))
-    every = [m.teams[t.id].as_sender.cycle.get(0.5) for m in d.months for t in shown] + [m.total.side.cycle.get(0.5) for m in d.months]
+    every = [m.teams[t.id].as_sender.cycle.get(0.5) for m in d.months for t in shown] + [
+        m.total.side.cycle.get(0.5) for m in d.months
+    ]
     unit = unit_of(*every)
     scale = 86400 if unit == "d" else 3600
     pulse = any(d.pulse_trend.get(m.period) for m in d.months)  # the weekly pulse's averages: a third panel
-    fig, axes = plt.subplots(3 if pulse else 2, 1, figsize=(CHART_WIDTH_IN, 8.6 if pulse else 6.4), sharex=True, dpi=dpi,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        3 if pulse else 2,
+        1,
+        figsize=(CHART_WIDTH_IN, 8.6 if pulse else 6.4),
+        sharex=True,
+        dpi=dpi,
+        layout="constrained",
+    )
     top, bottom = axes[0], axes[1]
     first, last = schedule.short_label(d.months[0].period), schedule.short_label(d.months[-1].period)
-    fig.suptitle(f"Handoffs sent per team, {first} – {last}\nmedian cycle time and failure rate"
-                 + (", and satisfaction (1–5)" if pulse else ""), fontsize=9)
+    fig.suptitle(
+        f"Handoffs sent per team, {first} – {last}\nmedian cycle time and failure rate"
+        + (", and satisfaction (1–5)" if pulse else ""),
+        fontsize=9,
+    )
 
     def size(n: int) -> float:
-        return 6 + 4 * n ** 0.5  # marker area (pt²) grows with the handoffs accepted behind the point
+        return 6 + 4 * n**0.5  # marker area (pt²) grows with the handoffs accepted behind the point
 
     def series(ax, values, sizes, **style):
         ax.plot(x, values, **style)
@@ -547,19 +711,45 @@ def chart_figure(d: Digest, dpi: float = CHART_DPI):
         series(top, cycle, n, color=color, linewidth=1.2, label=team.name[:24])
         series(bottom, rate, n, color=color, linewidth=1.2)
     org = [m.total.side for m in d.months]
-    series(top, [s.cycle.get(0.5) / scale if s.cycle.get(0.5) is not None else float("nan") for s in org], [s.accepted for s in org],
-           color="black", linestyle="--", linewidth=1.5, label="Organisation")
-    series(bottom, [s.failure_rate * 100 if s.failure_rate is not None else float("nan") for s in org], [s.accepted for s in org],
-           color="black", linestyle="--", linewidth=1.5)
+    series(
+        top,
+        [s.cycle.get(0.5) / scale if s.cycle.get(0.5) is not None else float("nan") for s in org],
+        [s.accepted for s in org],
+        color="black",
+        linestyle="--",
+        linewidth=1.5,
+        label="Organisation",
+    )
+    series(
+        bottom,
+        [s.failure_rate * 100 if s.failure_rate is not None else float("nan") for s in org],
+        [s.accepted for s in org],
+        color="black",
+        linestyle="--",
+        linewidth=1.5,
+    )
     top.set_ylabel(f"cycle time ({'days' if unit == 'd' else 'hours'})", fontsize=8)
     bottom.set_ylabel("failure rate (%)", fontsize=8)
     if pulse:  # groups shown by the anonymity rules only; a month held back is a gap
         happy = axes[2]
         for i, team in enumerate(shown):
-            happy.plot(x, [d.pulse_trend.get(m.period, {}).get(team.id, float("nan")) for m in d.months], color=cmap(i % 10),
-                       linewidth=1.2, marker="o", markersize=3)
-        happy.plot(x, [d.pulse_trend.get(m.period, {}).get(None, float("nan")) for m in d.months], color="black",
-                   linestyle="--", linewidth=1.5, marker="o", markersize=3)
+            happy.plot(
+                x,
+                [d.pulse_trend.get(m.period, {}).get(team.id, float("nan")) for m in d.months],
+                color=cmap(i % 10),
+                linewidth=1.2,
+                marker="o",
+                markersize=3,
+            )
+        happy.plot(
+            x,
+            [d.pulse_trend.get(m.period, {}).get(None, float("nan")) for m in d.months],
+            color="black",
+            linestyle="--",
+            linewidth=1.5,
+            marker="o",
+            markersize=3,
+        )
         happy.set_ylabel("satisfaction (1–5)", fontsize=8)
         happy.set_ylim(1, 5)
         bottom.tick_params(labelbottom=False)
@@ -575,7 +765,9 @@ def chart_figure(d: Digest, dpi: float = CHART_DPI):
     if len(d.teams) > len(shown):
         note += f"; the {len(shown)} busiest of {len(d.teams)} teams"
     handles, names = top.get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8, frameon=False, title=note, title_fontsize=7)
+    fig.legend(
+        handles, names, loc="outside lower center", ncols=2, fontsize=8, frameon=False, title=note, title_fontsize=7
+    )
     return fig
 
 

@@ -47,12 +47,25 @@ def messages(cfg: ProcessConfig, h: Handoff, ev: HandoffEvent) -> list[Message]:
     out = [Message(update_of(card), item, UPDATE, channel, "handoff_card", {"id": h.id}, anchor=card)]
     said = {"id": h.id, "seq": ev.seq}
     if ev.kind == EventKind.SNOOZED:
-        return out + [Message(f"{item}:v{ev.seq}:thread", item, POST, channel, "handoff_escalation", said, anchor=card, actor=ev.actor)]
+        return out + [
+            Message(
+                f"{item}:v{ev.seq}:thread", item, POST, channel, "handoff_escalation", said, anchor=card, actor=ev.actor
+            )
+        ]
     people: list[str] = []
     for who in ev.data.get("notify") or ():
         if who == "team" or re.match(USERGROUP_ID, who):
-            out.append(Message(f"{item}:v{ev.seq}:thread:{who}", item, POST, channel, "handoff_escalation", dict(said, to=who),
-                               anchor=card))
+            out.append(
+                Message(
+                    f"{item}:v{ev.seq}:thread:{who}",
+                    item,
+                    POST,
+                    channel,
+                    "handoff_escalation",
+                    dict(said, to=who),
+                    anchor=card,
+                )
+            )
         elif who == "steward" and boundary:
             people.append(boundary.steward)
         elif who == "contact" and cfg.organization.escalation_contact:
@@ -62,9 +75,22 @@ def messages(cfg: ProcessConfig, h: Handoff, ev: HandoffEvent) -> list[Message]:
         elif who.startswith(("U", "W")):
             people.append(who)
     for person in dict.fromkeys(people):
-        render = "handoff_resubmit_reminder" if person == h.sender and ev.data.get("party") == "sender" else "handoff_escalation"
-        out.append(Message(f"{item}:v{ev.seq}:dm:{person}", item, POST, person, render, dict(said, to=person),
-                           actor=ev.actor if ev.data.get("manual") else None))
+        render = (
+            "handoff_resubmit_reminder"
+            if person == h.sender and ev.data.get("party") == "sender"
+            else "handoff_escalation"
+        )
+        out.append(
+            Message(
+                f"{item}:v{ev.seq}:dm:{person}",
+                item,
+                POST,
+                person,
+                render,
+                dict(said, to=person),
+                actor=ev.actor if ev.data.get("manual") else None,
+            )
+        )
     return out
 
 
@@ -74,11 +100,19 @@ def messages(cfg: ProcessConfig, h: Handoff, ev: HandoffEvent) -> list[Message]:
 def due(db: Database, now: datetime, limit: int = BATCH) -> list[int]:
     """Handoffs the sweep must look at (through the index on `next_escalation_at`)."""
     with db.read() as session:
-        return list(session.exec(select(Handoff.id).where(Handoff.next_escalation_at <= now)
-                                 .order_by(Handoff.next_escalation_at).limit(limit)))
+        return list(
+            session.exec(
+                select(Handoff.id)
+                .where(Handoff.next_escalation_at <= now)
+                .order_by(Handoff.next_escalation_at)
+                .limit(limit)
+            )
+        )
 
 
-def escalate(db: Database, cfg: ProcessConfig, handoff_id: int, now: datetime, work: WorkTime | None = None) -> Outcome | None:
+def escalate(
+    db: Database, cfg: ProcessConfig, handoff_id: int, now: datetime, work: WorkTime | None = None
+) -> Outcome | None:
     """Fire the level that has fallen due, if it has not fired this round; else only set when to look next."""
     work = work or WorkTime.of(cfg)
     try:
@@ -88,15 +122,30 @@ def escalate(db: Database, cfg: ProcessConfig, handoff_id: int, now: datetime, w
                 return None
             level = sla.current(cfg, h, now, work)
             if level is None or level.level <= (h.level or 0):
-                s.execute(HANDOFF.model.__table__.update().where(Handoff.id == h.id, Handoff.version == h.version)
-                          .values(next_escalation_at=sla.next_look(cfg, h, work)))
+                s.execute(
+                    HANDOFF.model.__table__.update()
+                    .where(Handoff.id == h.id, Handoff.version == h.version)
+                    .values(next_escalation_at=sla.next_look(cfg, h, work))
+                )
                 return None
             projected = Handoff(**{**h.model_dump(), "level": level.level})
             values = {"level": level.level, "next_escalation_at": sla.next_look(cfg, projected, work)}
-            data = {"level": level.level, "notify": list(level.notify), "party": sla.waits_on(h),
-                    "overdue_hours": round(sla.overdue_hours(cfg, h, now, work), 1), "last": level == sla.levels(cfg, h, work)[-1]}
-            return HANDOFF.transition(s, db, h, values, lambda x: HANDOFF.event(x, EventKind.ESCALATED, "steward", now, None, **data),
-                                      lambda x, ev: messages(cfg, x, ev), now)
+            data = {
+                "level": level.level,
+                "notify": list(level.notify),
+                "party": sla.waits_on(h),
+                "overdue_hours": round(sla.overdue_hours(cfg, h, now, work), 1),
+                "last": level == sla.levels(cfg, h, work)[-1],
+            }
+            return HANDOFF.transition(
+                s,
+                db,
+                h,
+                values,
+                lambda x: HANDOFF.event(x, EventKind.ESCALATED, "steward", now, None, **data),
+                lambda x, ev: messages(cfg, x, ev),
+                now,
+            )
     except LostRace:  # a click changed it meanwhile: the next sweep looks again
         return None
 
@@ -127,6 +176,7 @@ def snooze(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: d
     """The receiving team (or the steward) puts the round's clock off by one working day, twice at most."""
     now = now or utcnow()
     work = WorkTime.of(cfg)
+
     def step(s) -> Outcome:
         h = s.get(Handoff, handoff_id)
         if h is None:
@@ -135,18 +185,36 @@ def snooze(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: d
         if h.state != HandoffState.OPEN:
             return Outcome(h, changed=False)
         if (h.snoozes or 0) >= sla.MAX_SNOOZES:
-            raise RuleError(f"Handoff #{h.id} was already snoozed {sla.MAX_SNOOZES} times this round; it cannot be put off again.")
+            raise RuleError(
+                f"Handoff #{h.id} was already snoozed {sla.MAX_SNOOZES} times this round; it cannot be put off again."
+            )
         projected = Handoff(**{**h.model_dump(), "snoozes": (h.snoozes or 0) + 1})
         values = {"snoozes": projected.snoozes, "next_escalation_at": sla.next_look(cfg, projected, work)}
         return HANDOFF.transition(
-            s, db, h, values,
-            lambda x: HANDOFF.event(x, EventKind.SNOOZED, actor, now, None, snoozes=x.snoozes, deadline=sla.deadline(cfg, x, work).isoformat()),
-            lambda x, ev: messages(cfg, x, ev), now, where=[Handoff.state == HandoffState.OPEN])
+            s,
+            db,
+            h,
+            values,
+            lambda x: HANDOFF.event(
+                x,
+                EventKind.SNOOZED,
+                actor,
+                now,
+                None,
+                snoozes=x.snoozes,
+                deadline=sla.deadline(cfg, x, work).isoformat(),
+            ),
+            lambda x, ev: messages(cfg, x, ev),
+            now,
+            where=[Handoff.state == HandoffState.OPEN],
+        )
 
     return HANDOFF.attempt(db, handoff_id, step)
 
 
-def by_hand(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, reason: str | None, now: datetime | None = None) -> Outcome:
+def by_hand(
+    db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, reason: str | None, now: datetime | None = None
+) -> Outcome:
     """`/handoff escalate <n> <reason>`: the sender's side or a reviewer takes it to the steward (and the
     escalation contact, when there is one). It changes no state and no level."""
     now = now or utcnow()
@@ -155,19 +223,29 @@ def by_hand(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, reaso
         raise RuleError("Say why: `/handoff escalate <number> <reason>`.", "reason")
     if len(reason) > REASON_MAX:
         raise RuleError(f"The reason can be at most {REASON_MAX} characters.", "reason")
+
     def step(s) -> Outcome:
         h = s.get(Handoff, handoff_id)
         if h is None:
             raise RuleError(f"There is no handoff #{handoff_id}.")
         if actor not in handoffs.authors(cfg, h) | handoffs.reviewers(cfg, h):
-            raise NotAllowed(f"Only the sending team, the receiving team or the steward of handoff #{h.id} can escalate it.")
+            raise NotAllowed(
+                f"Only the sending team, the receiving team or the steward of handoff #{h.id} can escalate it."
+            )
         if h.state not in HandoffState.ACTIVE:
             return Outcome(h, changed=False)
         notify = ["steward"] + (["contact"] if cfg.organization.escalation_contact else [])
         return HANDOFF.transition(
-            s, db, h, {}, lambda x: HANDOFF.event(x, EventKind.ESCALATED, actor, now, reason, manual=True, notify=notify,
-                                                  party=sla.waits_on(h)),
-            lambda x, ev: messages(cfg, x, ev), now)
+            s,
+            db,
+            h,
+            {},
+            lambda x: HANDOFF.event(
+                x, EventKind.ESCALATED, actor, now, reason, manual=True, notify=notify, party=sla.waits_on(h)
+            ),
+            lambda x, ev: messages(cfg, x, ev),
+            now,
+        )
 
     return HANDOFF.attempt(db, handoff_id, step)
 
@@ -180,9 +258,14 @@ def escalate_fasttracks(db: Database, cfg: ProcessConfig, now: datetime, work: W
     work = work or WorkTime.of(cfg)
     wait = cfg.fasttrack.escalate_after_hours
     with db.read() as session:
-        pending = list(session.exec(select(FastTrack.id, FastTrack.created_at).where(
-            FastTrack.state == FastTrackState.PENDING, FastTrack.escalated == False)  # noqa: E712
-            .order_by(FastTrack.id).limit(fasttrack.PENDING_SCAN)))
+        pending = list(
+            session.exec(
+                select(FastTrack.id, FastTrack.created_at)
+                .where(FastTrack.state == FastTrackState.PENDING, FastTrack.escalated == False)  # noqa: E712
+                .order_by(FastTrack.id)
+                .limit(fasttrack.PENDING_SCAN)
+            )
+        )
     keys: list[str] = []
     for request_id, created_at in pending:
         if work.add(created_at, wait) <= now:

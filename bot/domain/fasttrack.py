@@ -84,8 +84,15 @@ class Budget:
         return self.position > self.limit
 
     def as_dict(self) -> dict:
-        return {"team": self.team, "period": self.period, "items": self.items, "approved": self.approved,
-                "limit": self.limit, "position": self.position, "percent": self.percent}
+        return {
+            "team": self.team,
+            "period": self.period,
+            "items": self.items,
+            "approved": self.approved,
+            "limit": self.limit,
+            "position": self.position,
+            "percent": self.percent,
+        }
 
     @classmethod
     def when_requested(cls, events: list[FastTrackEvent]) -> Budget:
@@ -107,12 +114,26 @@ class Budget:
 def budget(session: Session, cfg: ProcessConfig, team: str, now: datetime) -> Budget:
     period = schedule.period_of(now, cfg.organization.tz)
     start, end = schedule.bounds(period, cfg.organization.tz)
-    items = session.exec(select(func.count()).select_from(Handoff).where(
-        Handoff.from_team == team, Handoff.created_at >= start, Handoff.created_at < end,
-        Handoff.state != HandoffState.CANCELLED)).one()
-    approved = session.exec(select(func.count()).select_from(FastTrack).where(
-        FastTrack.team == team, FastTrack.state == FastTrackState.APPROVED,
-        FastTrack.decided_at >= start, FastTrack.decided_at < end)).one()
+    items = session.exec(
+        select(func.count())
+        .select_from(Handoff)
+        .where(
+            Handoff.from_team == team,
+            Handoff.created_at >= start,
+            Handoff.created_at < end,
+            Handoff.state != HandoffState.CANCELLED,
+        )
+    ).one()
+    approved = session.exec(
+        select(func.count())
+        .select_from(FastTrack)
+        .where(
+            FastTrack.team == team,
+            FastTrack.state == FastTrackState.APPROVED,
+            FastTrack.decided_at >= start,
+            FastTrack.decided_at < end,
+        )
+    ).one()
     return Budget(team, period, int(items), int(approved), cfg.fasttrack.budget_percent)
 
 
@@ -192,14 +213,18 @@ def check(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, today:
     if not errors:
         right = cfg.right(draft.element)
         if not route(cfg, right, requester, False).deciders:
-            errors["element"] = "Nobody but you could decide this request. Ask your process owner to name another approver."
+            errors["element"] = (
+                "Nobody but you could decide this request. Ask your process owner to name another approver."
+            )
     return errors
 
 
 def _lock_team(session: Session, db: Database, team: str) -> None:
     """Serialise budget decisions per team (SQLite's write transactions are serial already)."""
     if db.engine.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 727275_0000 + zlib.crc32(team.encode()) % 10000})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"), {"k": 727275_0000 + zlib.crc32(team.encode()) % 10000}
+        )
 
 
 # -- what a request or decision causes -----------------------------------------------------------------
@@ -211,8 +236,13 @@ def card_key(request_id: int, person: str | None) -> str:
 
 
 def cards_of(session: Session, request_id: int) -> list[Outbox]:
-    return list(session.exec(select(Outbox).where(Outbox.item == f"fasttrack:{request_id}", Outbox.kind == POST,
-                                                  Outbox.render == "fasttrack_card")))
+    return list(
+        session.exec(
+            select(Outbox).where(
+                Outbox.item == f"fasttrack:{request_id}", Outbox.kind == POST, Outbox.render == "fasttrack_card"
+            )
+        )
+    )
 
 
 def _handoff_card(session: Session, cfg: ProcessConfig, r: FastTrack) -> list[Message]:
@@ -222,7 +252,17 @@ def _handoff_card(session: Session, cfg: ProcessConfig, r: FastTrack) -> list[Me
         return []
     team = cfg.team(h.to_team)
     card = card_key_of_handoff(h.id)
-    return [Message(update_of(card), f"handoff:{h.id}", UPDATE, team.channel if team else "", "handoff_card", {"id": h.id}, anchor=card)]
+    return [
+        Message(
+            update_of(card),
+            f"handoff:{h.id}",
+            UPDATE,
+            team.channel if team else "",
+            "handoff_card",
+            {"id": h.id},
+            anchor=card,
+        )
+    ]
 
 
 def _owner(cfg: ProcessConfig, r: FastTrack, ev: FastTrackEvent) -> list[Message]:
@@ -237,8 +277,17 @@ def _owner(cfg: ProcessConfig, r: FastTrack, ev: FastTrackEvent) -> list[Message
     if where in (ev.actor, r.requester):
         return []
     item = f"fasttrack:{r.id}"
-    return [Message(f"{item}:v{ev.seq}:owner", item, POST, where, "fasttrack_owner_notice", {"id": r.id, "owner": right.owns_execution},
-                    actor=ev.actor)]
+    return [
+        Message(
+            f"{item}:v{ev.seq}:owner",
+            item,
+            POST,
+            where,
+            "fasttrack_owner_notice",
+            {"id": r.id, "owner": right.owns_execution},
+            actor=ev.actor,
+        )
+    ]
 
 
 def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEvent) -> list[Message]:
@@ -249,27 +298,69 @@ def messages(session: Session, cfg: ProcessConfig, r: FastTrack, ev: FastTrackEv
     channel = cfg.fasttrack.channel
 
     def post(person: str | None) -> Message:
-        return Message(card_key(r.id, person), item, POST, person or channel, "fasttrack_card", {"id": r.id, "user": person},
-                       actor=r.requester)
+        return Message(
+            card_key(r.id, person),
+            item,
+            POST,
+            person or channel,
+            "fasttrack_card",
+            {"id": r.id, "user": person},
+            actor=r.requester,
+        )
 
     homes = events.publish(session, events.FastTrackChanged(ev.at, r))  # e.g. it enters or leaves the deciders' Homes
     if ev.kind == FastTrackEventKind.REQUESTED:
         cards = [post(None)] if channel else [post(p) for p in ev.data.get("deciders") or []]
-        return cards + [Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_submitted_dm", {"id": r.id})] \
-            + _handoff_card(session, cfg, r) + homes
+        return (
+            cards
+            + [
+                Message(
+                    f"{item}:v{ev.seq}:dm:{r.requester}",
+                    item,
+                    POST,
+                    r.requester,
+                    "fasttrack_submitted_dm",
+                    {"id": r.id},
+                )
+            ]
+            + _handoff_card(session, cfg, r)
+            + homes
+        )
     cards = cards_of(session, r.id)
-    out = [Message(update_of(c.key), item, UPDATE, c.channel, "fasttrack_card", dict(c.params), anchor=c.key) for c in cards]
+    out = [
+        Message(update_of(c.key), item, UPDATE, c.channel, "fasttrack_card", dict(c.params), anchor=c.key)
+        for c in cards
+    ]
     if ev.kind == FastTrackEventKind.REROUTED:
         reachable = [c for c in cards if c.status not in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN)]
-        if not (channel and any(c.params.get("user") is None for c in reachable)):  # the channel card shows the new deciders
+        if not (
+            channel and any(c.params.get("user") is None for c in reachable)
+        ):  # the channel card shows the new deciders
             carded = {c.params.get("user") for c in cards}
             out += [post(p) for p in r.deciders if p not in carded]
     if ev.kind == FastTrackEventKind.REROUTED and ev.data.get("escalated"):
-        out.append(Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_escalated_dm",
-                           {"id": r.id, "seq": ev.seq}))
+        out.append(
+            Message(
+                f"{item}:v{ev.seq}:dm:{r.requester}",
+                item,
+                POST,
+                r.requester,
+                "fasttrack_escalated_dm",
+                {"id": r.id, "seq": ev.seq},
+            )
+        )
     if ev.kind in (FastTrackEventKind.APPROVED, FastTrackEventKind.DENIED):
-        out.append(Message(f"{item}:v{ev.seq}:dm:{r.requester}", item, POST, r.requester, "fasttrack_decided_dm", {"id": r.id},
-                           actor=ev.actor))
+        out.append(
+            Message(
+                f"{item}:v{ev.seq}:dm:{r.requester}",
+                item,
+                POST,
+                r.requester,
+                "fasttrack_decided_dm",
+                {"id": r.id},
+                actor=ev.actor,
+            )
+        )
         out += _owner(cfg, r, ev) + _handoff_card(session, cfg, r)
     return out + homes
 
@@ -283,14 +374,22 @@ class Requested(Outcome):
     route: Route | None = None
 
 
-def request(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: datetime | None = None) -> tuple[FastTrack, Budget, Route]:
+def request(
+    db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: datetime | None = None
+) -> tuple[FastTrack, Budget, Route]:
     """`submit`, for scripts and tests: the request, the budget it met and where it went."""
     done = submit(db, cfg, requester, draft, now)
     return done.item, done.budget, done.route
 
 
-def submit(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: datetime | None = None,
-           view_id: str | None = None) -> Requested:
+def submit(
+    db: Database,
+    cfg: ProcessConfig,
+    requester: str,
+    draft: Draft,
+    now: datetime | None = None,
+    view_id: str | None = None,
+) -> Requested:
     """File a request, route it, and write its cards and the requester's receipt to the outbox.
     Submitting the same view again (`view_id`) files nothing twice."""
     now = now or utcnow()
@@ -299,26 +398,53 @@ def submit(db: Database, cfg: ProcessConfig, requester: str, draft: Draft, now: 
         name, message = next(iter(errors.items()))
         raise RuleError(message, name)
     right = cfg.right(draft.element)
+
     def create(s: Session) -> Requested:
         _lock_team(s, db, draft.team)
         position = budget(s, cfg, draft.team, now)
         routed = route(cfg, right, requester, position.over)
         row = FastTrack(
-            team=draft.team, requester=requester, element=right.element, reason=draft.reason, what=draft.what.strip(),
-            justification=draft.justification.strip(), handoff_id=draft.handoff_id, needed_by=draft.needed_by,
-            state=FastTrackState.PENDING, over_budget=routed.over_budget, deciders=routed.deciders, version=1,
-            created_at=now, updated_at=now, view_id=view_id,
+            team=draft.team,
+            requester=requester,
+            element=right.element,
+            reason=draft.reason,
+            what=draft.what.strip(),
+            justification=draft.justification.strip(),
+            handoff_id=draft.handoff_id,
+            needed_by=draft.needed_by,
+            state=FastTrackState.PENDING,
+            over_budget=routed.over_budget,
+            deciders=routed.deciders,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            view_id=view_id,
         )
         s.add(row)
         s.flush()
-        ev = FASTTRACK.event(row, FastTrackEventKind.REQUESTED, requester, now, draft.justification.strip(),
-                             deciders=routed.deciders, over_budget=routed.over_budget,
-                             budget=position.as_dict(), right=right.model_dump(), why=routed.why)
+        ev = FASTTRACK.event(
+            row,
+            FastTrackEventKind.REQUESTED,
+            requester,
+            now,
+            draft.justification.strip(),
+            deciders=routed.deciders,
+            over_budget=routed.over_budget,
+            budget=position.as_dict(),
+            right=right.model_dump(),
+            why=routed.why,
+        )
         keys = FASTTRACK.record(s, db, row, ev, messages(s, cfg, row, ev), now)
         return Requested(row, changed=True, event=ev, keys=keys, budget=position, route=routed)
 
     return FASTTRACK.create_once(
-        db, view_id, create, lambda s, before: Requested(before, changed=False, budget=Budget.when_requested(FASTTRACK.events(s, before.id))))
+        db,
+        view_id,
+        create,
+        lambda s, before: Requested(
+            before, changed=False, budget=Budget.when_requested(FASTTRACK.events(s, before.id))
+        ),
+    )
 
 
 def get(db: Database, request_id: int) -> FastTrack:
@@ -358,27 +484,45 @@ def may_decide(cfg: ProcessConfig, row: FastTrack, user: str) -> None:
     if user == row.requester:
         raise NotAllowed("You asked for this fast-track, so someone else must decide it (separation of duties).")
     right = cfg.right(row.element)
-    regular = (right is not None and not row.over_budget and not row.escalated
-               and not set(row.deciders) <= set(cfg.fasttrack.backup_approvers))
+    regular = (
+        right is not None
+        and not row.over_budget
+        and not row.escalated
+        and not set(row.deciders) <= set(cfg.fasttrack.backup_approvers)
+    )
     if regular:
         now = [p for p in cfg.granters(right) if p != row.requester]
         if user in now:
             return
         if user in row.deciders:
             who = ", ".join(f"<@{p}>" for p in now) or "nobody"
-            raise NotAllowed(f"You no longer grant exceptions to “{row.element}” (you left the team the decision-rights matrix names):"
-                             f" {who} may decide it now; nothing was recorded.", people=now)
+            raise NotAllowed(
+                f"You no longer grant exceptions to “{row.element}” (you left the team the decision-rights matrix names):"
+                f" {who} may decide it now; nothing was recorded.",
+                people=now,
+            )
     elif still_decides(cfg, row, user):
         return
     elif user in row.deciders:
-        others = ", ".join(f"<@{p}>" for p in row.deciders if p != user and still_decides(cfg, row, p)) or "the backup approvers"
-        raise NotAllowed(f"You no longer grant exceptions to “{row.element}” (the configuration changed since it was asked), so you "
-                         f"cannot decide this request: {others} can.", people=[p for p in row.deciders if p != user])
+        others = (
+            ", ".join(f"<@{p}>" for p in row.deciders if p != user and still_decides(cfg, row, p))
+            or "the backup approvers"
+        )
+        raise NotAllowed(
+            f"You no longer grant exceptions to “{row.element}” (the configuration changed since it was asked), so you "
+            f"cannot decide this request: {others} can.",
+            people=[p for p in row.deciders if p != user],
+        )
     who = ", ".join(f"<@{p}>" for p in row.deciders) or "nobody"
     if row.over_budget and right is not None and user in cfg.granters(right):
-        raise NotAllowed(f"This request is over the team's fast-track budget, so a backup approver decides it: {who}.", people=row.deciders)
-    raise NotAllowed(f"Only the approvers the decision-rights matrix names for “{row.element}” can decide this request: {who}.",
-                     people=row.deciders)
+        raise NotAllowed(
+            f"This request is over the team's fast-track budget, so a backup approver decides it: {who}.",
+            people=row.deciders,
+        )
+    raise NotAllowed(
+        f"Only the approvers the decision-rights matrix names for “{row.element}” can decide this request: {who}.",
+        people=row.deciders,
+    )
 
 
 def may(cfg: ProcessConfig, row: FastTrack, user: str) -> bool:
@@ -390,8 +534,15 @@ def may(cfg: ProcessConfig, row: FastTrack, user: str) -> bool:
         return False
 
 
-def decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approve: bool, reason: str | None = None,
-           now: datetime | None = None) -> Decision:
+def decide(
+    db: Database,
+    cfg: ProcessConfig,
+    request_id: int,
+    actor: str,
+    approve: bool,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> Decision:
     """Approve or deny. The first decision wins: a conditional UPDATE on the version read, so however
     many clicks arrive at once, exactly one changes the request."""
     now = now or utcnow()
@@ -406,7 +557,9 @@ def decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approv
         return Decision(get(db, request_id), changed=False)
 
 
-def _decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, approve: bool, reason: str | None, now: datetime) -> Decision:
+def _decide(
+    db: Database, cfg: ProcessConfig, request_id: int, actor: str, approve: bool, reason: str | None, now: datetime
+) -> Decision:
     with db.write() as s:
         row = s.get(FastTrack, request_id)
         if row is None:
@@ -422,26 +575,61 @@ def _decide(db: Database, cfg: ProcessConfig, request_id: int, actor: str, appro
         position = budget(s, cfg, row.team, now)
         if approve and not row.over_budget and position.over:
             right = cfg.right(row.element)
-            routed = route(cfg, right, row.requester, True) if right else Route(list(cfg.fasttrack.backup_approvers), True)
+            routed = (
+                route(cfg, right, row.requester, True) if right else Route(list(cfg.fasttrack.backup_approvers), True)
+            )
             done = _reroute(s, db, cfg, row, routed.deciders, actor, now, budget=position.as_dict())
             return Decision(row, changed=False, keys=done.keys, event=done.event, rerouted=True, budget=position)
         kind = FastTrackEventKind.APPROVED if approve else FastTrackEventKind.DENIED
         done = FASTTRACK.transition(
-            s, db, row, dict(state=FastTrackState.APPROVED if approve else FastTrackState.DENIED, decided_by=actor,
-                             decided_at=now, decision_reason=reason),
-            lambda r: FASTTRACK.event(r, kind, actor, now, reason, budget=position.as_dict(), over_budget=r.over_budget),
-            lambda r, ev: messages(s, cfg, r, ev), now, where=[FastTrack.state == FastTrackState.PENDING],
+            s,
+            db,
+            row,
+            dict(
+                state=FastTrackState.APPROVED if approve else FastTrackState.DENIED,
+                decided_by=actor,
+                decided_at=now,
+                decision_reason=reason,
+            ),
+            lambda r: FASTTRACK.event(
+                r, kind, actor, now, reason, budget=position.as_dict(), over_budget=r.over_budget
+            ),
+            lambda r, ev: messages(s, cfg, r, ev),
+            now,
+            where=[FastTrack.state == FastTrackState.PENDING],
         )
     return Decision(row, changed=True, event=done.event, keys=done.keys, budget=position)
 
 
-def _reroute(s: Session, db: Database, cfg: ProcessConfig, row: FastTrack, deciders: list[str], actor: str, now: datetime,
-             over_budget: bool = True, escalated: bool = False, **data) -> Outcome:
+def _reroute(
+    s: Session,
+    db: Database,
+    cfg: ProcessConfig,
+    row: FastTrack,
+    deciders: list[str],
+    actor: str,
+    now: datetime,
+    over_budget: bool = True,
+    escalated: bool = False,
+    **data,
+) -> Outcome:
     return FASTTRACK.transition(
-        s, db, row, dict(over_budget=over_budget, deciders=deciders, escalated=escalated or row.escalated),
-        lambda r: FASTTRACK.event(r, FastTrackEventKind.REROUTED, actor, now, None, deciders=deciders,
-                                  **({"escalated": True} if escalated else {}), **data),
-        lambda r, ev: messages(s, cfg, r, ev), now,
+        s,
+        db,
+        row,
+        dict(over_budget=over_budget, deciders=deciders, escalated=escalated or row.escalated),
+        lambda r: FASTTRACK.event(
+            r,
+            FastTrackEventKind.REROUTED,
+            actor,
+            now,
+            None,
+            deciders=deciders,
+            **({"escalated": True} if escalated else {}),
+            **data,
+        ),
+        lambda r, ev: messages(s, cfg, r, ev),
+        now,
     )
 
 
@@ -454,8 +642,19 @@ def escalate(db: Database, cfg: ProcessConfig, request_id: int, now: datetime, h
             if row is None or row.state != FastTrackState.PENDING or row.escalated:
                 return None
             backups = [p for p in cfg.fasttrack.backup_approvers if p != row.requester] or list(row.deciders)
-            return _reroute(s, db, cfg, row, backups, "steward", now, over_budget=row.over_budget, escalated=True,
-                            why=f"undecided after {hours:g} working hours", hours=hours)
+            return _reroute(
+                s,
+                db,
+                cfg,
+                row,
+                backups,
+                "steward",
+                now,
+                over_budget=row.over_budget,
+                escalated=True,
+                why=f"undecided after {hours:g} working hours",
+                hours=hours,
+            )
     except LostRace:
         return None
 
@@ -469,14 +668,27 @@ def unreachable(db: Database, cfg: ProcessConfig, request_id: int, now: datetime
             row = s.get(FastTrack, request_id)
             if row is None or row.state != FastTrackState.PENDING:
                 return None
-            cards = [c for c in cards_of(s, request_id) if c.params.get("user") in row.deciders or c.params.get("user") is None]
+            cards = [
+                c
+                for c in cards_of(s, request_id)
+                if c.params.get("user") in row.deciders or c.params.get("user") is None
+            ]
             if any(c.status not in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN) for c in cards):
                 return None  # someone who may decide can still see it
             backups = [p for p in cfg.fasttrack.backup_approvers if p != row.requester]
             if not backups or set(backups) == set(row.deciders):
                 return None
-            return _reroute(s, db, cfg, row, backups, "steward", now, over_budget=row.over_budget,
-                            why="no card could reach the approvers")
+            return _reroute(
+                s,
+                db,
+                cfg,
+                row,
+                backups,
+                "steward",
+                now,
+                over_budget=row.over_budget,
+                why="no card could reach the approvers",
+            )
     except LostRace:
         return None
 
@@ -488,14 +700,22 @@ def history(db: Database, request_id: int) -> list[FastTrackEvent]:
     return FASTTRACK.history(db, request_id)
 
 
-def listing(db: Database, user: str, limit: int = 15, cfg: ProcessConfig | None = None) -> tuple[list[FastTrack], list[FastTrack]]:
+def listing(
+    db: Database, user: str, limit: int = 15, cfg: ProcessConfig | None = None
+) -> tuple[list[FastTrack], list[FastTrack]]:
     """The user's own requests (newest first), and the pending ones that await their decision (with `cfg`:
     as `may_decide` says now, a granting team's current members; without: the deciders it was routed to)."""
     with db.read() as s:
-        mine = list(s.exec(select(FastTrack).where(FastTrack.requester == user).order_by(FastTrack.id.desc()).limit(limit)))
+        mine = list(
+            s.exec(select(FastTrack).where(FastTrack.requester == user).order_by(FastTrack.id.desc()).limit(limit))
+        )
         # the deciders are a JSON list: read the newest PENDING_SCAN pending requests, not all of history
-        pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id.desc())
-                         .limit(PENDING_SCAN))
+        pending = s.exec(
+            select(FastTrack)
+            .where(FastTrack.state == FastTrackState.PENDING)
+            .order_by(FastTrack.id.desc())
+            .limit(PENDING_SCAN)
+        )
         waiting = [r for r in pending if (may(cfg, r, user) if cfg is not None else user in r.deciders)][:limit]
     return mine, waiting
 
@@ -503,12 +723,19 @@ def listing(db: Database, user: str, limit: int = 15, cfg: ProcessConfig | None 
 def for_handoff(db: Database, handoff_id: int) -> list[FastTrack]:
     """The requests linked to a handoff, oldest first (its card shows them)."""
     with db.read() as s:
-        return list(s.exec(select(FastTrack).where(FastTrack.handoff_id == handoff_id).order_by(FastTrack.id).limit(20)))
+        return list(
+            s.exec(select(FastTrack).where(FastTrack.handoff_id == handoff_id).order_by(FastTrack.id).limit(20))
+        )
 
 
 def open_handoffs(db: Database, user: str, limit: int = 50) -> list[Handoff]:
     """The requester's own active handoffs, to attach one to a request."""
     with db.read() as s:
-        return list(s.exec(select(Handoff).where(Handoff.sender == user, Handoff.state.in_(HandoffState.ACTIVE))
-                           .order_by(Handoff.id.desc()).limit(limit)))
-
+        return list(
+            s.exec(
+                select(Handoff)
+                .where(Handoff.sender == user, Handoff.state.in_(HandoffState.ACTIVE))
+                .order_by(Handoff.id.desc())
+                .limit(limit)
+            )
+        )

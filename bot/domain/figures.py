@@ -22,7 +22,11 @@ def clip(text: str, limit: int) -> str:
 
 def plural(n, word: str, many: str | None = None) -> str:
     """ "1 item", "2 items", "1.5 working hours": the count and the word that agrees with it."""
-    return f"{n:g} {word if n == 1 else (many or word + 's')}" if isinstance(n, float) else f"{n} {word if n == 1 else (many or word + 's')}"
+    return (
+        f"{n:g} {word if n == 1 else (many or word + 's')}"
+        if isinstance(n, float)
+        else f"{n} {word if n == 1 else (many or word + 's')}"
+    )
 
 
 def meter(count: int, budget, month: str | None = None) -> str:
@@ -31,7 +35,9 @@ def meter(count: int, budget, month: str | None = None) -> str:
     1)": "at least 1" says when the minimum of one, not the percentage, sets the limit. `count` is what is
     counted: the approved so far (a form, the digest), or the place a request takes (`budget.position`, on
     its card). `month` ("Oct 2026"): a closed month's meter says "allowed in Oct 2026"."""
-    basis = f"{budget.percent:g}% of {plural(budget.items, 'item')}" + (", at least 1" if budget.items * budget.percent / 100 < 1 else "")
+    basis = f"{budget.percent:g}% of {plural(budget.items, 'item')}" + (
+        ", at least 1" if budget.items * budget.percent / 100 < 1 else ""
+    )
     when = f"in {month}" if month else "this month"
     if count > budget.limit:
         return f"over budget: {plural(count, 'fast-track')}, {budget.limit} allowed {when} ({basis})"
@@ -100,7 +106,9 @@ def compare_rate(now: metrics.Side, before: metrics.Side, before_label: str = "t
     return change_rate(now.failure_rate, before.failure_rate)
 
 
-def compare_cycle(now: metrics.Side, before: metrics.Side, unit: str | None = None, before_label: str = "the month before") -> str:
+def compare_cycle(
+    now: metrics.Side, before: metrics.Side, unit: str | None = None, before_label: str = "the month before"
+) -> str:
     """A median cycle time's change, in the line's unit, or that the samples are too few to compare."""
     if now.accepted < MIN_FOR_TREND:
         return f"{now.accepted} handoff{'' if now.accepted == 1 else 's'}: too few to compare"
@@ -118,7 +126,7 @@ def working_hours(hours: float | None) -> str:
 
 
 def escalation_counts(row: metrics.BoundaryMonth) -> str:
-    """"L1 ×3, L2 ×1, by hand ×1", or "none"."""
+    """ "L1 ×3, L2 ×1, by hand ×1", or "none"."""
     parts = [f"L{level} ×{n}" for level, n in sorted(row.escalations.items()) if n]
     if row.manual_escalations:
         parts.append(f"by hand ×{row.manual_escalations}")
@@ -162,8 +170,12 @@ class Figure:
 
     @property
     def comparable(self) -> bool:
-        return (self.now is not None and self.before is not None and self.sample >= self.minimum
-                and self.sample_before >= self.minimum)
+        return (
+            self.now is not None
+            and self.before is not None
+            and self.sample >= self.minimum
+            and self.sample_before >= self.minimum
+        )
 
     @property
     def arrow(self) -> str:
@@ -176,7 +188,7 @@ class Figure:
 
     @property
     def verdict(self) -> str:
-        """"better", "worse" or "no change" when comparable; else ""."""
+        """ "better", "worse" or "no change" when comparable; else ""."""
         arrow = self.arrow
         if arrow in ("", "→"):
             return "no change" if arrow else ""

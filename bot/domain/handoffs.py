@@ -76,7 +76,9 @@ def _require_reviewer(cfg: ProcessConfig, handoff: Handoff, user: str, verb: str
     team = cfg.team(handoff.to_team)
     boundary = cfg.boundary(handoff.from_team, handoff.to_team)
     if user == handoff.sender and (team and user in team.members or boundary and user == boundary.steward):
-        raise NotAllowed(f"You sent this handoff, so someone else in {team.name if team else handoff.to_team} or its steward must review it.")
+        raise NotAllowed(
+            f"You sent this handoff, so someone else in {team.name if team else handoff.to_team} or its steward must review it."
+        )
     who = f"members of {team.name if team else handoff.to_team}"
     if boundary:
         who += f" and the boundary's steward <@{boundary.steward}>"
@@ -121,7 +123,9 @@ def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> t
         boundary = cfg.boundary(draft.from_team, to_team.id)
         if boundary is None:
             names = ", ".join(t.name for t in targets(cfg, [draft.from_team])) or "none"
-            errors["to_team"] = f"There is no boundary from {cfg.team(draft.from_team).name} to {to_team.name}. Teams with one: {names}."
+            errors["to_team"] = (
+                f"There is no boundary from {cfg.team(draft.from_team).name} to {to_team.name}. Teams with one: {names}."
+            )
     if not draft.title.strip():
         errors["title"] = "Say what is handed off."
     elif len(draft.title) > TITLE_MAX:
@@ -137,7 +141,9 @@ def check_draft(cfg: ProcessConfig, sender: str, draft: Draft, today: date) -> t
         if any(c not in boundary.criteria for c in draft.criteria_met):
             errors["criteria"] = "Some of the chosen criteria are no longer criteria of this boundary; choose again."
         elif missing and cfg.model_of(boundary) == "centralized":
-            errors["criteria"] = "This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing)
+            errors["criteria"] = "This boundary is centralized: every criterion must be met. Missing: " + ", ".join(
+                missing
+            )
     return boundary, errors
 
 
@@ -155,16 +161,37 @@ def messages(cfg: ProcessConfig, h: Handoff, ev: HandoffEvent) -> list[Message]:
     team = cfg.team(h.to_team)
     channel = team.channel if team else ""
     if ev.kind == EventKind.CREATED:
-        return [Message(card, item, POST, channel, "handoff_card", {"id": h.id}, actor=h.sender),
-                Message(f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_submitted_dm", {"id": h.id})]
+        return [
+            Message(card, item, POST, channel, "handoff_card", {"id": h.id}, actor=h.sender),
+            Message(f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_submitted_dm", {"id": h.id}),
+        ]
     out = [Message(update_of(card), item, UPDATE, channel, "handoff_card", {"id": h.id}, anchor=card)]
     told = {"id": h.id, "seq": ev.seq}
     if ev.kind == EventKind.ACCEPTED:
-        out.append(Message(f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_accepted_dm", told, actor=ev.actor))
+        out.append(
+            Message(
+                f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_accepted_dm", told, actor=ev.actor
+            )
+        )
     elif ev.kind in (EventKind.REWORK, EventKind.CLARIFICATION):
-        out.append(Message(f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_sent_back_dm", told, actor=ev.actor))
+        out.append(
+            Message(
+                f"{item}:v{ev.seq}:dm:{h.sender}", item, POST, h.sender, "handoff_sent_back_dm", told, actor=ev.actor
+            )
+        )
     elif ev.kind == EventKind.RESUBMITTED:
-        out.append(Message(f"{item}:v{ev.seq}:thread", item, POST, channel, "handoff_resubmitted", told, anchor=card, actor=ev.actor))
+        out.append(
+            Message(
+                f"{item}:v{ev.seq}:thread",
+                item,
+                POST,
+                channel,
+                "handoff_resubmitted",
+                told,
+                anchor=card,
+                actor=ev.actor,
+            )
+        )
     return out
 
 
@@ -187,8 +214,9 @@ def create(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
     return submit(db, cfg, sender, draft, now).item
 
 
-def submit(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: datetime | None = None,
-           view_id: str | None = None) -> Outcome:
+def submit(
+    db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: datetime | None = None, view_id: str | None = None
+) -> Outcome:
     """Create a handoff and write its card and receipt to the outbox. `view_id`: the modal it was
     submitted from; submitting the same view again (Slack retrying, a double delivery) creates nothing."""
     now = now or utcnow()
@@ -197,20 +225,43 @@ def submit(db: Database, cfg: ProcessConfig, sender: str, draft: Draft, now: dat
         field, message = next(iter(errors.items()))
         raise RuleError(message, field)
     met = [c for c in boundary.criteria if c in draft.criteria_met]
+
     def create(s) -> Outcome:
         handoff = Handoff(
-            from_team=draft.from_team, to_team=draft.to_team, sender=sender, title=draft.title.strip(),
-            link=_clean(draft.link), due_date=draft.due_date, notes=_clean(draft.notes),
-            criteria=list(boundary.criteria), criteria_met=met, state=HandoffState.OPEN,
-            round=1, version=1, created_at=now, updated_at=now, view_id=view_id,
+            from_team=draft.from_team,
+            to_team=draft.to_team,
+            sender=sender,
+            title=draft.title.strip(),
+            link=_clean(draft.link),
+            due_date=draft.due_date,
+            notes=_clean(draft.notes),
+            criteria=list(boundary.criteria),
+            criteria_met=met,
+            state=HandoffState.OPEN,
+            round=1,
+            version=1,
+            created_at=now,
+            updated_at=now,
+            view_id=view_id,
         )
         for key, value in sla.restart(cfg, handoff, {}, now).items():
             setattr(handoff, key, value)
         s.add(handoff)
         s.flush()
-        ev = HANDOFF.event(handoff, EventKind.CREATED, sender, now, from_team=handoff.from_team, to_team=handoff.to_team,
-                           title=handoff.title, notes=handoff.notes, link=handoff.link, due_date=_iso(handoff.due_date),
-                           criteria=list(handoff.criteria), criteria_met=met)
+        ev = HANDOFF.event(
+            handoff,
+            EventKind.CREATED,
+            sender,
+            now,
+            from_team=handoff.from_team,
+            to_team=handoff.to_team,
+            title=handoff.title,
+            notes=handoff.notes,
+            link=handoff.link,
+            due_date=_iso(handoff.due_date),
+            criteria=list(handoff.criteria),
+            criteria_met=met,
+        )
         keys = HANDOFF.record(s, db, handoff, ev, caused(s, cfg, handoff, ev, now), now)
         return Outcome(handoff, changed=True, event=ev, keys=keys)
 
@@ -221,13 +272,29 @@ def get(db: Database, handoff_id: int) -> Handoff:
     return HANDOFF.get(db, handoff_id)
 
 
-def _transition(db, cfg, handoff_id, check, kind, actor, now, *, allowed_from, new_state, reason=None, new_round=False,
-                changes=None, data=None, seen_round=None) -> Outcome:
+def _transition(
+    db,
+    cfg,
+    handoff_id,
+    check,
+    kind,
+    actor,
+    now,
+    *,
+    allowed_from,
+    new_state,
+    reason=None,
+    new_round=False,
+    changes=None,
+    data=None,
+    seen_round=None,
+) -> Outcome:
     """Move a handoff from one of `allowed_from` to `new_state`, append the event and write the messages
     it causes, atomically. The UPDATE is conditional on the version read, so of two concurrent clicks
     exactly one wins; the other gets `changed=False` and the handoff as the winner left it. (A click that
     lost only to a reminder or a snooze, which change no state, is applied on a fresh read.) `seen_round`:
     the round the person was shown; a handoff in another round by now is not changed (`changed=False`)."""
+
     def step(s) -> Outcome:
         handoff = s.get(Handoff, handoff_id)
         if handoff is None:
@@ -241,18 +308,39 @@ def _transition(db, cfg, handoff_id, check, kind, actor, now, *, allowed_from, n
         if new_state == HandoffState.ACCEPTED:
             values["accepted_at"] = now
         values.update(sla.restart(cfg, handoff, values, now))
-        return HANDOFF.transition(s, db, handoff, values, lambda h: HANDOFF.event(h, kind, actor, now, reason, **(data or {})),
-                                  lambda h, ev: caused(s, cfg, h, ev, now), now)
+        return HANDOFF.transition(
+            s,
+            db,
+            handoff,
+            values,
+            lambda h: HANDOFF.event(h, kind, actor, now, reason, **(data or {})),
+            lambda h, ev: caused(s, cfg, h, ev, now),
+            now,
+        )
 
     return HANDOFF.attempt(db, handoff_id, step)
 
 
-def accept(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None,
-           seen_round: int | None = None) -> Outcome:
+def accept(
+    db: Database,
+    cfg: ProcessConfig,
+    handoff_id: int,
+    actor: str,
+    now: datetime | None = None,
+    seen_round: int | None = None,
+) -> Outcome:
     """Accept the handoff; with `seen_round` (the round an App Home showed), only if it is still in that round."""
     return _transition(
-        db, cfg, handoff_id, lambda h: _require_reviewer(cfg, h, actor, "accept"), EventKind.ACCEPTED, actor, now or utcnow(),
-        allowed_from=(HandoffState.OPEN,), new_state=HandoffState.ACCEPTED, seen_round=seen_round,
+        db,
+        cfg,
+        handoff_id,
+        lambda h: _require_reviewer(cfg, h, actor, "accept"),
+        EventKind.ACCEPTED,
+        actor,
+        now or utcnow(),
+        allowed_from=(HandoffState.OPEN,),
+        new_state=HandoffState.ACCEPTED,
+        seen_round=seen_round,
     )
 
 
@@ -265,14 +353,30 @@ def check_reason(reason: str | None) -> str:
     return reason
 
 
-def send_back(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, kind: str, reason: str | None, now: datetime | None = None) -> Outcome:
+def send_back(
+    db: Database,
+    cfg: ProcessConfig,
+    handoff_id: int,
+    actor: str,
+    kind: str,
+    reason: str | None,
+    now: datetime | None = None,
+) -> Outcome:
     if kind not in (EventKind.REWORK, EventKind.CLARIFICATION):
         raise RuleError(f"Unknown send-back kind {kind!r}.")
     reason = check_reason(reason)
     verb = "request rework on" if kind == EventKind.REWORK else "ask for clarification on"
     return _transition(
-        db, cfg, handoff_id, lambda h: _require_reviewer(cfg, h, actor, verb), kind, actor, now or utcnow(),
-        allowed_from=(HandoffState.OPEN,), new_state=kind, reason=reason,
+        db,
+        cfg,
+        handoff_id,
+        lambda h: _require_reviewer(cfg, h, actor, verb),
+        kind,
+        actor,
+        now or utcnow(),
+        allowed_from=(HandoffState.OPEN,),
+        new_state=kind,
+        reason=reason,
     )
 
 
@@ -286,8 +390,16 @@ def may_author(cfg: ProcessConfig, handoff: Handoff, user: str) -> None:
     _require_author(cfg, handoff, user, "resubmit")
 
 
-def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, criteria_met: list[str], notes: str | None,
-             link: str | None, now: datetime | None = None) -> Outcome:
+def resubmit(
+    db: Database,
+    cfg: ProcessConfig,
+    handoff_id: int,
+    actor: str,
+    criteria_met: list[str],
+    notes: str | None,
+    link: str | None,
+    now: datetime | None = None,
+) -> Outcome:
     now = now or utcnow()
     handoff = get(db, handoff_id)
     _require_author(cfg, handoff, actor, "resubmit")  # who asks comes before what they sent
@@ -296,7 +408,9 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
         raise RuleError("Some of the chosen criteria are no longer criteria of this handoff; choose again.", "criteria")
     missing = [c for c in handoff.criteria if c not in criteria_met]
     if missing and boundary and cfg.model_of(boundary) == "centralized":
-        raise RuleError("This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing), "criteria")
+        raise RuleError(
+            "This boundary is centralized: every criterion must be met. Missing: " + ", ".join(missing), "criteria"
+        )
     if link and (len(link) > LINK_MAX or not _LINK.match(link)):
         raise RuleError("A link starts with http:// or https:// and has no spaces.", "link")
     if notes and len(notes) > NOTES_MAX:
@@ -304,16 +418,32 @@ def resubmit(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, crit
     met = [c for c in handoff.criteria if c in criteria_met]
     changes = {"criteria_met": met, "notes": _clean(notes), "link": _clean(link)}
     return _transition(
-        db, cfg, handoff_id, lambda h: _require_author(cfg, h, actor, "resubmit"), EventKind.RESUBMITTED, actor, now,
-        allowed_from=HandoffState.WAITING_FOR_SENDER, new_state=HandoffState.OPEN, new_round=True,
-        changes=changes, data={**changes, "due_date": _iso(handoff.due_date)},
+        db,
+        cfg,
+        handoff_id,
+        lambda h: _require_author(cfg, h, actor, "resubmit"),
+        EventKind.RESUBMITTED,
+        actor,
+        now,
+        allowed_from=HandoffState.WAITING_FOR_SENDER,
+        new_state=HandoffState.OPEN,
+        new_round=True,
+        changes=changes,
+        data={**changes, "due_date": _iso(handoff.due_date)},
     )
 
 
 def cancel(db: Database, cfg: ProcessConfig, handoff_id: int, actor: str, now: datetime | None = None) -> Outcome:
     return _transition(
-        db, cfg, handoff_id, lambda h: _require_author(cfg, h, actor, "cancel"), EventKind.CANCELLED, actor, now or utcnow(),
-        allowed_from=HandoffState.ACTIVE, new_state=HandoffState.CANCELLED,
+        db,
+        cfg,
+        handoff_id,
+        lambda h: _require_author(cfg, h, actor, "cancel"),
+        EventKind.CANCELLED,
+        actor,
+        now or utcnow(),
+        allowed_from=HandoffState.ACTIVE,
+        new_state=HandoffState.CANCELLED,
     )
 
 
@@ -342,18 +472,26 @@ def open_for(db: Database, cfg: ProcessConfig, user: str, limit: int = 20) -> tu
     teams = [t.id for t in cfg.teams_of(user)]
     stewarded = [(b.from_team, b.to_team) for b in cfg.boundaries if b.steward == user]
     with db.read() as s:
-        sent = list(s.exec(
-            select(Handoff).where(Handoff.sender == user, Handoff.state.in_(HandoffState.ACTIVE))
-            .order_by(Handoff.created_at.desc()).limit(limit)
-        ))
+        sent = list(
+            s.exec(
+                select(Handoff)
+                .where(Handoff.sender == user, Handoff.state.in_(HandoffState.ACTIVE))
+                .order_by(Handoff.created_at.desc())
+                .limit(limit)
+            )
+        )
         conditions = [Handoff.to_team.in_(teams)] if teams else []
         conditions += [(Handoff.from_team == f) & (Handoff.to_team == t) for f, t in stewarded]
         received = []
         if conditions:
-            received = list(s.exec(
-                select(Handoff).where(or_(*conditions), Handoff.state.in_(HandoffState.ACTIVE), Handoff.sender != user)
-                .order_by(Handoff.created_at.desc()).limit(limit)
-            ))
+            received = list(
+                s.exec(
+                    select(Handoff)
+                    .where(or_(*conditions), Handoff.state.in_(HandoffState.ACTIVE), Handoff.sender != user)
+                    .order_by(Handoff.created_at.desc())
+                    .limit(limit)
+                )
+            )
     return sent, received
 
 
@@ -367,8 +505,23 @@ _EVENT_STATE = {
 }
 
 
-COLUMNS = ("from_team", "to_team", "sender", "title", "link", "due_date", "notes", "criteria", "criteria_met",
-           "state", "round", "version", "created_at", "updated_at", "accepted_at")
+COLUMNS = (
+    "from_team",
+    "to_team",
+    "sender",
+    "title",
+    "link",
+    "due_date",
+    "notes",
+    "criteria",
+    "criteria_met",
+    "state",
+    "round",
+    "version",
+    "created_at",
+    "updated_at",
+    "accepted_at",
+)
 """The `handoff` columns `replay` rebuilds: all but the id and Slack's bookkeeping (channel, message_ts)."""
 
 

@@ -43,9 +43,15 @@ from storage.models import (
 
 log = logging.getLogger("steward")
 ACTIVE_DAYS = 30  # a Home opened longer ago than this is not re-published on a change (it is drawn afresh when opened)
-SHOW_REVIEWS, SHOW_RESUBMITS, SHOW_FASTTRACKS = 10, 5, 5  # items shown per list ("and N more"): the view stays under 100 blocks
+SHOW_REVIEWS, SHOW_RESUBMITS, SHOW_FASTTRACKS = (
+    10,
+    5,
+    5,
+)  # items shown per list ("and N more"): the view stays under 100 blocks
 SHOW_BOUNDARIES, SHOW_RIGHTS, SHOW_TEAMS = 12, 15, 5
-PENDING_SCAN = 1000  # as /fasttrack list: the deciders are a JSON list, read the oldest pending requests, not all history
+PENDING_SCAN = (
+    1000  # as /fasttrack list: the deciders are a JSON list, read the oldest pending requests, not all history
+)
 
 
 def key(user: str) -> str:
@@ -90,8 +96,11 @@ def opened(db: Database, user: str, event_id: str | None, now: datetime) -> list
     with db.write() as s:
         if event_id and not inbound.first_delivery(s, db, event_id, now):
             return None
-        s.execute(db.insert(HomeView).values(user=user, opened_at=now)
-                  .on_conflict_do_update(index_elements=["user"], set_=dict(opened_at=now)))
+        s.execute(
+            db.insert(HomeView)
+            .values(user=user, opened_at=now)
+            .on_conflict_do_update(index_elements=["user"], set_=dict(opened_at=now))
+        )
         return outbox.add(s, db, [message(user)], now)
 
 
@@ -135,15 +144,30 @@ def waiting(db: Database, cfg: ProcessConfig, user: str) -> Waiting:
         review += [(Handoff.from_team == f) & (Handoff.to_team == t) for f, t in stewarded]
         if review:
             where = (Handoff.state == HandoffState.OPEN, or_(*review), Handoff.sender != user)
-            out.reviews = list(s.exec(select(Handoff).where(*where).order_by(Handoff.created_at, Handoff.id).limit(SHOW_REVIEWS)))
-            out.reviews_total = len(out.reviews) if len(out.reviews) < SHOW_REVIEWS else \
-                s.exec(select(func.count()).select_from(Handoff).where(*where)).one()
+            out.reviews = list(
+                s.exec(select(Handoff).where(*where).order_by(Handoff.created_at, Handoff.id).limit(SHOW_REVIEWS))
+            )
+            out.reviews_total = (
+                len(out.reviews)
+                if len(out.reviews) < SHOW_REVIEWS
+                else s.exec(select(func.count()).select_from(Handoff).where(*where)).one()
+            )
         author = [Handoff.sender == user] + ([Handoff.from_team.in_(teams)] if teams else [])
         where = (Handoff.state.in_(HandoffState.WAITING_FOR_SENDER), or_(*author))
-        out.resubmits = list(s.exec(select(Handoff).where(*where).order_by(Handoff.created_at, Handoff.id).limit(SHOW_RESUBMITS)))
-        out.resubmits_total = len(out.resubmits) if len(out.resubmits) < SHOW_RESUBMITS else \
-            s.exec(select(func.count()).select_from(Handoff).where(*where)).one()
-        pending = s.exec(select(FastTrack).where(FastTrack.state == FastTrackState.PENDING).order_by(FastTrack.id).limit(PENDING_SCAN))
+        out.resubmits = list(
+            s.exec(select(Handoff).where(*where).order_by(Handoff.created_at, Handoff.id).limit(SHOW_RESUBMITS))
+        )
+        out.resubmits_total = (
+            len(out.resubmits)
+            if len(out.resubmits) < SHOW_RESUBMITS
+            else s.exec(select(func.count()).select_from(Handoff).where(*where)).one()
+        )
+        pending = s.exec(
+            select(FastTrack)
+            .where(FastTrack.state == FastTrackState.PENDING)
+            .order_by(FastTrack.id)
+            .limit(PENDING_SCAN)
+        )
         mine = [r for r in pending if fasttrack_may(cfg, r, user)]  # as the Approve button's rule says now
         out.fasttracks, out.fasttracks_total = mine[:SHOW_FASTTRACKS], len(mine)
     return out
@@ -164,7 +188,9 @@ class TeamMonth:
     failure: str
     failure_change: str
     budget: object  # bot.domain.fasttrack.Budget
-    satisfaction: object | None = None  # bot.domain.figures.Figure of the last closed month, only as the digest shows it
+    satisfaction: object | None = (
+        None  # bot.domain.figures.Figure of the last closed month, only as the digest shows it
+    )
     satisfaction_label: str = ""
     initiative: object | None = None  # storage.models.Initiative
 
@@ -208,6 +234,7 @@ def month_so_far(db: Database, period: str, start: datetime, end: datetime, ids:
             start_thread = key not in _refreshing
             _refreshing.add(key)
         if start_thread:
+
             def refresh():
                 try:
                     compute()
@@ -238,7 +265,9 @@ def team_months(db: Database, cfg: ProcessConfig, user: str, now: datetime, seal
     before = metrics.figures(db, last, *schedule.bounds(last, tz), ids, real)
     sat = None
     if cfg.pulse_on and sealer is not None:  # the last closed month, as its digest shows it (or nothing yet)
-        earlier = metrics.figures(db, schedule.shift(last, -1), *schedule.bounds(schedule.shift(last, -1), tz), ids, real)
+        earlier = metrics.figures(
+            db, schedule.shift(last, -1), *schedule.bounds(schedule.shift(last, -1), tz), ids, real
+        )
         sat = digest.satisfaction(db, cfg, last, [earlier, before], sealer, now)
     shared = initiatives.current(db, period)
     label = schedule.short_label(last)
@@ -246,16 +275,24 @@ def team_months(db: Database, cfg: ProcessConfig, user: str, now: datetime, seal
     for t in teams:
         n, b = this.teams[t.id], before.teams[t.id]
         unit = figures.unit_of(n.as_sender.cycle.get(0.5), b.as_sender.cycle.get(0.5))
-        out.append(TeamMonth(
-            id=t.id, name=t.name, sent=n.sent, received=n.received, sent_change=figures.change_count(n.sent, b.sent),
-            received_change=figures.change_count(n.received, b.received),
-            cycle=figures.duration(n.as_sender.cycle.get(0.5), unit),
-            cycle_change=figures.compare_cycle(n.as_sender, b.as_sender, unit, label),
-            failure=figures.percent(n.as_sender.failure_rate), failure_change=figures.compare_rate(n.as_sender, b.as_sender, label),
-            budget=fasttrack.team_budget(db, cfg, t.id, now),
-            satisfaction=sat.figures.get(t.id) if sat is not None else None,
-            satisfaction_label=schedule.short_label(last), initiative=shared.get(t.id),
-        ))
+        out.append(
+            TeamMonth(
+                id=t.id,
+                name=t.name,
+                sent=n.sent,
+                received=n.received,
+                sent_change=figures.change_count(n.sent, b.sent),
+                received_change=figures.change_count(n.received, b.received),
+                cycle=figures.duration(n.as_sender.cycle.get(0.5), unit),
+                cycle_change=figures.compare_cycle(n.as_sender, b.as_sender, unit, label),
+                failure=figures.percent(n.as_sender.failure_rate),
+                failure_change=figures.compare_rate(n.as_sender, b.as_sender, label),
+                budget=fasttrack.team_budget(db, cfg, t.id, now),
+                satisfaction=sat.figures.get(t.id) if sat is not None else None,
+                satisfaction_label=schedule.short_label(last),
+                initiative=shared.get(t.id),
+            )
+        )
     return out
 
 

@@ -57,8 +57,17 @@ def prompt_key(period: str, team: str) -> str:
     return f"prompt:{period}:{team}"
 
 
-def share(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str, text: str | None, metric: str | None,
-          owner: str | None, now: datetime | None = None) -> Outcome:
+def share(
+    db: Database,
+    cfg: ProcessConfig,
+    team_id: str,
+    period: str,
+    user: str,
+    text: str | None,
+    metric: str | None,
+    owner: str | None,
+    now: datetime | None = None,
+) -> Outcome:
     """Record a team's initiative for `period`, and update the team's prompt in place (or, with no prompt
     on record, post it in the team's channel), in one transaction. Raises RuleError with the form
     field at fault."""
@@ -77,13 +86,26 @@ def share(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str
     tz = cfg.organization.tz
     baseline_period = schedule.shift(schedule.period_of(now, tz), -1)
     start, end = schedule.bounds(baseline_period, tz)
-    baseline = value(metrics.figures(db, baseline_period, start, end, [t.id for t in cfg.teams], utcnow()), team_id, metric)
-    row = Initiative(team=team_id, period=period, text=text, metric=metric, owner=owner, set_by=user, set_at=now,
-                     baseline_period=baseline_period, baseline=baseline)
+    baseline = value(
+        metrics.figures(db, baseline_period, start, end, [t.id for t in cfg.teams], utcnow()), team_id, metric
+    )
+    row = Initiative(
+        team=team_id,
+        period=period,
+        text=text,
+        metric=metric,
+        owner=owner,
+        set_by=user,
+        set_at=now,
+        baseline_period=baseline_period,
+        baseline=baseline,
+    )
     return _save(db, cfg, row, user, now)
 
 
-def carry_on(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str, now: datetime | None = None) -> Outcome:
+def carry_on(
+    db: Database, cfg: ProcessConfig, team_id: str, period: str, user: str, now: datetime | None = None
+) -> Outcome:
     """The team's earlier initiative continues for `period`: the same text, metric, owner and baseline (its
     movement keeps being measured from where it started), recorded for `period` by `user`, and the prompt
     updated in place. Once the team has one for `period`, nothing changes."""
@@ -95,8 +117,17 @@ def carry_on(db: Database, cfg: ProcessConfig, team_id: str, period: str, user: 
         raise RuleError("There is no earlier initiative to continue: share one.")
     if earlier.period == period:
         return Outcome(earlier, changed=False, keys=[])
-    row = Initiative(team=team_id, period=period, text=earlier.text, metric=earlier.metric, owner=earlier.owner, set_by=user,
-                     set_at=now, baseline_period=earlier.baseline_period, baseline=earlier.baseline)
+    row = Initiative(
+        team=team_id,
+        period=period,
+        text=earlier.text,
+        metric=earlier.metric,
+        owner=earlier.owner,
+        set_by=user,
+        set_at=now,
+        baseline_period=earlier.baseline_period,
+        baseline=earlier.baseline,
+    )
     return _save(db, cfg, row, user, now)
 
 
@@ -109,11 +140,25 @@ def _save(db: Database, cfg: ProcessConfig, row: Initiative, user: str, now: dat
         session.add(row)
         session.flush()
         if session.exec(select(Outbox.id).where(Outbox.key == key)).first() is not None:
-            message = Message(outbox.update_of(key), f"prompt:{period}", UPDATE, cfg.team(team_id).channel, "initiative_prompt",
-                              params, anchor=key)
+            message = Message(
+                outbox.update_of(key),
+                f"prompt:{period}",
+                UPDATE,
+                cfg.team(team_id).channel,
+                "initiative_prompt",
+                params,
+                anchor=key,
+            )
         else:  # shared without a prompt on record: say so in the team's channel
-            message = Message(f"initiative:{row.id}:shared", f"prompt:{period}", POST, cfg.team(team_id).channel,
-                              "initiative_prompt", params, actor=user)
+            message = Message(
+                f"initiative:{row.id}:shared",
+                f"prompt:{period}",
+                POST,
+                cfg.team(team_id).channel,
+                "initiative_prompt",
+                params,
+                actor=user,
+            )
         keys = outbox.add(session, db, [message], now)
     return Outcome(row, changed=True, keys=keys)
 
@@ -128,10 +173,28 @@ def prompt_figures(db: Database, cfg: ProcessConfig, team_id: str, period: str) 
     mine, prev = months[last].teams[team_id].as_sender, months[before].teams[team_id].as_sender
     label = schedule.short_label(before)
     figures = [
-        Figure("Cycle time (median, handoffs sent)", "duration", mine.cycle.get(0.5), prev.cycle.get(0.5), True, mine.accepted,
-               prev.accepted, minimum=MIN_FOR_TREND, before_label=label),
-        Figure("Failure rate (as sender)", "rate", mine.failure_rate, prev.failure_rate, True, mine.accepted, prev.accepted,
-               before_label=label, detail=f"{mine.failed} of {mine.accepted}" if mine.accepted else ""),
+        Figure(
+            "Cycle time (median, handoffs sent)",
+            "duration",
+            mine.cycle.get(0.5),
+            prev.cycle.get(0.5),
+            True,
+            mine.accepted,
+            prev.accepted,
+            minimum=MIN_FOR_TREND,
+            before_label=label,
+        ),
+        Figure(
+            "Failure rate (as sender)",
+            "rate",
+            mine.failure_rate,
+            prev.failure_rate,
+            True,
+            mine.accepted,
+            prev.accepted,
+            before_label=label,
+            detail=f"{mine.failed} of {mine.accepted}" if mine.accepted else "",
+        ),
     ]
     earlier = current(db, period).get(team_id)
     if earlier is not None and earlier.period == period:

@@ -94,8 +94,11 @@ class Roster:
             with self.db.read() as session:
                 stamp = session.exec(select(MemberVersion.stamp).where(MemberVersion.id == 1)).first()
                 if stamp != self._stamp:
-                    rows = session.exec(select(TeamMember.team, TeamMember.source, TeamMember.user_id)
-                                        .where(TeamMember.source != CONFIG)).all()
+                    rows = session.exec(
+                        select(TeamMember.team, TeamMember.source, TeamMember.user_id).where(
+                            TeamMember.source != CONFIG
+                        )
+                    ).all()
                     self._cfg, self._stamp = effective(self.base, rows), stamp
         except Exception as exc:  # noqa: BLE001 - the database down: the members last read stay
             self._checked = time.monotonic() + RETRY_AFTER_FAILURE  # and a down database is not asked every second
@@ -118,8 +121,11 @@ def _serialise(session: Session, db: Database) -> None:
 
 def _bump(session: Session, db: Database) -> None:
     stamp = secrets.token_hex(8)
-    session.execute(db.insert(MemberVersion).values(id=1, stamp=stamp)
-                    .on_conflict_do_update(index_elements=["id"], set_={"stamp": stamp}))
+    session.execute(
+        db.insert(MemberVersion)
+        .values(id=1, stamp=stamp)
+        .on_conflict_do_update(index_elements=["id"], set_={"stamp": stamp})
+    )
 
 
 # -- recording what Slack gave -----------------------------------------------------------------------
@@ -142,11 +148,14 @@ class Applied:
 def known(db: Database, team: str, source: str) -> set[str]:
     """Who `source` gave `team` at its last read."""
     with db.read() as session:
-        return set(session.exec(select(TeamMember.user_id).where(TeamMember.team == team, TeamMember.source == source)).all())
+        return set(
+            session.exec(select(TeamMember.user_id).where(TeamMember.team == team, TeamMember.source == source)).all()
+        )
 
 
-def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: datetime,
-          errors: dict[str, str] | None = None) -> Applied:
+def apply(
+    db: Database, team: Team, fetched: dict[str, set[str] | None], now: datetime, errors: dict[str, str] | None = None
+) -> Applied:
     """Record what each source of `team` gave (`None`: Slack could not say; its members are kept), in one
     transaction: the source's rows, a `joined` / `left` event for each person whose membership of the team
     (any source) changed, a welcome DM for each newcomer not in a baseline, and a new stamp. The team's
@@ -161,8 +170,9 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
         have: dict[str, set[str]] = defaultdict(set)
         syncs = {s.source: s for s in session.exec(select(MemberSync).where(MemberSync.team == team.id)).all()}
         since_read: dict[str, set[str]] = defaultdict(set)  # added (member_joined_channel) after this read began
-        for source, user, since in session.exec(select(TeamMember.source, TeamMember.user_id, TeamMember.since)
-                                                .where(TeamMember.team == team.id)).all():
+        for source, user, since in session.exec(
+            select(TeamMember.source, TeamMember.user_id, TeamMember.since).where(TeamMember.team == team.id)
+        ).all():
             have[source].add(user)
             last = syncs[source].synced_at if source in syncs else None
             if source != CONFIG and since is not None and since > now and (last is None or since > last):
@@ -178,22 +188,38 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
             sync = syncs.get(source)
             if source in sources and (sync is None or sync.ref != sources[source]):
                 first.add(source)
-            new[source] = set(users) | (since_read[source] if source in sources else set())  # a read cannot know who joined after it began
+            new[source] = set(users) | (
+                since_read[source] if source in sources else set()
+            )  # a read cannot know who joined after it began
         out.baseline = [s for s in ORDER if s in first]
         for source in new:
             added, gone = new[source] - have.get(source, set()), have.get(source, set()) - new[source]
             if added:
-                session.execute(db.insert(TeamMember).on_conflict_do_nothing(),
-                                [{"team": team.id, "source": source, "user_id": u, "since": now} for u in sorted(added)])
+                session.execute(
+                    db.insert(TeamMember).on_conflict_do_nothing(),
+                    [{"team": team.id, "source": source, "user_id": u, "since": now} for u in sorted(added)],
+                )
             if gone:
-                session.execute(delete(TeamMember).where(TeamMember.team == team.id, TeamMember.source == source,
-                                                         TeamMember.user_id.in_(sorted(gone))))
+                session.execute(
+                    delete(TeamMember).where(
+                        TeamMember.team == team.id, TeamMember.source == source, TeamMember.user_id.in_(sorted(gone))
+                    )
+                )
         before = set().union(*have.values()) if have else set()
         after = set().union(*new.values()) if new else set()
         rows, unwelcomed = [], []
         for user in sorted(after - before):
             source = next(s for s in ORDER if user in new.get(s, ()))
-            rows.append({"team": team.id, "user_id": user, "kind": JOINED, "source": source, "baseline": source in first, "at": now})
+            rows.append(
+                {
+                    "team": team.id,
+                    "user_id": user,
+                    "kind": JOINED,
+                    "source": source,
+                    "baseline": source in first,
+                    "at": now,
+                }
+            )
             if source in first:  # a member already when Steward first looked: never welcomed, now or later
                 unwelcomed.append({"team": team.id, "user_id": user, "at": now, "sent": False})
             else:
@@ -202,22 +228,35 @@ def apply(db: Database, team: Team, fetched: dict[str, set[str] | None], now: da
             session.execute(db.insert(Welcome).on_conflict_do_nothing(index_elements=["team", "user_id"]), unwelcomed)
         for user in sorted(before - after):
             source = next(s for s in ORDER if user in have.get(s, ()))
-            rows.append({"team": team.id, "user_id": user, "kind": LEFT, "source": source, "baseline": False, "at": now})
+            rows.append(
+                {"team": team.id, "user_id": user, "kind": LEFT, "source": source, "baseline": False, "at": now}
+            )
             out.left.append(user)
         if rows:
             session.execute(db.insert(MemberEvent), rows)
         out.keys = _welcome(session, db, team.id, out.joined, now)
         # what waits for them changed: the Homes they opened lately show it (a leaver's no longer lists the team's items)
-        out.homes = outbox.add(session, db, events.publish(session, events.MembersChanged(now, frozenset(after ^ before))), now)
+        out.homes = outbox.add(
+            session, db, events.publish(session, events.MembersChanged(now, frozenset(after ^ before))), now
+        )
         for source, users in fetched.items():
             if source not in sources:
                 session.execute(delete(MemberSync).where(MemberSync.team == team.id, MemberSync.source == source))
                 continue
-            values = {"ref": sources[source], "error": None, "synced_at": now} if users is not None else {"error": (errors.get(source) or "unknown error")[:200]}
+            values = (
+                {"ref": sources[source], "error": None, "synced_at": now}
+                if users is not None
+                else {"error": (errors.get(source) or "unknown error")[:200]}
+            )
             if users is None and source not in syncs:
                 continue  # never read: nothing to remember but the error, which the report says
-            session.execute(db.insert(MemberSync).values(team=team.id, source=source, **{"ref": sources[source], "synced_at": now, "error": None, **values})
-                            .on_conflict_do_update(index_elements=["team", "source"], set_=values))
+            session.execute(
+                db.insert(MemberSync)
+                .values(
+                    team=team.id, source=source, **{"ref": sources[source], "synced_at": now, "error": None, **values}
+                )
+                .on_conflict_do_update(index_elements=["team", "source"], set_=values)
+            )
         if any(new.get(s, set()) != have.get(s, set()) for s in set(new) | set(have)):
             _bump(session, db)
         out.members = len(after)
@@ -228,15 +267,26 @@ def _welcome(session: Session, db: Database, team: str, users: list[str], now: d
     """A welcome DM to each of `users` not yet welcomed to `team` (nor in its baseline): once per person per team, ever."""
     keys = []
     for user in users:
-        done = session.execute(db.insert(Welcome).values(team=team, user_id=user, at=now, sent=True)
-                               .on_conflict_do_nothing(index_elements=["team", "user_id"]).returning(Welcome.__table__.c.user_id)).first()
+        done = session.execute(
+            db.insert(Welcome)
+            .values(team=team, user_id=user, at=now, sent=True)
+            .on_conflict_do_nothing(index_elements=["team", "user_id"])
+            .returning(Welcome.__table__.c.user_id)
+        ).first()
         if done is not None:
             keys += outbox.add(session, db, [welcome_message(team, user)], now)
     return keys
 
 
-def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, now: datetime, event_id: str | None = None,
-                   member: bool = True) -> list[str]:
+def joined_channel(
+    db: Database,
+    cfg: ProcessConfig,
+    channel: str,
+    user: str,
+    now: datetime,
+    event_id: str | None = None,
+    member: bool = True,
+) -> list[str]:
     """Someone joined `channel` (Slack's member_joined_channel): for each team whose channel it is, a welcome
     DM (once per person per team, ever), and, where the team's members come from its channel, they are a
     member from now on (a `joined` event), without waiting for the hourly refresh. A delivery whose
@@ -249,12 +299,22 @@ def joined_channel(db: Database, cfg: ProcessConfig, channel: str, user: str, no
             return []
         for team in (t for t in cfg.teams if t.channel == channel):
             if team.members_from_channel and member:
-                present = set(session.exec(select(TeamMember.source).where(TeamMember.team == team.id, TeamMember.user_id == user)).all())
+                present = set(
+                    session.exec(
+                        select(TeamMember.source).where(TeamMember.team == team.id, TeamMember.user_id == user)
+                    ).all()
+                )
                 if CHANNEL not in present:
-                    session.execute(db.insert(TeamMember).values(team=team.id, source=CHANNEL, user_id=user, since=now).on_conflict_do_nothing())
+                    session.execute(
+                        db.insert(TeamMember)
+                        .values(team=team.id, source=CHANNEL, user_id=user, since=now)
+                        .on_conflict_do_nothing()
+                    )
                     if not present and user not in team.members:
                         session.add(MemberEvent(team=team.id, user_id=user, kind=JOINED, source=CHANNEL, at=now))
-                        keys += outbox.add(session, db, events.publish(session, events.MembersChanged(now, frozenset([user]))), now)
+                        keys += outbox.add(
+                            session, db, events.publish(session, events.MembersChanged(now, frozenset([user]))), now
+                        )
                     _bump(session, db)
             keys += _welcome(session, db, team.id, [user], now)
     return keys
@@ -269,12 +329,19 @@ def count_at(db: Database, team_ids: list[str], end: datetime) -> dict[str, int]
     if not team_ids:
         return {}
     with db.read() as session:
-        last = (select(MemberEvent.team, MemberEvent.user_id, func.max(MemberEvent.id).label("id"))
-                .where(MemberEvent.team.in_(team_ids), MemberEvent.at < end)
-                .group_by(MemberEvent.team, MemberEvent.user_id).subquery())
-        rows = session.exec(select(last.c.team, func.count()).select_from(last)
-                            .join(MemberEvent, and_(MemberEvent.id == last.c.id))
-                            .where(MemberEvent.kind == JOINED).group_by(last.c.team)).all()
+        last = (
+            select(MemberEvent.team, MemberEvent.user_id, func.max(MemberEvent.id).label("id"))
+            .where(MemberEvent.team.in_(team_ids), MemberEvent.at < end)
+            .group_by(MemberEvent.team, MemberEvent.user_id)
+            .subquery()
+        )
+        rows = session.exec(
+            select(last.c.team, func.count())
+            .select_from(last)
+            .join(MemberEvent, and_(MemberEvent.id == last.c.id))
+            .where(MemberEvent.kind == JOINED)
+            .group_by(last.c.team)
+        ).all()
         teams = set(session.exec(select(last.c.team).distinct()).all())
     out = {team: 0 for team in teams}
     out.update({team: n for team, n in rows})

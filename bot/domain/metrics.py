@@ -131,9 +131,16 @@ class Month:
 
     @property
     def active(self) -> bool:
-        return bool(self.total.created or self.total.side.accepted or sum(self.total.sent_back.values())
-                     or sum(self.total.escalations.values()) or self.total.manual_escalations or self.total.snoozes
-                     or self.exceptions or any(t.fasttracks_denied or t.fasttracks_waiting for t in self.teams.values()))
+        return bool(
+            self.total.created
+            or self.total.side.accepted
+            or sum(self.total.sent_back.values())
+            or sum(self.total.escalations.values())
+            or self.total.manual_escalations
+            or self.total.snoozes
+            or self.exceptions
+            or any(t.fasttracks_denied or t.fasttracks_waiting for t in self.teams.values())
+        )
 
 
 def _cycle_seconds(dialect: str) -> str:
@@ -171,8 +178,11 @@ def _accepted(db: Database, start: datetime, end: datetime) -> list[tuple]:
             GROUP BY GROUPING SETS ((h.from_team, h.to_team), (h.from_team), ())"""
         level = {0: "b", 1: "t", 3: "o"}
         with db.read() as session:
-            return [(level[g], f, t, int(n), int(fails or 0), dict(zip(PERCENTILES, map(float, cuts), strict=True)))
-                    for g, f, t, n, fails, cuts in session.execute(text(sql), params) if n]  # () gives a row even for none
+            return [
+                (level[g], f, t, int(n), int(fails or 0), dict(zip(PERCENTILES, map(float, cuts), strict=True)))
+                for g, f, t, n, fails, cuts in session.execute(text(sql), params)
+                if n
+            ]  # () gives a row even for none
 
     # SQLite has no percentile aggregate: rank the rows with window functions and keep only those at the
     # ranks the percentiles need (at most four per group): lo = floor(p*(n-1)) + 1 and hi = lo + 1.
@@ -181,8 +191,10 @@ def _accepted(db: Database, start: datetime, end: datetime) -> list[tuple]:
     def ranked(columns: str) -> str:
         over = f"PARTITION BY {columns}" if columns else ""
         keys = f"{columns}, " if columns else ""
-        return (f"SELECT {keys}rn, n, fails, s FROM (SELECT {keys}s, ROW_NUMBER() OVER ({over} ORDER BY s) AS rn, "
-                f"COUNT(*) OVER ({over}) AS n, SUM(r) OVER ({over}) AS fails FROM c) w WHERE {ranks}")
+        return (
+            f"SELECT {keys}rn, n, fails, s FROM (SELECT {keys}s, ROW_NUMBER() OVER ({over} ORDER BY s) AS rn, "
+            f"COUNT(*) OVER ({over}) AS n, SUM(r) OVER ({over}) AS fails FROM c) w WHERE {ranks}"
+        )
 
     sql = f"""
         WITH c AS MATERIALIZED (
@@ -240,8 +252,12 @@ def _flag(dialect: str, key: str) -> str:
 
 
 RESPONSES = ("accepted", "rework_requested", "clarification_requested")
-ROUND_STARTS = {"created": "open", "resubmitted": "open", "rework_requested": "rework_requested",
-                "clarification_requested": "clarification_requested"}  # the state each leaves, when it started a wait
+ROUND_STARTS = {
+    "created": "open",
+    "resubmitted": "open",
+    "rework_requested": "rework_requested",
+    "clarification_requested": "clarification_requested",
+}  # the state each leaves, when it started a wait
 
 
 def _clock(db: Database, start: datetime, end: datetime, cfg, boundary, team, total: BoundaryMonth) -> None:
@@ -251,10 +267,15 @@ def _clock(db: Database, start: datetime, end: datetime, cfg, boundary, team, to
     params = {"start": start, "end": end}
     kinds = ", ".join(f"'{k}'" for k in RESPONSES)
     with db.read() as session:
-        firsts = list(session.execute(text(f"""
+        firsts = list(
+            session.execute(
+                text(f"""
             SELECT h.from_team, h.to_team, h.created_at, e.at
             FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
-            WHERE e.kind IN ({kinds}) AND e.at >= :start AND e.at < :end AND e.round = 1"""), params))
+            WHERE e.kind IN ({kinds}) AND e.at >= :start AND e.at < :end AND e.round = 1"""),
+                params,
+            )
+        )
     hours: dict[tuple[str, str], list[float]] = {}
     for f, t, created, at in firsts:
         b = cfg.boundary(f, t)
@@ -296,8 +317,17 @@ def _clock(db: Database, start: datetime, end: datetime, cfg, boundary, team, to
         state = ROUND_STARTS.get(kind)
         if state is None:  # accepted or cancelled before the month's end
             continue
-        then = Handoff(from_team=f, to_team=t, sender="", title="", state=state, created_at=_dt(since), updated_at=_dt(since),
-                       waiting_since=_dt(since), snoozes=int(snoozes or 0))
+        then = Handoff(
+            from_team=f,
+            to_team=t,
+            sender="",
+            title="",
+            state=state,
+            created_at=_dt(since),
+            updated_at=_dt(since),
+            waiting_since=_dt(since),
+            snoozes=int(snoozes or 0),
+        )
         due = sla.deadline(cfg, then, work)
         if due is not None and due < end:
             team(t).open_overdue += 1
@@ -320,20 +350,26 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
 
     params = {"start": start, "end": end}
     with db.read() as session:
-        created = session.execute(text("""
+        created = session.execute(
+            text("""
             SELECT from_team, to_team, COUNT(*) FROM handoff
-            WHERE created_at >= :start AND created_at < :end GROUP BY from_team, to_team"""), params)
+            WHERE created_at >= :start AND created_at < :end GROUP BY from_team, to_team"""),
+            params,
+        )
         for f, t, n in created:
             boundary(f, t).created += n
             team(f).sent += n
             team(t).received += n
             total.created += n
 
-        reasons = session.execute(text("""
+        reasons = session.execute(
+            text("""
             SELECT h.from_team, h.to_team, e.kind, e.reason, COUNT(*)
             FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
             WHERE e.kind IN ('rework_requested', 'clarification_requested') AND e.at >= :start AND e.at < :end
-            GROUP BY h.from_team, h.to_team, e.kind, e.reason"""), params)
+            GROUP BY h.from_team, h.to_team, e.kind, e.reason"""),
+            params,
+        )
         for f, t, kind, reason, n in sorted(reasons, key=lambda r: _wording(r[3])):  # the first spelling shown
             said = _wording(reason)
             wording.setdefault(said.casefold(), said)
@@ -343,13 +379,16 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
                 row.sent_back[kind] += n
 
         dialect = db.engine.dialect.name
-        escalated = session.execute(text(f"""
+        escalated = session.execute(
+            text(f"""
             SELECT h.from_team, h.to_team, e.kind, {_json_field(dialect, "level")}, {_flag(dialect, "manual")},
                    {_flag(dialect, "last")}, COUNT(*)
             FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
             WHERE e.kind IN ('escalated', 'snoozed') AND e.at >= :start AND e.at < :end
             GROUP BY h.from_team, h.to_team, e.kind, {_json_field(dialect, "level")}, {_flag(dialect, "manual")},
-                     {_flag(dialect, "last")}"""), params)
+                     {_flag(dialect, "last")}"""),
+            params,
+        )
         for f, t, kind, level, manual, last, n in escalated:
             for row in (boundary(f, t), total):
                 if kind == "snoozed":
@@ -361,12 +400,15 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
                     row.reached_last += n if last else 0
 
         # notify is a JSON list of plain words and ids: its text holds "steward" in quotes only for that word
-        steward = session.execute(text(f"""
+        steward = session.execute(
+            text(f"""
             SELECT h.from_team, h.to_team, COUNT(*) FROM handoff h
             WHERE h.created_at >= :start AND h.created_at < :end AND EXISTS (
                 SELECT 1 FROM handoff_event e WHERE e.handoff_id = h.id AND e.kind = 'escalated' AND e.at < :end
                 AND {_flag(dialect, "manual")} = 0 AND {_json_field(dialect, "notify")} LIKE '%"steward"%')
-            GROUP BY h.from_team, h.to_team"""), params)
+            GROUP BY h.from_team, h.to_team"""),
+            params,
+        )
         for f, t, n in steward:
             boundary(f, t).reached_steward += n
             total.reached_steward += n
@@ -386,11 +428,14 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
     exceptions: Counter = Counter()
     oldest = None
     with db.read() as session:
-        decided = session.execute(text("""
+        decided = session.execute(
+            text("""
             SELECT f.team, f.element, f.reason, e.kind, COUNT(*)
             FROM fasttrack_event e JOIN fasttrack f ON f.id = e.request_id
             WHERE e.kind IN ('approved', 'denied') AND e.at >= :start AND e.at < :end
-            GROUP BY f.team, f.element, f.reason, e.kind"""), params)
+            GROUP BY f.team, f.element, f.reason, e.kind"""),
+            params,
+        )
         for t, element, reason, kind, n in decided:
             if kind == "approved":
                 team(t).fasttracks_approved += n
@@ -399,12 +444,15 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
                 team(t).fasttracks_denied += n
         # undecided at the month's end: pending now, or decided after it; each part bounded by an index
         # (state; decided_at), never a scan of every request ever made
-        waiting = session.execute(text("""
+        waiting = session.execute(
+            text("""
             SELECT team, COUNT(*), MIN(created_at) FROM (
               SELECT team, created_at FROM fasttrack WHERE state = 'pending' AND created_at < :end
               UNION ALL
               SELECT team, created_at FROM fasttrack WHERE decided_at >= :end AND created_at < :end
-            ) w GROUP BY team"""), params)
+            ) w GROUP BY team"""),
+            params,
+        )
         for t, n, first in waiting:
             team(t).fasttracks_waiting += n
             first = first if isinstance(first, datetime) else datetime.fromisoformat(str(first))
@@ -412,15 +460,24 @@ def month(db: Database, period: str, start: datetime, end: datetime, teams: list
     return Month(period, team_rows, boundaries, total, wording, exceptions, oldest, clocked=cfg is not None)
 
 
-def behind(db: Database, start: datetime, end: datetime, *, from_team: str, to_team: str | None = None, failed: bool = False,
-           slowest: bool = False, escalated: bool = False, limit: int = 5) -> list[tuple[int, str, str | None]]:
+def behind(
+    db: Database,
+    start: datetime,
+    end: datetime,
+    *,
+    from_team: str,
+    to_team: str | None = None,
+    failed: bool = False,
+    slowest: bool = False,
+    escalated: bool = False,
+    limit: int = 5,
+) -> list[tuple[int, str, str | None]]:
     """The handoffs behind a signal, as (id, title, permalink of its card or None), at most `limit`:
     `failed`: the team's handoffs accepted in the month after a send-back (oldest acceptance first);
     `slowest`: the team's handoffs accepted in the month, longest cycle time first; `escalated`: the
     boundary's handoffs created in the month that reached the steward level by its end. Bounded by the
     month through the same indexes as the figures."""
     from sqlmodel import select
-
 
     params = {"start": start, "end": end, "f": from_team, "t": to_team}
     if escalated:
@@ -436,7 +493,8 @@ def behind(db: Database, start: datetime, end: datetime, *, from_team: str, to_t
             SELECT h.id FROM handoff h
             JOIN handoff_event e ON e.handoff_id = h.id AND e.kind = 'accepted' AND e.at >= :start AND e.at < :end
             WHERE h.accepted_at >= :start AND h.accepted_at < :end AND h.from_team = :f""" + (
-            " AND e.round > 1 ORDER BY h.accepted_at, h.id" if failed else " ORDER BY h.accepted_at, h.id")
+            " AND e.round > 1 ORDER BY h.accepted_at, h.id" if failed else " ORDER BY h.accepted_at, h.id"
+        )
     with db.read() as session:
         ids = [row[0] for row in session.execute(text(sql), params)]
         rows = {h.id: h for h in session.exec(select(Handoff).where(Handoff.id.in_(ids)))} if ids else {}
@@ -449,7 +507,9 @@ def behind(db: Database, start: datetime, end: datetime, *, from_team: str, to_t
 # -- closed months, kept -------------------------------------------------------------------------------
 
 CLOSED_AFTER = timedelta(hours=1)  # a transaction that began before the month ended has committed by then
-ROLLUP_VERSION = 2  # 2: reasons grouped without dropping a trailing "." or "!"; a month kept by an older rule is computed again
+ROLLUP_VERSION = (
+    2  # 2: reasons grouped without dropping a trailing "." or "!"; a month kept by an older rule is computed again
+)
 
 
 def _side_json(side: Side) -> dict:
@@ -471,10 +531,14 @@ def _recount(row, data: dict) -> None:
 
 def _clock_json(b: BoundaryMonth) -> dict:
     r = b.responses
-    return {"responses": [r.answered, r.within_sla, r.median_hours],
-            "escalations": {str(level): n for level, n in b.escalations.items()},
-            "manual_escalations": b.manual_escalations, "snoozes": b.snoozes,
-            "reached_steward": b.reached_steward, "reached_last": b.reached_last}
+    return {
+        "responses": [r.answered, r.within_sla, r.median_hours],
+        "escalations": {str(level): n for level, n in b.escalations.items()},
+        "manual_escalations": b.manual_escalations,
+        "snoozes": b.snoozes,
+        "reached_steward": b.reached_steward,
+        "reached_last": b.reached_last,
+    }
 
 
 def _reclock(row: BoundaryMonth, data: dict) -> None:
@@ -490,13 +554,30 @@ def _reclock(row: BoundaryMonth, data: dict) -> None:
 def to_json(m: Month) -> dict:
     return {
         "period": m.period,
-        "teams": [{"team": t.team, "sent": t.sent, "received": t.received, "as_sender": _side_json(t.as_sender),
-                   "as_receiver": _side_json(t.as_receiver), **_counted(t),
-                   "fasttracks": [t.fasttracks_approved, t.fasttracks_denied, t.fasttracks_waiting],
-                   "open_overdue": t.open_overdue} for t in m.teams.values()],
-        "boundaries": [{"from": b.from_team, "to": b.to_team, "created": b.created, "side": _side_json(b.side), **_counted(b),
-                        **_clock_json(b)}
-                       for b in [*m.boundaries.values(), m.total]],
+        "teams": [
+            {
+                "team": t.team,
+                "sent": t.sent,
+                "received": t.received,
+                "as_sender": _side_json(t.as_sender),
+                "as_receiver": _side_json(t.as_receiver),
+                **_counted(t),
+                "fasttracks": [t.fasttracks_approved, t.fasttracks_denied, t.fasttracks_waiting],
+                "open_overdue": t.open_overdue,
+            }
+            for t in m.teams.values()
+        ],
+        "boundaries": [
+            {
+                "from": b.from_team,
+                "to": b.to_team,
+                "created": b.created,
+                "side": _side_json(b.side),
+                **_counted(b),
+                **_clock_json(b),
+            }
+            for b in [*m.boundaries.values(), m.total]
+        ],
         "wording": m.wording,
         "exceptions": [[t, e, r, n] for (t, e, r), n in m.exceptions.items()],
         "oldest_waiting": m.oldest_waiting.isoformat() if m.oldest_waiting else None,
@@ -508,7 +589,9 @@ def to_json(m: Month) -> dict:
 def from_json(data: dict, teams: list[str]) -> Month:
     rows = {}
     for t in data["teams"]:
-        rows[t["team"]] = row = TeamMonth(t["team"], t["sent"], t["received"], _side(t["as_sender"]), _side(t["as_receiver"]))
+        rows[t["team"]] = row = TeamMonth(
+            t["team"], t["sent"], t["received"], _side(t["as_sender"]), _side(t["as_receiver"])
+        )
         _recount(row, t)
         row.fasttracks_approved, row.fasttracks_denied, row.fasttracks_waiting = t.get("fasttracks", (0, 0, 0))
         row.open_overdue = t.get("open_overdue", 0)
@@ -522,12 +605,21 @@ def from_json(data: dict, teams: list[str]) -> Month:
         boundaries[(row.from_team, row.to_team)] = row
     total = boundaries.pop(("*", "*"))
     oldest = data.get("oldest_waiting")
-    return Month(data["period"], rows, boundaries, total, data["wording"],
-                 Counter({(t, e, r): n for t, e, r, n in data.get("exceptions", [])}),
-                 datetime.fromisoformat(oldest) if oldest else None, data.get("clocked", True))
+    return Month(
+        data["period"],
+        rows,
+        boundaries,
+        total,
+        data["wording"],
+        Counter({(t, e, r): n for t, e, r, n in data.get("exceptions", [])}),
+        datetime.fromisoformat(oldest) if oldest else None,
+        data.get("clocked", True),
+    )
 
 
-def figures(db: Database, period: str, start: datetime, end: datetime, teams: list[str], now: datetime, cfg=None) -> Month:
+def figures(
+    db: Database, period: str, start: datetime, end: datetime, teams: list[str], now: datetime, cfg=None
+) -> Month:
     """`month()`, read from `month_rollup` when the month is closed and was computed before; a closed
     month computed now is kept there. `now` is the real time (naive UTC). A month kept without `cfg`
     (no first-response or overdue figures: `clocked` false) is computed again, and replaced, when asked
@@ -537,15 +629,25 @@ def figures(db: Database, period: str, start: datetime, end: datetime, teams: li
     if closed:
         with db.read() as session:
             kept = session.get(MonthRollup, period)
-        if kept is not None and kept.start == start and kept.end == end and (cfg is None or kept.data.get("clocked", True)) \
-                and kept.data.get("version", 1) >= ROLLUP_VERSION:
+        if (
+            kept is not None
+            and kept.start == start
+            and kept.end == end
+            and (cfg is None or kept.data.get("clocked", True))
+            and kept.data.get("version", 1) >= ROLLUP_VERSION
+        ):
             return from_json(kept.data, teams)
     m = month(db, period, start, end, teams, cfg)
     if closed:
         with db.write() as session:
             if kept is not None and kept.start == start and kept.end == end:
-                session.execute(update(MonthRollup).where(MonthRollup.period == period).values(computed_at=now, data=to_json(m)))
+                session.execute(
+                    update(MonthRollup).where(MonthRollup.period == period).values(computed_at=now, data=to_json(m))
+                )
             else:
-                session.execute(db.insert(MonthRollup).values(period=period, start=start, end=end, computed_at=now, data=to_json(m))
-                                .on_conflict_do_nothing(index_elements=["period"]))
+                session.execute(
+                    db.insert(MonthRollup)
+                    .values(period=period, start=start, end=end, computed_at=now, data=to_json(m))
+                    .on_conflict_do_nothing(index_elements=["period"])
+                )
     return m

@@ -21,7 +21,7 @@ import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, update
@@ -116,7 +116,7 @@ def zone(name: str | None, fallback: ZoneInfo) -> ZoneInfo:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def window(p: Pulse, week: str, tz: ZoneInfo) -> tuple[datetime, datetime, datetime | None]:
@@ -168,7 +168,9 @@ def item_of(week: str) -> str:
 
 def _dm_update(week: str, user: str) -> Message:
     key = dm_key(week, user)
-    return Message(outbox.update_of(key), item_of(week), UPDATE, user, "pulse_dm", {"week": week, "user": user}, anchor=key)
+    return Message(
+        outbox.update_of(key), item_of(week), UPDATE, user, "pulse_dm", {"week": week, "user": user}, anchor=key
+    )
 
 
 # -- time zones ----------------------------------------------------------------------------------------------
@@ -182,7 +184,9 @@ def store_timezones(db: Database, zones: dict[str, str], now: datetime) -> int:
     with db.write() as session:
         known = {row.user: row.tz for row in session.exec(select(MemberTz))}
         stmt = db.insert(MemberTz)
-        stmt = stmt.on_conflict_do_update(index_elements=["user"], set_={"tz": stmt.excluded.tz, "updated_at": stmt.excluded.updated_at})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user"], set_={"tz": stmt.excluded.tz, "updated_at": stmt.excluded.updated_at}
+        )
         session.execute(stmt, [{"user": u, "tz": zones[u], "updated_at": now} for u in sorted(zones)])
     return sum(1 for user, tz in zones.items() if known.get(user) != tz)
 
@@ -226,7 +230,7 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
     passed: list[tuple[str, str, list[str], str, tuple]] = []
     for user, teams in members(cfg).items():
         tz = zone(zones.get(user), org_tz)
-        today = now.replace(tzinfo=timezone.utc).astimezone(tz).date()
+        today = now.replace(tzinfo=UTC).astimezone(tz).date()
         for week in dict.fromkeys((week_id(today), week_id(today - timedelta(days=7)))):
             times = window(p, week, tz)
             if times[0] <= now < times[1]:
@@ -237,7 +241,15 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
         off = _opted_out(session, now)
         first = session.exec(select(func.min(PulseRecipient.week))).first()
         weeks = {w for w, *_ in due + passed}
-        have = set(session.execute(select(PulseRecipient.week, PulseRecipient.user).where(PulseRecipient.week.in_(weeks))).all()) if weeks else set()
+        have = (
+            set(
+                session.execute(
+                    select(PulseRecipient.week, PulseRecipient.user).where(PulseRecipient.week.in_(weeks))
+                ).all()
+            )
+            if weeks
+            else set()
+        )
     todo = [d for d in due if (d[0], d[1]) not in have]
     out.paused = sum(1 for d in todo if d[1] in off)
     todo = [d for d in todo if d[1] not in off]
@@ -246,16 +258,39 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
     # in the order of the unique key, so two runs writing at once wait for each other, never deadlock
     for rows, state in ((sorted(todo, key=lambda d: d[:2]), ASKED), (sorted(missed, key=lambda d: d[:2]), SKIPPED)):
         for start in range(0, len(rows), BATCH):
-            batch = rows[start:start + BATCH]
+            batch = rows[start : start + BATCH]
             with db.write() as session:
                 table = PulseRecipient.__table__
-                insert = db.insert(table).on_conflict_do_nothing(index_elements=["week", "user"]).returning(table.c.user)
-                written = {u for (u,) in session.execute(insert, [  # the rows this run wrote come back
-                    dict(week=week, user=user, teams=teams, tz=tz, due_at=sent, closes_at=closes, remind_at=_remind_at(p, remind, closes, now), state=state,
-                         reminded=False, answered=False, opted_out=False)
-                    for week, user, teams, tz, (sent, closes, remind) in batch])}
-                messages = [Message(dm_key(week, user), item_of(week), POST, user, "pulse_dm", {"week": week, "user": user})
-                            for week, user, *_ in batch if user in written and state == ASKED]
+                insert = (
+                    db.insert(table).on_conflict_do_nothing(index_elements=["week", "user"]).returning(table.c.user)
+                )
+                written = {
+                    u
+                    for (u,) in session.execute(
+                        insert,
+                        [  # the rows this run wrote come back
+                            dict(
+                                week=week,
+                                user=user,
+                                teams=teams,
+                                tz=tz,
+                                due_at=sent,
+                                closes_at=closes,
+                                remind_at=_remind_at(p, remind, closes, now),
+                                state=state,
+                                reminded=False,
+                                answered=False,
+                                opted_out=False,
+                            )
+                            for week, user, teams, tz, (sent, closes, remind) in batch
+                        ],
+                    )
+                }
+                messages = [
+                    Message(dm_key(week, user), item_of(week), POST, user, "pulse_dm", {"week": week, "user": user})
+                    for week, user, *_ in batch
+                    if user in written and state == ASKED
+                ]
                 if state == ASKED:
                     out.asked += len(written)
                 else:
@@ -263,8 +298,12 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
                 out.keys += outbox.add(session, db, messages, now)
     if out.skipped:
         weeks_missed = sorted({d[0] for d in missed})
-        log.warning("pulse: %d survey%s of %s not sent: the week closed while the clock was not running",
-                    out.skipped, "s" if out.skipped != 1 else "", ", ".join(weeks_missed))
+        log.warning(
+            "pulse: %d survey%s of %s not sent: the week closed while the clock was not running",
+            out.skipped,
+            "s" if out.skipped != 1 else "",
+            ", ".join(weeks_missed),
+        )
     return out
 
 
@@ -287,17 +326,40 @@ def remind_due(db: Database, cfg: ProcessConfig, now: datetime) -> list[str]:
     keys: list[str] = []
     while True:
         with db.write() as session:
-            rows = list(session.exec(select(PulseRecipient).where(
-                PulseRecipient.state == ASKED, PulseRecipient.reminded.is_(False), PulseRecipient.answered.is_(False),
-                PulseRecipient.opted_out.is_(False), PulseRecipient.remind_at <= now, PulseRecipient.closes_at > now).limit(BATCH)))
+            rows = list(
+                session.exec(
+                    select(PulseRecipient)
+                    .where(
+                        PulseRecipient.state == ASKED,
+                        PulseRecipient.reminded.is_(False),
+                        PulseRecipient.answered.is_(False),
+                        PulseRecipient.opted_out.is_(False),
+                        PulseRecipient.remind_at <= now,
+                        PulseRecipient.closes_at > now,
+                    )
+                    .limit(BATCH)
+                )
+            )
             messages = []
             for r in rows:
-                won = session.execute(update(PulseRecipient).where(
-                    PulseRecipient.week == r.week, PulseRecipient.user == r.user, PulseRecipient.reminded.is_(False))
-                    .values(reminded=True)).rowcount
+                won = session.execute(
+                    update(PulseRecipient)
+                    .where(
+                        PulseRecipient.week == r.week, PulseRecipient.user == r.user, PulseRecipient.reminded.is_(False)
+                    )
+                    .values(reminded=True)
+                ).rowcount
                 if won == 1:
-                    messages.append(Message(f"{dm_key(r.week, r.user)}:reminder", item_of(r.week), POST, r.user, "pulse_reminder",
-                                            {"week": r.week, "user": r.user}))
+                    messages.append(
+                        Message(
+                            f"{dm_key(r.week, r.user)}:reminder",
+                            item_of(r.week),
+                            POST,
+                            r.user,
+                            "pulse_reminder",
+                            {"week": r.week, "user": r.user},
+                        )
+                    )
             keys += outbox.add(session, db, messages, now)
         if len(rows) < BATCH:
             return keys
@@ -317,8 +379,16 @@ def _asked(session: Session, week: str, user: str, now: datetime) -> PulseRecipi
     return row
 
 
-def answer(db: Database, sealer: Sealer, user: str, week: str, now: datetime, *, score: int | None = None,
-           feeling: str | None = None) -> Outcome:
+def answer(
+    db: Database,
+    sealer: Sealer,
+    user: str,
+    week: str,
+    now: datetime,
+    *,
+    score: int | None = None,
+    feeling: str | None = None,
+) -> Outcome:
     """Record (or change) a person's answer for a week: a score 1-5 and/or how processes feel. Each of
     their groups gets its own keyed, sealed row; the recipient row only learns that they answered."""
     if score is not None and score not in SCORES:
@@ -334,8 +404,11 @@ def answer(db: Database, sealer: Sealer, user: str, week: str, now: datetime, *,
         old = session.get(PulseAnswer, key)
         was = sealer.open(key, old.sealed) if old is not None else (0, 0)
         sealed = sealer.seal(key, score or was[0], FEELINGS.index(feeling) + 1 if feeling else was[1])
-        session.execute(db.insert(PulseAnswer).values(key=key, week=week, scope=scope, sealed=sealed, mixed=False)
-                        .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed, "mixed": False}))
+        session.execute(
+            db.insert(PulseAnswer)
+            .values(key=key, week=week, scope=scope, sealed=sealed, mixed=False)
+            .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed, "mixed": False})
+        )
 
     return _give(db, user, week, now, write)
 
@@ -364,8 +437,11 @@ def comment(db: Database, sealer: Sealer, user: str, week: str, text: str | None
     parse_week(week)
 
     def write(session: Session, scope: str) -> None:
-        session.execute(db.insert(PulseComment).values(key=sealer.key("comment", week, scope, user), week=week, scope=scope, text=text, mixed=False)
-                        .on_conflict_do_update(index_elements=["key"], set_={"text": text, "mixed": False}))
+        session.execute(
+            db.insert(PulseComment)
+            .values(key=sealer.key("comment", week, scope, user), week=week, scope=scope, text=text, mixed=False)
+            .on_conflict_do_update(index_elements=["key"], set_={"text": text, "mixed": False})
+        )
 
     return _give(db, user, week, now, write)
 
@@ -389,11 +465,17 @@ def mix(db: Database) -> int:
     weeks = sorted(weeks)
     with db.write() as session:
         # the week's clicks wait: they lock their recipient row first, as this does, so none deadlocks
-        session.execute(select(PulseRecipient.week).where(PulseRecipient.week.in_(weeks))
-                        .order_by(PulseRecipient.week, PulseRecipient.user).with_for_update())
+        session.execute(
+            select(PulseRecipient.week)
+            .where(PulseRecipient.week.in_(weeks))
+            .order_by(PulseRecipient.week, PulseRecipient.user)
+            .with_for_update()
+        )
         for model in (PulseAnswer, PulseComment):
             table = model.__table__
-            rows = [dict(r, mixed=True) for r in session.execute(select(table).where(table.c.week.in_(weeks))).mappings()]
+            rows = [
+                dict(r, mixed=True) for r in session.execute(select(table).where(table.c.week.in_(weeks))).mappings()
+            ]
             session.execute(delete(table).where(table.c.week.in_(weeks)))
             if rows:
                 session.execute(table.insert(), sorted(rows, key=lambda r: r["key"]))
@@ -402,7 +484,9 @@ def mix(db: Database) -> int:
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM pulse_answer, pulse_comment"))
         except Exception as exc:  # noqa: BLE001 - a VACUUM refused (permissions) leaves them to autovacuum
-            log.warning("pulse: VACUUM after mixing refused (%s); autovacuum will remove old row versions", type(exc).__name__)
+            log.warning(
+                "pulse: VACUUM after mixing refused (%s); autovacuum will remove old row versions", type(exc).__name__
+            )
     return len(weeks)
 
 
@@ -417,15 +501,27 @@ def mine(db: Database, sealer: Sealer, user: str, week: str) -> dict:
         score, feeling = sealer.open(key, found.sealed) if found is not None else (0, 0)
         commented = session.get(PulseComment, sealer.key("comment", week, scope, user)) is not None
         off = session.get(PulseOptout, user)
-    return {"recipient": row, "score": score or None, "feeling": FEELINGS[feeling - 1] if feeling else None,
-            "commented": commented, "optout": off}
+    return {
+        "recipient": row,
+        "score": score or None,
+        "feeling": FEELINGS[feeling - 1] if feeling else None,
+        "commented": commented,
+        "optout": off,
+    }
 
 
 # -- pause, stop, resume ---------------------------------------------------------------------------------
 
 
-def _optout(db: Database, user: str, week: str | None, now: datetime, until: datetime | None, stop: bool,
-            also: Iterable[Message] = ()) -> Outcome:
+def _optout(
+    db: Database,
+    user: str,
+    week: str | None,
+    now: datetime,
+    until: datetime | None,
+    stop: bool,
+    also: Iterable[Message] = (),
+) -> Outcome:
     with db.write() as session:
         row = session.get(PulseOptout, user)
         if stop or until is not None:
@@ -435,14 +531,24 @@ def _optout(db: Database, user: str, week: str | None, now: datetime, until: dat
                 row.until, row.since = until, now
             session.add(row)
             # this week's survey, if still open and unanswered, is counted apart from non-responders
-            session.execute(update(PulseRecipient).where(PulseRecipient.user == user, PulseRecipient.state == ASKED,
-                                                         PulseRecipient.answered.is_(False), PulseRecipient.closes_at > now)
-                            .values(opted_out=True))
+            session.execute(
+                update(PulseRecipient)
+                .where(
+                    PulseRecipient.user == user,
+                    PulseRecipient.state == ASKED,
+                    PulseRecipient.answered.is_(False),
+                    PulseRecipient.closes_at > now,
+                )
+                .values(opted_out=True)
+            )
         else:
             if row is not None:
                 session.delete(row)
-            session.execute(update(PulseRecipient).where(PulseRecipient.user == user, PulseRecipient.state == ASKED,
-                                                         PulseRecipient.closes_at > now).values(opted_out=False))
+            session.execute(
+                update(PulseRecipient)
+                .where(PulseRecipient.user == user, PulseRecipient.state == ASKED, PulseRecipient.closes_at > now)
+                .values(opted_out=False)
+            )
         messages = list(also)  # e.g. the person's App Home, which shows the setting
         if week is not None and session.get(PulseRecipient, (week, user)) is not None:
             messages.append(_dm_update(week, user))
@@ -450,7 +556,9 @@ def _optout(db: Database, user: str, week: str | None, now: datetime, until: dat
     return Outcome(row, changed=True, keys=keys)
 
 
-def pause(db: Database, user: str, week: str | None, now: datetime, days: int = PAUSE_DAYS, also: Iterable[Message] = ()) -> Outcome:
+def pause(
+    db: Database, user: str, week: str | None, now: datetime, days: int = PAUSE_DAYS, also: Iterable[Message] = ()
+) -> Outcome:
     return _optout(db, user, week, now, now + timedelta(days=days), stop=False, also=also)
 
 
@@ -465,8 +573,13 @@ def resume(db: Database, user: str, week: str | None, now: datetime, also: Itera
 def undelivered(db: Database) -> list[str]:
     """The pulse's outbox rows not delivered yet (a run that died mid fan-out leaves some)."""
     with db.read() as session:
-        return list(session.exec(select(Outbox.key).where(Outbox.item.like("pulse:%"),
-                                                          Outbox.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]))))
+        return list(
+            session.exec(
+                select(Outbox.key).where(
+                    Outbox.item.like("pulse:%"), Outbox.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING])
+                )
+            )
+        )
 
 
 def recipients(db: Database, weeks: Iterable[str]) -> list[PulseRecipient]:
@@ -474,7 +587,9 @@ def recipients(db: Database, weeks: Iterable[str]) -> list[PulseRecipient]:
     if not weeks:
         return []
     with db.read() as session:
-        return list(session.exec(select(PulseRecipient).where(PulseRecipient.week.in_(weeks), PulseRecipient.state == ASKED)))
+        return list(
+            session.exec(select(PulseRecipient).where(PulseRecipient.week.in_(weeks), PulseRecipient.state == ASKED))
+        )
 
 
 # -- results: a month's figures, and only those nobody can work a small group out of ------------------------
@@ -496,6 +611,7 @@ def protect(coords: dict[str, set[Coord]], k: int) -> tuple[set[str], dict[str, 
     can isolate (a union of atoms) has too. While some atom is smaller, one more group is held back: the
     smallest team whose hiding merges that atom into another, else the smallest team shown, else the
     organisation. Returns the groups shown and, for each group held back, why."""
+
     def people(cs: Iterable[Coord]) -> int:
         return len({user for user, _ in cs})
 
@@ -594,7 +710,10 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
     # Averages count only scores: the people who gave one (some answer with a view or a comment alone)
     # must pass the same test, or a lone score among views is a team's average, or a difference of sums.
     with db.read() as session:
-        org_rows = {a.key: a.sealed for a in session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope == ORG))}
+        org_rows = {
+            a.key: a.sealed
+            for a in session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope == ORG))
+        }
 
     def scored(user: str, week: str) -> bool:
         key = sealer.key("answer", week, ORG, user)
@@ -604,11 +723,22 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
     shown_scores, why_scores = protect(by_score, p.min_group)
     for g in shown - shown_scores:  # hiding groups only merges atoms: what stays shown passes both tests
         shown.discard(g)
-        why[g] = why_scores[g].replace("answered", "gave a score") if why_scores[g] == HIDDEN_SMALL.format(k=p.min_group) else why_scores[g]
+        why[g] = (
+            why_scores[g].replace("answered", "gave a score")
+            if why_scores[g] == HIDDEN_SMALL.format(k=p.min_group)
+            else why_scores[g]
+        )
     with db.read() as session:
-        answers = list(session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope.in_(list(shown)))))
-        notes = list(session.exec(select(PulseComment).where(PulseComment.week.in_(weeks), PulseComment.scope.in_(list(shown)))
-                                  .order_by(PulseComment.key)))
+        answers = list(
+            session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope.in_(list(shown))))
+        )
+        notes = list(
+            session.exec(
+                select(PulseComment)
+                .where(PulseComment.week.in_(weeks), PulseComment.scope.in_(list(shown)))
+                .order_by(PulseComment.key)
+            )
+        )
     # Pausing is a choice too: a group's pause count is shown only when the counts shown cannot be
     # subtracted down to fewer than min_group people (the organisation's minus a team's is the rest's).
     opted_shown, _ = protect({g: opted[g] for g in shown}, p.min_group)
@@ -622,17 +752,25 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
             continue
         scores = [s for s, _ in values[g] if s]
         out[g] = Figure(
-            group=g, asked=asked[g], opted_out=len(opted[g]) if g in opted_shown else None, answered=len(groups[g]), people=len({u for u, _ in groups[g]}),
-            scores=len(scores), average=sum(scores) / len(scores) if scores else None,
+            group=g,
+            asked=asked[g],
+            opted_out=len(opted[g]) if g in opted_shown else None,
+            answered=len(groups[g]),
+            people=len({u for u, _ in groups[g]}),
+            scores=len(scores),
+            average=sum(scores) / len(scores) if scores else None,
             favourable=sum(1 for s in scores if s >= 4) / len(scores) if scores else None,
             feelings={f: sum(1 for _, v in values[g] if v == i) for i, f in enumerate(FEELINGS, 1)},
-            comments=[c.text for c in notes if c.scope == g])
+            comments=[c.text for c in notes if c.scope == g],
+        )
     under_teams = [c for g in team_ids if out.get(g) for c in out[g].comments]
     rest = list(out[ORG].comments) if out.get(ORG) else []
     for c in under_teams:
         if c in rest:
             rest.remove(c)
-    return Satisfaction(period=period, min_group=p.min_group, weeks=weeks, org=out.pop(ORG), teams=out, why=why, comments=rest)
+    return Satisfaction(
+        period=period, min_group=p.min_group, weeks=weeks, org=out.pop(ORG), teams=out, why=why, comments=rest
+    )
 
 
 def with_changes(now: Satisfaction, before: Satisfaction | None) -> Satisfaction:
@@ -661,8 +799,13 @@ def owners_of(cfg: ProcessConfig, group: str) -> tuple[str, ...]:
     return tuple(sorted({b.steward for b in cfg.boundaries if group in (b.from_team, b.to_team)}))
 
 
-def signals(cfg: ProcessConfig, now: Satisfaction, before: Satisfaction | None, earlier: Satisfaction | None,
-            failure: dict[str, tuple[float | None, float | None]] | None = None) -> list[Signal]:
+def signals(
+    cfg: ProcessConfig,
+    now: Satisfaction,
+    before: Satisfaction | None,
+    earlier: Satisfaction | None,
+    failure: dict[str, tuple[float | None, float | None]] | None = None,
+) -> list[Signal]:
     """The guide's warning signs in satisfaction: falling two months running; falling while the team's
     handoff failure rate rises (`failure`: team → (this month, last month)); more than a third of a
     group's answers finding processes too rigid, or too ambiguous. Only from figures that are shown."""
@@ -682,14 +825,34 @@ def signals(cfg: ProcessConfig, now: Satisfaction, before: Satisfaction | None, 
         # compared as shown (one decimal): "4.3 → 4.3 → 3.9" is not "falling two months running"
         a0, a1, a2 = (round(a, 1) if a is not None else None for a in (f.average, avg(before, g), avg(earlier, g)))
         if a1 is not None and a2 is not None and a0 < a1 < a2:
-            out.append(Signal(g, "falling", f"{name[g]}: satisfaction falling two months running ({a2:.1f} → {a1:.1f} → {a0:.1f})", owners_of(cfg, g)))
+            out.append(
+                Signal(
+                    g,
+                    "falling",
+                    f"{name[g]}: satisfaction falling two months running ({a2:.1f} → {a1:.1f} → {a0:.1f})",
+                    owners_of(cfg, g),
+                )
+            )
         rates = (failure or {}).get(g)
         if g != ORG and a1 is not None and a0 < a1 and rates and None not in rates and rates[0] > rates[1]:
-            out.append(Signal(g, "falling_while_failing", f"{name[g]}: satisfaction falls ({a1:.1f} → {a0:.1f}) while its handoff failure rate rises"
-                              f" ({rates[1]:.0%} → {rates[0]:.0%})", owners_of(cfg, g)))
+            out.append(
+                Signal(
+                    g,
+                    "falling_while_failing",
+                    f"{name[g]}: satisfaction falls ({a1:.1f} → {a0:.1f}) while its handoff failure rate rises"
+                    f" ({rates[1]:.0%} → {rates[0]:.0%})",
+                    owners_of(cfg, g),
+                )
+            )
         for feeling in ("rigid", "ambiguous"):
             share = f.share(feeling)
             if share is not None and share > 1 / 3:
-                out.append(Signal(g, feeling, f"{name[g]}: {share:.0%} of answers find processes {FEELING_LABELS[feeling]}",
-                                  owners_of(cfg, g)))
+                out.append(
+                    Signal(
+                        g,
+                        feeling,
+                        f"{name[g]}: {share:.0%} of answers find processes {FEELING_LABELS[feeling]}",
+                        owners_of(cfg, g),
+                    )
+                )
     return out

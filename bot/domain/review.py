@@ -138,12 +138,22 @@ def item_of(quarter: str) -> str:
 
 
 def _dm(quarter: str, user: str) -> Message:
-    return Message(dm_key(quarter, user), item_of(quarter), POST, user, "matrix_review_dm", {"quarter": quarter, "user": user})
+    return Message(
+        dm_key(quarter, user), item_of(quarter), POST, user, "matrix_review_dm", {"quarter": quarter, "user": user}
+    )
 
 
 def _redraw(quarter: str, user: str) -> Message:
     key = dm_key(quarter, user)
-    return Message(outbox.update_of(key), item_of(quarter), UPDATE, user, "matrix_review_dm", {"quarter": quarter, "user": user}, anchor=key)
+    return Message(
+        outbox.update_of(key),
+        item_of(quarter),
+        UPDATE,
+        user,
+        "matrix_review_dm",
+        {"quarter": quarter, "user": user},
+        anchor=key,
+    )
 
 
 @dataclass
@@ -190,14 +200,22 @@ def history(db: Database, cfg: ProcessConfig, quarter: str) -> dict[str, History
     reasons: dict[str, Counter] = {}
     per_month: Counter = Counter()
     with db.read() as session:
-        for element, reason, n in session.execute(sql(
+        for element, reason, n in session.execute(
+            sql(
                 "SELECT element, reason, COUNT(*) FROM fasttrack WHERE created_at >= :start AND created_at < :end"
-                " GROUP BY element, reason"), params):
+                " GROUP BY element, reason"
+            ),
+            params,
+        ):
             out.setdefault(element, History()).asked += n
             reasons.setdefault(element, Counter())[reason] += n
-        for element, kind, at in session.execute(sql(
+        for element, kind, at in session.execute(
+            sql(
                 "SELECT f.element, e.kind, e.at FROM fasttrack_event e JOIN fasttrack f ON f.id = e.request_id"
-                " WHERE e.kind IN ('approved', 'denied') AND e.at >= :start AND e.at < :end"), params):
+                " WHERE e.kind IN ('approved', 'denied') AND e.at >= :start AND e.at < :end"
+            ),
+            params,
+        ):
             h = out.setdefault(element, History())
             if kind == "approved":
                 h.granted += 1
@@ -217,14 +235,28 @@ def history(db: Database, cfg: ProcessConfig, quarter: str) -> dict[str, History
 
 def confirmation(db: Database, quarter: str, user: str) -> MatrixReviewEvent | None:
     with db.read() as session:
-        return session.exec(select(MatrixReviewEvent).where(MatrixReviewEvent.quarter == quarter, MatrixReviewEvent.user == user,
-                                                            MatrixReviewEvent.kind == CONFIRMED)).first()
+        return session.exec(
+            select(MatrixReviewEvent).where(
+                MatrixReviewEvent.quarter == quarter,
+                MatrixReviewEvent.user == user,
+                MatrixReviewEvent.kind == CONFIRMED,
+            )
+        ).first()
 
 
 def proposals(db: Database, quarter: str, user: str) -> list[MatrixReviewEvent]:
     with db.read() as session:
-        return list(session.exec(select(MatrixReviewEvent).where(MatrixReviewEvent.quarter == quarter, MatrixReviewEvent.user == user,
-                                                                 MatrixReviewEvent.kind == PROPOSED).order_by(MatrixReviewEvent.id)))
+        return list(
+            session.exec(
+                select(MatrixReviewEvent)
+                .where(
+                    MatrixReviewEvent.quarter == quarter,
+                    MatrixReviewEvent.user == user,
+                    MatrixReviewEvent.kind == PROPOSED,
+                )
+                .order_by(MatrixReviewEvent.id)
+            )
+        )
 
 
 def check(db: Database, cfg: ProcessConfig, user: str, quarter: str, now: datetime) -> list[Right]:
@@ -238,8 +270,10 @@ def check(db: Database, cfg: ProcessConfig, user: str, quarter: str, now: dateti
         raise RuleError("This matrix review was not sent to you.")
     current = quarter_of(now, cfg.organization.tz)
     if quarter != current:
-        raise RuleError(f"This review was for {label(quarter)}, which has ended; nothing was recorded. The {label(current)} review"
-                        " comes on the quarter's first working day.")
+        raise RuleError(
+            f"This review was for {label(quarter)}, which has ended; nothing was recorded. The {label(current)} review"
+            " comes on the quarter's first working day."
+        )
     rows = reviewers(cfg).get(user)
     if not rows:
         raise RuleError("You no longer set a standard in the decision-rights matrix; nothing was recorded.")
@@ -251,9 +285,19 @@ def confirm(db: Database, cfg: ProcessConfig, user: str, quarter: str, now: date
     their DM. Returns the outbox keys written."""
     rows = check(db, cfg, user, quarter, now)
     with db.write() as session:
-        result = session.execute(db.insert(MatrixReviewEvent).values(
-            quarter=quarter, user=user, kind=CONFIRMED, once=CONFIRMED, at=now, elements=[r.element for r in rows],
-        ).on_conflict_do_nothing(index_elements=["quarter", "user", "once"]).returning(MatrixReviewEvent.id))
+        result = session.execute(
+            db.insert(MatrixReviewEvent)
+            .values(
+                quarter=quarter,
+                user=user,
+                kind=CONFIRMED,
+                once=CONFIRMED,
+                at=now,
+                elements=[r.element for r in rows],
+            )
+            .on_conflict_do_nothing(index_elements=["quarter", "user", "once"])
+            .returning(MatrixReviewEvent.id)
+        )
         if result.first() is None:  # (rowcount is -1 on PostgreSQL with RETURNING)
             raise RuleError(f"You already confirmed your rows for {label(quarter)}.")
         return outbox.add(session, db, [_redraw(quarter, user)], now)
@@ -268,7 +312,9 @@ def channels(cfg: ProcessConfig) -> list[tuple[str, str]]:
     return out
 
 
-def propose(db: Database, cfg: ProcessConfig, user: str, quarter: str, words: str | None, channel: str | None, now: datetime) -> list[str]:
+def propose(
+    db: Database, cfg: ProcessConfig, user: str, quarter: str, words: str | None, channel: str | None, now: datetime
+) -> list[str]:
     """Record a proposed change to `user`'s rows, post it to `channel` (the digest channel when none is
     chosen) and redraw the DM. RuleError with `field` for the form."""
     rows = check(db, cfg, user, quarter, now)
@@ -281,12 +327,26 @@ def propose(db: Database, cfg: ProcessConfig, user: str, quarter: str, words: st
     if channel not in [c for c, _ in channels(cfg)]:
         raise RuleError("Choose one of the channels offered.", field="channel")
     with db.write() as session:
-        event = MatrixReviewEvent(quarter=quarter, user=user, kind=PROPOSED, at=now, elements=[r.element for r in rows], text=words,
-                                  channel=channel)
+        event = MatrixReviewEvent(
+            quarter=quarter,
+            user=user,
+            kind=PROPOSED,
+            at=now,
+            elements=[r.element for r in rows],
+            text=words,
+            channel=channel,
+        )
         session.add(event)
         session.flush()
-        post = Message(f"{dm_key(quarter, user)}:proposal:{event.id}", item_of(quarter), POST, channel, "matrix_review_proposal",
-                       {"event": event.id}, actor=user)
+        post = Message(
+            f"{dm_key(quarter, user)}:proposal:{event.id}",
+            item_of(quarter),
+            POST,
+            channel,
+            "matrix_review_proposal",
+            {"event": event.id},
+            actor=user,
+        )
         return outbox.add(session, db, [post, _redraw(quarter, user)], now)
 
 
@@ -317,8 +377,11 @@ def status(db: Database, cfg: ProcessConfig, period: str) -> Status | None:
         return None
     end = schedule.bounds(period, cfg.organization.tz)[1]
     with db.read() as session:
-        done = session.exec(select(MatrixReviewEvent).where(MatrixReviewEvent.quarter == quarter, MatrixReviewEvent.kind == CONFIRMED,
-                                                            MatrixReviewEvent.at < end)).all()
+        done = session.exec(
+            select(MatrixReviewEvent).where(
+                MatrixReviewEvent.quarter == quarter, MatrixReviewEvent.kind == CONFIRMED, MatrixReviewEvent.at < end
+            )
+        ).all()
     confirmed = {e for event in done for e in event.elements}
     elements = [r.element for r in cfg.rights]
     return Status(quarter, [e for e in elements if e in confirmed], [e for e in elements if e not in confirmed])

@@ -103,10 +103,16 @@ def _is_slack_payload(body: bytes, content_type: str) -> bool:
             body = json.loads(text)
             if not isinstance(body, dict):
                 return False
-            if body.get("type") == "event_callback":  # an Events API delivery: an event object, its type and user as Slack sends them
+            if (
+                body.get("type") == "event_callback"
+            ):  # an Events API delivery: an event object, its type and user as Slack sends them
                 event = body.get("event")
-                return (isinstance(event, dict) and isinstance(event.get("type"), str)
-                        and isinstance(event.get("user", ""), (str, dict)) and isinstance(body.get("event_id", ""), str))
+                return (
+                    isinstance(event, dict)
+                    and isinstance(event.get("type"), str)
+                    and isinstance(event.get("user", ""), (str, dict))
+                    and isinstance(body.get("event_id", ""), str)
+                )
             return True
         form = dict(parse_qsl(text, keep_blank_values=True))
         if "payload" in form:
@@ -159,7 +165,11 @@ class WebApp:
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/healthz":
             ok = self.db.ping()
-            return _answer(start_response, "200 OK" if ok else "503 Service Unavailable", {"ok": ok, "database": "up" if ok else "down"})
+            return _answer(
+                start_response,
+                "200 OK" if ok else "503 Service Unavailable",
+                {"ok": ok, "database": "up" if ok else "down"},
+            )
         if path != "/slack/events":
             return _answer(start_response, "404 Not Found", {"error": "not_found"})
         if method != "POST":

@@ -45,8 +45,14 @@ class Deps:
     its Slack user group or channel gave at the last refresh (`bot.domain.members.Roster`), so every rule uses the
     current members in every process without a restart. `base_cfg` is the file as written."""
 
-    def __init__(self, cfg: ProcessConfig, db: Database, now: Callable[[], datetime] = utcnow,
-                 deliver: Callable[[Iterable[str]], object] = lambda keys: None, sealer: object | None = None):
+    def __init__(
+        self,
+        cfg: ProcessConfig,
+        db: Database,
+        now: Callable[[], datetime] = utcnow,
+        deliver: Callable[[Iterable[str]], object] = lambda keys: None,
+        sealer: object | None = None,
+    ):
         self.base_cfg, self.db, self.now, self.deliver = cfg, db, now, deliver
         self.sealer = sealer  # bot.domain.pulse.Sealer, from PULSE_SECRET, when the process has a [pulse]
         self.roster = Roster(cfg, db)
@@ -98,10 +104,12 @@ def database(url: str, need_schema: bool = True, connect: bool = True, wait: flo
     if need_schema and current(db.engine) != head():
         at = current(db.engine)
         db.dispose()
-        raise Fail(f"DATABASE_URL: {where} has no Steward schema yet: run `python -m bot migrate` first" if at is None else
-                   f"DATABASE_URL: the schema is at {at}, not {head()}: run `python -m bot migrate` first")
+        raise Fail(
+            f"DATABASE_URL: {where} has no Steward schema yet: run `python -m bot migrate` first"
+            if at is None
+            else f"DATABASE_URL: the schema is at {at}, not {head()}: run `python -m bot migrate` first"
+        )
     return db
-
 
 
 def slack(settings):
@@ -115,7 +123,9 @@ def slack(settings):
 def deliverer(settings, cfg, db, now):
     """The outbox's deliverer: messages drawn as of `now` (a rehearsal's clock), but leases, back-offs
     and Retry-After kept in real time, which other processes share."""
-    return handlers.deliverer(Deps(cfg=cfg, db=db, now=now, sealer=sealer(settings, cfg)), slack(settings), now=timeutil.utcnow)  # looked up when called: a rehearsal may move it
+    return handlers.deliverer(
+        Deps(cfg=cfg, db=db, now=now, sealer=sealer(settings, cfg)), slack(settings), now=timeutil.utcnow
+    )  # looked up when called: a rehearsal may move it
 
 
 def sealer(settings, cfg):
@@ -123,8 +133,10 @@ def sealer(settings, cfg):
     secret = settings.pulse_secret.get_secret_value() if settings.pulse_secret else ""
     if not secret:
         if cfg.pulse_on:
-            raise Fail("PULSE_SECRET: required when the process configuration has [pulse] (it keys the survey's"
-                       " answers so the database alone cannot tell whose they are); e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`")
+            raise Fail(
+                "PULSE_SECRET: required when the process configuration has [pulse] (it keys the survey's"
+                " answers so the database alone cannot tell whose they are); e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
         return None
     return Sealer(secret)
 

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from bot.domain import digest, pulse
@@ -37,41 +37,55 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 
 def cmd_check_config(args) -> int:
-    client = bootstrap.slack(bootstrap.settings()) if args.slack else None  # --slack without SLACK_BOT_TOKEN: exit 2 before anything
+    client = (
+        bootstrap.slack(bootstrap.settings()) if args.slack else None
+    )  # --slack without SLACK_BOT_TOKEN: exit 2 before anything
     if args.file:
         cfg = bootstrap.process(args.file, "--file")
     else:
         cfg = bootstrap.process(bootstrap.settings().process_config)
     org = cfg.organization
     print(f"{org.name}: {org.model} model, time zone {org.timezone}, digest to {org.digest_channel}")
-    print(f"working time: {', '.join(org.working_days)} {org.working_hours}, {_count(len(org.holidays), 'holiday')}"
-          + (f"; escalation contact {org.escalation_contact}" if org.escalation_contact else ""))
+    print(
+        f"working time: {', '.join(org.working_days)} {org.working_hours}, {_count(len(org.holidays), 'holiday')}"
+        + (f"; escalation contact {org.escalation_contact}" if org.escalation_contact else "")
+    )
     print(f"{_count(len(cfg.teams), 'team')}:")
     for t in cfg.teams:
         print(f"  {t.id:<14} {t.name} ({t.source_text()}, channel {t.channel})")
     print(f"{_count(len(cfg.boundaries), 'boundary', 'boundaries')}:")
     for b in cfg.boundaries:
         path = ", ".join(f"{lv.hours(b.sla_hours):g} h → {'/'.join(lv.notify)}" for lv in cfg.escalation_path(b))
-        print(f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {_count(len(b.criteria), 'criterion', 'criteria')}, SLA {b.sla_hours} working h,"
-              f" steward {b.steward}; escalation {path}")
+        print(
+            f"  {b.from_team} → {b.to_team}: {cfg.model_of(b)}, {_count(len(b.criteria), 'criterion', 'criteria')}, SLA {b.sla_hours} working h,"
+            f" steward {b.steward}; escalation {path}"
+        )
     print(f"stewards: {', '.join(cfg.stewards()) or 'none'}")
     ft = cfg.fasttrack
-    print(f"fast-track: budget {ft.budget_percent:g}% of a team's items a month, backup approvers {', '.join(ft.backup_approvers) or 'none'}")
+    print(
+        f"fast-track: budget {ft.budget_percent:g}% of a team's items a month, backup approvers {', '.join(ft.backup_approvers) or 'none'}"
+    )
     for r in cfg.rights:
-        print(f"  {r.element}: standard set by {r.sets_standard}, exceptions granted by {', '.join(cfg.granters(r))}, executed by {r.owns_execution}")
+        print(
+            f"  {r.element}: standard set by {r.sets_standard}, exceptions granted by {', '.join(cfg.granters(r))}, executed by {r.owns_execution}"
+        )
 
     period = schedule.period_of(timeutil.utcnow(), org.tz)
-    due = schedule.digest_due(cfg, period).replace(tzinfo=timezone.utc).astimezone(org.tz)
-    print(f"schedule: digest '{cfg.schedule.digest}'; the next, for {schedule.label(period)}, on {due:%a %d %b %Y %H:%M} {org.timezone};"
-          f" initiative prompts {_count(cfg.schedule.initiative_prompt_days, 'day')} before; catch-up {_count(cfg.schedule.catch_up_days, 'day')}")
+    due = schedule.digest_due(cfg, period).replace(tzinfo=UTC).astimezone(org.tz)
+    print(
+        f"schedule: digest '{cfg.schedule.digest}'; the next, for {schedule.label(period)}, on {due:%a %d %b %Y %H:%M} {org.timezone};"
+        f" initiative prompts {_count(cfg.schedule.initiative_prompt_days, 'day')} before; catch-up {_count(cfg.schedule.catch_up_days, 'day')}"
+    )
     p = cfg.pulse
     if p is None:
         print("pulse: off (no [pulse])")
     else:
-        print(f"pulse: {'on' if p.enabled else 'off (enabled = false)'}; {p.send_at} in each member's time zone to"
-              f" {_count(len(pulse.members(cfg)), 'person', 'people')} of {_count(len(cfg.pulse_teams()), 'team')}; shown for groups of"
-              f" {p.min_group} or more; open {_count(p.open_days, 'day')}, a reminder after {_count(p.remind_after_days, 'day')};"
-              " needs PULSE_SECRET")
+        print(
+            f"pulse: {'on' if p.enabled else 'off (enabled = false)'}; {p.send_at} in each member's time zone to"
+            f" {_count(len(pulse.members(cfg)), 'person', 'people')} of {_count(len(cfg.pulse_teams()), 'team')}; shown for groups of"
+            f" {p.min_group} or more; open {_count(p.open_days, 'day')}, a reminder after {_count(p.remind_after_days, 'day')};"
+            " needs PULSE_SECRET"
+        )
     if client is not None:
         return _check_slack(cfg, client)
     return 0
@@ -104,7 +118,10 @@ def _check_slack(cfg, client) -> int:
 def cmd_migrate(args) -> int:
     db = bootstrap.database(bootstrap.settings().database_url, need_schema=False)
     before, after = upgrade(db.engine)
-    print(f"database at revision {after}" + (f" (was {before or 'empty'})" if before != after else " (already up to date)"))
+    print(
+        f"database at revision {after}"
+        + (f" (was {before or 'empty'})" if before != after else " (already up to date)")
+    )
     return 0
 
 
@@ -118,14 +135,15 @@ def cmd_manifest(args) -> int:
 def cmd_serve(args) -> int:
     from slack_sdk.errors import SlackApiError
 
-
     settings = bootstrap.settings()
     socket_mode = settings.slack_app_token is not None and bool(settings.slack_app_token.get_secret_value())
     required = ("slack_bot_token", "slack_app_token") if socket_mode else ("slack_bot_token", "slack_signing_secret")
     problems = settings.missing(*required)
     if problems:
         raise Fail(*problems)
-    bootstrap.sealer(settings, bootstrap.process(settings.process_config))  # PULSE_SECRET, when the process has a [pulse]
+    bootstrap.sealer(
+        settings, bootstrap.process(settings.process_config)
+    )  # PULSE_SECRET, when the process has a [pulse]
     bootstrap.database(settings.database_url).dispose()
     try:
         me = make_client(settings).auth_test()
@@ -169,7 +187,9 @@ def _serve_socket_mode(settings) -> int:
     except SlackApiError as exc:
         error = exc.response.get("error")
         if error == "ratelimited":
-            raise Fail("SLACK_APP_TOKEN: Slack is rate limiting new connections for this app; try again in a minute", code=1) from None
+            raise Fail(
+                "SLACK_APP_TOKEN: Slack is rate limiting new connections for this app; try again in a minute", code=1
+            ) from None
         raise Fail(f"SLACK_APP_TOKEN: Slack refused it ({error})") from None
     except Exception as exc:
         raise Fail(f"SLACK_API_URL: cannot reach {settings.slack_api_url} ({type(exc).__name__})", code=1) from None
@@ -196,7 +216,7 @@ def _moment(text: str | None, cfg):
         moment = datetime.fromisoformat(text)
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=cfg.organization.tz)
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         raise Fail(f"--now: {text!r} is not an ISO-8601 date and time (e.g. 2026-11-02T09:00)") from None
     if not datetime(2000, 1, 1) <= moment <= datetime(2100, 1, 1):
@@ -232,9 +252,13 @@ def cmd_run_job(args) -> int:
     month, now = _month(args.month), _moment(args.now, cfg)
     db = bootstrap.database(settings.database_url)
     deliverer = bootstrap.deliverer(settings, cfg, db, _running_from(now))
-    run = Run(deliverer.ctx.cfg, db, deliverer, now, force=True, report=partial(print, flush=True))  # the current members
+    run = Run(
+        deliverer.ctx.cfg, db, deliverer, now, force=True, report=partial(print, flush=True)
+    )  # the current members
     try:
-        run_job(run, args.name, month, again=args.again)  # each line on stdout as it is said, once (the clock logs them instead)
+        run_job(
+            run, args.name, month, again=args.again
+        )  # each line on stdout as it is said, once (the clock logs them instead)
     except Refused as exc:
         raise Fail(str(exc)) from None
     return 1 if run.failures else 0
@@ -245,7 +269,7 @@ def cmd_clock(args) -> int:
     cfg = bootstrap.process(settings.process_config)
     offset = _moment(args.now, cfg) - timeutil.utcnow() if args.now else timedelta(0)
     db = bootstrap.database(settings.database_url)
-    now = (lambda: timeutil.utcnow() + offset)
+    now = lambda: timeutil.utcnow() + offset
     clock.serve(cfg, db, bootstrap.deliverer(settings, cfg, db, now), now=now)
     return 0
 
@@ -274,8 +298,10 @@ def cmd_outbox(args) -> int:
     for row in rows:
         when = row.next_at if row.status == OutboxStatus.PENDING else row.updated_at
         error = "".join(ch if ch.isprintable() else "?" for ch in row.error or "")  # Slack's words, not terminal codes
-        print(f"{row.status:<8} {row.key:<48} → {row.channel:<12} attempts {row.attempts:<3} {when:%Y-%m-%d %H:%M:%S} UTC"
-              + (f"  {error}" if error else ""))
+        print(
+            f"{row.status:<8} {row.key:<48} → {row.channel:<12} attempts {row.attempts:<3} {when:%Y-%m-%d %H:%M:%S} UTC"
+            + (f"  {error}" if error else "")
+        )
     return 0
 
 
@@ -285,7 +311,9 @@ def cmd_digest(args) -> int:
     today = schedule.period_of(timeutil.utcnow(), cfg.organization.tz)
     period = _month(args.month) or schedule.shift(today, -1)
     if period > today:
-        raise Fail(f"--month: {schedule.label(period)} has not started; the latest month to preview is {today} (month to date)")
+        raise Fail(
+            f"--month: {schedule.label(period)} has not started; the latest month to preview is {today} (month to date)"
+        )
 
     db = bootstrap.database(settings.database_url)
     current = Deps(cfg, db).cfg  # the members as the clock sees them when it posts
@@ -316,26 +344,44 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m bot", description="Steward, a Slack bot for process stewardship.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("serve", help="serve Slack's requests on $PORT (gunicorn), or Socket Mode with SLACK_APP_TOKEN").set_defaults(func=cmd_serve)
+    sub.add_parser(
+        "serve", help="serve Slack's requests on $PORT (gunicorn), or Socket Mode with SLACK_APP_TOKEN"
+    ).set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="bring the database schema up to date (idempotent)").set_defaults(func=cmd_migrate)
     c = sub.add_parser("check-config", help="validate the process configuration and summarise it")
     c.add_argument("--file", help="a process TOML file (default: $PROCESS_CONFIG)")
-    c.add_argument("--slack", action="store_true", help="also look up every user, channel and user group id in the workspace (needs SLACK_BOT_TOKEN)")
+    c.add_argument(
+        "--slack",
+        action="store_true",
+        help="also look up every user, channel and user group id in the workspace (needs SLACK_BOT_TOKEN)",
+    )
     c.set_defaults(func=cmd_check_config)
     m = sub.add_parser("manifest", help="print the Slack app manifest (JSON)")
     m.add_argument("--url", help="https://host where Steward is served (omit for Socket Mode)")
     m.set_defaults(func=cmd_manifest)
-    c = sub.add_parser("clock", help="run the scheduler until stopped: every job but outbox on its schedule (catch-up ticks), the outbox sweep")
+    c = sub.add_parser(
+        "clock",
+        help="run the scheduler until stopped: every job but outbox on its schedule (catch-up ticks), the outbox sweep",
+    )
     c.add_argument("--now", help="rehearse: the clock believes it started at this moment (ISO-8601)")
     c.set_defaults(func=cmd_clock)
 
     jobs = ", ".join(JOBS)
-    r = sub.add_parser("run-job", help=f"run one job once, now: {jobs}", description=f"Run one job once, now. NAME is one of: {jobs}.")
+    r = sub.add_parser(
+        "run-job", help=f"run one job once, now: {jobs}", description=f"Run one job once, now. NAME is one of: {jobs}."
+    )
     r.add_argument("name", metavar="NAME", choices=JOBS, help=f"one of: {jobs}")
-    r.add_argument("--now", help="the moment the job believes it is (ISO-8601; organisation time zone unless an offset is given)")
-    r.add_argument("--month", help="the month (YYYY-MM): digest defaults to the previous month, prompts to the current one")
-    r.add_argument("--again", action="store_true",
-                   help="digest only: post a month that was posted already once more, saying which message it replaces")
+    r.add_argument(
+        "--now", help="the moment the job believes it is (ISO-8601; organisation time zone unless an offset is given)"
+    )
+    r.add_argument(
+        "--month", help="the month (YYYY-MM): digest defaults to the previous month, prompts to the current one"
+    )
+    r.add_argument(
+        "--again",
+        action="store_true",
+        help="digest only: post a month that was posted already once more, saying which message it replaces",
+    )
     r.set_defaults(func=cmd_run_job)
     d = sub.add_parser("digest", help="print a month's digest in the terminal, without posting")
     d.add_argument("--month", help="YYYY-MM (default: the previous month)")
@@ -345,17 +391,25 @@ def parser() -> argparse.ArgumentParser:
     o = sub.add_parser("outbox", help="list messages not delivered (pending, failed, unknown), or retry one")
     o.add_argument("action", nargs="?", choices=["list", "retry"], default="list")
     o.add_argument("key", nargs="?", help="with retry: the row's key, as the list shows it")
-    o.add_argument("--status", choices=["pending", "sending", "failed", "unknown", "sent"], help="only rows in this state")
+    o.add_argument(
+        "--status", choices=["pending", "sending", "failed", "unknown", "sent"], help="only rows in this state"
+    )
     o.add_argument("--limit", type=int, default=100)
     o.set_defaults(func=cmd_outbox)
-    e = sub.add_parser("demo", help="a generated organisation in a throwaway SQLite database: its digest, chart and Block Kit")
+    e = sub.add_parser(
+        "demo", help="a generated organisation in a throwaway SQLite database: its digest, chart and Block Kit"
+    )
     e.add_argument("--dir", help="where to write the demo (default: a new temporary directory)")
     e.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # "building the font cache" on a first chart

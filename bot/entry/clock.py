@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from sqlalchemy import or_
@@ -88,8 +88,14 @@ class Run:
         give_up = time.monotonic() + patience
         while time.monotonic() < give_up:
             rows = {r.key: r for r in map(partial(outbox.get, self.db), keys) if r is not None}
-            waiting = [r.key for r in rows.values() if r.status == OutboxStatus.PENDING and (r.error or "").startswith("waiting for")
-                       and getattr(rows.get(r.anchor) or outbox.get(self.db, r.anchor or ""), "status", None) == OutboxStatus.SENDING]
+            waiting = [
+                r.key
+                for r in rows.values()
+                if r.status == OutboxStatus.PENDING
+                and (r.error or "").startswith("waiting for")
+                and getattr(rows.get(r.anchor) or outbox.get(self.db, r.anchor or ""), "status", None)
+                == OutboxStatus.SENDING
+            ]
             if not waiting:
                 break
             time.sleep(WAIT_FOR_ANCHOR.total_seconds() + 0.1)
@@ -114,15 +120,18 @@ def digest_item(period: str, edition: int = 1) -> str:
 def digest_editions(db: Database, period: str) -> list[int]:
     """The editions of a month's digest written to the outbox, oldest first (1 is the scheduled one)."""
     with db.read() as session:
-        items = session.exec(select(Outbox.item).where(or_(Outbox.item == digest_item(period), Outbox.item.like(f"digest:{period}#%")))
-                             .distinct()).all()
+        items = session.exec(
+            select(Outbox.item)
+            .where(or_(Outbox.item == digest_item(period), Outbox.item.like(f"digest:{period}#%")))
+            .distinct()
+        ).all()
     return sorted(1 if item == digest_item(period) else int(item.rpartition("#")[2]) for item in items)
 
 
 def _posted_at(row) -> datetime:
     """When a posted row went out (naive UTC), from its Slack ts, else from the row."""
     try:
-        return datetime.fromtimestamp(float(row.result_ts), timezone.utc).replace(tzinfo=None, microsecond=0)
+        return datetime.fromtimestamp(float(row.result_ts), UTC).replace(tzinfo=None, microsecond=0)
     except (TypeError, ValueError, OverflowError):
         return row.updated_at
 
@@ -138,9 +147,11 @@ def run_digest(run: Run, period: str, again: bool = False) -> None:
     channel = cfg.organization.digest_channel
     if not digest.closed(cfg, period, min(run.now, utcnow())):
         tz = cfg.organization.tz
-        end = (schedule.bounds(period, tz)[1] + metrics.CLOSED_AFTER).replace(tzinfo=timezone.utc).astimezone(tz)
-        raise digest.Refused(f"digest {period}: {schedule.label(period)} has not ended; nothing posted or recorded. It can be posted from "
-                             f"{end:%Y-%m-%d %H:%M} {cfg.organization.timezone}; `python -m bot digest --month {period}` previews it (month to date)")
+        end = (schedule.bounds(period, tz)[1] + metrics.CLOSED_AFTER).replace(tzinfo=UTC).astimezone(tz)
+        raise digest.Refused(
+            f"digest {period}: {schedule.label(period)} has not ended; nothing posted or recorded. It can be posted from "
+            f"{end:%Y-%m-%d %H:%M} {cfg.organization.timezone}; `python -m bot digest --month {period}` previews it (month to date)"
+        )
     editions = digest_editions(db, period)
     edition = editions[-1] if editions else 1
     replaces = None
@@ -148,7 +159,9 @@ def run_digest(run: Run, period: str, again: bool = False) -> None:
         last = outbox.get(db, digest_key(period, channel, "chart", edition)) if editions else None
         first_of_last = outbox.get(db, digest_key(period, channel, 1, edition)) if editions else None
         if last is None or last.status != OutboxStatus.SENT or first_of_last is None:
-            raise digest.Refused(f"digest {period}: not posted yet, so there is nothing to replace; run it without --again")
+            raise digest.Refused(
+                f"digest {period}: not posted yet, so there is nothing to replace; run it without --again"
+            )
         replaces = {"edition": edition, "channel": first_of_last.result_channel, "at": _posted_at(first_of_last)}
         edition += 1
     item = digest_item(period, edition)
@@ -159,16 +172,30 @@ def run_digest(run: Run, period: str, again: bool = False) -> None:
         return
     if row is None:  # not written yet (or only in part, before an upgrade): write what is missing
         digest.record_headcount(db, cfg, period)  # before composing: the signals read the month's headcount
-        parts = slack_digest.messages(digest.compose(db, cfg, period, min(run.now, utcnow()), sealer=getattr(run.deliverer.ctx, "sealer", None)),
-                                      replaces=replaces)
-        messages = [Message(digest_key(period, channel, i, edition), item, POST, channel, "static",
-                            {"message": m}, anchor=first if i > 1 else None) for i, m in enumerate(parts, 1)]
+        parts = slack_digest.messages(
+            digest.compose(db, cfg, period, min(run.now, utcnow()), sealer=getattr(run.deliverer.ctx, "sealer", None)),
+            replaces=replaces,
+        )
+        messages = [
+            Message(
+                digest_key(period, channel, i, edition),
+                item,
+                POST,
+                channel,
+                "static",
+                {"message": m},
+                anchor=first if i > 1 else None,
+            )
+            for i, m in enumerate(parts, 1)
+        ]
         messages.append(Message(chart, item, UPLOAD, channel, "digest_chart", {"period": period}, anchor=first))
         outbox.put(db, messages, run.now)
         if replaces:
             old = outbox.get(db, digest_key(period, channel, 1, replaces["edition"]))
-            run.say(f"digest {period}: posting it again (edition {edition}), replacing the one posted to {old.result_channel} "
-                    f"on {_posted_at(old):%Y-%m-%d %H:%M} UTC (ts {old.result_ts})")
+            run.say(
+                f"digest {period}: posting it again (edition {edition}), replacing the one posted to {old.result_channel} "
+                f"on {_posted_at(old):%Y-%m-%d %H:%M} UTC (ts {old.result_ts})"
+            )
     if run.force:
         outbox.reopen(db, item, run.now)
     rows = outbox.of_item(db, item)
@@ -184,21 +211,34 @@ def run_digest(run: Run, period: str, again: bool = False) -> None:
         run.say(f"digest {period}: already posted to {channel}, nothing sent")
     waiting = [r for r in outbox.of_item(db, item) if r.status in (OutboxStatus.PENDING, OutboxStatus.SENDING)]
     if waiting:
-        run.say(f"digest {period}: {len(waiting)} part{'s' if len(waiting) != 1 else ''} not sent yet ({waiting[0].error or 'in progress'});"
-                " the clock's outbox sweep retries, or run this again")
+        run.say(
+            f"digest {period}: {len(waiting)} part{'s' if len(waiting) != 1 else ''} not sent yet ({waiting[0].error or 'in progress'});"
+            " the clock's outbox sweep retries, or run this again"
+        )
 
 
 def run_prompts(run: Run, period: str) -> None:
     """Each team's channel is asked for its improvement initiative for the month."""
     cfg, db = run.cfg, run.db
-    messages = [Message(prompt_key(period, t.id), f"prompt:{period}", POST, t.channel, "initiative_prompt",
-                        {"team": t.id, "period": period}) for t in cfg.teams]
+    messages = [
+        Message(
+            prompt_key(period, t.id),
+            f"prompt:{period}",
+            POST,
+            t.channel,
+            "initiative_prompt",
+            {"team": t.id, "period": period},
+        )
+        for t in cfg.teams
+    ]
     keys = outbox.put(db, messages, run.now)
     if run.force:
         outbox.reopen(db, f"prompt:{period}", run.now)
     before = {r.key for r in outbox.of_item(db, f"prompt:{period}") if r.status == OutboxStatus.SENT}
     run.deliver([k for k in keys if k not in before], f"initiative prompt {period}")
-    sent = sum(1 for r in outbox.of_item(db, f"prompt:{period}") if r.status == OutboxStatus.SENT and r.key not in before)
+    sent = sum(
+        1 for r in outbox.of_item(db, f"prompt:{period}") if r.status == OutboxStatus.SENT and r.key not in before
+    )
     run.say(f"initiative prompts {period}: {sent} sent" + (f" of {len(cfg.teams)}" if sent != len(cfg.teams) else ""))
 
 
@@ -216,7 +256,11 @@ def run_escalations(run: Run) -> None:
     keys = escalations.sweep(run.db, run.cfg, run.now)
     if keys:
         run.deliver(keys, "escalations")
-    run.say(f"escalations: {len(keys)} message{'s' if len(keys) != 1 else ''} written" if keys else "escalations: nothing due")
+    run.say(
+        f"escalations: {len(keys)} message{'s' if len(keys) != 1 else ''} written"
+        if keys
+        else "escalations: nothing due"
+    )
 
 
 def run_pulse(run: Run) -> None:
@@ -238,23 +282,36 @@ def run_pulse(run: Run) -> None:
     reminders = pulse.remind_due(db, cfg, run.now)
     pulse.mix(db)  # the answers given since the last run lose their link to the click that wrote them
     if sent.asked or reminders:
-        run.say(f"pulse: {sent.asked} survey{'s' if sent.asked != 1 else ''} and {len(reminders)} reminder{'s' if len(reminders) != 1 else ''} written")
+        run.say(
+            f"pulse: {sent.asked} survey{'s' if sent.asked != 1 else ''} and {len(reminders)} reminder{'s' if len(reminders) != 1 else ''} written"
+        )
     else:
         run.say("pulse: nothing due")
     waiting = sorted(set(sent.keys + reminders) | set(pulse.undelivered(db)))
     if run.force and waiting:  # an operator waits for it: delivered now (a crashed run's too), paced as Slack allows
-        run.deliverer.sweep(max_seconds=3600, until_idle=True, give_up_after=3)  # Slack out of reach: not an hour's wait
+        run.deliverer.sweep(
+            max_seconds=3600, until_idle=True, give_up_after=3
+        )  # Slack out of reach: not an hour's wait
         rows = [outbox.get(db, key) for key in waiting]
         done = sum(1 for r in rows if r is not None and r.status == OutboxStatus.SENT)
         bad = sum(1 for r in rows if r is not None and r.status in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN))
         run.failures += bad
         later = len(waiting) - done - bad
-        run.say(f"pulse: {done} of {len(waiting)} delivered" + (f", {bad} not delivered (see `python -m bot outbox`)" if bad else "")
-                + (f", {later} not yet: Slack did not take them just now (the clock's outbox sweep retries them)" if later else ""))
+        run.say(
+            f"pulse: {done} of {len(waiting)} delivered"
+            + (f", {bad} not delivered (see `python -m bot outbox`)" if bad else "")
+            + (
+                f", {later} not yet: Slack did not take them just now (the clock's outbox sweep retries them)"
+                if later
+                else ""
+            )
+        )
     if sent.paused:
         run.say(f"pulse: {sent.paused} {'people' if sent.paused != 1 else 'person'} paused or stopped the survey")
     if sent.skipped:
-        run.say(f"pulse: {sent.skipped} survey{'s' if sent.skipped != 1 else ''} skipped: the week closed while the clock was not running")
+        run.say(
+            f"pulse: {sent.skipped} survey{'s' if sent.skipped != 1 else ''} skipped: the week closed while the clock was not running"
+        )
 
 
 def run_matrix_review(run: Run, quiet: bool = False) -> None:
@@ -273,16 +330,24 @@ def run_matrix_review(run: Run, quiet: bool = False) -> None:
         quarter = review.quarter_of(run.now, tz)
         if run.now >= review.due_at(cfg, quarter):
             quarter = review.shift(quarter, 1)
-        due = review.due_at(cfg, quarter).replace(tzinfo=timezone.utc).astimezone(tz)
-        run.say(f"matrix review: not due; the next, for {review.label(quarter)}, on {due:%a %d %b %Y %H:%M} {cfg.organization.timezone}")
+        due = review.due_at(cfg, quarter).replace(tzinfo=UTC).astimezone(tz)
+        run.say(
+            f"matrix review: not due; the next, for {review.label(quarter)}, on {due:%a %d %b %Y %H:%M} {cfg.organization.timezone}"
+        )
         return
     label = review.label(sent.quarter)
     if sent.keys:
         run.say(f"matrix review {label}: {len(sent.keys)} DM{'s' if len(sent.keys) != 1 else ''} written")
     else:
-        run.say(f"matrix review {label}: already written ({sent.before} DM{'s' if sent.before != 1 else ''}), nothing new")
+        run.say(
+            f"matrix review {label}: already written ({sent.before} DM{'s' if sent.before != 1 else ''}), nothing new"
+        )
     if run.force:
-        keys = [r.key for r in outbox.of_item(run.db, review.item_of(sent.quarter)) if r.render == "matrix_review_dm" and r.kind == POST]
+        keys = [
+            r.key
+            for r in outbox.of_item(run.db, review.item_of(sent.quarter))
+            if r.render == "matrix_review_dm" and r.kind == POST
+        ]
         delivered = run.deliver(keys, f"matrix review {label}")
         run.say(f"matrix review {label}: {delivered} of {len(keys)} delivered")
 
@@ -320,9 +385,11 @@ def run_catch_up(run: Run) -> None:
     if not prompts and not digests:
         tz = run.cfg.organization.tz
         period = schedule.period_of(run.now, tz)
-        due = schedule.digest_due(run.cfg, period).replace(tzinfo=timezone.utc).astimezone(tz)
-        run.say(f"catch-up: no digest or initiative prompt due; the next digest, for {schedule.label(period)},"
-                f" is due {due:%a %d %b %Y %H:%M} {run.cfg.organization.timezone}")
+        due = schedule.digest_due(run.cfg, period).replace(tzinfo=UTC).astimezone(tz)
+        run.say(
+            f"catch-up: no digest or initiative prompt due; the next digest, for {schedule.label(period)},"
+            f" is due {due:%a %d %b %Y %H:%M} {run.cfg.organization.timezone}"
+        )
     run_escalations(run)
     if run.cfg.pulse_on:
         run_pulse(run)
@@ -358,7 +425,9 @@ def run_job(run: Run, name: str, period: str | None, again: bool = False) -> Non
 # -- the clock process -------------------------------------------------------------------------------
 
 
-def serve(cfg: ProcessConfig, db: Database, deliverer: Deliverer, now: Callable[[], datetime], sweep_seconds: float = 5) -> None:
+def serve(
+    cfg: ProcessConfig, db: Database, deliverer: Deliverer, now: Callable[[], datetime], sweep_seconds: float = 5
+) -> None:
     """Run the scheduler until stopped: the digest at its cron time, a catch-up tick at start and every
     `tick_minutes`, and the outbox sweep every few seconds. Jobs of one kind never overlap (max one
     instance), and every side effect goes through the outbox, so a late, doubled or repeated firing, or
@@ -389,16 +458,36 @@ def serve(cfg: ProcessConfig, db: Database, deliverer: Deliverer, now: Callable[
             log.exception("clock: outbox sweep failed")
 
     tz = cfg.organization.tz
-    scheduler = BlockingScheduler(timezone=tz, executors={"default": {"type": "threadpool", "max_workers": 2}},
-                                  job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+    scheduler = BlockingScheduler(
+        timezone=tz,
+        executors={"default": {"type": "threadpool", "max_workers": 2}},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
+    )
     scheduler.add_job(tick, CronTrigger.from_crontab(cfg.schedule.digest, timezone=tz), id="digest")
-    scheduler.add_job(tick, IntervalTrigger(minutes=cfg.schedule.tick_minutes, timezone=tz), id="tick",
-                      next_run_time=datetime.now(tz) + timedelta(seconds=0.1))
-    scheduler.add_job(refresh_members, IntervalTrigger(seconds=MEMBERS_EVERY.total_seconds(), timezone=tz), id="members",
-                      next_run_time=datetime.now(tz) + MEMBERS_FIRST)  # after the start's catch-up, not competing with it
-    scheduler.add_job(sweep, IntervalTrigger(seconds=sweep_seconds, timezone=tz), id="outbox",
-                      next_run_time=datetime.now(tz) + timedelta(seconds=0.2))
-    log.info("clock: digest on '%s' (%s), ticks every %d min", cfg.schedule.digest, cfg.organization.timezone, cfg.schedule.tick_minutes)
+    scheduler.add_job(
+        tick,
+        IntervalTrigger(minutes=cfg.schedule.tick_minutes, timezone=tz),
+        id="tick",
+        next_run_time=datetime.now(tz) + timedelta(seconds=0.1),
+    )
+    scheduler.add_job(
+        refresh_members,
+        IntervalTrigger(seconds=MEMBERS_EVERY.total_seconds(), timezone=tz),
+        id="members",
+        next_run_time=datetime.now(tz) + MEMBERS_FIRST,
+    )  # after the start's catch-up, not competing with it
+    scheduler.add_job(
+        sweep,
+        IntervalTrigger(seconds=sweep_seconds, timezone=tz),
+        id="outbox",
+        next_run_time=datetime.now(tz) + timedelta(seconds=0.2),
+    )
+    log.info(
+        "clock: digest on '%s' (%s), ticks every %d min",
+        cfg.schedule.digest,
+        cfg.organization.timezone,
+        cfg.schedule.tick_minutes,
+    )
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):

@@ -29,10 +29,20 @@ from storage.models import Headcount
 MONTHS = 6
 PULSE_SECRET = "demo-only-pulse-secret-not-for-production"  # the demo's throwaway database; never reuse it
 # team → (average score in the first month, change a month, chance of "too rigid", of "too ambiguous")
-MOOD = {"product": (4.1, 0.0, 0.1, 0.1), "design": (3.9, -0.05, 0.1, 0.2), "eng": (3.9, -0.2, 0.2, 0.2),
-        "data": (4.2, 0.0, 0.1, 0.1), "qa": (3.4, 0.0, 0.3, 0.1), "ops": (3.2, -0.1, 0.5, 0.05)}
-COMMENTS = ["Handoff criteria are clear now, thanks", "Too many sign-offs for small changes",
-            "I never know who decides on exceptions", "The QA gate slows every hotfix"]
+MOOD = {
+    "product": (4.1, 0.0, 0.1, 0.1),
+    "design": (3.9, -0.05, 0.1, 0.2),
+    "eng": (3.9, -0.2, 0.2, 0.2),
+    "data": (4.2, 0.0, 0.1, 0.1),
+    "qa": (3.4, 0.0, 0.3, 0.1),
+    "ops": (3.2, -0.1, 0.5, 0.05),
+}
+COMMENTS = [
+    "Handoff criteria are clear now, thanks",
+    "Too many sign-offs for small changes",
+    "I never know who decides on exceptions",
+    "The QA gate slows every hotfix",
+]
 PROCESS = (Path(__file__).parent / "demo_process.toml").read_text()  # the generated organisation
 
 # boundary → (handoffs a month, chance of a send-back per round, review hours, monthly drift of review hours)
@@ -46,14 +56,26 @@ PROFILE = {
 }
 # receiving team → reasons it gives, by kind
 REASONS = {
-    "design": {"rework_requested": ["Success metric missing", "Problem statement too vague"],
-               "clarification_requested": ["Which users is this for?"]},
-    "eng": {"rework_requested": ["Acceptance criteria incomplete", "Wireframes missing for the mobile layout", "Sample data missing"],
-            "clarification_requested": ["Which API version is meant?", "Unclear scope of the change"]},
-    "qa": {"rework_requested": ["Test plan does not cover the migration", "Release notes missing"],
-           "clarification_requested": ["Which environments are in scope?"]},
-    "ops": {"rework_requested": ["Rollback plan missing", "Runbook out of date"],
-            "clarification_requested": ["Who is on call for the release?"]},
+    "design": {
+        "rework_requested": ["Success metric missing", "Problem statement too vague"],
+        "clarification_requested": ["Which users is this for?"],
+    },
+    "eng": {
+        "rework_requested": [
+            "Acceptance criteria incomplete",
+            "Wireframes missing for the mobile layout",
+            "Sample data missing",
+        ],
+        "clarification_requested": ["Which API version is meant?", "Unclear scope of the change"],
+    },
+    "qa": {
+        "rework_requested": ["Test plan does not cover the migration", "Release notes missing"],
+        "clarification_requested": ["Which environments are in scope?"],
+    },
+    "ops": {
+        "rework_requested": ["Rollback plan missing", "Runbook out of date"],
+        "clarification_requested": ["Who is on call for the release?"],
+    },
 }
 # (months back, team, initiative, metric, owner)
 INITIATIVES = [
@@ -83,16 +105,33 @@ def fasttracks(db: Database, cfg, now: datetime, current: str) -> None:
     for back, team, requester, element, reason, approve in FASTTRACKS:
         start, end = schedule.bounds(schedule.shift(current, -back), cfg.organization.tz)
         at = min(start + timedelta(days=20), now - timedelta(days=1))
-        row, _, route = fasttrack.request(db, cfg, requester, fasttrack.Draft(
-            team=team, element=element, reason=reason, what=f"{element} for release {back}.{len(requester)}",
-            justification="The customer cannot wait for the next release window."), now=at)
+        row, _, route = fasttrack.request(
+            db,
+            cfg,
+            requester,
+            fasttrack.Draft(
+                team=team,
+                element=element,
+                reason=reason,
+                what=f"{element} for release {back}.{len(requester)}",
+                justification="The customer cannot wait for the next release window.",
+            ),
+            now=at,
+        )
         if approve is not None:
             decider = route.deciders[0]
             if approve:
                 fasttrack.decide(db, cfg, row.id, decider, approve=True, now=at + timedelta(hours=3))
             else:
-                fasttrack.decide(db, cfg, row.id, decider, approve=False, reason="Use the standard path: it is not urgent enough",
-                                 now=at + timedelta(hours=3))
+                fasttrack.decide(
+                    db,
+                    cfg,
+                    row.id,
+                    decider,
+                    approve=False,
+                    reason="Use the standard path: it is not urgent enough",
+                    now=at + timedelta(hours=3),
+                )
 
 
 def generate(db: Database, cfg, now: datetime, seed: int = 7) -> int:
@@ -114,8 +153,15 @@ def generate(db: Database, cfg, now: datetime, seed: int = 7) -> int:
                 at = start + timedelta(seconds=rng.uniform(0, max((end - start).total_seconds() - 86400 * 5, 3600)))
                 if at >= end:
                     continue
-                h = handoffs.create(db, cfg, rng.choice(sender), Draft(src, dst, f"{cfg.team(src).name} work item {count + 1}",
-                                    criteria_met=list(boundary.criteria)), now=at)
+                h = handoffs.create(
+                    db,
+                    cfg,
+                    rng.choice(sender),
+                    Draft(
+                        src, dst, f"{cfg.team(src).name} work item {count + 1}", criteria_met=list(boundary.criteria)
+                    ),
+                    now=at,
+                )
                 count += 1
                 for _round in range(4):
                     at += timedelta(hours=rng.expovariate(1 / (review_hours + drift * month_index)) + 1)
@@ -123,7 +169,9 @@ def generate(db: Database, cfg, now: datetime, seed: int = 7) -> int:
                         break
                     if rng.random() < send_back and _round < 3:
                         kind = rng.choice(["rework_requested", "rework_requested", "clarification_requested"])
-                        handoffs.send_back(db, cfg, h.id, rng.choice(receiver), kind, rng.choice(REASONS[dst][kind]), now=at)
+                        handoffs.send_back(
+                            db, cfg, h.id, rng.choice(receiver), kind, rng.choice(REASONS[dst][kind]), now=at
+                        )
                         at += timedelta(hours=rng.expovariate(1 / 12) + 1)
                         if at >= now:
                             break
@@ -135,7 +183,13 @@ def generate(db: Database, cfg, now: datetime, seed: int = 7) -> int:
             with db.write() as session:
                 for team in cfg.teams:
                     hired = 2 if team.id == "eng" and back <= 2 else 0  # Engineering grew two months ago
-                    session.add(Headcount(period=period, team=team.id, members=len(team.members) - (0 if team.id != "eng" else 2 - hired)))
+                    session.add(
+                        Headcount(
+                            period=period,
+                            team=team.id,
+                            members=len(team.members) - (0 if team.id != "eng" else 2 - hired),
+                        )
+                    )
             for when, team, text, metric, owner in INITIATIVES:
                 if when == back:
                     initiatives.share(db, cfg, team, period, owner, text, metric, owner, now=end - timedelta(days=3))
@@ -193,7 +247,9 @@ def run(directory: str | None = None) -> int:
     db = Database(f"sqlite:///{path}")
     upgrade(db.engine)
     now = utcnow()
-    print(f"Generating {cfg.organization.name}: {len(cfg.teams)} teams, {len(cfg.boundaries)} boundaries, {MONTHS} months of handoffs…")
+    print(
+        f"Generating {cfg.organization.name}: {len(cfg.teams)} teams, {len(cfg.boundaries)} boundaries, {MONTHS} months of handoffs…"
+    )
     count = generate(db, cfg, now)
     period = schedule.shift(schedule.period_of(now, cfg.organization.tz), -1)
     d = digest.compose(db, cfg, period, sealer=pulse.Sealer(PULSE_SECRET))
@@ -203,10 +259,14 @@ def run(directory: str | None = None) -> int:
     names = []
     for i, part in enumerate(parts, 1):  # one file a message, as Block Kit Builder takes it: {"blocks": [...]}
         names.append(f"digest-{period}-{i}.json")
-        (out / names[-1]).write_text(json.dumps({"blocks": part["blocks"]}, indent=2, ensure_ascii=False), encoding="utf-8")
+        (out / names[-1]).write_text(
+            json.dumps({"blocks": part["blocks"]}, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
     (out / f"trend-{period}.png").write_bytes(digest.chart(d))
     db.dispose()
-    messages = (f"  {names[0]:<24} the digest's first message" + "".join(f"\n  {n:<24} thread reply {i}" for i, n in enumerate(names[1:], 1)))
+    messages = f"  {names[0]:<24} the digest's first message" + "".join(
+        f"\n  {n:<24} thread reply {i}" for i, n in enumerate(names[1:], 1)
+    )
     print(f"""Written to {out}:
   process.toml             the generated organisation's process configuration
   steward.db               its SQLite database

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 COMMANDS = [
-    {"command": "/handoff", "description": "Hand work to another team, checked against the boundary's criteria",
-     "usage_hint": "[team] | list | cancel <number> | help"},
-    {"command": "/fasttrack", "description": "Ask to skip a process gate; the decision-rights matrix names who decides",
-     "usage_hint": "list | rights | help"},
+    {
+        "command": "/handoff",
+        "description": "Hand work to another team, checked against the boundary's criteria",
+        "usage_hint": "[team] | list | cancel <number> | help",
+    },
+    {
+        "command": "/fasttrack",
+        "description": "Ask to skip a process gate; the decision-rights matrix names who decides",
+        "usage_hint": "list | rights | help",
+    },
 ]
 
 BOT_SCOPES = [
-    "commands",           # slash commands
-    "chat:write",         # cards, DMs, updates in place
+    "commands",  # slash commands
+    "chat:write",  # cards, DMs, updates in place
     "chat:write.public",  # post team cards in public channels Steward was not invited to
-    "files:write",        # the digest's trend chart (files_upload_v2)
-    "channels:join",      # join the public digest channel when an upload needs membership
+    "files:write",  # the digest's trend chart (files_upload_v2)
+    "channels:join",  # join the public digest channel when an upload needs membership
     # The outbox looks for a message whose outcome is unknown (a time-out, a 5xx) before it sends again,
     # by the outbox key in the message's metadata: without these it cannot look, and marks it `unknown`.
-    "channels:history",   # public channels (team cards, the digest)
-    "groups:history",     # private channels Steward was invited to
-    "im:history",         # DMs (receipts, decisions, fast-track cards)
-    "im:write",           # conversations.open: the DM channel to look in
-    "users:read",         # users.list: each member's time zone, for the weekly pulse at their own 10:00; users.info: bots apart
-    "usergroups:read",    # usergroups.users.list: a team's members from its user group (`usergroup`); check-config --slack
-    "channels:read",      # conversations.members / .info: a team's members from its public channel; check-config --slack
-    "groups:read",        # the same for private channels Steward was invited to
+    "channels:history",  # public channels (team cards, the digest)
+    "groups:history",  # private channels Steward was invited to
+    "im:history",  # DMs (receipts, decisions, fast-track cards)
+    "im:write",  # conversations.open: the DM channel to look in
+    "users:read",  # users.list: each member's time zone, for the weekly pulse at their own 10:00; users.info: bots apart
+    "usergroups:read",  # usergroups.users.list: a team's members from its user group (`usergroup`); check-config --slack
+    "channels:read",  # conversations.members / .info: a team's members from its public channel; check-config --slack
+    "groups:read",  # the same for private channels Steward was invited to
 ]
 
 BOT_EVENTS = [
@@ -54,7 +60,11 @@ def manifest(url: str | None = None, name: str = "Steward") -> dict:
         "features": {
             "bot_user": {"display_name": name, "always_online": True},
             # the Home tab: each person's desk (views.publish on app_home_opened); the Messages tab holds the DMs
-            "app_home": {"home_tab_enabled": True, "messages_tab_enabled": True, "messages_tab_read_only_enabled": True},
+            "app_home": {
+                "home_tab_enabled": True,
+                "messages_tab_enabled": True,
+                "messages_tab_read_only_enabled": True,
+            },
             "slash_commands": commands,
         },
         "oauth_config": {"scopes": {"bot": BOT_SCOPES}},

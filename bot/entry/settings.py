@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     @field_validator("slack_bot_token", "slack_app_token")
     @classmethod
     def _token(cls, value: SecretStr | None, info) -> SecretStr | None:
-        prefix, kind = {"slack_bot_token": ("xoxb-", "a bot token"), "slack_app_token": ("xapp-", "an app-level token")}[info.field_name]
+        prefix, kind = {
+            "slack_bot_token": ("xoxb-", "a bot token"),
+            "slack_app_token": ("xapp-", "an app-level token"),
+        }[info.field_name]
         if value is not None and value.get_secret_value() and not value.get_secret_value().startswith(prefix):
             raise ValueError(f"must be {kind} ({prefix}…)")
         return value

@@ -35,15 +35,18 @@ class _Gunicorn(BaseApplication):
 
 
 def serve(settings: Settings) -> None:
-    _Gunicorn({
-        "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
-        "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
-        "worker_class": "gthread",
-        "threads": int(os.environ.get("WEB_THREADS", "8")),
-        "timeout": 30,
-        "graceful_timeout": 10,
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": os.environ.get("LOG_LEVEL", "info").lower(),
-        "proc_name": "steward-web",
-    }, settings).run()
+    _Gunicorn(
+        {
+            "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
+            "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
+            "worker_class": "gthread",
+            "threads": int(os.environ.get("WEB_THREADS", "8")),
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": os.environ.get("LOG_LEVEL", "info").lower(),
+            "proc_name": "steward-web",
+        },
+        settings,
+    ).run()

@@ -17,8 +17,12 @@ EVENT_KEEP = timedelta(days=1)  # Slack retries an event within minutes; a day o
 def first_delivery(s: Session, db: Database, event_id: str, now: datetime) -> bool:
     """Record an Events API delivery's `event_id` in the caller's transaction: False when it was handled
     before (a duplicate, or Slack's retry of it). Ids older than EVENT_KEEP are pruned."""
-    first = s.execute(db.insert(SlackEvent).values(event_id=event_id[:40], seen_at=now)
-                      .on_conflict_do_nothing(index_elements=["event_id"]).returning(SlackEvent.event_id)).first()
+    first = s.execute(
+        db.insert(SlackEvent)
+        .values(event_id=event_id[:40], seen_at=now)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(SlackEvent.event_id)
+    ).first()
     if first is None:  # (RETURNING, not rowcount: psycopg gives -1 for a skipped row)
         return False
     s.execute(delete(SlackEvent).where(SlackEvent.seen_at < now - EVENT_KEEP))

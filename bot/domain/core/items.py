@@ -76,11 +76,19 @@ class Kind:
     def event(self, item: SQLModel, kind: str, actor: str, at: datetime, reason: str | None = None, **data) -> SQLModel:
         """The event that takes `item` to its current version (its `seq` is the new version)."""
         extra = {"round": item.round} if "round" in self.event_model.model_fields else {}
-        return self.event_model(**{self.fk: item.id}, seq=item.version, kind=kind, actor=actor, at=at, reason=reason,
-                                data=data, **extra)
+        return self.event_model(
+            **{self.fk: item.id}, seq=item.version, kind=kind, actor=actor, at=at, reason=reason, data=data, **extra
+        )
 
-    def record(self, session: Session, db: Database, item: SQLModel, event: SQLModel, messages: Iterable[Message],
-               now: datetime) -> list[str]:
+    def record(
+        self,
+        session: Session,
+        db: Database,
+        item: SQLModel,
+        event: SQLModel,
+        messages: Iterable[Message],
+        now: datetime,
+    ) -> list[str]:
         """Append the event and write the messages it causes, in the caller's transaction."""
         session.add(event)
         session.flush()
@@ -98,8 +106,13 @@ class Kind:
                 continue
         return Outcome(self.get(db, item_id), changed=False)
 
-    def create_once(self, db: Database, view_id: str | None, create: Callable[[Session], Outcome],
-                    found: Callable[[Session, SQLModel], Outcome]) -> Outcome:
+    def create_once(
+        self,
+        db: Database,
+        view_id: str | None,
+        create: Callable[[Session], Outcome],
+        found: Callable[[Session, SQLModel], Outcome],
+    ) -> Outcome:
         """`create` in a write transaction, once per submitted view: a view already saved gives
         `found(session, row)`. Two deliveries of one view at the same moment: the one the unique index
         refuses finds the other's on its second try."""
@@ -116,14 +129,24 @@ class Kind:
                     raise
         raise AssertionError("unreachable")
 
-    def transition(self, session: Session, db: Database, item: SQLModel, values: dict, event: Callable[[SQLModel], SQLModel],
-                   messages: Callable[[SQLModel, SQLModel], Iterable[Message]], now: datetime,
-                   where: Iterable = ()) -> Outcome:
+    def transition(
+        self,
+        session: Session,
+        db: Database,
+        item: SQLModel,
+        values: dict,
+        event: Callable[[SQLModel], SQLModel],
+        messages: Callable[[SQLModel, SQLModel], Iterable[Message]],
+        now: datetime,
+        where: Iterable = (),
+    ) -> Outcome:
         """Apply `values` (and the next version) to `item` if nobody changed it since it was read, append
         the event, write the messages. Raises LostRace when another transaction got there first."""
         values = dict(values, version=item.version + 1, updated_at=now)
         model = self.model
-        result = session.execute(update(model).where(model.id == item.id, model.version == item.version, *where).values(**values))
+        result = session.execute(
+            update(model).where(model.id == item.id, model.version == item.version, *where).values(**values)
+        )
         if result.rowcount != 1:
             raise LostRace
         for key, value in values.items():

@@ -62,18 +62,45 @@ def add(session: Session, db: Database, messages: Iterable[Message], now: dateti
     now = min(now, utcnow())  # a rehearsal (`--now` ahead) still writes messages due now, not in its future
     posts = []
     for m in messages:
-        values = dict(key=m.key, item=m.item, kind=m.kind, channel=m.channel, anchor=m.anchor, render=m.render,
-                      params=m.params, actor=m.actor, status=OutboxStatus.PENDING, generation=1, attempts=0, check=False,
-                      next_at=now, created_at=now, updated_at=now)
+        values = dict(
+            key=m.key,
+            item=m.item,
+            kind=m.kind,
+            channel=m.channel,
+            anchor=m.anchor,
+            render=m.render,
+            params=m.params,
+            actor=m.actor,
+            status=OutboxStatus.PENDING,
+            generation=1,
+            attempts=0,
+            check=False,
+            next_at=now,
+            created_at=now,
+            updated_at=now,
+        )
         keys.append(m.key)
         if m.kind not in IDEMPOTENT:
             posts.append(values)
             continue
-        session.execute(db.insert(Outbox).values(**values).on_conflict_do_update(index_elements=["key"], set_=dict(
-            generation=Outbox.generation + 1, params=m.params, next_at=now, updated_at=now, error=None,
-            # a delivery under way keeps its claim: it sees the new generation when it settles and goes again
-            status=case((Outbox.status == OutboxStatus.SENDING, OutboxStatus.SENDING), else_=OutboxStatus.PENDING),
-        )))
+        session.execute(
+            db.insert(Outbox)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=["key"],
+                set_=dict(
+                    generation=Outbox.generation + 1,
+                    params=m.params,
+                    next_at=now,
+                    updated_at=now,
+                    error=None,
+                    # a delivery under way keeps its claim: it sees the new generation when it settles and goes again
+                    status=case(
+                        (Outbox.status == OutboxStatus.SENDING, OutboxStatus.SENDING), else_=OutboxStatus.PENDING
+                    ),
+                ),
+            )
+        )
     if posts:  # one statement, many parameter sets: a fan-out of thousands stays quick
         session.execute(db.insert(Outbox.__table__).on_conflict_do_nothing(index_elements=["key"]), posts)
     return keys
@@ -113,10 +140,20 @@ def claim(db: Database, key: str, now: datetime) -> Claim | None:
         must_check = row.check or (took_over and row.kind not in IDEMPOTENT)
         result = session.execute(
             update(Outbox)
-            .where(Outbox.id == row.id, Outbox.status == row.status, Outbox.attempts == row.attempts,
-                   Outbox.generation == row.generation)
-            .values(status=OutboxStatus.SENDING, token=token, lease_until=now + LEASE, attempts=row.attempts + 1,
-                    check=row.kind not in IDEMPOTENT, updated_at=now)
+            .where(
+                Outbox.id == row.id,
+                Outbox.status == row.status,
+                Outbox.attempts == row.attempts,
+                Outbox.generation == row.generation,
+            )
+            .values(
+                status=OutboxStatus.SENDING,
+                token=token,
+                lease_until=now + LEASE,
+                attempts=row.attempts + 1,
+                check=row.kind not in IDEMPOTENT,
+                updated_at=now,
+            )
         )
         if result.rowcount != 1:
             return None
@@ -127,29 +164,63 @@ def claim(db: Database, key: str, now: datetime) -> Claim | None:
 
 def renew(db: Database, c: Claim, now: datetime) -> bool:
     with db.write() as session:
-        return session.execute(update(Outbox).where(Outbox.id == c.row.id, Outbox.token == c.token)
-                               .values(lease_until=now + LEASE)).rowcount == 1
+        return (
+            session.execute(
+                update(Outbox).where(Outbox.id == c.row.id, Outbox.token == c.token).values(lease_until=now + LEASE)
+            ).rowcount
+            == 1
+        )
 
 
 def _settle(db: Database, c: Claim, now: datetime, **values) -> bool:
     with db.write() as session:
-        return session.execute(update(Outbox).where(Outbox.id == c.row.id, Outbox.token == c.token)
-                               .values(token=None, lease_until=None, updated_at=now, **values)).rowcount == 1
+        return (
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id == c.row.id, Outbox.token == c.token)
+                .values(token=None, lease_until=None, updated_at=now, **values)
+            ).rowcount
+            == 1
+        )
 
 
 def sent(db: Database, c: Claim, now: datetime, channel: str | None, ts: str | None) -> bool:
     """Record Slack's answer. An update asked for again meanwhile goes back to pending (the latest state
     is sent next); a post keeps where it went, for the updates and thread replies that follow it."""
     with db.write() as session:
-        done = session.execute(
-            update(Outbox).where(Outbox.id == c.row.id, Outbox.token == c.token, Outbox.generation == c.row.generation)
-            .values(status=OutboxStatus.SENT, token=None, lease_until=None, check=False, sent_at=now, updated_at=now,
-                    result_channel=channel, result_ts=ts, error=None)
-        ).rowcount == 1
+        done = (
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id == c.row.id, Outbox.token == c.token, Outbox.generation == c.row.generation)
+                .values(
+                    status=OutboxStatus.SENT,
+                    token=None,
+                    lease_until=None,
+                    check=False,
+                    sent_at=now,
+                    updated_at=now,
+                    result_channel=channel,
+                    result_ts=ts,
+                    error=None,
+                )
+            ).rowcount
+            == 1
+        )
         if not done:
-            session.execute(update(Outbox).where(Outbox.id == c.row.id, Outbox.token == c.token)
-                            .values(status=OutboxStatus.PENDING, token=None, lease_until=None, check=False, next_at=now,
-                                    updated_at=now, result_channel=channel, result_ts=ts))
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id == c.row.id, Outbox.token == c.token)
+                .values(
+                    status=OutboxStatus.PENDING,
+                    token=None,
+                    lease_until=None,
+                    check=False,
+                    next_at=now,
+                    updated_at=now,
+                    result_channel=channel,
+                    result_ts=ts,
+                )
+            )
     return done
 
 
@@ -158,12 +229,21 @@ def backoff(attempts: int) -> timedelta:
     return min(BACKOFF_FIRST * 2 ** min(max(attempts - 1, 0), 16), BACKOFF_MAX)
 
 
-def later(db: Database, c: Claim, now: datetime, error: str, *, at: datetime | None = None, unsure: bool = False,
-          count: bool = True) -> bool:
+def later(
+    db: Database,
+    c: Claim,
+    now: datetime,
+    error: str,
+    *,
+    at: datetime | None = None,
+    unsure: bool = False,
+    count: bool = True,
+) -> bool:
     """Back to pending: at `at` (a Retry-After) or after the back-off. `unsure`: Slack may have acted, so
     the next attempt looks first. `count=False` gives the attempt back (nothing was tried)."""
-    values = dict(status=OutboxStatus.PENDING, check=unsure, error=error[:200],
-                  next_at=at or now + backoff(c.row.attempts + 1))
+    values = dict(
+        status=OutboxStatus.PENDING, check=unsure, error=error[:200], next_at=at or now + backoff(c.row.attempts + 1)
+    )
     if not count:
         values["attempts"] = c.row.attempts
     return _settle(db, c, now, **values)
@@ -173,16 +253,33 @@ def failed(db: Database, c: Claim, now: datetime, error: str, tell: Iterable[Mes
     """Refused for good; `tell` (the notice to the person who acted) is written in the same transaction."""
     log.warning("outbox %s → %s: refused for good: %s", c.row.key, c.row.channel, error)
     with db.write() as session:
-        done = session.execute(update(Outbox).where(Outbox.id == c.row.id, Outbox.token == c.token).values(
-            status=OutboxStatus.FAILED, check=False, error=error[:200], token=None, lease_until=None, updated_at=now)).rowcount == 1
+        done = (
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id == c.row.id, Outbox.token == c.token)
+                .values(
+                    status=OutboxStatus.FAILED,
+                    check=False,
+                    error=error[:200],
+                    token=None,
+                    lease_until=None,
+                    updated_at=now,
+                )
+            ).rowcount
+            == 1
+        )
         if done:
             add(session, db, tell, now)
         return done
 
 
 def unknown(db: Database, c: Claim, now: datetime, error: str) -> bool:
-    log.error("outbox %s → %s: may or may not be in Slack, and it cannot be looked up (%s): `python -m bot outbox` to decide",
-              c.row.key, c.row.channel, error)
+    log.error(
+        "outbox %s → %s: may or may not be in Slack, and it cannot be looked up (%s): `python -m bot outbox` to decide",
+        c.row.key,
+        c.row.channel,
+        error,
+    )
     return _settle(db, c, now, status=OutboxStatus.UNKNOWN, error=error[:200])
 
 
@@ -197,11 +294,19 @@ def found(db: Database, c: Claim, now: datetime, channel: str, ts: str) -> bool:
 def due(db: Database, now: datetime, limit: int = 200) -> list[Outbox]:
     """Rows a sweep should deliver now: pending and due, or held past their lease."""
     with db.read() as session:
-        return list(session.exec(
-            select(Outbox).where(or_(and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_at <= now),
-                                     and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until <= now)))
-            .order_by(Outbox.next_at, Outbox.id).limit(limit)
-        ))
+        return list(
+            session.exec(
+                select(Outbox)
+                .where(
+                    or_(
+                        and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_at <= now),
+                        and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until <= now),
+                    )
+                )
+                .order_by(Outbox.next_at, Outbox.id)
+                .limit(limit)
+            )
+        )
 
 
 def heads(db: Database, now: datetime, limit: int = 500) -> list[Outbox]:
@@ -210,8 +315,12 @@ def heads(db: Database, now: datetime, limit: int = 500) -> list[Outbox]:
     waiting for its Retry-After holds back the ones behind it."""
     unfinished = [OutboxStatus.PENDING, OutboxStatus.SENDING]
     with db.read() as session:
-        firsts = [i for (i,) in session.execute(select(func.min(Outbox.id)).where(Outbox.status.in_(unfinished))
-                                                .group_by(Outbox.channel).limit(limit))]
+        firsts = [
+            i
+            for (i,) in session.execute(
+                select(func.min(Outbox.id)).where(Outbox.status.in_(unfinished)).group_by(Outbox.channel).limit(limit)
+            )
+        ]
         if not firsts:
             return []
         rows = session.exec(select(Outbox).where(Outbox.id.in_(firsts)).order_by(Outbox.id))
@@ -230,8 +339,11 @@ def of_item(db: Database, item: str) -> list[Outbox]:
 
 def listing(db: Database, statuses: Iterable[str], limit: int = 100) -> list[Outbox]:
     with db.read() as session:
-        return list(session.exec(select(Outbox).where(Outbox.status.in_(list(statuses)))
-                                 .order_by(Outbox.updated_at.desc()).limit(limit)))
+        return list(
+            session.exec(
+                select(Outbox).where(Outbox.status.in_(list(statuses))).order_by(Outbox.updated_at.desc()).limit(limit)
+            )
+        )
 
 
 def retry(db: Database, key: str, now: datetime) -> Outbox | None:
@@ -241,11 +353,20 @@ def retry(db: Database, key: str, now: datetime) -> Outbox | None:
         row = session.exec(select(Outbox).where(Outbox.key == key)).first()
         if row is None or row.status not in (OutboxStatus.FAILED, OutboxStatus.UNKNOWN):
             return row
-        session.execute(update(Outbox).where(Outbox.id == row.id, Outbox.status == row.status)
-                        .values(status=OutboxStatus.PENDING, check=False, next_at=now, updated_at=now))
-        session.execute(update(Outbox).where(Outbox.anchor == key, Outbox.status == OutboxStatus.FAILED,
-                                             Outbox.error.like("the message it belongs to%"))
-                        .values(status=OutboxStatus.PENDING, check=False, next_at=now, updated_at=now))
+        session.execute(
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.status == row.status)
+            .values(status=OutboxStatus.PENDING, check=False, next_at=now, updated_at=now)
+        )
+        session.execute(
+            update(Outbox)
+            .where(
+                Outbox.anchor == key,
+                Outbox.status == OutboxStatus.FAILED,
+                Outbox.error.like("the message it belongs to%"),
+            )
+            .values(status=OutboxStatus.PENDING, check=False, next_at=now, updated_at=now)
+        )
         row.status = OutboxStatus.PENDING
         return row
 
@@ -255,9 +376,19 @@ def reopen(db: Database, item: str, now: datetime) -> int:
     and its pending rows due now rather than after their back-off (a Retry-After still holds)."""
     now = min(now, utcnow())
     with db.write() as session:
-        failed = session.execute(update(Outbox).where(Outbox.item == item, Outbox.status == OutboxStatus.FAILED)
-                                 .values(status=OutboxStatus.PENDING, next_at=now, updated_at=now)).rowcount
-        session.execute(update(Outbox).where(Outbox.item == item, Outbox.status == OutboxStatus.PENDING, Outbox.next_at > now,
-                                             or_(Outbox.error.is_(None), Outbox.error != "ratelimited"))
-                        .values(next_at=now))
+        failed = session.execute(
+            update(Outbox)
+            .where(Outbox.item == item, Outbox.status == OutboxStatus.FAILED)
+            .values(status=OutboxStatus.PENDING, next_at=now, updated_at=now)
+        ).rowcount
+        session.execute(
+            update(Outbox)
+            .where(
+                Outbox.item == item,
+                Outbox.status == OutboxStatus.PENDING,
+                Outbox.next_at > now,
+                or_(Outbox.error.is_(None), Outbox.error != "ratelimited"),
+            )
+            .values(next_at=now)
+        )
         return failed

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import date, time
+from datetime import UTC, date, time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -107,7 +107,9 @@ class Team(_Strict):
     name: str = Field(min_length=1, max_length=60)
     channel: str = Field(pattern=CHANNEL_ID)
     members: tuple[str, ...] = Field(default=(), max_length=500)  # listed by hand; complemented by the two below
-    usergroup: str | None = Field(default=None, pattern=USERGROUP_ID)  # members from this Slack user group (refreshed hourly)
+    usergroup: str | None = Field(
+        default=None, pattern=USERGROUP_ID
+    )  # members from this Slack user group (refreshed hourly)
     members_from_channel: bool = False  # members from the team's channel (refreshed hourly, and as people join it)
     reviewers: str | None = Field(default=None, pattern=USERGROUP_ID)  # mentioned on the team's cards and reminders
     lead: str | None = Field(default=None, pattern=USER_ID)  # named in the digest as who acts on the team's highlights
@@ -156,7 +158,11 @@ class Level(_Strict):
     def _notify(cls, value):
         value = (value,) if isinstance(value, str) else tuple(value)
         for who in value:
-            if who not in ("team", "steward", "contact") and not re.match(USER_ID, who) and not re.match(USERGROUP_ID, who):
+            if (
+                who not in ("team", "steward", "contact")
+                and not re.match(USER_ID, who)
+                and not re.match(USERGROUP_ID, who)
+            ):
                 raise ValueError(f"{who!r} is not team, steward, contact, a user id (U…) or a user group id (S…)")
         if not value:
             raise ValueError("name whom to notify")
@@ -211,16 +217,16 @@ class Schedule(_Strict):
     @field_validator("digest")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from datetime import datetime, timedelta, timezone
+        from datetime import datetime, timedelta
 
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            trigger = CronTrigger.from_crontab(value, timezone=timezone.utc)
+            trigger = CronTrigger.from_crontab(value, timezone=UTC)
         except ValueError as exc:
             raise ValueError(f"not a crontab expression (minute hour day month day-of-week): {exc}") from None
         for month in range(1, 13):  # it must fire in the first four weeks of every month
-            start = datetime(2027, month, 1, tzinfo=timezone.utc)
+            start = datetime(2027, month, 1, tzinfo=UTC)
             fire = trigger.get_next_fire_time(None, start)
             if fire is None or fire - start >= timedelta(days=28):
                 raise ValueError(f"'{value}' does not fire in the first 28 days of every month")
@@ -234,8 +240,9 @@ class Fasttrack(_Strict):
     approvers: tuple[str, ...] = ()  # default granters where a matrix element names none
     backup_approvers: tuple[str, ...] = ()  # decide over-budget requests and escalated ones
     escalate_after_hours: int = Field(default=24, gt=0, le=24 * 30)
-    reasons: tuple[str, ...] = Field(default=("Regulatory deadline", "Customer escalation", "Security fix", "Other"),
-                                     min_length=1, max_length=20)
+    reasons: tuple[str, ...] = Field(
+        default=("Regulatory deadline", "Customer escalation", "Security fix", "Other"), min_length=1, max_length=20
+    )
     channel: str = Field(default="", pattern=OPTIONAL_CHANNEL_ID)  # post approval cards here instead of DMs
 
     _approvers = field_validator("approvers", "backup_approvers")(classmethod(lambda cls, v: _user_ids(v)))
@@ -402,8 +409,17 @@ class _Valid:
 
     @classmethod
     def of(cls, cfg: ProcessConfig) -> _Valid:
-        return cls(cfg.organization, list(enumerate(cfg.teams)), set(), list(enumerate(cfg.boundaries)),
-                   list(enumerate(cfg.rights)), bool(cfg.rights), cfg.fasttrack, cfg.pulse, cfg.pulse.teams if cfg.pulse else ())
+        return cls(
+            cfg.organization,
+            list(enumerate(cfg.teams)),
+            set(),
+            list(enumerate(cfg.boundaries)),
+            list(enumerate(cfg.rights)),
+            bool(cfg.rights),
+            cfg.fasttrack,
+            cfg.pulse,
+            cfg.pulse.teams if cfg.pulse else (),
+        )
 
     @classmethod
     def parts(cls, data: dict) -> _Valid:
@@ -421,11 +437,17 @@ class _Valid:
         teams, bad_teams = items("teams", Team)
         boundaries, _ = items("boundaries", Boundary)
         rights, _ = items("rights", Right)
-        return cls(one(Organization, data.get("organization")), teams,
-                   {t["id"] for t in bad_teams if isinstance(t, dict) and isinstance(t.get("id"), str)},
-                   boundaries, rights, bool(data.get("rights")), one(Fasttrack, data.get("fasttrack", {})),
-                   one(Pulse, data["pulse"]) if "pulse" in data else None,
-                   tuple((data.get("pulse") or {}).get("teams") or ()) if isinstance(data.get("pulse"), dict) else ())
+        return cls(
+            one(Organization, data.get("organization")),
+            teams,
+            {t["id"] for t in bad_teams if isinstance(t, dict) and isinstance(t.get("id"), str)},
+            boundaries,
+            rights,
+            bool(data.get("rights")),
+            one(Fasttrack, data.get("fasttrack", {})),
+            one(Pulse, data["pulse"]) if "pulse" in data else None,
+            tuple((data.get("pulse") or {}).get("teams") or ()) if isinstance(data.get("pulse"), dict) else (),
+        )
 
 
 def _cross_check(v: _Valid) -> list[str]:
@@ -454,33 +476,51 @@ def _cross_check(v: _Valid) -> list[str]:
             problems.append(f"boundaries[{i}]: {b.from_team} → {b.to_team} is already boundaries[{pairs[pair]}]")
         pairs.setdefault(pair, i)
     for i, b in v.boundaries:
-        if (v.organization is not None and not v.organization.escalation_contact
-                and any("contact" in level.notify for level in b.escalation or ())):
-            problems.append(f"boundaries[{i}].escalation: a level notifies 'contact' but organization.escalation_contact is not set")
+        if (
+            v.organization is not None
+            and not v.organization.escalation_contact
+            and any("contact" in level.notify for level in b.escalation or ())
+        ):
+            problems.append(
+                f"boundaries[{i}].escalation: a level notifies 'contact' but organization.escalation_contact is not set"
+            )
     elements: dict[str, int] = {}
     for i, r in v.rights:
         if r.element.casefold() in elements:
             problems.append(f"rights[{i}].element: '{r.element}' is already rights[{elements[r.element.casefold()]}]")
         elements.setdefault(r.element.casefold(), i)
-        for key, who in (("sets_standard", r.sets_standard), ("owns_execution", r.owns_execution),
-                         *((f"grants_exceptions[{k}]", g) for k, g in enumerate(r.grants_exceptions))):
+        for key, who in (
+            ("sets_standard", r.sets_standard),
+            ("owns_execution", r.owns_execution),
+            *((f"grants_exceptions[{k}]", g) for k, g in enumerate(r.grants_exceptions)),
+        ):
             if who not in known and not re.match(USER_ID, who):
                 problems.append(f"rights[{i}].{key}: '{who}' is neither a team id nor a Slack user id")
         if v.fasttrack is not None and not r.grants_exceptions and not v.fasttrack.approvers:
-            problems.append(f"rights[{i}].grants_exceptions: empty, and fasttrack.approvers is empty too: nobody could grant it")
+            problems.append(
+                f"rights[{i}].grants_exceptions: empty, and fasttrack.approvers is empty too: nobody could grant it"
+            )
     for i, team_id in enumerate(v.pulse_teams if isinstance(v.pulse_teams, tuple) else ()):
         if isinstance(team_id, str) and team_id not in known:
             problems.append(f"pulse.teams[{i}]: no team '{team_id}'")
     if v.pulse is not None:
         if v.pulse.remind_after_days and v.pulse.remind_after_days >= v.pulse.open_days:
-            problems.append(f"pulse.remind_after_days: {v.pulse.remind_after_days} is not before the week closes (open_days = {v.pulse.open_days})")
+            problems.append(
+                f"pulse.remind_after_days: {v.pulse.remind_after_days} is not before the week closes (open_days = {v.pulse.open_days})"
+            )
     if v.any_rights and v.fasttrack is not None and not v.fasttrack.backup_approvers:
-        problems.append("fasttrack.backup_approvers: required with [[rights]]: over-budget requests need someone to decide them")
+        problems.append(
+            "fasttrack.backup_approvers: required with [[rights]]: over-budget requests need someone to decide them"
+        )
     return problems
 
 
-_BOUNDS = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
-           "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "less_than_equal": ("at most", "le"),
+    "greater_than": ("more than", "gt"),
+    "less_than": ("less than", "lt"),
+}
 
 
 def _number(value) -> str:

@@ -8,7 +8,7 @@ Datetimes are naive UTC, like everything stored.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -37,7 +37,7 @@ def _local_start(period: str, tz: ZoneInfo) -> datetime:
 
 
 def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def bounds(period: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -46,7 +46,7 @@ def bounds(period: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def period_of(moment: datetime, tz: ZoneInfo) -> str:
-    local = moment.replace(tzinfo=timezone.utc).astimezone(tz)
+    local = moment.replace(tzinfo=UTC).astimezone(tz)
     return f"{local.year:04d}-{local.month:02d}"
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def local_today(cfg, now: datetime | None = None) -> date:
     """Today's date in the organisation's time zone (`cfg.organization.tz`; `now` is naive UTC, or aware)."""
     now = now or utcnow()
-    aware = now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now
+    aware = now.replace(tzinfo=UTC) if now.tzinfo is None else now
     return aware.astimezone(cfg.organization.tz).date()

@@ -8,7 +8,7 @@ window is placed in the organisation's time zone, so a clock change (DST) moves 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -33,14 +33,14 @@ class WorkTime:
 
     def _windows(self, moment: datetime) -> Iterator[tuple[datetime, datetime]]:
         """The working windows (naive UTC start, end) from the local day of `moment` onwards."""
-        day = moment.replace(tzinfo=timezone.utc).astimezone(self.tz).date()
+        day = moment.replace(tzinfo=UTC).astimezone(self.tz).date()
         for _ in range(HORIZON_DAYS):
             if day.weekday() in self.days and day not in self.holidays:
                 yield (self._utc(day, self.start), self._utc(day, self.end))
             day += timedelta(days=1)
 
     def _utc(self, day: date, at: time) -> datetime:
-        return datetime.combine(day, at, tzinfo=self.tz).astimezone(timezone.utc).replace(tzinfo=None)
+        return datetime.combine(day, at, tzinfo=self.tz).astimezone(UTC).replace(tzinfo=None)
 
     def is_working(self, moment: datetime) -> bool:
         return any(start <= moment < end for start, end in self._first(moment))
