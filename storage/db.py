@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -82,8 +83,6 @@ class Database:
 
     def insert(self, model):
         """An INSERT for this dialect, so callers can add `.on_conflict_do_nothing(...)`."""
-        from sqlalchemy.dialects import postgresql, sqlite
-
         return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(model)
 
     def ping(self) -> bool:

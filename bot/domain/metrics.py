@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, text, update
+from sqlmodel import select
 
 from bot.domain import sla
 from bot.domain.core.worktime import WorkTime
@@ -477,8 +478,6 @@ def behind(
     `slowest`: the team's handoffs accepted in the month, longest cycle time first; `escalated`: the
     boundary's handoffs created in the month that reached the steward level by its end. Bounded by the
     month through the same indexes as the figures."""
-    from sqlmodel import select
-
     params = {"start": start, "end": end, "f": from_team, "t": to_team}
     if escalated:
         dialect = db.engine.dialect.name
