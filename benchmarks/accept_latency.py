@@ -31,8 +31,8 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import Steward, blocks_text, cli, http, sign, view_of
-from tests.slack_fake import FakeSlack
+from tests.support.harness import Steward, blocks_text, cli, http, sign, view_of
+from tests.support.slack_fake import FakeSlack
 
 SENDER, REVIEWER = "U0ALICE", "U0BOB"  # design → eng (tests/process.toml); U0BOB reviews for eng
 CARD_CHANNEL = "C0ENG"

@@ -36,8 +36,8 @@ from bot.domain.core.timeutil import utcnow  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.models import SQLModel  # noqa: E402
-from tests.harness import Steward  # noqa: E402
-from tests.slack_fake import FakeSlack  # noqa: E402
+from tests.support.harness import Steward  # noqa: E402
+from tests.support.slack_fake import FakeSlack  # noqa: E402
 
 TEAMS = 20
 ME = "U0ME"

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from storage.db import Database, normalize_url
 from storage.migrate import upgrade
-from tests.conftest import PROCESS
-from tests.harness import Steward, http
+from tests.support.data import PROCESS
+from tests.support.harness import Steward, http
 
 pytestmark = pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="needs TEST_DATABASE_URL (PostgreSQL)")
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from bot.domain.core.process import ProcessConfigError, load_process, parse_process
-from tests.harness import ROOT, cli
+from tests.support.harness import ROOT, cli
 
 GOOD = {
     "organization": {"name": "Acme", "timezone": "Europe/Berlin", "digest_channel": "C0SYNC"},

@@ -38,10 +38,10 @@ from sqlmodel import select
 from bot.domain import fasttrack
 from bot.domain.core import outbox
 from storage.models import FastTrack, Handoff, Outbox
-from tests.conftest import PROCESS
-from tests.harness import Steward, blocks_text, view_of
-from tests.test_digest_job import Clock, env
-from tests.test_handoff_flow import ALL_MET, CRITERIA
+from tests.support.clock import Clock, env
+from tests.support.data import PROCESS
+from tests.support.handoffs import ALL_MET, CRITERIA
+from tests.support.harness import Steward, blocks_text, view_of
 
 MONTH = "2026-10"
 DIGEST = f"digest:{MONTH}:C0SYNC:1"

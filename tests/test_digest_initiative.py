@@ -11,10 +11,10 @@ from sqlmodel import select
 from bot.domain import initiatives
 from bot.domain.core import schedule
 from storage.models import Initiative
-from tests.harness import blocks_text, cli
-from tests.test_digest_job import env
-from tests.test_digest_metrics import hand
-from tests.test_handoff_flow import fresh
+from tests.support.clock import env
+from tests.support.digest import hand
+from tests.support.handoffs import fresh
+from tests.support.harness import blocks_text, cli
 
 
 def test_the_prompt_shows_the_teams_figures_and_asks_whether_its_initiative_continues(steward, fake, db, cfg):

@@ -4,36 +4,17 @@ posted by `run-job` and by `clock` processes against the fake Web API, exactly o
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 
-from bot.domain import handoffs
 from bot.domain.core import outbox, schedule
 from bot.domain.core.timeutil import utcnow
-from bot.domain.handoffs import Draft
-from tests.conftest import PROCESS
-from tests.harness import ROOT, TOKEN, blocks_text, cli, view_of
-from tests.test_handoff_flow import fresh, send
-
-
-def env(db, fake, **extra) -> dict:
-    return {
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_API_URL": fake.url,
-        "DATABASE_URL": db.url,
-        "PROCESS_CONFIG": str(PROCESS),
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
-
-
-def to_sync(fake) -> list:
-    """The digests' first messages posted to the sync channel (their details are thread replies)."""
-    return [c for c in fake.of("chat.postMessage") if c.args["channel"] == "C0SYNC" and not c.args.get("thread_ts")]
+from tests.support.clock import Clock, env
+from tests.support.data import PROCESS
+from tests.support.digest import seed_october, to_sync
+from tests.support.handoffs import fresh, send
+from tests.support.harness import TOKEN, blocks_text, cli, view_of
 
 
 def firsts(fake, channel: str = "C0SYNC") -> list:
@@ -126,19 +107,6 @@ def test_run_job_posts_a_digest_of_what_happened_in_slack_once(steward, fake, db
     assert fake.calls == []
 
 
-def seed_october(db, cfg) -> None:
-    start = datetime(2026, 10, 6, 8)
-    for i in range(3):
-        h = handoffs.create(
-            db,
-            cfg,
-            "U0ALICE",
-            Draft("design", "eng", f"Spec {i}", criteria_met=list(cfg.boundary("design", "eng").criteria)),
-            now=start,
-        )
-        handoffs.accept(db, cfg, h.id, "U0BOB", now=start + timedelta(hours=i + 1))
-
-
 def test_slack_refusals_are_recorded_and_retried(fake, db, cfg):
     seed_october(db, cfg)
     fake.fail("chat.postMessage", "channel_not_found")
@@ -206,44 +174,6 @@ def test_a_run_that_died_after_sending_is_taken_over_once_the_lease_passes(fake,
     later = cli("run-job", "digest", "--month", "2026-10", env=env(db, fake))
     assert later.returncode == 0 and "trend chart uploaded" in later.stdout, later.stdout + later.stderr
     assert len(firsts(fake)) == 1 and fake.posted("digest:2026-10:C0SYNC:1") == 1
-
-
-class Clock:
-    """`python -m bot clock` in a subprocess, believing it started at `now`."""
-
-    def __init__(self, db, fake, now: str, tmp_path, name: str):
-        self.log_path = tmp_path / f"clock-{name}.log"
-        self.log = open(self.log_path, "wb")
-        full = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SLACK_")}
-        full.update(env(db, fake, LOG_LEVEL="INFO"))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "clock", "--now", now],
-            cwd=ROOT,
-            env=full,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"clock exited {self.proc.returncode}: {self.output()}")
-            time.sleep(0.1)
-        raise AssertionError(f"clock never logged {text!r}: {self.output()}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 def test_the_clock_catches_up_a_missed_digest_and_a_restart_posts_nothing(fake, db, cfg, tmp_path):

@@ -15,36 +15,8 @@ from bot.domain.core.items import RuleError
 from bot.domain.core.process import parse_process
 from bot.domain.handoffs import Draft
 from handlers import digest as slack_digest
-from tests.harness import blocks_text
-
-H = timedelta(hours=1)
-ALL = ["Specification with acceptance criteria", "Wireframes", "Glossary of terms"]
-QA = ["Release notes", "Test plan"]
-
-
-def hand(
-    db, cfg, start: datetime, src="design", dst="eng", sender="U0ALICE", reviewer="U0BOB", steps=(), title="Work"
-) -> int:
-    """A handoff created at `start`, then `steps`: ("accept", hours) or (kind, hours, reason) or
-    ("resubmit", hours), each hours after the previous step."""
-    criteria = ALL if src == "design" else QA
-    h = handoffs.create(db, cfg, sender, Draft(src, dst, title, criteria_met=criteria), now=start)
-    at = start
-    for step in steps:
-        at += step[1] * H
-        if step[0] == "accept":
-            handoffs.accept(db, cfg, h.id, reviewer, now=at)
-        elif step[0] == "resubmit":
-            handoffs.resubmit(db, cfg, h.id, sender, criteria, None, None, now=at)
-        else:
-            handoffs.send_back(db, cfg, h.id, reviewer, step[0], step[2], now=at)
-    return h.id
-
-
-def month(db, cfg, period) -> metrics.Month:
-    start, end = schedule.bounds(period, cfg.organization.tz)
-    return metrics.month(db, period, start, end, [t.id for t in cfg.teams])
-
+from tests.support.digest import H, hand, month
+from tests.support.harness import blocks_text
 
 OCT = datetime(2026, 10, 5, 8)
 

@@ -18,10 +18,10 @@ from bot.entry import clock
 from bot.entry.bootstrap import Deps
 from handlers import deliverer
 from storage.models import Headcount
-from tests.conftest import PROCESS
-from tests.harness import TOKEN, blocks_text, cli
-from tests.test_digest_job import env, seed_october, to_sync
-from tests.test_digest_metrics import hand
+from tests.support.clock import env
+from tests.support.data import PROCESS
+from tests.support.digest import hand, seed_october, to_sync
+from tests.support.harness import TOKEN, blocks_text, cli
 
 
 def headcount_rows(db) -> list:

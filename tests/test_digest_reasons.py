@@ -9,8 +9,8 @@ from bot.domain import digest, metrics
 from bot.domain.core import schedule
 from handlers import digest as slack_digest
 from storage.models import MonthRollup
-from tests.harness import blocks_text
-from tests.test_digest_metrics import hand, month
+from tests.support.digest import hand, month
+from tests.support.harness import blocks_text
 
 OCT = datetime(2026, 10, 5, 8)
 

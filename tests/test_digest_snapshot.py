@@ -10,7 +10,6 @@ import os
 import re
 import tomllib
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from slack_sdk.models.blocks import Block
@@ -21,12 +20,12 @@ from bot.domain.core import schedule
 from bot.domain.core.process import parse_process
 from handlers import digest as slack_digest
 from storage.models import Handoff
-from tests.conftest import PROCESS
-from tests.harness import blocks_text
-from tests.test_digest_metrics import hand
-from tests.test_handoff_flow import send, steward_db
+from tests.support.data import PROCESS, SNAPSHOTS
+from tests.support.digest import hand
+from tests.support.handoffs import send, steward_db
+from tests.support.harness import blocks_text
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "digest-2026-10-first.json"
+SNAPSHOT = SNAPSHOTS / "digest-2026-10-first.json"
 H = timedelta(hours=1)
 
 

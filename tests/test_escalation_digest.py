@@ -22,7 +22,7 @@ from bot.domain.core import schedule
 from bot.domain.core.process import parse_process
 from bot.domain.handoffs import Draft
 from handlers import digest as slack_digest
-from tests.conftest import PROCESS
+from tests.support.data import PROCESS
 
 BERLIN = ZoneInfo("Europe/Berlin")
 DESIGN = ["Specification with acceptance criteria", "Wireframes", "Glossary of terms"]

@@ -21,10 +21,10 @@ from bot.domain.core.timeutil import utcnow
 from bot.domain.core.worktime import WorkTime
 from bot.entry.bootstrap import Deps
 from handlers import deliverer
-from tests.harness import TOKEN, blocks_text, cli, view_of
-from tests.test_digest_job import Clock, env
-from tests.test_fasttrack_flow import ask
-from tests.test_handoff_flow import ALL_MET, fresh, send as submit
+from tests.support.clock import Clock, env
+from tests.support.fasttrack import ask
+from tests.support.handoffs import ALL_MET, fresh, send as submit
+from tests.support.harness import TOKEN, blocks_text, cli, view_of
 
 ENG = "C0ENG"
 STEWARD = "U0STEW"

@@ -15,7 +15,7 @@ from bot.domain.core import outbox
 from bot.domain.core.items import RuleError
 from bot.domain.core.process import parse_process
 from bot.domain.handoffs import Draft
-from tests.conftest import PROCESS
+from tests.support.data import PROCESS
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

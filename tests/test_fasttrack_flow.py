@@ -13,34 +13,10 @@ from bot.domain.core import schedule
 from bot.domain.core.timeutil import utcnow
 from handlers import digest as slack_digest
 from storage.models import Handoff
-from tests.harness import blocks_text, view_of
-from tests.test_handoff_flow import fresh
-
-QA_SIGNOFF = "QA sign-off"  # the options' values: the element and the reason themselves
-CUSTOMER = "Customer escalation"
-
-
-def open_form(steward, fake, user="U0BOB") -> dict:
-    assert steward.command(user, "", command="/fasttrack").status == 200
-    return view_of(fake.wait("views.open")[-1])
-
-
-def ask(steward, fake, user="U0BOB", element=QA_SIGNOFF, **extra) -> fasttrack.FastTrack:
-    view = open_form(steward, fake, user)
-    values = {
-        "what": "Hotfix 4.2.1 <!channel>",
-        "element": element,
-        "reason": CUSTOMER,
-        "justification": "Checkout is down for our largest customer",
-        **extra,
-    }
-    r = steward.submit(user, view, values)
-    assert r.status == 200 and r.raw in (b"", b"{}"), r.raw
-    return view
-
-
-def cards_to(fake, users) -> dict:
-    return {c.args["channel"]: c for c in fake.of("chat.postMessage") if c.args["channel"] in users}
+from tests.support.data import PROCESS
+from tests.support.fasttrack import CUSTOMER, QA_SIGNOFF, ask, cards_to, open_form
+from tests.support.handoffs import fresh, steward_db
+from tests.support.harness import blocks_text, view_of
 
 
 def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, db, cfg):
@@ -210,7 +186,6 @@ def test_a_rerouted_card_says_over_budget_once(steward, fake, db):
 
 
 def test_a_decision_reaches_the_gates_owner_and_the_linked_handoff(steward, fake, db):
-    from tests.test_handoff_flow import steward_db
 
     view = view_of_command(steward, fake, "U0BOB", "qa")
     assert (
@@ -328,8 +303,7 @@ def test_the_digest_shows_the_share_and_the_review(steward, fake, db, cfg):
 
 
 def test_with_a_channel_one_card_goes_there(db, fake, tmp_path):
-    from tests.conftest import PROCESS
-    from tests.harness import Steward
+    from tests.support.harness import Steward
 
     config = tmp_path / "process.toml"
     config.write_text(

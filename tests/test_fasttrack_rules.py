@@ -228,7 +228,7 @@ def test_an_element_or_reason_no_longer_configured_is_chosen_again(db, cfg):
 
 
 def test_the_form_names_elements_and_reasons_not_positions(steward, fake, db):
-    from tests.harness import view_of
+    from tests.support.harness import view_of
 
     assert steward.command("U0BOB", "", command="/fasttrack").status == 200
     view = view_of(fake.wait("views.open")[-1])

@@ -14,8 +14,9 @@ from bot.domain import handoffs
 from bot.domain.core.items import NotAllowed, RuleError
 from bot.domain.core.timeutil import local_today
 from storage.models import Handoff, HandoffEvent
-from tests.harness import Steward, blocks_text, view_of
-from tests.test_handoff_flow import ALL_MET, CRITERIA, fresh, open_modal, send
+from tests.support.data import PROCESS
+from tests.support.handoffs import ALL_MET, CRITERIA, fresh, open_modal, send
+from tests.support.harness import Steward, blocks_text, view_of
 
 
 def handoff_count(db) -> int:
@@ -479,7 +480,6 @@ def test_only_the_sending_side_may_resubmit(steward, fake, db):
 
 def handoffs_cfg():
     from bot.domain.core.process import load_process
-    from tests.conftest import PROCESS
 
     return load_process(PROCESS)
 
@@ -596,7 +596,6 @@ def test_an_unexpected_error_gives_a_reference_not_a_trace(steward, fake, db):
 
 
 def test_data_survives_a_restart(_migrated, _fake, fake, db):
-    from tests.conftest import PROCESS
 
     first = Steward(_migrated.url, _fake.url, PROCESS, workers=1).start()
     try:

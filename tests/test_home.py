@@ -3,7 +3,6 @@ fake's views.publish, the cards' buttons clicked on the Home, on every database 
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime, timedelta
 
@@ -13,61 +12,13 @@ from bot.domain import fasttrack, handoffs, home
 from bot.domain.core.timeutil import utcnow
 from bot.domain.handoffs import Draft
 from storage.models import HomeView, Outbox, SlackEvent
-from tests.harness import blocks_text
-from tests.test_handoff_flow import ALL_MET, fresh, send
+from tests.support.fasttrack import ask
+from tests.support.handoffs import ALL_MET, fresh, send
+from tests.support.harness import blocks_text
+from tests.support.home import buttons, home_click, open_home, published, publishes, text_of
+from tests.support.pulse_months import SECRET, month_of_answers, organisation
 
 QA_SIGNOFF = "QA sign-off"
-
-
-def open_home(steward, user: str, event_id: str | None = None, retry: int | None = None, tab: str = "home"):
-    body = {
-        "token": "legacy",
-        "team_id": "T0ACME",
-        "api_app_id": "A0STEWARD",
-        "type": "event_callback",
-        "event_id": event_id or f"Ev{time.monotonic_ns()}",
-        "event_time": int(time.time()),
-        "event": {
-            "type": "app_home_opened",
-            "user": user,
-            "channel": "D0" + user[2:],
-            "tab": tab,
-            "event_ts": f"{time.time():.6f}",
-        },
-    }
-    headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else {}
-    return steward.post(json.dumps(body).encode(), content_type="application/json", headers=headers)
-
-
-def published(fake, user: str, count: int = 1, timeout: float = 10.0) -> dict:
-    """The Home last published for `user`, once views.publish was called for them `count` times."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        calls = [c for c in fake.of("views.publish") if c.args.get("user_id") == user]
-        if len(calls) >= count:
-            view = calls[-1].args["view"]
-            return json.loads(view) if isinstance(view, str) else view
-        time.sleep(0.01)
-    raise AssertionError(
-        f"views.publish for {user}: {len([c for c in fake.of('views.publish') if c.args.get('user_id') == user])} calls, expected {count}"
-    )
-
-
-def publishes(fake, user: str) -> int:
-    return len([c for c in fake.of("views.publish") if c.args.get("user_id") == user])
-
-
-def text_of(view: dict) -> str:
-    return blocks_text({"blocks": view["blocks"]})
-
-
-def buttons(view: dict) -> list[tuple[str, str]]:
-    return [(e["action_id"], e.get("value")) for b in view["blocks"] if b["type"] == "actions" for e in b["elements"]]
-
-
-def home_click(steward, user: str, action_id: str, value: str):
-    view = {"id": "VHOME", "type": "home", "callback_id": "home", "hash": "h0", "blocks": []}
-    return steward.click(user, action_id, value, view=view)
 
 
 def test_home_shows_each_section(steward, fake, db, cfg):
@@ -158,7 +109,7 @@ def test_acting_on_the_card_republishes_active_homes_only(steward, fake, db):
     assert ("handoff_accept", str(h.id)) in buttons(first)
     fresh(fake)
     steward.click("U0BOB", "handoff_rework", str(h.id))  # on the card: the modal, then the reason
-    from tests.harness import view_of
+    from tests.support.harness import view_of
 
     modal = view_of(fake.wait("views.open")[0])
     assert steward.submit("U0BOB", modal, {"reason": "Error states missing"}).status == 200
@@ -231,7 +182,6 @@ def test_home_satisfaction_is_only_what_the_digest_shows(db):
     from bot.domain import pulse
     from bot.entry.bootstrap import Deps
     from handlers.home import render_home
-    from tests.test_pulse_digest import SECRET, month_of_answers, organisation
 
     cfg = organisation()
     for monday, score in ((datetime(2026, 10, 5), 4), (datetime(2026, 11, 2), 2)):
@@ -251,7 +201,6 @@ def test_home_satisfaction_is_only_what_the_digest_shows(db):
 
 
 def test_approving_from_home_decides_as_the_card_does(steward, fake, db):
-    from tests.test_fasttrack_flow import ask
 
     open_home(steward, "U0CAROL")
     published(fake, "U0CAROL")

@@ -20,10 +20,12 @@ from bot.domain.handoffs import Draft
 from bot.entry.bootstrap import Deps
 from handlers import deliverer, members as slack_members
 from storage.models import HomeView, Outbox, SlackEvent
-from tests.conftest import PROCESS
-from tests.harness import TOKEN, blocks_text
-from tests.test_handoff_flow import ALL_MET, fresh, send
-from tests.test_home import buttons, home_click, open_home, published, publishes, text_of
+from tests.support.data import PROCESS
+from tests.support.fasttrack import ask, cards_to
+from tests.support.handoffs import ALL_MET, fresh, send
+from tests.support.harness import TOKEN, blocks_text
+from tests.support.home import buttons, home_click, open_home, published, publishes, text_of
+from tests.support.members import org
 
 QA = ["Release notes", "Test plan"]
 
@@ -413,7 +415,6 @@ def test_accept_on_a_home_drawn_before_a_resubmission_does_not_accept_the_new_ro
 
 def test_joining_a_teams_channel_republishes_the_joiners_home(db):
     from bot.domain.core.process import parse_process
-    from tests.test_members import org
 
     cfg = parse_process(org(ops={"members_from_channel": True, "members": ["U0LEAD"]}, qa={"members": ["U0QA"]}))
     now = utcnow()
@@ -453,7 +454,6 @@ def test_a_granter_who_leaves_the_granting_team_stops_seeing_and_deciding_its_re
 
 
 def test_approve_on_a_home_and_on_a_card_at_once_make_one_decision(steward, fake, db):
-    from tests.test_fasttrack_flow import ask, cards_to
 
     open_home(steward, "U0CAROL")
     open_home(steward, "U0STEW")

@@ -29,9 +29,9 @@ from bot.entry.bootstrap import Deps
 from handlers import handoffs as handoff_listeners
 from handlers.common import SAVE_FAILED
 from storage.models import FastTrack, Handoff, Initiative
-from tests.harness import TOKEN, blocks_text, view_of
-from tests.test_fasttrack_flow import CUSTOMER, QA_SIGNOFF, ask, open_form
-from tests.test_handoff_flow import ALL_MET, CRITERIA, fresh, open_modal, send
+from tests.support.fasttrack import CUSTOMER, QA_SIGNOFF, ask, open_form
+from tests.support.handoffs import ALL_MET, CRITERIA, fresh, open_modal, send
+from tests.support.harness import TOKEN, blocks_text, view_of
 
 HANDOFF_VALUES = {"to_team": "eng", "title": "Checkout v2 spec", CRITERIA: list(ALL_MET)}
 FASTTRACK_VALUES = {

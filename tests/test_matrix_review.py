@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,22 +17,9 @@ from bot.domain.core.items import RuleError
 from bot.domain.core.process import parse_process
 from bot.domain.core.timeutil import utcnow
 from storage.models import FastTrack, FastTrackEvent, MatrixReviewEvent, Outbox
-from tests.conftest import PROCESS
-from tests.harness import TOKEN, blocks_text, cli, view_of
-
-
-def config(**org):
-    data = tomllib.loads(PROCESS.read_text())
-    data["organization"].update(org)
-    return parse_process(data), data
-
-
-def berlin(*args) -> datetime:
-    """A moment in Berlin as naive UTC."""
-    from zoneinfo import ZoneInfo
-
-    return datetime(*args, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC).replace(tzinfo=None)
-
+from tests.support.data import PROCESS
+from tests.support.harness import TOKEN, blocks_text, cli, view_of
+from tests.support.review import berlin, config
 
 # -- when, to whom ---------------------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ from bot.domain import fasttrack, home, members
 from bot.domain.core.process import parse_process
 from bot.entry.bootstrap import Deps
 from handlers import members as slack_members
-from tests.conftest import PROCESS
-from tests.harness import TOKEN, cli
-from tests.test_members import NOW, events, org, people, refresh, welcomes
+from tests.support.data import PROCESS
+from tests.support.harness import TOKEN, cli
+from tests.support.members import NOW, client, events, org, people, refresh, welcomes
 
 
 def current(cfg, db, team):
@@ -175,7 +175,6 @@ def joined_event(user, channel, event_id):
 def hear(db, cfg, fake, user, channel, event_id, now=NOW):
     """`member_joined_channel` handed to the listener as Bolt hands it (dependencies in its context)."""
     from handlers import members as slack_members
-    from tests.test_members import client
 
     body = joined_event(user, channel, event_id)
     slack_members.joined(
@@ -215,7 +214,6 @@ def test_forged_and_odd_join_events_make_nobody_a_member(db, fake):
 
 
 def test_check_config_slack_checks_a_big_configuration_within_slacks_rate_limits(fake):
-    from tests.test_members import client
 
     crowd = [f"U{i:04d}" for i in range(120)]
     data = org(ops={"members": crowd[:60]}, qa={"members": crowd[60:] + ["U0GONE"]})

@@ -18,7 +18,7 @@ from bot.domain.core.outbox import POST, UPDATE, Message
 from bot.domain.core.timeutil import utcnow
 from bot.entry.bootstrap import Deps
 from handlers import deliverer
-from tests.harness import TOKEN
+from tests.support.harness import TOKEN
 
 
 class Clock:

@@ -12,7 +12,8 @@ from sqlmodel import func, select
 from bot.domain import pulse
 from bot.domain.core.process import load_process
 from storage.models import PulseAnswer, PulseComment, PulseOptout
-from tests.test_pulse_flow import CONFIG, SECRET, app, at, job, monday, served, week_of  # noqa: F401  (fixtures)
+from tests.support.anonymity import config, run_month
+from tests.support.pulse import CONFIG, SECRET, at, job, monday, week_of
 
 
 def _count(db, model) -> int:
@@ -217,8 +218,6 @@ def test_a_lone_score_cannot_be_subtracted_out_when_the_others_gave_only_a_view(
     only the scores. Team b: five answered, one of them with a score. Its average was that one person's
     score, and the organisation's average times its count minus team a's gave it again."""
     from datetime import datetime
-
-    from tests.test_pulse_anonymity import config, run_month
 
     cfg = config({"a": 5, "b": 5}, min_group=5)
     answers = {u: (4, None) for u in pulse.members(cfg) if u.startswith("U0A")}

@@ -13,77 +13,22 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import MetaData
 from sqlmodel import func, select
 
 from bot.domain import pulse
-from bot.domain.core.timeutil import utcnow
 from storage.models import Outbox, PulseAnswer, PulseComment, PulseOptout, PulseRecipient
-from tests.harness import TOKEN, Steward, blocks_text, cli, view_of
+from tests.support.harness import TOKEN, blocks_text, cli, view_of
+from tests.support.home import home_click, open_home, published, text_of
+from tests.support.pulse import CONFIG, SECRET, ZONES, at, env, job, monday, week_of
 
-CONFIG = Path(__file__).parent / "pulse.toml"
-SECRET = "pulse-test-secret-0123456789abcdef"
-ZONES = {
-    "U0TOKYO": "Asia/Tokyo",
-    "U0LA": "America/Los_Angeles",
-    "U0ALICE": "Europe/Berlin",
-    "U0BOB": "Europe/Berlin",
-    "U0AMY": "",
-    "U0OPS": "Europe/Berlin",
-}
 ASKED = {"U0ALICE", "U0AMY", "U0BOB", "U0TOKYO", "U0LA"}
-
-
-def env(db, fake, **extra) -> dict:
-    return {
-        "SLACK_BOT_TOKEN": TOKEN,
-        "SLACK_API_URL": fake.url,
-        "DATABASE_URL": db.url,
-        "PROCESS_CONFIG": str(CONFIG),
-        "PULSE_SECRET": SECRET,
-        "LOG_LEVEL": "INFO",
-        **extra,
-    }
-
-
-@pytest.fixture(scope="module")
-def served(_migrated, _fake):
-    server = Steward(_migrated.url, _fake.url, CONFIG, extra_env={"PULSE_SECRET": SECRET, "LOG_LEVEL": "INFO"}).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def app(served, db, fake):
-    fake.users.update({u: {"tz": tz, "deleted": False} for u, tz in ZONES.items()})
-    yield served
-    fake.settle(quiet=0.2)
-
-
-def monday(weeks_ahead: int = 1) -> date:
-    """A Monday `weeks_ahead` weeks from now (negative: in the past)."""
-    today = utcnow().date()
-    return today - timedelta(days=today.weekday()) + timedelta(days=7 * weeks_ahead)
-
-
-def at(day: date, hour: int, minute: int = 0, plus_days: int = 0) -> str:
-    """A UTC moment as `--now` takes it."""
-    moment = datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC) + timedelta(days=plus_days)
-    return moment.isoformat()
 
 
 def local_ten_utc(day: date, tz: str) -> datetime:
     from zoneinfo import ZoneInfo
 
     return datetime(day.year, day.month, day.day, 10, tzinfo=ZoneInfo(tz)).astimezone(UTC).replace(tzinfo=None)
-
-
-def job(db, fake, now: str, **extra) -> str:
-    r = cli("run-job", "pulse", "--now", now, env=env(db, fake, **extra))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr, r.stderr
-    return r.stdout
 
 
 def dms(fake) -> dict[str, list[dict]]:
@@ -98,10 +43,6 @@ def dms(fake) -> dict[str, list[dict]]:
         if posts:
             out[user] = posts
     return out
-
-
-def week_of(day: date) -> str:
-    return pulse.week_id(day)
 
 
 def click(app, fake, user: str, action: str, value: str):
@@ -435,7 +376,7 @@ def test_the_job_killed_mid_fan_out_leaves_no_dm_twice_and_none_missing(app, fak
     import subprocess
     import sys
 
-    from tests.harness import ROOT
+    from tests.support.harness import ROOT
 
     day = monday(1)
     week = week_of(day)
@@ -493,7 +434,6 @@ def test_check_config_summarises_the_pulse_and_names_a_bad_key():
 def test_pause_and_resume_from_the_app_home(app, fake, db):
     """The Home shows the pulse setting with the pause or resume button; a click there changes it (the same
     domain functions as the DM's buttons) and publishes the Home again; the DM's pause re-publishes it too."""
-    from tests.test_home import home_click, open_home, published, text_of
 
     open_home(app, "U0BOB")
     view = published(fake, "U0BOB")

@@ -12,7 +12,8 @@ from bot.domain import review
 from bot.domain.core import outbox
 from bot.domain.core.items import RuleError
 from templates import render
-from tests.test_matrix_review import berlin, config
+from tests.support.members import refresh
+from tests.support.review import berlin, config
 
 
 def posted_text(message: dict) -> str:
@@ -35,7 +36,6 @@ def test_a_proposal_that_grows_when_escaped_is_posted_whole():
 
 def test_who_reviews_a_teams_rows_follows_its_current_members_and_two_clocks_write_each_dm_once(db, fake):
     from bot.entry.bootstrap import Deps
-    from tests.test_members import refresh
 
     cfg, _ = config(holidays=[date(2027, 1, 1)])  # Q1 2027 starts on a Friday that is a holiday: due Monday 4 January
     assert (

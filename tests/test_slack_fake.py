@@ -16,7 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.models.metadata import Metadata
 
-from tests.slack_fake import FakeSlack
+from tests.support.slack_fake import FakeSlack
 
 TOKEN = "xoxb-test"
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*card*"}}]

@@ -19,9 +19,9 @@ import pytest
 
 from storage.db import Database
 from storage.migrate import upgrade
-from tests.conftest import PROCESS
-from tests.harness import ROOT, TOKEN
-from tests.socket_fake import Connection, FakeSocketMode
+from tests.support.data import PROCESS
+from tests.support.harness import ROOT, TOKEN
+from tests.support.socket_fake import Connection, FakeSocketMode
 
 APP_TOKEN = "xapp-1-A0STEWARD-1-fake"
 TICK = os.sysconf("SC_CLK_TCK")

@@ -13,12 +13,12 @@ import pytest
 from bot.domain import digest, metrics
 from bot.domain.core.process import ProcessConfigError, parse_process
 from handlers.digest import messages
-from tests.conftest import PROCESS
-from tests.harness import ROOT, blocks_text, cli
+from tests.support.data import PROCESS
+from tests.support.digest import a_digest
+from tests.support.harness import ROOT, blocks_text, cli
 
 
 def test_the_first_message_and_the_thread_give_cycle_time_in_one_unit():
-    from tests.test_templates import a_digest
 
     d = a_digest("Design")
     now, before = d.months[-1], d.months[-2]
@@ -94,7 +94,7 @@ def test_numeric_bounds_are_said_plainly_for_every_field():
 def test_run_job_outbox_says_when_nothing_is_due_and_a_refused_month_is_in_the_organisations_time(db, fake, cfg):
     from bot.domain.core import schedule
     from bot.domain.core.timeutil import utcnow
-    from tests.harness import TOKEN
+    from tests.support.harness import TOKEN
 
     env = {
         "SLACK_BOT_TOKEN": TOKEN,
