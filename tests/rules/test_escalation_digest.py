@@ -2,7 +2,7 @@
 driven through the domain (bot.domain.handoffs, bot.domain.escalations) with fixed moments in Berlin working time;
 the levels that fire are fired with `escalations.escalate`, what the sweep does for each handoff it finds.
 
-The organisation: tests/process.toml with Design → Engineering at an 8-hour SLA (Eng → QA keeps 24 h),
+The organisation: tests/data/process.toml with Design → Engineering at an 8-hour SLA (Eng → QA keeps 24 h),
 working days Mon–Fri 09:00–17:00 Berlin, the default escalation path (L1 the team at the SLA, L2 the
 steward at twice the SLA, the last), and the sender's path when sent back (L1 the sender at the SLA, L2
 the steward at twice it, the last). November 2026: Berlin is UTC+1; the month ends 1 Dec 00:00 Berlin.

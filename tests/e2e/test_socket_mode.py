@@ -1,5 +1,5 @@
 """Socket Mode through Slack's protocol: `python -m bot serve` with SLACK_APP_TOKEN, against the fake Web
-API (`apps.connections.open` answers the URL of a fake Socket Mode server on loopback, tests/socket_fake.py).
+API (`apps.connections.open` answers the URL of a fake Socket Mode server on loopback, tests/support/socket_fake.py).
 
 The connection Slack keeps open can end without a WebSocket close frame (a proxy, a NAT, a network that
 gives up): Steward must notice, ask for a new URL and reconnect at once, without spinning a core while it
