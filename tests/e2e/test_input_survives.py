@@ -5,7 +5,6 @@
 - A form delivered twice (in turn, or at once from two threads) saves once and posts one card.
 - A database that holds a lock longer than Slack waits never makes the answer late.
 - A button whose listener fails after its ack is answered 200 and the clicker gets a reference.
-- A listener runs in-process, without Bolt's server, with what Bolt would give it.
 - Ids in buttons, forms and commands are bounded: out-of-range text is refused politely, never a 500.
 """
 
@@ -19,19 +18,16 @@ import threading
 import time
 from contextlib import contextmanager
 
-from slack_sdk import WebClient
 from sqlalchemy import text
 from sqlmodel import func, select
 
-import handlers
 from bot.domain import fasttrack, handoffs, initiatives
-from bot.entry.bootstrap import Deps
-from handlers import handoffs as handoff_listeners
 from handlers.common import SAVE_FAILED
 from storage.models import FastTrack, Handoff, Initiative
 from tests.support.fasttrack import CUSTOMER, QA_SIGNOFF, ask, open_form
 from tests.support.handoffs import ALL_MET, CRITERIA, fresh, open_modal, send
-from tests.support.harness import TOKEN, blocks_text, view_of
+from tests.support.harness import blocks_text, view_of
+from tests.support.listeners import dms_to
 
 HANDOFF_VALUES = {"to_team": "eng", "title": "Checkout v2 spec", CRITERIA: list(ALL_MET)}
 FASTTRACK_VALUES = {
@@ -103,10 +99,6 @@ def submit_while_gone(steward, fake, db, table: str, user: str, view: dict, valu
 def submit_ok(steward, user: str, view: dict, values: dict) -> None:
     r = steward.submit(user, view, values)
     assert r.status == 200 and r.raw in (b"", b"{}"), r.raw
-
-
-def dms_to(fake, user: str) -> list:
-    return [c for c in fake.of("chat.postMessage") if c.args["channel"] == user]
 
 
 # -- 1. a form whose save fails keeps its input, and saves once when submitted again -----------------------
@@ -392,70 +384,7 @@ def test_buttons_whose_listener_fails_after_the_ack_answer_200_and_give_a_refere
     assert [e.kind for e in fasttrack.history(db, request.id)] == ["requested"]
 
 
-# -- 5. a listener in-process, without Bolt's server --------------------------------------------------------
-
-
-class RecordingAck:
-    """What Bolt gives a listener as `ack`: `response` is None until it is called."""
-
-    def __init__(self):
-        self.response = None
-        self.calls: list[dict] = []
-
-    def __call__(self, **kwargs):
-        self.calls.append(kwargs)
-        self.response = {"status": 200, **kwargs}
-        return self.response
-
-
-def test_a_listener_called_in_process_decides_and_delivers(fake, db, cfg):
-    client = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[])
-    deps = Deps(cfg=cfg, db=db)
-    deps.deliver = handlers.deliverer(deps, client).send_now
-    created = handoffs.submit(
-        db, cfg, "U0ALICE", handoffs.Draft("design", "eng", "Checkout v2 spec", criteria_met=list(ALL_MET))
-    )
-    assert handoffs.card_key(created.item.id) in created.keys
-    deps.deliver(created.keys)
-    (card,) = [c for c in fake.wait("chat.postMessage", 2) if c.args["channel"] == "C0ENG"]
-    h = handoffs.get(db, created.item.id)
-    assert (h.channel, h.message_ts) == ("C0ENG", card_ts(fake, "C0ENG"))
-    fresh(fake)
-
-    body = {
-        "type": "block_actions",
-        "user": {"id": "U0BOB"},
-        "channel": {"id": "C0ENG"},
-        "container": {"type": "message", "channel_id": "C0ENG", "message_ts": h.message_ts},
-        "actions": [{"action_id": "handoff_accept", "value": str(h.id), "type": "button"}],
-    }
-    ack = RecordingAck()
-    handoff_listeners.accept(ack=ack, body=body, client=client, context={"deps": deps})
-    assert ack.calls == [{}]
-    assert handoffs.get(db, h.id).state == "accepted"
-    assert [e.kind for e in handoffs.history(db, h.id)] == ["created", "accepted"]
-    (update,) = fake.of("chat.update")  # delivered in the listener's own thread: already there
-    assert (update.args["channel"], update.args["ts"]) == ("C0ENG", h.message_ts) and "Accepted" in blocks_text(
-        update.args
-    )
-    (dm,) = dms_to(fake, "U0ALICE")
-    assert "accepted" in dm.args["text"] and fake.posted(f"handoff:{h.id}:v2:dm:U0ALICE") == 1
-    assert fake.of("chat.postEphemeral") == []  # the guard told nobody of a failure
-
-    again = RecordingAck()  # a second click: told privately, nothing changes
-    handoff_listeners.accept(ack=again, body=body, client=client, context={"deps": deps})
-    assert again.calls == [{}]
-    (told,) = fake.of("chat.postEphemeral")
-    assert told.args["user"] == "U0BOB" and "already accepted" in told.args["text"]
-    assert len(fake.of("chat.update")) == 1 and len(dms_to(fake, "U0ALICE")) == 1
-
-
-def card_ts(fake, channel: str) -> str:
-    (message,) = fake.messages(channel)
-    return message["ts"]
-
-
-# -- 6. ids in payloads are bounded ------------------------------------------------------------------------
+# -- 5. ids in payloads are bounded ------------------------------------------------------------------------
 
 
 def told_texts(fake, n: int) -> list[str]:
