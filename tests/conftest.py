@@ -4,15 +4,17 @@ Slack Web API, and Steward served for real against both."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from bot.domain.core.process import load_process
 from bot.entry.bootstrap import wire
 from storage import models  # noqa: F401 - every table on the metadata, for clean()
-from storage.db import Database
+from storage.db import Database, normalize_url
 from storage.migrate import upgrade
 from tests.support.data import PROCESS
 from tests.support.harness import Steward
@@ -24,12 +26,6 @@ def _database_per_worker() -> None:
     """Under pytest-xdist (`make test` runs several workers), each worker has a PostgreSQL database of its
     own beside TEST_DATABASE_URL's (`test_gw0`, `test_gw1`, …), created when missing: tests that reset the
     schema or count rows never see another worker's."""
-    import time
-
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    from storage.db import normalize_url
 
     worker, base = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("TEST_DATABASE_URL")
     if not worker or not base:
@@ -60,7 +56,6 @@ BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") e
 
 def reset_schema(db: Database) -> None:
     """Drop every table there is (Alembic's, and those of older versions of Steward), and migrate from nothing."""
-    from sqlalchemy import MetaData
 
     with db.engine.begin() as conn:
         found = MetaData()

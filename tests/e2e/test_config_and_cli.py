@@ -9,8 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from slack_sdk.models.blocks import Block
 
+from bot.domain import pulse
+from bot.domain.core import schedule
 from bot.domain.core.process import ProcessConfigError, load_process, parse_process
+from bot.domain.core.timeutil import utcnow
+from bot.entry.demo import PULSE_SECRET
 from tests.support.harness import ROOT, cli
 
 GOOD = {
@@ -305,13 +310,11 @@ def test_schedule_is_validated_with_its_key():
 
 
 def schedule_label(period: str) -> str:
-    from bot.domain.core import schedule
 
     return schedule.label(period)
 
 
 def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
-    from slack_sdk.models.blocks import Block
 
     r = cli(
         "demo",
@@ -345,13 +348,11 @@ def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
         assert path.name in r.stdout
     assert json.loads(files[0].read_text())["blocks"][0]["type"] == "header"
     assert str(tmp_path / "demo") in r.stdout
-    import sys
 
     assert (
         f"{sys.executable} -m bot digest --month" in r.stdout
     )  # no activated venv assumed: the interpreter that ran it
     # the database it leaves is a real Steward database: the preview command reads it
-    from bot.entry.demo import PULSE_SECRET
 
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'steward.db'}",
@@ -360,9 +361,6 @@ def test_demo_works_with_no_slack_and_no_configuration(tmp_path):
     again = cli("digest", "--month", month, env=dict(env, PULSE_SECRET=PULSE_SECRET))
     assert again.returncode == 0 and again.stdout in r.stdout
     # the demo answers the weekly pulse: its digest shows satisfaction once the month's surveys have all closed
-    from bot.domain import pulse
-    from bot.domain.core.process import load_process
-    from bot.domain.core.timeutil import utcnow
 
     if pulse.final_at(load_process(tmp_path / "demo" / "process.toml").pulse, month) <= utcnow():
         assert "Satisfaction (1–5)" in r.stdout and f"Satisfaction in {schedule_label(month)}" in r.stdout

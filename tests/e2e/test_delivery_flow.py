@@ -35,8 +35,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from bot.domain import fasttrack
+import bot.domain.core.timeutil
+import bot.entry.clock
+from bot.domain import fasttrack, handoffs
 from bot.domain.core import outbox
+from bot.entry.cli import main
 from storage.models import FastTrack, Handoff, Outbox
 from tests.support.clock import Clock, env
 from tests.support.data import PROCESS
@@ -113,7 +116,6 @@ def last_fasttrack(db) -> FastTrack:
 
 
 def handoffs_get(db, handoff_id: int) -> Handoff:
-    from bot.domain import handoffs
 
     return handoffs.get(db, handoff_id)
 
@@ -202,9 +204,6 @@ def run(db, fake, *args: str, later: timedelta | None = None, hurry: Hurry | Non
     `later`: the command runs that much later than now. (`--now` cannot stand in for this: it moves what
     a job computes, never leases and back-offs, which are kept in real time, shared with other processes.)
     `hurry`: the job's own waits (bot.entry.clock's patience for a first message) pass at once, counted there."""
-    import bot.domain.core.timeutil
-    import bot.entry.clock
-    from bot.entry.cli import main
 
     real = bot.domain.core.timeutil.utcnow
     saved = dict(os.environ)

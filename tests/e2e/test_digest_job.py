@@ -7,9 +7,12 @@ import json
 from datetime import datetime
 
 import pytest
+from slack_sdk import WebClient
+from sqlalchemy import text
 
 from bot.domain.core import outbox, schedule
 from bot.domain.core.timeutil import utcnow
+from handlers.delivery import metadata
 from tests.support.clock import Clock, env
 from tests.support.data import PROCESS
 from tests.support.digest import seed_october, to_sync
@@ -153,10 +156,6 @@ def test_a_digest_slack_stored_but_never_confirmed_is_found_not_posted_again(fak
 
 
 def test_a_run_that_died_after_sending_is_taken_over_once_the_lease_passes(fake, db, cfg):
-    from slack_sdk import WebClient
-    from sqlalchemy import text
-
-    from handlers.delivery import metadata
 
     seed_october(db, cfg)
     fake.down(60)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from slack_sdk import WebClient
+from sqlmodel import select
 
 from bot.domain import digest
 from bot.domain.core import outbox, schedule
@@ -26,8 +27,6 @@ from tests.support.harness import TOKEN, blocks_text, cli
 
 def headcount_rows(db) -> list:
     with db.read() as s:
-        from sqlmodel import select
-
         return sorted((r.period, r.team, r.members) for r in s.exec(select(Headcount)))
 
 

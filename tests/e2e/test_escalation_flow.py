@@ -19,6 +19,7 @@ from bot.domain import escalations, fasttrack, handoffs, sla
 from bot.domain.core import outbox, schedule
 from bot.domain.core.timeutil import utcnow
 from bot.domain.core.worktime import WorkTime
+from bot.domain.figures import plural
 from bot.entry.bootstrap import Deps
 from handlers import deliverer
 from tests.support.clock import Clock, env
@@ -57,7 +58,6 @@ def at_local(work: WorkTime, day, hour: int) -> datetime:
 
 def overdue(work: WorkTime, due: datetime, moment: datetime) -> str:
     """The card's wording of how late it is at `moment` (the renderer rounds to a tenth; templates.plural words it)."""
-    from bot.domain.figures import plural
 
     return f"overdue by {plural(round(work.between(due, moment), 1), 'working hour')}"
 

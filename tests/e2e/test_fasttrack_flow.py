@@ -16,7 +16,7 @@ from storage.models import Handoff
 from tests.support.data import PROCESS
 from tests.support.fasttrack import CUSTOMER, QA_SIGNOFF, ask, cards_to, open_form
 from tests.support.handoffs import fresh, steward_db
-from tests.support.harness import blocks_text, view_of
+from tests.support.harness import Steward, blocks_text, view_of
 
 
 def test_a_request_reaches_exactly_its_approvers_with_the_budget(steward, fake, db, cfg):
@@ -303,7 +303,6 @@ def test_the_digest_shows_the_share_and_the_review(steward, fake, db, cfg):
 
 
 def test_with_a_channel_one_card_goes_there(db, fake, tmp_path):
-    from tests.support.harness import Steward
 
     config = tmp_path / "process.toml"
     config.write_text(

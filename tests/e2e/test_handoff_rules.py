@@ -12,8 +12,10 @@ from sqlmodel import func, select
 
 from bot.domain import handoffs
 from bot.domain.core.items import NotAllowed, RuleError
+from bot.domain.core.process import load_process
 from bot.domain.core.timeutil import local_today
 from storage.models import Handoff, HandoffEvent
+from templates import render
 from tests.support.data import PROCESS
 from tests.support.handoffs import ALL_MET, CRITERIA, fresh, open_modal, send
 from tests.support.harness import Steward, blocks_text, view_of
@@ -456,7 +458,6 @@ def test_today_is_the_organisations_date(db, cfg):
 
 
 def test_a_due_date_is_shown_as_a_date_never_as_a_time(db, cfg):
-    from templates import render
 
     h = handoffs.create(
         db, cfg, "U0ALICE", domain_draft(cfg, due_date=date(2026, 11, 30)), now=datetime(2026, 11, 2, 9)
@@ -479,7 +480,6 @@ def test_only_the_sending_side_may_resubmit(steward, fake, db):
 
 
 def handoffs_cfg():
-    from bot.domain.core.process import load_process
 
     return load_process(PROCESS)
 

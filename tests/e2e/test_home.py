@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 from sqlmodel import select
 
-from bot.domain import fasttrack, handoffs, home
+from bot.domain import fasttrack, handoffs, home, pulse
+from bot.domain.core import schedule
 from bot.domain.core.timeutil import utcnow
 from bot.domain.handoffs import Draft
+from bot.domain.home import _figures, month_so_far
+from bot.entry.bootstrap import Deps
+from handlers.home import render_home
 from storage.models import HomeView, Outbox, SlackEvent
 from tests.support.fasttrack import ask
 from tests.support.handoffs import ALL_MET, fresh, send
-from tests.support.harness import blocks_text
+from tests.support.harness import blocks_text, view_of
 from tests.support.home import buttons, home_click, open_home, published, publishes, text_of
 from tests.support.pulse_months import SECRET, month_of_answers, organisation
 
@@ -109,7 +114,6 @@ def test_acting_on_the_card_republishes_active_homes_only(steward, fake, db):
     assert ("handoff_accept", str(h.id)) in buttons(first)
     fresh(fake)
     steward.click("U0BOB", "handoff_rework", str(h.id))  # on the card: the modal, then the reason
-    from tests.support.harness import view_of
 
     modal = view_of(fake.wait("views.open")[0])
     assert steward.submit("U0BOB", modal, {"reason": "Error states missing"}).status == 200
@@ -177,11 +181,6 @@ def test_forged_and_stale_home_clicks_get_a_private_answer(steward, fake, db, cf
 def test_home_satisfaction_is_only_what_the_digest_shows(db):
     """A team's satisfaction on its Home is the digest's figure of the last closed month, held back where the
     digest holds it back (under min_group, or to keep a small group from being worked out)."""
-    from types import SimpleNamespace
-
-    from bot.domain import pulse
-    from bot.entry.bootstrap import Deps
-    from handlers.home import render_home
 
     cfg = organisation()
     for monday, score in ((datetime(2026, 10, 5), 4), (datetime(2026, 11, 2), 2)):
@@ -219,8 +218,6 @@ def test_approving_from_home_decides_as_the_card_does(steward, fake, db):
 
 
 def test_month_to_date_figures_are_reused_then_computed_again_in_the_background(db, cfg, monkeypatch):
-    from bot.domain.core import schedule
-    from bot.domain.home import _figures, month_so_far
 
     monkeypatch.setenv("HOME_FIGURES_SECONDS", "60")
     period = schedule.period_of(utcnow(), cfg.organization.tz)

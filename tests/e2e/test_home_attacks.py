@@ -9,12 +9,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import pytest
 from slack_sdk import WebClient
 from sqlmodel import select
 
-from bot.domain import fasttrack, handoffs, home, members
-from bot.domain.core import outbox
-from bot.domain.core.process import load_process
+from bot.domain import fasttrack, handoffs, home, initiatives, members
+from bot.domain.core import outbox, schedule
+from bot.domain.core.process import load_process, parse_process
 from bot.domain.core.timeutil import utcnow
 from bot.domain.handoffs import Draft
 from bot.entry.bootstrap import Deps
@@ -279,7 +280,6 @@ def test_views_publish_refused_or_failing_loses_nothing_and_never_loops(db, cfg,
 
 
 def test_hostile_and_long_user_text_and_many_items_stay_escaped_and_within_slacks_limits(steward, fake, db, cfg):
-    from bot.domain import initiatives
 
     nasty = "<!channel> & <@U0EVE> *bold* _it_ `code` <https://evil.example|click> " + "&<>" * 400
     now = utcnow()
@@ -294,7 +294,6 @@ def test_hostile_and_long_user_text_and_many_items_stay_escaped_and_within_slack
         fasttrack.request(
             db, cfg, "U0AMY", fasttrack.Draft("eng", "QA sign-off", "Other", nasty[:300], nasty[:2000]), now
         )
-    from bot.domain.core import schedule
 
     initiatives.share(
         db,
@@ -414,7 +413,6 @@ def test_accept_on_a_home_drawn_before_a_resubmission_does_not_accept_the_new_ro
 
 
 def test_joining_a_teams_channel_republishes_the_joiners_home(db):
-    from bot.domain.core.process import parse_process
 
     cfg = parse_process(org(ops={"members_from_channel": True, "members": ["U0LEAD"]}, qa={"members": ["U0QA"]}))
     now = utcnow()
@@ -445,7 +443,6 @@ def test_a_granter_who_leaves_the_granting_team_stops_seeing_and_deciding_its_re
     assert [x.id for x in home.waiting(db, before, "U0DAN").fasttracks] == [r.id]
     assert home.waiting(db, after, "U0DAN").fasttracks == [] and home.waiting(db, after, "U0DAN").fasttracks_total == 0
     assert [x.id for x in home.waiting(db, after, "U0CAROL").fasttracks] == [r.id]
-    import pytest
 
     with pytest.raises(handoffs.NotAllowed):
         fasttrack.decide(db, after, r.id, "U0DAN", approve=True)

@@ -18,6 +18,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+import psycopg
 from sqlalchemy import text
 from sqlmodel import func, select
 
@@ -303,8 +304,6 @@ def locked(db, seconds: float = 4.0):
                 conn = sqlite3.connect(db.engine.url.database, isolation_level=None, timeout=5)
                 conn.execute("BEGIN IMMEDIATE")
             else:
-                import psycopg
-
                 conn = psycopg.connect(db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
                 conn.execute("LOCK TABLE handoff IN ACCESS EXCLUSIVE MODE")
         except Exception as exc:  # noqa: BLE001 - reported in the test's thread

@@ -48,7 +48,6 @@ def test_forged_stale_and_unsigned_requests_are_refused(steward, fake, db):
         steward.post(body, timestamp=int(time.time()) + 305).status == 401
     )  # 305: int() truncation must not bring it within 300 s
     # Signed with another secret (a forged request).
-    from tests.support.harness import sign
 
     assert steward.post(body, signed=False, headers=sign(body, secret="not-the-secret")).status == 401
     # Unsigned garbage is 401 too, never a parse error.

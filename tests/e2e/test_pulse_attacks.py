@@ -4,6 +4,9 @@ person holding only the database can link. Each test names the defect it guards 
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -110,7 +113,6 @@ def _answered(db):
     sealer = pulse.Sealer(SECRET)
     day = monday(1)
     week = week_of(day)
-    from datetime import datetime, timedelta
 
     now = datetime(day.year, day.month, day.day, 20)
     pulse.send_due(db, cfg, now, {})
@@ -162,7 +164,6 @@ def test_a_new_answer_is_mixed_again_and_the_clock_mixes_on_its_tick(db, fake):
     sealer = pulse.Sealer(SECRET)
     assert pulse.mix(db) == 1
     day = monday(1)
-    from datetime import datetime
 
     pulse.answer(db, sealer, "U0BOB", week, datetime(day.year, day.month, day.day, 22), score=2)
     with db.read() as session:
@@ -179,9 +180,6 @@ def test_a_score_and_a_view_clicked_at_once_both_stay_recorded(db):
     """Defect (PostgreSQL): answer() read the person's sealed row, merged, and wrote it back without a lock,
     so a score and a view of processes clicked at the same moment lost one of the two. Made deterministic:
     another connection holds the person's answer rows while both clicks arrive, then lets go."""
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-    from datetime import datetime
 
     if not db.url.startswith("postgresql"):
         pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE)")
@@ -217,7 +215,6 @@ def test_a_lone_score_cannot_be_subtracted_out_when_the_others_gave_only_a_view(
     """Defect: groups were protected by who *answered* (a score, a view or a comment), but averages count
     only the scores. Team b: five answered, one of them with a score. Its average was that one person's
     score, and the organisation's average times its count minus team a's gave it again."""
-    from datetime import datetime
 
     cfg = config({"a": 5, "b": 5}, min_group=5)
     answers = {u: (4, None) for u in pulse.members(cfg) if u.startswith("U0A")}

@@ -7,18 +7,29 @@ when the test clicks), except where a test wants a closed week."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import re
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from slack_sdk import WebClient
 from sqlalchemy import MetaData
 from sqlmodel import func, select
 
+import bot.domain.core.timeutil
 from bot.domain import pulse
+from bot.entry.cli import main
+from handlers.pulse import fetch_timezones
 from storage.models import Outbox, PulseAnswer, PulseComment, PulseOptout, PulseRecipient
-from tests.support.harness import TOKEN, blocks_text, cli, view_of
+from tests.support.harness import ROOT, TOKEN, blocks_text, cli, view_of
 from tests.support.home import home_click, open_home, published, text_of
 from tests.support.pulse import CONFIG, SECRET, ZONES, at, env, job, monday, week_of
 
@@ -26,7 +37,6 @@ ASKED = {"U0ALICE", "U0AMY", "U0BOB", "U0TOKYO", "U0LA"}
 
 
 def local_ten_utc(day: date, tz: str) -> datetime:
-    from zoneinfo import ZoneInfo
 
     return datetime(day.year, day.month, day.day, 10, tzinfo=ZoneInfo(tz)).astimezone(UTC).replace(tzinfo=None)
 
@@ -57,7 +67,6 @@ def dm_text(fake, user: str) -> str:
 
 
 def wait_for(predicate, timeout: float = 10.0):
-    import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -287,9 +296,6 @@ def test_nothing_stored_or_logged_links_a_person_to_a_score_or_comment(app, fake
 
 
 def test_time_zones_come_from_every_page_of_users_list(fake):
-    from slack_sdk import WebClient
-
-    from handlers.pulse import fetch_timezones
 
     fake.users.update({f"U{n:05d}": {"tz": "Asia/Tokyo" if n % 2 else "Europe/Berlin"} for n in range(450)})
     fake.limit_workspace("users.list", per_minute=600, burst=1)  # a 429 between pages, honoured
@@ -300,11 +306,6 @@ def test_time_zones_come_from_every_page_of_users_list(fake):
 
 
 def test_a_long_rate_limit_on_users_list_keeps_the_zones_on_record_instead_of_waiting(fake):
-    import time
-
-    from slack_sdk import WebClient
-
-    from handlers.pulse import fetch_timezones
 
     fake.rate_limit("users.list", retry_after=30, times=5)
     client = WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[])
@@ -328,7 +329,6 @@ def test_a_survey_sent_late_gets_its_reminder_days_later_not_with_it(db, fake):
 
 def test_run_job_pulse_does_not_wait_an_hour_when_slack_is_out_of_reach(db, fake):
     """Found by a newcomer: with Slack out of reach, `run-job pulse` sat in its drain for up to an hour."""
-    import time
 
     day = monday(1)
     started = time.monotonic()
@@ -348,12 +348,6 @@ def test_serve_and_the_pulse_job_refuse_to_start_without_pulse_secret(db, fake):
 def in_process(db, fake, *args: str, later: timedelta) -> str:
     """`python -m bot ARGS` in this process (`bot.entry.cli.main`), its real-time clock `later` than now: past
     the 60 s lease a killed deliverer leaves on the message it was sending."""
-    import contextlib
-    import io
-    import os
-
-    import bot.domain.core.timeutil
-    from bot.entry.cli import main
 
     real, saved = bot.domain.core.timeutil.utcnow, dict(os.environ)
     os.environ.update(env(db, fake))
@@ -372,11 +366,6 @@ def in_process(db, fake, *args: str, later: timedelta) -> str:
 
 
 def test_the_job_killed_mid_fan_out_leaves_no_dm_twice_and_none_missing(app, fake, db):
-    import os
-    import subprocess
-    import sys
-
-    from tests.support.harness import ROOT
 
     day = monday(1)
     week = week_of(day)

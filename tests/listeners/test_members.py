@@ -4,6 +4,7 @@ welcome DM once per person per team, the digest's headcount from the events, che
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from bot.domain import digest, members
 from bot.domain.core.process import load_process, parse_process
 from bot.entry.bootstrap import Deps
 from handlers import members as slack_members
+from storage.db import Database
 from storage.models import MemberSync
 from tests.support.data import PROCESS
 from tests.support.harness import TOKEN, cli
@@ -235,7 +237,6 @@ def test_check_config_slack_names_every_bad_id(fake, tmp_path):
 def test_roster_reads_the_members_only_when_their_stamp_changed_and_survives_a_database_it_cannot_read(
     db, fake, tmp_path
 ):
-    from storage.db import Database
 
     cfg = parse_process(org(ops={"usergroup": "S0OPS"}, qa={}))
     fake.usergroups["S0OPS"] = {"users": ["U0A"]}
@@ -285,7 +286,6 @@ def test_run_job_members_reads_slack_and_says_what_changed(db, fake, database_ur
 
 
 def test_two_refreshes_at_once_record_each_join_once(db):
-    import threading
 
     team = parse_process(org(ops={"members": ["U0A"]}, qa={})).team("ops")
     members.apply(db, team, {}, NOW)

@@ -4,12 +4,15 @@ the current members (a fast-track granter who left the granting team)."""
 
 from __future__ import annotations
 
+import tomllib
 from datetime import timedelta
 
 import pytest
 
 from bot.domain import fasttrack, home, members
+from bot.domain.core.items import NotAllowed
 from bot.domain.core.process import parse_process
+from bot.domain.fasttrack import Draft
 from bot.entry.bootstrap import Deps
 from handlers import members as slack_members
 from tests.support.data import PROCESS
@@ -110,10 +113,6 @@ def test_check_config_slack_with_a_refused_token_or_slack_away_says_so_in_one_li
 
 
 def test_a_fasttrack_granted_by_a_team_is_decided_by_its_members_now_not_those_when_it_was_asked(db, fake):
-    import tomllib
-
-    from bot.domain.core.items import NotAllowed
-    from bot.domain.fasttrack import Draft
 
     data = tomllib.loads(PROCESS.read_text())
     data["rights"][0]["grants_exceptions"] = ["qa"]  # QA sign-off: any member of qa grants it
@@ -174,7 +173,6 @@ def joined_event(user, channel, event_id):
 
 def hear(db, cfg, fake, user, channel, event_id, now=NOW):
     """`member_joined_channel` handed to the listener as Bolt hands it (dependencies in its context)."""
-    from handlers import members as slack_members
 
     body = joined_event(user, channel, event_id)
     slack_members.joined(

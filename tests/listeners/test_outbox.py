@@ -18,6 +18,7 @@ from bot.domain.core.outbox import POST, UPDATE, Message
 from bot.domain.core.timeutil import utcnow
 from bot.entry.bootstrap import Deps
 from handlers import deliverer
+from handlers.delivery import metadata, retry_after
 from tests.support.harness import TOKEN
 
 
@@ -94,7 +95,6 @@ def test_slack_acted_but_we_do_not_know_it_is_found_not_sent_again(db, cfg, fake
 
 
 def outbox_meta(key: str) -> dict:
-    from handlers.delivery import metadata
 
     return metadata(key)
 
@@ -246,7 +246,6 @@ def test_the_sweep_paces_each_channel_and_honours_retry_after(db, cfg, fake, clo
 
 @pytest.mark.parametrize("header", ["0", "-5", "abc", "nan", "1e12"])
 def test_a_strange_retry_after_neither_hammers_slack_nor_parks_a_message(db, cfg, fake, clock, header):
-    from handlers.delivery import retry_after
 
     class Answer:
         headers = {"Retry-After": header}

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.domain.core.process import load_process
+import templates
+from bot.domain.core.process import Right, load_process
+from bot.domain.digest import Signal
 from bot.domain.fasttrack import Budget
+from bot.domain.home import TeamMonth, Waiting
 from bot.domain.initiatives import METRICS
-from storage.models import Handoff, HandoffEvent
-from templates import clip_escaped, escape_mrkdwn, names, render
+from bot.domain.pulse import FEELING_LABELS, ORG, SCORES, Figure, Satisfaction
+from bot.domain.review import History
+from handlers.digest import context, messages
+from storage.models import FastTrack, Handoff, HandoffEvent, Initiative
+from templates import _env, _when, clip_escaped, escape_mrkdwn, names, readable_utc, render
 from tests.support.data import PROCESS
 from tests.support.digest import a_digest
 
@@ -125,7 +134,6 @@ def a_quiet_digest(text: str):
 
 
 def matrix_review_contexts(text: str) -> dict[str, list[dict]]:
-    from bot.domain.review import History
 
     hist = [None, History(), History(5, 3, 1, [text] * 3, True), History(1, 0, 1, [text], False)]
     rows = [
@@ -171,7 +179,6 @@ def matrix_review_contexts(text: str) -> dict[str, list[dict]]:
 
 
 def pulse_contexts(text: str) -> dict[str, list[dict]]:
-    from bot.domain.pulse import FEELING_LABELS, SCORES
 
     closes = datetime(2026, 11, 28, 9)
     dm = dict(
@@ -228,8 +235,6 @@ def welcome_contexts(text: str) -> dict[str, list[dict]]:
 
 def a_satisfaction(text: str, shown: bool) -> dict:
     """A month's satisfaction with `text` everywhere a person wrote something, 40 teams."""
-    from bot.domain.digest import Signal
-    from bot.domain.pulse import ORG, Figure, Satisfaction
 
     def fig(g):
         return Figure(
@@ -469,10 +474,8 @@ def contexts(text: str) -> dict[str, list[dict]]:
 
 def home_contexts(text: str) -> list[dict]:
     """Homes with every section full of `text`: capped lists, teams with and without satisfaction, each pulse state."""
-    from types import SimpleNamespace
 
     from bot.domain.figures import Figure
-    from bot.domain.home import TeamMonth, Waiting
 
     h, sent_back = handoff(text, fit=True), handoff(text, fit=True, state="rework_requested")
     w = Waiting(
@@ -553,13 +556,11 @@ def home_contexts(text: str) -> list[dict]:
 
 
 def dataclasses_replace(obj, **changes):
-    import dataclasses
 
     return dataclasses.replace(obj, **changes)
 
 
 def rights(text: str, owner: str = "qa"):
-    from bot.domain.core.process import Right
 
     return [
         Right(
@@ -572,7 +573,6 @@ def rights(text: str, owner: str = "qa"):
 
 
 def a_request(text: str, state: str = "pending", over: bool = False):
-    from storage.models import FastTrack
 
     return FastTrack(
         id=2**31 - 1,
@@ -597,13 +597,11 @@ def a_request(text: str, state: str = "pending", over: bool = False):
 
 
 def digest_context(d) -> dict:
-    from handlers.digest import context
 
     return context(d)
 
 
 def an_initiative(text: str):
-    from storage.models import Initiative
 
     return Initiative(
         team="design",
@@ -662,7 +660,6 @@ def static_text(source: str) -> list[str]:
     """A template's own words: the text between its tags, as Jinja's lexer reads it (comments, tags and
     expressions are not static text; an expression is escaped when rendered). The JSON escapes of a line
     break are read as one, so a quote's `>` is at the start of its line."""
-    from templates import _env
 
     # JSON's own syntax has no <, > or &, so a data token is checked whole (a leading space: a token that
     # starts after an expression does not start a line)
@@ -675,9 +672,6 @@ def static_problems(source: str) -> list[str]:
 
 def test_every_templates_own_words_are_valid_mrkdwn():
     """Every template, present or future, is read: its static text gets the check inserted values get."""
-    from pathlib import Path
-
-    import templates
 
     files = sorted(Path(templates.__file__).parent.glob("*.j2"))
     assert len(files) == len(names()) + 1  # and _macros.j2
@@ -686,9 +680,6 @@ def test_every_templates_own_words_are_valid_mrkdwn():
 
 
 def test_the_static_check_catches_raw_words_and_ampersands():
-    from pathlib import Path
-
-    import templates
 
     help_source = (Path(templates.__file__).parent / "handoff_help.json.j2").read_text()
     assert "&lt;team&gt;" in help_source and static_problems(help_source) == []
@@ -761,7 +752,6 @@ def test_notices_show_only_the_named_people_as_mentions():
 
 
 def test_digest_shows_responses_escalations_and_overdue():
-    from handlers.digest import messages
 
     quiet = a_quiet_digest("Ops <!here>")
     assert not quiet.month.active
@@ -779,9 +769,6 @@ def test_digest_shows_responses_escalations_and_overdue():
 
 
 def test_a_time_is_a_slack_date_token_with_a_readable_utc_fallback():
-    from datetime import timedelta, timezone
-
-    from templates import _when, readable_utc
 
     noon = datetime(2026, 11, 26, 12, 14)  # naive UTC, as stored
     assert _when(noon) == "<!date^1795695240^{date_short_pretty} {time}|Thu 26 Nov 2026 12:14 UTC>"

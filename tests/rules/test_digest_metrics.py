@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from slack_sdk.models.blocks import Block
+from sqlalchemy import text
 
 from bot.domain import digest, handoffs, initiatives, metrics
 from bot.domain.core import schedule
@@ -15,6 +16,7 @@ from bot.domain.core.items import RuleError
 from bot.domain.core.process import parse_process
 from bot.domain.handoffs import Draft
 from handlers import digest as slack_digest
+from storage.models import Headcount, MonthRollup
 from tests.support.digest import H, hand, month
 from tests.support.harness import blocks_text
 
@@ -130,7 +132,6 @@ def test_the_digest_states_figures_changes_and_reasons(db, cfg, october):
 
 
 def test_signals(db, cfg):
-    from storage.models import Headcount
 
     # Design's median cycle time: 2 h in August, 3 h in September, 6 h in October (five accepted each)
     for period, hours in (("2026-08", 2), ("2026-09", 3), ("2026-10", 6)):
@@ -252,9 +253,6 @@ def test_block_limits_with_many_teams(db):
 
 
 def test_a_closed_months_figures_are_kept_and_an_open_months_are_not(db, cfg, october):
-    from sqlalchemy import text
-
-    from storage.models import MonthRollup
 
     start, end = schedule.bounds("2026-10", cfg.organization.tz)
     teams = [t.id for t in cfg.teams]

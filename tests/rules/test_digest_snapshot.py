@@ -11,6 +11,7 @@ import re
 import tomllib
 from datetime import timedelta
 
+import matplotlib.pyplot as plt
 import pytest
 from slack_sdk.models.blocks import Block
 from sqlmodel import select
@@ -192,6 +193,5 @@ def test_the_chart_keeps_its_legend_off_the_data_at_360_px(db, led):
             assert not any(box.contains(x, y) for x, y in points if x == x and y == y)
         sizes = [s for c in ax.collections for s in c.get_sizes()]
         assert len(set(sizes)) > 1  # markers show the sample size
-    import matplotlib.pyplot as plt
 
     plt.close(fig)

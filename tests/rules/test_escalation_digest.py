@@ -22,6 +22,7 @@ from bot.domain.core import schedule
 from bot.domain.core.process import parse_process
 from bot.domain.handoffs import Draft
 from handlers import digest as slack_digest
+from storage.models import MonthRollup
 from tests.support.data import PROCESS
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -255,7 +256,6 @@ def test_the_digest_shows_them_escaped_and_they_survive_a_rollup(db, cfg8, story
 
 
 def test_a_month_kept_without_the_configuration_is_completed_with_it(db, cfg8, story):
-    from storage.models import MonthRollup
 
     start, end = schedule.bounds("2026-11", cfg8.organization.tz)
     teams = [t.id for t in cfg8.teams]

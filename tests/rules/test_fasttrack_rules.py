@@ -8,14 +8,19 @@ from datetime import date, datetime, timedelta
 from functools import partial
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import select
 
 from bot.domain import fasttrack, handoffs
 from bot.domain.core.items import NotAllowed, RuleError
+from bot.domain.core.process import Right
 from bot.domain.core.timeutil import local_today
 from bot.domain.fasttrack import Budget, Draft
+from bot.domain.figures import meter, plural
 from storage.db import Database
 from storage.models import Outbox
+from templates import render
+from tests.support.harness import view_of
 
 NOW = datetime(2026, 11, 10, 9)
 
@@ -55,7 +60,6 @@ def test_the_budget_rule_and_its_meter():
 
 
 def test_one_wording_for_the_meter_and_for_counts():
-    from bot.domain.figures import meter, plural
 
     nine = Budget("eng", "2026-11", 9, 0, 10)
     assert meter(nine.position, nine) == "1 of 1 allowed this month (10% of 9 items, at least 1)"  # within: 1st of 1
@@ -106,7 +110,6 @@ def test_cancelled_handoffs_are_not_items(db, cfg):
 
 
 def test_needed_by_today_is_the_organisations_date(db, cfg):
-    from templates import render
 
     la = cfg.model_copy(
         update={"organization": cfg.organization.model_copy(update={"timezone": "America/Los_Angeles"})}
@@ -228,7 +231,6 @@ def test_an_element_or_reason_no_longer_configured_is_chosen_again(db, cfg):
 
 
 def test_the_form_names_elements_and_reasons_not_positions(steward, fake, db):
-    from tests.support.harness import view_of
 
     assert steward.command("U0BOB", "", command="/fasttrack").status == 200
     view = view_of(fake.wait("views.open")[-1])
@@ -358,7 +360,6 @@ def test_two_approvals_at_once_never_overrun_the_budget(db, cfg):
 
 
 def clean_fasttracks(db) -> None:
-    from sqlalchemy import text
 
     with db.engine.begin() as conn:
         for table in ("outbox", "fasttrack_event", "fasttrack"):
@@ -366,7 +367,6 @@ def clean_fasttracks(db) -> None:
 
 
 def test_a_decision_reaches_whoever_owns_the_gate(db, cfg):
-    from bot.domain.core.process import Right
 
     def owned_by(owner: str):
         rights = tuple(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlmodel import select
@@ -16,6 +16,9 @@ from bot.domain.core import outbox
 from bot.domain.core.items import RuleError
 from bot.domain.core.process import parse_process
 from bot.domain.core.timeutil import utcnow
+from bot.domain.digest import compose
+from bot.domain.figures import RECURRING
+from handlers.digest import messages
 from storage.models import FastTrack, FastTrackEvent, MatrixReviewEvent, Outbox
 from tests.support.data import PROCESS
 from tests.support.harness import TOKEN, blocks_text, cli, view_of
@@ -25,7 +28,6 @@ from tests.support.review import berlin, config
 
 
 def test_due_on_the_quarters_first_working_day_at_its_start_skipping_weekends_and_holidays():
-    from datetime import date
 
     cfg, _ = config(holidays=[date(2027, 1, 1)])  # 1 Jan 2027 is a Friday, and a holiday: Monday 4 January
     assert review.first_working_day(cfg, "2027-Q1") == date(2027, 1, 4)
@@ -74,7 +76,6 @@ def test_one_dm_per_person_per_quarter_however_often_it_runs(db, cfg):
 
 
 def test_history_counts_the_quarter_before_and_calls_candidates_by_the_digests_rule(db, cfg):
-    from bot.domain.figures import RECURRING
 
     def request(n, element, reason, created, decided=None, kind=None):
         with db.write() as session:
@@ -146,8 +147,6 @@ def test_confirm_once_refuses_forged_and_stale_and_the_digest_says_which_rows(db
     status = review.status(db, cfg, "2026-10")
     assert (status.confirmed, status.pending) == (["Design review", "Architecture review"], ["QA sign-off"])
     assert review.status(db, cfg, "2026-11") is None and review.status(db, cfg, "2026-07") is None
-    from bot.domain.digest import compose
-    from handlers.digest import messages
 
     text = "\n".join(blocks_text(m) for m in messages(compose(db, cfg, "2026-10", datetime(2026, 11, 5))))
     assert (

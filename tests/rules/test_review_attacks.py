@@ -7,10 +7,12 @@ import threading
 from datetime import date, timedelta
 
 import pytest
+from slack_sdk.models.blocks import Block
 
 from bot.domain import review
 from bot.domain.core import outbox
 from bot.domain.core.items import RuleError
+from bot.entry.bootstrap import Deps
 from templates import render
 from tests.support.members import refresh
 from tests.support.review import berlin, config
@@ -21,7 +23,6 @@ def posted_text(message: dict) -> str:
 
 
 def test_a_proposal_that_grows_when_escaped_is_posted_whole():
-    from slack_sdk.models.blocks import Block
 
     words = ("a && b <c> " * 200)[:2000]  # 2,000 characters, about 3,800 once escaped for mrkdwn
     message = render(
@@ -35,7 +36,6 @@ def test_a_proposal_that_grows_when_escaped_is_posted_whole():
 
 
 def test_who_reviews_a_teams_rows_follows_its_current_members_and_two_clocks_write_each_dm_once(db, fake):
-    from bot.entry.bootstrap import Deps
 
     cfg, _ = config(holidays=[date(2027, 1, 1)])  # Q1 2027 starts on a Friday that is a holiday: due Monday 4 January
     assert (

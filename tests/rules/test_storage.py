@@ -3,18 +3,23 @@ takes concurrent writers without "database is locked"."""
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from bot.domain import handoffs
+from bot.domain.core import outbox
 from bot.domain.core.items import RuleError
 from bot.domain.handoffs import Draft
 from storage.db import Database, normalize_url
+from storage.migrate import upgrade
 from storage.models import Handoff, SQLModel
 
 
@@ -74,7 +79,6 @@ def test_rules_at_the_domain_level(db, cfg):
 
 
 def test_sqlite_concurrent_writers_do_not_fail(tmp_path, cfg):
-    from storage.migrate import upgrade
 
     db = Database(f"sqlite:///{tmp_path}/c.db")
     upgrade(db.engine)
@@ -108,10 +112,6 @@ def test_url_normalisation():
 
 def scratch_database(backend: str, tmp_path) -> Database:
     """An empty database of its own (on PostgreSQL, a scratch database beside TEST_DATABASE_URL's)."""
-    import os
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
 
     if backend == "sqlite":
         return Database(f"sqlite:///{tmp_path / 'old.db'}")
@@ -131,10 +131,6 @@ def scratch_database(backend: str, tmp_path) -> Database:
 def test_0004_carries_the_job_ledger_and_cards_into_the_outbox(tmp_path, cfg, backend):
     """An installation upgraded with a posted digest, a sent prompt and a fast-track card sends none of them
     again: the ledger's sent rows and the cards become sent outbox rows; an unsent ledger row is left out."""
-    from sqlalchemy import text
-
-    from bot.domain.core import outbox
-    from storage.migrate import upgrade
 
     db = scratch_database(backend, tmp_path)
     upgrade(db.engine, "0003")
@@ -208,7 +204,6 @@ def test_0004_carries_the_job_ledger_and_cards_into_the_outbox(tmp_path, cfg, ba
         ("fasttrack:7:card:U0STEW", "sent", "D0STEW", "3.3"),
         ("handoff:5:card", "sent", "C0ENG", "4.4"),
     }
-    from bot.domain import handoffs
 
     assert handoffs.accept(db, cfg, 5, "U0BOB").keys[0] == "handoff:5:card:update"  # its update finds the card
     assert handoffs.get(db, 6).next_escalation_at is not None  # open handoffs get a clock

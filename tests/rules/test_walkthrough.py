@@ -11,11 +11,16 @@ from datetime import datetime
 import pytest
 
 from bot.domain import digest, metrics
+from bot.domain.core import schedule
 from bot.domain.core.process import ProcessConfigError, parse_process
+from bot.domain.core.timeutil import utcnow
+from bot.entry.cli import parser
+from bot.entry.clock import JOBS
+from bot.entry.demo import _python
 from handlers.digest import messages
 from tests.support.data import PROCESS
 from tests.support.digest import a_digest
-from tests.support.harness import ROOT, blocks_text, cli
+from tests.support.harness import ROOT, TOKEN, blocks_text, cli
 
 
 def test_the_first_message_and_the_thread_give_cycle_time_in_one_unit():
@@ -41,8 +46,6 @@ def test_an_empty_months_first_message_promises_only_what_the_thread_has(db, cfg
 
 
 def test_help_lists_every_job_the_clock_has(capsys):
-    from bot.entry.cli import parser
-    from bot.entry.clock import JOBS
 
     main = parser().format_help()
     with pytest.raises(SystemExit):
@@ -65,7 +68,6 @@ def test_the_examples_commented_pulse_is_valid_and_the_demo_teams_have_leads():
 
 
 def test_the_demo_names_the_interpreter_to_explore_with(tmp_path, monkeypatch):
-    from bot.entry.demo import _python
 
     monkeypatch.chdir(ROOT)
     assert _python() == (".venv/bin/python" if sys.executable.startswith(str(ROOT / ".venv")) else sys.executable)
@@ -92,9 +94,6 @@ def test_numeric_bounds_are_said_plainly_for_every_field():
 
 
 def test_run_job_outbox_says_when_nothing_is_due_and_a_refused_month_is_in_the_organisations_time(db, fake, cfg):
-    from bot.domain.core import schedule
-    from bot.domain.core.timeutil import utcnow
-    from tests.support.harness import TOKEN
 
     env = {
         "SLACK_BOT_TOKEN": TOKEN,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 
 from bot.domain import digest, figures, handoffs, metrics
 from bot.domain.core import schedule
 from bot.domain.fasttrack import Budget
 from bot.domain.handoffs import Draft
+from bot.domain.review import Status
+from storage.models import Initiative
 
 
 def to_sync(fake) -> list:
@@ -63,10 +66,6 @@ def month(db, cfg, period) -> metrics.Month:
 
 def a_digest(text: str, active: bool = True):
     """A digest whose every piece of text is `text`: team names, reasons, initiatives, signals."""
-    from collections import Counter
-
-    from bot.domain import metrics
-    from storage.models import Initiative
 
     def team(t: str) -> metrics.TeamMonth:
         row = metrics.TeamMonth(t, sent=3 * active, received=2 * active)
@@ -150,7 +149,6 @@ def a_digest(text: str, active: bool = True):
         figures.Figure(text, "rate", 0.5, 0.25, True, 2, 9, before_label="Sep 2026"),
         satisfaction,
     ]
-    from bot.domain.review import Status
 
     return digest.Digest(
         "2026-10",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
+from storage.db import Database
 from storage.models import Handoff
 from tests.support.harness import view_of
 
@@ -39,6 +40,5 @@ def fresh(fake):
 
 
 def steward_db(steward):
-    from storage.db import Database
 
     return Database(steward.env["DATABASE_URL"])

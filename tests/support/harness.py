@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -117,7 +118,6 @@ class Steward:
         """SIGKILL `serve` and every process it started (gunicorn's master and its workers), as a crash or
         `kill -9` would: nothing gets to finish what it was doing. `serve` shares the test's process group,
         so the tree is found through /proc; the master is stopped first, so it cannot fork a replacement."""
-        import signal
 
         if not self.proc or self.proc.poll() is not None:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from bot.domain.core.process import parse_process
 from tests.support.data import PROCESS
@@ -17,6 +18,5 @@ def config(**org):
 
 def berlin(*args) -> datetime:
     """A moment in Berlin as naive UTC."""
-    from zoneinfo import ZoneInfo
 
     return datetime(*args, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC).replace(tzinfo=None)
