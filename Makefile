@@ -5,7 +5,8 @@
 #
 #   make demo                                        generate an organisation and print its digest
 #   make test                                        the whole test suite (SQLite; PostgreSQL too with TEST_DATABASE_URL)
-#   make test PYTEST_ARGS="tests/test_config_and_cli.py -x"   some of it
+#   make test PYTEST_ARGS="tests/e2e/test_config_and_cli.py -x"   some of it
+#   make test PYTEST_ARGS=tests/rules                 one layer: tests/rules, tests/listeners or tests/e2e
 #   make test PYTEST_WORKERS=0                      in one process (pytest-xdist off)
 #   make lint                                        ruff (lint and format check) and import-linter's layer contracts, as CI runs them
 #   make format                                      ruff format and ruff's safe fixes

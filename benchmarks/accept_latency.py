@@ -1,11 +1,11 @@
 """Time from a signed Accept click on a handoff card to (a) the card's `chat.update` and (b) the sender's
 DM (`chat.postMessage`) arriving at the fake Web API, and the click's HTTP ack, for one or more Steward
-trees served as tests/harness.py serves them (`python -m bot serve`: gunicorn, 2 workers × 8 threads).
+trees served as tests/support/harness.py serves them (`python -m bot serve`: gunicorn, 2 workers × 8 threads).
 
     python benchmarks/accept_latency.py [--tree PATH ...] [--clicks 200] [--warmup 10] [--db-dir DIR]
 
 Each `--tree` (default: this one) is served from its own directory with its own process config
-(tests/process.toml) and its own fresh SQLite database, created by that tree's `python -m bot migrate`;
+(tests/data/process.toml) and its own fresh SQLite database, created by that tree's `python -m bot migrate`;
 the driver (signing, the fake Slack) is this tree's, so an older tree is measured the same way. With
 several trees the clicks alternate between them (each against its own fake Web API), so a busy machine
 weighs on all of them alike.
@@ -31,10 +31,10 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import Steward, blocks_text, cli, http, sign, view_of
-from tests.slack_fake import FakeSlack
+from tests.support.harness import Steward, blocks_text, cli, http, sign, view_of
+from tests.support.slack_fake import FakeSlack
 
-SENDER, REVIEWER = "U0ALICE", "U0BOB"  # design → eng (tests/process.toml); U0BOB reviews for eng
+SENDER, REVIEWER = "U0ALICE", "U0BOB"  # design → eng (tests/data/process.toml); U0BOB reviews for eng
 CARD_CHANNEL = "C0ENG"
 
 
@@ -44,10 +44,11 @@ def pct(values, q):
 
 
 class Served(Steward):
-    """tests/harness.py's Steward, served from another tree's directory."""
+    """tests/support/harness.py's Steward, served from another tree's directory."""
 
     def __init__(self, tree: Path, database_url: str, api_url: str):
-        super().__init__(database_url, api_url, tree / "tests" / "process.toml")
+        process = tree / "tests" / "data" / "process.toml"  # tests/process.toml in trees older than tests/data
+        super().__init__(database_url, api_url, process if process.exists() else tree / "tests" / "process.toml")
         self.tree = tree
 
     def start(self, timeout: float = 30) -> Served:

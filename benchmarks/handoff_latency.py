@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
-from tests.harness import SECRET, TOKEN, Steward, free_port, http, sign  # noqa: E402
-from tests.slack_fake import FakeSlack  # noqa: E402
+from tests.support.harness import SECRET, TOKEN, Steward, free_port, http, sign  # noqa: E402
+from tests.support.slack_fake import FakeSlack  # noqa: E402
 
 
 def pct(values, q):
@@ -106,7 +106,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
     db_url = f"sqlite:///{tmp}/bench.db"
     upgrade(Database(db_url).engine)
-    steward = Steward(db_url, fake.url, ROOT / "tests" / "process.toml").start()
+    steward = Steward(db_url, fake.url, ROOT / "tests" / "data" / "process.toml").start()
     bare, bare_url = start_bare(fake.url)
     results = {"steward": ([], []), "bare bolt": ([], [])}
     try:

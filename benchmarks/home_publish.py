@@ -5,7 +5,7 @@ waiting items, in an organisation of 100,000 handoffs, on SQLite and (with --pg)
                                       [--sqlite /tmp/steward-home.db] [--pg postgresql://…/test_h1]
 
 Steward is served as the tests serve it (`python -m bot serve`: gunicorn, 2 workers × 8 threads) against
-tests/slack_fake.py. The organisation: 20 teams of 4, two boundaries out of each team; twelve months of
+tests/support/slack_fake.py. The organisation: 20 teams of 4, two boundaries out of each team; twelve months of
 handoffs (bulk SQL, each with its events: created, for one in five a send-back and a resubmission, then
 accepted for all but the last weeks' ones), so the month's figures have real work to do. The person,
 U0ME (team00), has 40 handoffs to review, 5 sent back to their team and 5 fast-track requests to decide:
@@ -36,8 +36,8 @@ from bot.domain.core.timeutil import utcnow  # noqa: E402
 from storage.db import Database  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.models import SQLModel  # noqa: E402
-from tests.harness import Steward  # noqa: E402
-from tests.slack_fake import FakeSlack  # noqa: E402
+from tests.support.harness import Steward  # noqa: E402
+from tests.support.slack_fake import FakeSlack  # noqa: E402
 
 TEAMS = 20
 ME = "U0ME"

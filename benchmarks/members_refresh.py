@@ -28,8 +28,8 @@ from bot.domain import members  # noqa: E402
 from bot.domain.core.process import parse_process  # noqa: E402
 from bot.entry.bootstrap import Deps  # noqa: E402
 from handlers import members as slack_members  # noqa: E402
-from tests.harness import TOKEN  # noqa: E402
-from tests.slack_fake import FakeSlack  # noqa: E402
+from tests.support.harness import TOKEN  # noqa: E402
+from tests.support.slack_fake import FakeSlack  # noqa: E402
 
 TEAMS = 20
 

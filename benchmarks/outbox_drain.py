@@ -45,9 +45,9 @@ from handlers import deliverer
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import Outbox, OutboxStatus, SQLModel
-from tests.slack_fake import FakeSlack
+from tests.support.slack_fake import FakeSlack
 
-PROCESS = ROOT / "tests" / "process.toml"
+PROCESS = ROOT / "tests" / "data" / "process.toml"
 
 
 def in_schema(url: str, schema: str) -> str:

@@ -40,7 +40,7 @@ from bot.entry.bootstrap import Deps  # noqa: E402
 from bot.entry.clock import Run, run_pulse  # noqa: E402
 from handlers import deliverer  # noqa: E402
 from storage.models import Outbox, OutboxStatus  # noqa: E402
-from tests.slack_fake import FakeSlack  # noqa: E402
+from tests.support.slack_fake import FakeSlack  # noqa: E402
 
 ZONES = ["Asia/Tokyo", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "UTC", "Australia/Sydney"]
 SECRET = "benchmark-pulse-secret-0123456789"

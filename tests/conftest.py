@@ -4,31 +4,28 @@ Slack Web API, and Steward served for real against both."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import time
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from bot.domain.core.process import load_process
 from bot.entry.bootstrap import wire
 from storage import models  # noqa: F401 - every table on the metadata, for clean()
-from storage.db import Database
+from storage.db import Database, normalize_url
 from storage.migrate import upgrade
-from tests.harness import Steward
-from tests.slack_fake import FakeSlack
+from tests.support.data import PROCESS
+from tests.support.harness import Steward
+from tests.support.pulse import CONFIG as PULSE_CONFIG, SECRET as PULSE_SECRET, ZONES
+from tests.support.slack_fake import FakeSlack
 
 
 def _database_per_worker() -> None:
     """Under pytest-xdist (`make test` runs several workers), each worker has a PostgreSQL database of its
     own beside TEST_DATABASE_URL's (`test_gw0`, `test_gw1`, …), created when missing: tests that reset the
     schema or count rows never see another worker's."""
-    import time
-
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    from storage.db import normalize_url
 
     worker, base = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("TEST_DATABASE_URL")
     if not worker or not base:
@@ -54,14 +51,11 @@ def _database_per_worker() -> None:
 
 _database_per_worker()
 wire()  # the domain events' subscribers, as every process wires them at start
-HERE = Path(__file__).parent
-PROCESS = HERE / "process.toml"
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
 def reset_schema(db: Database) -> None:
     """Drop every table there is (Alembic's, and those of older versions of Steward), and migrate from nothing."""
-    from sqlalchemy import MetaData
 
     with db.engine.begin() as conn:
         found = MetaData()
@@ -131,4 +125,22 @@ def _served(_migrated, _fake) -> Steward:
 def steward(_served, db, fake) -> Steward:
     """Steward served on a clean database, with the fake's record cleared."""
     yield _served
+    fake.settle(quiet=0.2)
+
+
+# The pulse served for real with its own organisation (tests/data/pulse.toml) and secret, one server per module
+# that asks for `app`; `app` is that server on a clean database, the people's time zones known to the fake Slack.
+@pytest.fixture(scope="module")
+def _pulse_served(_migrated, _fake):
+    server = Steward(
+        _migrated.url, _fake.url, PULSE_CONFIG, extra_env={"PULSE_SECRET": PULSE_SECRET, "LOG_LEVEL": "INFO"}
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app(_pulse_served, db, fake):
+    fake.users.update({u: {"tz": tz, "deleted": False} for u, tz in ZONES.items()})
+    yield _pulse_served
     fake.settle(quiet=0.2)

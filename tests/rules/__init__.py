@@ -1,0 +1,1 @@
+"""The rules: bot.domain (and storage) called directly, no server."""

@@ -1,0 +1,71 @@
+"""Listeners called in-process, as Bolt calls them, without Bolt's server: the payloads Bolt hands them,
+Bolt's own `Ack` and `BoltContext` holding `deps`, and a real `slack_sdk.WebClient` pointed at the fake Slack."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from slack_bolt import Ack, BoltContext
+from slack_sdk import WebClient
+
+import handlers
+from bot.entry.bootstrap import Deps
+from tests.support.harness import TOKEN, fill
+
+
+def client(fake) -> WebClient:
+    """A real client for the fake Web API, with no retries: every answer is seen as it was given."""
+    return WebClient(base_url=fake.url, token=TOKEN, retry_handlers=[])
+
+
+def context(cfg, db, web: WebClient) -> BoltContext:
+    """What Steward's middleware puts in Bolt's context: `deps`, delivering the outbox in the listener's thread."""
+    deps = Deps(cfg=cfg, db=db)
+    deps.deliver = handlers.deliverer(deps, web).send_now
+    return BoltContext({"deps": deps})
+
+
+def command(user: str, text: str = "", command: str = "/handoff", channel: str = "C0WORK") -> dict:
+    """A slash command's body as Bolt parses it from Slack's form."""
+    return {
+        "token": "legacy",
+        "team_id": "T0ACME",
+        "team_domain": "acme",
+        "channel_id": channel,
+        "channel_name": "work",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": "A0STEWARD",
+        "is_enterprise_install": "false",
+        "response_url": "https://hooks.slack.invalid/commands/1",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+    }
+
+
+def submission(user: str, view: dict, values: dict) -> dict:
+    """A view_submission's body, the view's state filled with `values` by block id, as Slack sends it."""
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0ACME", "domain": "acme"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
+        "api_app_id": "A0STEWARD",
+        "token": "legacy",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "view": dict(view, state={"values": fill(view, values)}),
+        "response_urls": [],
+    }
+
+
+def answer(ack: Ack) -> dict | None:
+    """What the ack answered Slack (None: never called; {} for an empty ack)."""
+    if ack.response is None:
+        return None
+    body = ack.response.body
+    return json.loads(body) if body else {}
+
+
+def dms_to(fake, user: str) -> list:
+    return [c for c in fake.of("chat.postMessage") if c.args["channel"] == user]
