@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.entry.settings import Settings
+from bot.entry.web import options
 from tests.harness import ROOT, Steward, cli, http
 
 PULSE = ROOT / "tests" / "pulse.toml"
@@ -189,3 +191,12 @@ def test_demo_into_an_unwritable_directory_is_one_line(tmp_path):
     r = cli("demo", "--dir", target, cwd=tmp_path)
     lines = settled(r)
     assert len(lines) == 1 and lines[0].startswith(f"--dir: cannot write the demo to {target}: ")
+
+
+def test_gunicorn_is_configured_from_the_validated_settings():
+    """What `serve` hands gunicorn: HOST and PORT as its bind (an IPv6 address in brackets), the workers,
+    threads and log level as validated (the environment is not read again)."""
+    s = Settings(_env_file=None, host="::1", port=8080, web_concurrency="3", web_threads=4, log_level="warning")
+    o = options(s)
+    assert (o["bind"], o["workers"], o["threads"], o["loglevel"]) == ("[::1]:8080", 3, 4, "warning")
+    assert options(Settings(_env_file=None, host="127.0.0.1", port=3000))["bind"] == "127.0.0.1:3000"
