@@ -166,6 +166,8 @@ def test_check_config_needs_no_pulse_secret_without_a_pulse_or_with_it_off(tmp_p
     r = cli("check-config", env=env(tmp_path, PROCESS_CONFIG=str(off)), cwd=tmp_path)
     assert settled(r, 0) == [] and "pulse: off (enabled = false)" in r.stdout
     assert r.stdout.rstrip().endswith("PULSE_SECRET not needed while off")
+    r = cli("check-config", "--file", str(off), cwd=tmp_path)
+    assert settled(r, 0) == [] and r.stdout.rstrip().endswith("PULSE_SECRET not needed while off")
 
 
 # -- demo --dir ------------------------------------------------------------------------------------------

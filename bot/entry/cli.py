@@ -89,13 +89,13 @@ def cmd_check_config(args) -> int:
             f" {_count(len(pulse.members(cfg)), 'person', 'people')} of {_count(len(cfg.pulse_teams()), 'team')}; shown for groups of"
             f" {p.min_group} or more; open {_count(p.open_days, 'day')}, a reminder after {_count(p.remind_after_days, 'day')};"
             + (
-                " needs PULSE_SECRET (not checked: with --file no setting is read)"
+                " PULSE_SECRET not needed while off"
+                if not p.enabled
+                else " needs PULSE_SECRET (not checked: with --file no setting is read)"
                 if args.file
                 else " PULSE_SECRET not set"
                 if secret
                 else " PULSE_SECRET set"
-                if p.enabled
-                else " PULSE_SECRET not needed while off"
             )
         )
     code = _check_slack(cfg, client) if client is not None else 0
