@@ -18,6 +18,7 @@ from bot.domain.figures import (
     change_rate,
     compare_cycle,
     compare_rate,
+    cycle_unit,
     duration,
     escalation_counts,
     metric_text,
@@ -30,10 +31,28 @@ from templates import clip_escaped, render
 MAX_BLOCKS = 45  # per message (Slack allows 50): room for a part's own header and footer
 
 
+def has_figures(tv) -> bool:
+    """Whether a team's row in the thread has figures to show (else it has one only for its initiative)."""
+    n = tv.now
+    return bool(
+        n.sent
+        or n.received
+        or n.as_sender.accepted
+        or n.as_receiver.accepted
+        or n.sent_back
+        or tv.fasttracks
+        or n.open_overdue
+    )
+
+
 def context(d: Digest) -> dict:
-    """What templates/digest.json.j2 needs: the digest and the formatting helpers."""
+    """What templates/digest.json.j2 needs: the digest, the teams that have a row in the thread (`rows`:
+    the first message says what the thread holds from the same list), and the formatting helpers."""
     return dict(
         d=d,
+        rows=[tv for tv in d.teams if has_figures(tv) or tv.initiative],
+        has_figures=has_figures,
+        cycle_unit=cycle_unit,
         duration=duration,
         percent=percent,
         change_count=change_count,

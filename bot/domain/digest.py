@@ -31,6 +31,7 @@ from bot.domain.figures import (
     Figure,
     candidate,
     clip,
+    cycle_unit,
     duration,
     meter,
     percent,
@@ -283,7 +284,7 @@ def _signals(cfg: ProcessConfig, months: list[Month], headcount: dict, budgets: 
             else:
                 staff = None  # the team grew or shrank: that explains it
             if staff:
-                unit = unit_of(*medians)
+                unit = cycle_unit(sides[-1], sides[-2])  # the thread's line's, and the first message's
                 trail = " → ".join(duration(v, unit) for v in medians)
                 out.append(
                     Signal(
@@ -368,7 +369,7 @@ def _changes(cfg: ProcessConfig, before: Month, now: Month, signals: list[Signal
             continue
         m, p = mine.cycle.get(0.5), prev.cycle.get(0.5)
         if (team.id, "cycle_time") not in named and m is not None and p and abs(m / p - 1) >= CHANGE_CYCLE:
-            unit = unit_of(m, p)
+            unit = cycle_unit(mine, prev)  # as the team's line in the thread (its 85th percentile too)
             good = m < p
             out.append(
                 Signal(

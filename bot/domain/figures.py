@@ -59,6 +59,14 @@ def unit_of(*seconds: float | None) -> str:
     return "d" if values and max(values) >= 48 * 3600 else "h"
 
 
+def cycle_unit(now: metrics.Side, before: metrics.Side) -> str:
+    """The one unit of a cycle time (a team's as sender, or the organisation's) wherever a digest shows it:
+    the first message's figure and highlights, the thread's line (median, its change, the 85th percentile),
+    a signal's trail and an initiative's figures. The line's values decide it: the median now, its 85th
+    percentile and the median the month before (a trail of rising medians ends in the highest)."""
+    return unit_of(now.cycle.get(0.5), now.cycle.get(0.85), before.cycle.get(0.5))
+
+
 def duration(seconds: float | None, unit: str | None = None) -> str:
     if seconds is None:
         return "–"
@@ -117,8 +125,9 @@ def compare_cycle(
     return change_duration(now.cycle.get(0.5), before.cycle.get(0.5), unit)
 
 
-def metric_text(metric: str, value: float | None) -> str:
-    return duration(value) if metric == "cycle_time" else percent(value)
+def metric_text(metric: str, value: float | None, unit: str | None = None) -> str:
+    """An initiative's metric: a cycle time in `unit` (the line's, else its own), a rate in percent."""
+    return duration(value, unit) if metric == "cycle_time" else percent(value)
 
 
 def working_hours(hours: float | None) -> str:

@@ -18,6 +18,7 @@ from bot.entry import bootstrap, clock, demo, web
 from bot.entry.bootstrap import Deps, Fail
 from bot.entry.clock import DIGEST, JOBS, Run, run_job
 from bot.entry.manifest import manifest
+from bot.entry.settings import log_level
 from handlers import digest as slack_digest
 from handlers.client import make_client
 from handlers.common import Patience, Unread
@@ -37,13 +38,16 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 
 def cmd_check_config(args) -> int:
-    client = (
-        bootstrap.slack(bootstrap.settings()) if args.slack else None
-    )  # --slack without SLACK_BOT_TOKEN: exit 2 before anything
-    if args.file:
-        cfg = bootstrap.process(args.file, "--file")
-    else:
-        cfg = bootstrap.process(bootstrap.settings().process_config)
+    # every setting is checked unless --file says which file (then none is read, but for --slack's token)
+    settings = bootstrap.settings() if args.slack or not args.file else None
+    client = bootstrap.slack(settings) if args.slack else None  # --slack without SLACK_BOT_TOKEN: exit 2 first
+    cfg = bootstrap.process(args.file, "--file") if args.file else bootstrap.process(settings.process_config)
+    secret = None  # PULSE_SECRET's problem, when the process has [pulse] and it is not set
+    if not args.file:
+        try:
+            bootstrap.sealer(settings, cfg)
+        except Fail as exc:
+            secret = exc
     org = cfg.organization
     print(f"{org.name}: {org.model} model, time zone {org.timezone}, digest to {org.digest_channel}")
     print(
@@ -84,11 +88,20 @@ def cmd_check_config(args) -> int:
             f"pulse: {'on' if p.enabled else 'off (enabled = false)'}; {p.send_at} in each member's time zone to"
             f" {_count(len(pulse.members(cfg)), 'person', 'people')} of {_count(len(cfg.pulse_teams()), 'team')}; shown for groups of"
             f" {p.min_group} or more; open {_count(p.open_days, 'day')}, a reminder after {_count(p.remind_after_days, 'day')};"
-            " needs PULSE_SECRET"
+            + (
+                " PULSE_SECRET not needed while off"
+                if not p.enabled
+                else " needs PULSE_SECRET (not checked: with --file no setting is read)"
+                if args.file
+                else " PULSE_SECRET not set"
+                if secret
+                else " PULSE_SECRET set"
+            )
         )
-    if client is not None:
-        return _check_slack(cfg, client)
-    return 0
+    code = _check_slack(cfg, client) if client is not None else 0
+    if secret is not None:
+        raise secret  # after the summary (and the ids): exit 2, the line naming PULSE_SECRET on stderr
+    return code
 
 
 TOKEN_REFUSED = {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "no_permission"}
@@ -406,7 +419,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
+        level=log_level(),  # a bad LOG_LEVEL: INFO here; a command that reads its settings refuses it
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )

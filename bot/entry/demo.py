@@ -237,9 +237,14 @@ def _python() -> str:
 
 def run(directory: str | None = None) -> int:
     bootstrap.wire()
-    out = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="steward-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "process.toml").write_text(PROCESS, encoding="utf-8")
+    try:
+        out = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="steward-demo-"))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "process.toml").write_text(PROCESS, encoding="utf-8")
+    except OSError as exc:  # not a directory, a file in the way, no permission, a read-only disk
+        where = f"--dir: cannot write the demo to {directory}" if directory else "cannot make a temporary directory"
+        why = "a file is there, not a directory" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
+        raise bootstrap.Fail(f"{where}: {why}") from None
     cfg = load_process(out / "process.toml")
     path = out / "steward.db"
     if path.exists():

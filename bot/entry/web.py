@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-from gunicorn.app.base import BaseApplication
-
 from bot.entry.app import WebApp
 from bot.entry.bootstrap import build
 from bot.entry.settings import Settings, load_settings
@@ -21,32 +19,39 @@ def wsgi_app(settings: Settings | None = None):
     return WebApp(app, db, settings.slack_signing_secret.get_secret_value())
 
 
-class _Gunicorn(BaseApplication):
-    def __init__(self, options: dict, settings: Settings):
-        self.options, self.settings = options, settings
-        super().__init__()
-
-    def load_config(self):
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self):
-        return wsgi_app(self.settings)
+def options(settings: Settings) -> dict:
+    """gunicorn's configuration, from the validated settings (HOST, PORT, WEB_CONCURRENCY, WEB_THREADS, LOG_LEVEL)."""
+    return {
+        "bind": settings.bind,
+        "workers": settings.web_concurrency,
+        "worker_class": "gthread",
+        "threads": settings.web_threads,
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "steward-web",
+    }
 
 
 def serve(settings: Settings) -> None:
-    _Gunicorn(
-        {
-            "bind": f"{os.environ.get('HOST', '0.0.0.0')}:{settings.port}",
-            "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
-            "worker_class": "gthread",
-            "threads": int(os.environ.get("WEB_THREADS", "8")),
-            "timeout": 30,
-            "graceful_timeout": 10,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": os.environ.get("LOG_LEVEL", "info").lower(),
-            "proc_name": "steward-web",
-        },
-        settings,
-    ).run()
+    # gunicorn reads WEB_CONCURRENCY with int() when its configuration module is first imported: it is
+    # imported here, for `serve` alone, once the setting is validated (so `3.0`, which the setting takes,
+    # or a value no other command reads cannot end any command in a traceback).
+    os.environ["WEB_CONCURRENCY"] = str(settings.web_concurrency)
+    from gunicorn.app.base import BaseApplication
+
+    class _Gunicorn(BaseApplication):
+        def __init__(self, options: dict, settings: Settings):
+            self.options, self.settings = options, settings
+            super().__init__()
+
+        def load_config(self):
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return wsgi_app(self.settings)
+
+    _Gunicorn(options(settings), settings).run()

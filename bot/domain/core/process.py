@@ -156,9 +156,11 @@ class Level(_Strict):
     @field_validator("notify", mode="before")
     @classmethod
     def _notify(cls, value):
+        if not isinstance(value, str | list | tuple):
+            raise ValueError('a list of whom to notify, e.g. ["team", "steward"]')
         value = (value,) if isinstance(value, str) else tuple(value)
         for who in value:
-            if (
+            if not isinstance(who, str) or (
                 who not in ("team", "steward", "contact")
                 and not re.match(USER_ID, who)
                 and not re.match(USERGROUP_ID, who)
@@ -446,7 +448,9 @@ class _Valid:
             bool(data.get("rights")),
             one(Fasttrack, data.get("fasttrack", {})),
             one(Pulse, data["pulse"]) if "pulse" in data else None,
-            tuple((data.get("pulse") or {}).get("teams") or ()) if isinstance(data.get("pulse"), dict) else (),
+            tuple(data["pulse"].get("teams") or ())
+            if isinstance(data.get("pulse"), dict) and isinstance(data["pulse"].get("teams"), list)
+            else (),
         )
 
 
@@ -521,6 +525,30 @@ _BOUNDS = {
     "greater_than": ("more than", "gt"),
     "less_than": ("less than", "lt"),
 }
+_KINDS = {  # pydantic's error types → what the value must be, in plain words
+    "string_type": "text in quotes",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "int_parsing_size": "a whole number of a sensible size",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list, e.g. [\"a\", \"b\"]",
+    "tuple_type": "a list, e.g. [\"a\", \"b\"]",
+    "set_type": "a list, e.g. [\"a\", \"b\"]",
+    "dict_type": "a table (a [section] or { key = value })",
+    "model_type": "a table (a [section] or { key = value })",
+    "model_attributes_type": "a table (a [section] or { key = value })",
+    "date_type": "a date, e.g. 2026-12-24",
+    "date_parsing": "a date, e.g. 2026-12-24",
+    "date_from_datetime_parsing": "a date, e.g. 2026-12-24",
+    "date_from_datetime_inexact": "a date without a time, e.g. 2026-12-24",
+    "time_type": "a time, e.g. 09:00",
+    "time_parsing": "a time, e.g. 09:00",
+}
 
 
 def _number(value) -> str:
@@ -530,27 +558,74 @@ def _number(value) -> str:
     return str(value)
 
 
+def _shown(value) -> str:
+    """A wrong value as the message quotes it: short, and never a whole table."""
+    if isinstance(value, dict):
+        return "a table"
+    text = value.isoformat() if isinstance(value, date | time) else repr(value)  # date covers datetime
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _items(n: int) -> str:
+    return f"{n} item{'' if n == 1 else 's'}"
+
+
+def plain_error(err: dict, show_input: bool = True) -> str:
+    """One of pydantic's errors (`ValidationError.errors()`) in plain words, without pydantic's own phrases
+    ("Input should be…", "Field required", "Extra inputs are not permitted") or its links: what the value
+    must be, and (with `show_input`; never for a secret) what it is. The caller names the key."""
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    it = f" (it is {_shown(value)})" if show_input else ""
+    if kind == "missing":
+        return "required but not set"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error") or err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_NAMES:
+        return f"{_shown(value) if show_input else 'it'} is not {_PATTERN_NAMES[ctx['pattern']]}"
+    if kind in _BOUNDS:  # a numeric bound, said plainly: "at least 3 (it is 2)"
+        word, key = _BOUNDS[kind]
+        return f"{word} {_number(ctx[key])}" + (f" (it is {_number(value)})" if show_input else "")
+    if kind in _KINDS:
+        return f"must be {_KINDS[kind]}{it}"
+    if kind in ("literal_error", "enum"):
+        return f"must be {ctx.get('expected', 'one of the values the README lists')}{it}"
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        if least == 1:
+            return "must not be empty"
+        return f"needs at least {_items(least)} (it has {ctx.get('actual_length', 0)})"
+    if kind == "too_long":
+        return f"at most {_items(ctx.get('max_length', 0))} (it has {ctx.get('actual_length', '?')})"
+    if kind == "string_too_short":
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least == 1 else f"at least {least} characters"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters" + (
+            f" (it has {len(value)})" if isinstance(value, str) else ""
+        )
+    # anything else: pydantic's sentence without its own turns of phrase
+    msg = re.sub(r"^Input should be", "must be", err["msg"])
+    return re.sub(r"^(List|Tuple|String|Value|Set|Dictionary) should", "must", msg) + it
+
+
 def parse_process(data: dict) -> ProcessConfig:
     """The configuration, or ProcessConfigError with every problem at once: those of each field, then
     those across sections (checked over whatever parts are valid, even when others are not)."""
     try:
         cfg = ProcessConfig.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors()
         problems = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            elif err["type"] == "string_pattern_mismatch":
-                msg = f"{err['input']!r} is not {_PATTERN_NAMES[err['ctx']['pattern']]}"
-            elif err["type"] in _BOUNDS:  # a numeric bound, said plainly: "at least 3 (it is 2)"
-                word, key = _BOUNDS[err["type"]]
-                msg = f"{word} {_number(err['ctx'][key])} (it is {_number(err['input'])})"
-            elif err["type"] == "too_short" and any(
-                other["loc"][: len(err["loc"])] == err["loc"] and other is not err for other in exc.errors()
+        for n, err in enumerate(errors):
+            if err["type"] == "too_short" and any(
+                other["loc"][: len(err["loc"])] == err["loc"] and len(other["loc"]) > len(err["loc"])
+                for k, other in enumerate(errors)
+                if k != n
             ):
                 continue  # a follow-on of an error inside the list, already reported
-            problems.append(f"{_loc(err['loc'])}: {msg}")
+            problems.append(f"{_loc(err['loc'])}: {plain_error(err)}")
         problems += [p for p in _cross_check(_Valid.parts(data)) if p not in problems]
         raise ProcessConfigError(problems) from None
     problems = _cross_check(_Valid.of(cfg))
