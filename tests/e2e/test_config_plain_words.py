@@ -4,7 +4,7 @@ not permitted", links to errors.pydantic.dev), run as an operator runs it."""
 
 from __future__ import annotations
 
-from tests.harness import cli
+from tests.support.harness import cli
 
 PYDANTIC = ("Input should", "Field required", "Extra inputs", "errors.pydantic.dev", "Value error", "should have")
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from bot.domain import digest, handoffs, initiatives
 from bot.domain.handoffs import Draft
 from handlers.digest import messages, preview
-from tests.harness import blocks_text
+from tests.support.harness import blocks_text
 
 H = timedelta(hours=1)
 SPEC = ["Specification with acceptance criteria", "Wireframes", "Glossary of terms"]

@@ -11,9 +11,9 @@ import pytest
 
 from bot.entry.settings import Settings
 from bot.entry.web import options
-from tests.harness import ROOT, Steward, cli, http
+from tests.support.data import PROCESS, PULSE
+from tests.support.harness import ROOT, Steward, cli, http
 
-PULSE = ROOT / "tests" / "pulse.toml"
 PYDANTIC = ("Input should", "Field required", "Extra inputs", "errors.pydantic.dev", "Value error", "validation error")
 
 
@@ -125,9 +125,7 @@ def _workers(pid: int) -> int:
 def test_serve_runs_gunicorn_with_the_validated_tuning(_migrated, _fake):
     """WEB_CONCURRENCY=1.0 is a whole number to the settings but not to int(): gunicorn, which reads it when
     imported, must get the validated 1, and run one worker, not its own default or a traceback."""
-    server = Steward(
-        _migrated.url, _fake.url, ROOT / "tests" / "process.toml", extra_env={"WEB_CONCURRENCY": "1.0"}
-    ).start()
+    server = Steward(_migrated.url, _fake.url, PROCESS, extra_env={"WEB_CONCURRENCY": "1.0"}).start()
     try:
         assert http(server.url + "/healthz").status == 200
         deadline = time.monotonic() + 10
