@@ -1,7 +1,9 @@
 """Delivering the outbox to Slack: the one place that posts, updates and uploads after an ack.
 
 Right after a decision commits, the request's own thread delivers the rows it wrote (`send_now`), so a
-card appears at once; the clock's sweep (`sweep`) delivers whatever is still due: after a 429 (at its
+card appears at once. What no person waits for in that moment (App Home publishes, a card's permalink) is
+handed to the process's one background thread instead (`defer`, `after`): the request thread never draws a
+Home. The clock's sweep (`sweep`) delivers whatever is still due: after a 429 (at its
 Retry-After), a passing failure (after a back-off), or a deliverer that died (after its lease).
 
 Never twice: chat.postMessage has no idempotency key, so every post carries Slack message metadata with
@@ -90,6 +92,7 @@ class Deliverer:
         gap: float = 0.04,
         on_sent: dict[str, Callable[[object, Outbox, str | None, str | None], None]] | None = None,
         workers: int = 4,
+        defer: Iterable[str] = (),
     ):
         self.ctx, self.db, self.client = ctx, ctx.db, client
         self.renderers, self.on_failed, self.on_sent = renderers, on_failed or {}, on_sent or {}
@@ -99,19 +102,51 @@ class Deliverer:
         self.workers = workers  # conversations a sweep delivers at once
         self.last_retry_after = 0.0
         self._local = threading.local()
+        self.defer = frozenset(defer)  # row kinds `send_now` leaves to the background thread (the web app: PUBLISH)
+        self._background: ThreadPoolExecutor | None = None
+        self._background_lock = threading.Lock()
 
     # -- entry points ------------------------------------------------------------------------------------
 
-    def send_now(self, keys: Iterable[str]) -> Counter:
-        """Deliver these rows now if they are due (the request thread, right after its commit)."""
+    def send_now(self, keys: Iterable[str], defer: bool = True) -> Counter:
+        """Deliver these rows now if they are due (the request thread, right after its commit). Rows of a
+        `defer` kind go to the background thread (`after`), counted as "deferred"; `defer=False`: none."""
         done = Counter()
+        keys = list(keys)
+        deferred = set(outbox.of_kinds(self.db, keys, self.defer)) if defer and self.defer and keys else set()
         for key in keys:
+            if key in deferred:
+                self.after(self.send_now, [key], False)
+                done["deferred"] += 1
+                continue
             try:
                 done[self.deliver(key)] += 1
             except Exception:  # a bug or the database gone: the row stays for the sweep
                 log.exception("outbox %s: delivery failed; the clock's sweep retries it", key)
                 done["error"] += 1
         return done
+
+    def after(self, fn: Callable, *args) -> Future:
+        """Run `fn(*args)` after the request, in this process's one background thread, in the order asked.
+        Lost only with the process: an outbox row stays due for the clock's sweep."""
+        with self._background_lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-after")
+            return self._background.submit(self._logged, fn, *args)
+
+    @staticmethod
+    def _logged(fn: Callable, *args) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a bug or the database gone: the rows stay for the sweep
+            log.exception("outbox: background work %s failed", getattr(fn, "__name__", fn))
+
+    def drain_background(self, timeout: float = 10.0) -> None:
+        """Wait for what `after` was given (a process that stops, a test)."""
+        with self._background_lock:
+            pool = self._background
+        if pool is not None:
+            pool.submit(lambda: None).result(timeout=timeout)
 
     def sweep(self, max_seconds: float = 50.0, until_idle: bool = False, give_up_after: int | None = None) -> Counter:
         """Deliver every due row, each conversation's in the order they were written (its oldest
@@ -254,7 +289,7 @@ class Deliverer:
             return "later"
         if outbox.sent(self.db, c, self.now(), *answer):
             if row.kind == POST and row.render in self.on_sent:
-                self.on_sent[row.render](self.ctx, row, *answer, client=self.client)
+                self.on_sent[row.render](self.ctx, row, *answer, client=self.client, after=self.after)
         elif again:  # asked for again while this one was on its way: send the newest state now. Whoever asked found
             # the row busy and left it to us, so we go on while asks keep coming (AGAIN times at most: then the sweep)
             return self.deliver(key, again=again - 1)

@@ -543,12 +543,20 @@ RENDERERS = {
 }
 
 
-def card_posted(deps, row, channel: str | None, ts: str | None, client=None) -> None:
+def card_posted(deps, row, channel: str | None, ts: str | None, client=None, after=None) -> None:
     """Remember where the card is and, asked from Slack once (`chat.getPermalink`), its permalink: the
-    digest links its signals to the handoffs behind them. Without a permalink the digest names the handoff."""
+    digest links its signals to the handoffs behind them. Without a permalink the digest names the handoff.
+    The permalink is asked for after the request (`after`: the deliverer's background thread)."""
     handoffs.record_card(deps.db, int(row.params["id"]), channel, ts)
     if client is None or not channel or not ts:
         return
+    if after is not None:
+        after(_permalink, deps, row, channel, ts, client)
+    else:
+        _permalink(deps, row, channel, ts, client)
+
+
+def _permalink(deps, row, channel: str, ts: str, client) -> None:
     try:
         link = client.chat_getPermalink(channel=channel, message_ts=ts).get("permalink")
     except Exception as exc:  # a missing permalink costs a link in the digest, never the card

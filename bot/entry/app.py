@@ -22,6 +22,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk.errors import SlackApiError
 
 from bot.domain.core import events
+from bot.domain.core.outbox import PUBLISH
 from bot.entry.settings import Settings
 from handlers import deliverer, register_all
 from handlers.client import make_client
@@ -76,7 +77,7 @@ def create_app(settings: Settings, deps) -> App:
     making wired the domain events' subscribers (checked here: a process that forgot fails at start)."""
     events.bus.require_wired("create_app")
     client = make_client(settings)
-    deps.deliver = deliverer(deps, client).send_now
+    deps.deliver = deliverer(deps, client, defer={PUBLISH}).send_now  # Homes after the request
     app = App(
         client=client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,

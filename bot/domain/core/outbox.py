@@ -309,6 +309,15 @@ def due(db: Database, now: datetime, limit: int = 200) -> list[Outbox]:
         )
 
 
+def of_kinds(db: Database, keys: Iterable[str], kinds: Iterable[str]) -> list[str]:
+    """Which of these rows are of these kinds."""
+    keys, kinds = list(keys), list(kinds)
+    if not keys or not kinds:
+        return []
+    with db.read() as s:
+        return list(s.exec(select(Outbox.key).where(Outbox.key.in_(keys), Outbox.kind.in_(kinds))))
+
+
 def heads(db: Database, now: datetime, limit: int = 500) -> list[Outbox]:
     """Each conversation's oldest unfinished row, when it is due: a sweep sends a channel's messages in
     the order they were written (a card before its update, "received" before "accepted"), and a row
