@@ -15,7 +15,7 @@ from bot.domain.core.timeutil import utcnow
 from bot.entry.bootstrap import Deps
 from handlers import deliverer
 from storage.models import OutboxStatus
-from tests.harness import TOKEN
+from tests.support.harness import TOKEN
 
 HANG = 4.0  # seconds Slack holds its answer to views.publish
 
