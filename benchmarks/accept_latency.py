@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.harness import Steward, blocks_text, cli, http, sign, view_of
+from tests.support.harness import Steward, blocks_text, cli, http, process_config_of, sign, view_of
 from tests.support.slack_fake import FakeSlack
 
 SENDER, REVIEWER = "U0ALICE", "U0BOB"  # design → eng (tests/data/process.toml); U0BOB reviews for eng
@@ -43,34 +43,9 @@ def pct(values, q):
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-class Served(Steward):
-    """tests/support/harness.py's Steward, served from another tree's directory."""
-
-    def __init__(self, tree: Path, database_url: str, api_url: str):
-        process = tree / "tests" / "data" / "process.toml"  # tests/process.toml in trees older than tests/data
-        super().__init__(database_url, api_url, process if process.exists() else tree / "tests" / "process.toml")
-        self.tree = tree
-
-    def start(self, timeout: float = 30) -> Served:
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
-            cwd=self.tree,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited {self.proc.returncode}: {self.output()}")
-            try:
-                if http(self.url + "/healthz", timeout=1).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"serve did not answer in {timeout}s: {self.output()}")
+def served_from(tree: Path, database_url: str, api_url: str) -> Steward:
+    """tests/support/harness.py's Steward, served from `tree` with that tree's process configuration."""
+    return Steward(database_url, api_url, process_config_of(tree), tree=tree)
 
 
 def wait_for(fake: FakeSlack, since: int, match, timeout: float = 10.0):
@@ -97,7 +72,7 @@ def accept_button(blocks) -> str | None:
     return None
 
 
-def new_handoff(steward: Served, fake: FakeSlack, n: int) -> tuple[str, str]:
+def new_handoff(steward: Steward, fake: FakeSlack, n: int) -> tuple[str, str]:
     """Send a handoff through signed requests; its id and the card's ts once the card and receipt are in."""
     trigger = f"accept-bench-{n}-{time.monotonic_ns()}"
     body = urlencode(
@@ -142,7 +117,7 @@ def new_handoff(steward: Served, fake: FakeSlack, n: int) -> tuple[str, str]:
     return handoff_id, ts
 
 
-def click(steward: Served, fake: FakeSlack, handoff_id: str, ts: str) -> tuple[float, float, float]:
+def click(steward: Steward, fake: FakeSlack, handoff_id: str, ts: str) -> tuple[float, float, float]:
     since = len(fake.calls)
     start = time.monotonic()
     r = steward.click(REVIEWER, "handoff_accept", handoff_id, channel=CARD_CHANNEL, message_ts=ts)
@@ -190,7 +165,7 @@ def main() -> None:
                     "tree": tree,
                     "commit": commit,
                     "fake": fake,
-                    "steward": Served(tree, url, fake.url).start(),
+                    "steward": served_from(tree, url, fake.url).start(),
                     "ack": [],
                     "update": [],
                     "dm": [],

@@ -11,7 +11,7 @@ modal); then Accept, clicked twice at once (a double click). Every HTTP request 
 ack's (the request's round trip). A clock runs beside the server, as the Procfile deploys it. The server's CPU is the user + system time of gunicorn's master and
 workers between the first and the last request, from /proc.
 
-`--tree` (default: this one; repeatable) serves another checkout with its own `tests/process.toml` and a
+`--tree` (default: this one; repeatable) serves another checkout with its own `tests/data/process.toml` and a
 fresh database migrated by that tree's `python -m bot migrate`; the driver and the fake Slack are this
 tree's. Trees run one after the other, each for `--seconds`, after a warm-up of `--warmup` seconds. To
 compare with the tree before the outbox: `git worktree add /tmp/before 6e7f7ac` and `--tree /tmp/before
@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from tests.harness import Steward, cli, http, sign, view_of  # noqa: E402
-from tests.slack_fake import FakeSlack  # noqa: E402
+from tests.support.harness import Steward, cli, http, process_config_of, sign, view_of  # noqa: E402
+from tests.support.slack_fake import FakeSlack  # noqa: E402
 
 SENDER, REVIEWER, CARD_CHANNEL = "U0ALICE", "U0BOB", "C0ENG"  # design -> eng in tests/process.toml
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -47,13 +47,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def pct(values, q):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
-
-
-def process_toml(tree: Path) -> Path:
-    for candidate in ("tests/process.toml", "tests/support/process.toml", "tests/data/process.toml"):
-        if (tree / candidate).exists():
-            return tree / candidate
-    raise SystemExit(f"{tree}: no tests/process.toml")
 
 
 def cpu_seconds(root_pid: int) -> float:
@@ -77,33 +70,9 @@ def cpu_seconds(root_pid: int) -> float:
     return total
 
 
-class Served(Steward):
-    """tests/harness.py's Steward, served from another tree's directory."""
-
-    def __init__(self, tree: Path, database_url: str, api_url: str):
-        super().__init__(database_url, api_url, process_toml(tree))
-        self.tree = tree
-
-    def start(self, timeout: float = 30) -> Served:
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
-            cwd=self.tree,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited {self.proc.returncode}: {self.output()}")
-            try:
-                if http(self.url + "/healthz", timeout=1).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"serve did not answer in {timeout}s: {self.output()}")
+def served_from(tree: Path, database_url: str, api_url: str) -> Steward:
+    """tests/support/harness.py's Steward, served from `tree` with that tree's process configuration."""
+    return Steward(database_url, api_url, process_config_of(tree), tree=tree)
 
 
 class Calls:
@@ -134,7 +103,7 @@ def accept_value(blocks) -> str | None:
 
 
 class Client(threading.Thread):
-    def __init__(self, n: int, steward: Served, calls: Calls, stop_at: list[float], record: list):
+    def __init__(self, n: int, steward: Steward, calls: Calls, stop_at: list[float], record: list):
         super().__init__(daemon=True)
         self.n, self.steward, self.calls, self.stop_at, self.record = n, steward, calls, stop_at, record
         self.errors: list[str] = []
@@ -257,7 +226,7 @@ def drill(tree: Path, url: str, clients: int, seconds: float, warmup: float) -> 
     migrated = cli("migrate", env={"DATABASE_URL": url}, cwd=tree)
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     fake = FakeSlack().start()
-    steward = Served(tree, url, fake.url).start()
+    steward = served_from(tree, url, fake.url).start()
     clock = subprocess.Popen(  # as deployed (Procfile): the clock sweeps what the request threads left
         [sys.executable, "-m", "bot", "clock"],
         cwd=tree,

@@ -62,12 +62,28 @@ def http(
         return Response(e.code, e.read())
 
 
+def process_config_of(tree: Path) -> Path:
+    """The organisation the tests drive, in another checkout (older trees kept it in tests/)."""
+    for candidate in ("tests/data/process.toml", "tests/process.toml"):
+        if (tree / candidate).exists():
+            return tree / candidate
+    raise FileNotFoundError(f"{tree}: no tests/data/process.toml")
+
+
 class Steward:
-    """`python -m bot serve` in a subprocess, against the fake Web API."""
+    """`python -m bot serve` in a subprocess, against the fake Web API. `tree`: the checkout it is served
+    from (another one: a benchmark comparing trees)."""
 
     def __init__(
-        self, database_url: str, api_url: str, process_config: Path, workers: int = 2, extra_env: dict | None = None
+        self,
+        database_url: str,
+        api_url: str,
+        process_config: Path,
+        workers: int = 2,
+        extra_env: dict | None = None,
+        tree: Path = ROOT,
     ):
+        self.tree = tree
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -89,7 +105,11 @@ class Steward:
     def start(self, timeout: float = 30) -> Steward:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "bot", "serve"],
+            cwd=self.tree,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
