@@ -18,7 +18,6 @@ receipt is in before the click. The handoff's id and the card's ts come from the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.handoffs import accept_button
 from tests.support.harness import Steward, blocks_text, cli, http, process_config_of, sign, view_of
 from tests.support.slack_fake import FakeSlack
 
@@ -46,30 +46,6 @@ def pct(values, q):
 def served_from(tree: Path, database_url: str, api_url: str) -> Steward:
     """tests/support/harness.py's Steward, served from `tree` with that tree's process configuration."""
     return Steward(database_url, api_url, process_config_of(tree), tree=tree)
-
-
-def wait_for(fake: FakeSlack, since: int, match, timeout: float = 10.0):
-    """The first call from index `since` on that `match`es."""
-    deadline = time.monotonic() + timeout
-    seen = since
-    while time.monotonic() < deadline:
-        calls = fake.calls[seen:]
-        for call in calls:
-            if match(call):
-                return call
-        seen += len(calls)
-        time.sleep(0.0005)
-    raise RuntimeError(f"timed out; calls since: {[(c.method, c.args.get('channel')) for c in fake.calls[since:]]}")
-
-
-def accept_button(blocks) -> str | None:
-    """The handoff id on a card's Accept button (None: not a card)."""
-    blocks = json.loads(blocks) if isinstance(blocks, str) else blocks or []
-    for block in blocks:
-        for element in block.get("elements") or []:
-            if element.get("action_id") == "handoff_accept":
-                return element.get("value")
-    return None
 
 
 def new_handoff(steward: Steward, fake: FakeSlack, n: int) -> tuple[str, str]:
@@ -95,7 +71,7 @@ def new_handoff(steward: Steward, fake: FakeSlack, n: int) -> tuple[str, str]:
         headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)},
     )
     assert r.status == 200, (r.status, r.raw)
-    view = view_of(wait_for(fake, since, lambda c: c.method == "views.open" and c.args.get("trigger_id") == trigger))
+    view = view_of(fake.first(since, lambda c: c.method == "views.open" and c.args.get("trigger_id") == trigger))
     values = {"to_team": "eng", "title": f"Bench handoff {n}"}
     for block in view["blocks"]:  # every criterion met, whatever the option values are in this tree
         if block.get("type") == "input" and block["block_id"].startswith("criteria"):
@@ -103,14 +79,11 @@ def new_handoff(steward: Steward, fake: FakeSlack, n: int) -> tuple[str, str]:
     since = len(fake.calls)
     r = steward.submit(SENDER, view, values)
     assert r.status == 200 and r.raw in (b"", b"{}"), (r.status, r.raw)
-    card = wait_for(
-        fake,
+    card = fake.first(
         since,
         lambda c: c.method == "chat.postMessage" and c.status == 200 and accept_button(c.args.get("blocks")),
     )
-    wait_for(
-        fake, since, lambda c: c.method == "chat.postMessage" and c.args.get("channel") in (SENDER, "D" + SENDER[1:])
-    )
+    fake.first(since, lambda c: c.method == "chat.postMessage" and c.args.get("channel") in (SENDER, "D" + SENDER[1:]))
     fake.settle(quiet=0.05)
     handoff_id = accept_button(card.args.get("blocks"))
     ts = next(m["ts"] for m in reversed(fake.messages(CARD_CHANNEL)) if accept_button(m["blocks"]) == handoff_id)
@@ -123,10 +96,9 @@ def click(steward: Steward, fake: FakeSlack, handoff_id: str, ts: str) -> tuple[
     r = steward.click(REVIEWER, "handoff_accept", handoff_id, channel=CARD_CHANNEL, message_ts=ts)
     acked = time.monotonic()
     assert r.status == 200, (r.status, r.raw)
-    update = wait_for(fake, since, lambda c: c.method == "chat.update" and c.args.get("ts") == ts)
+    update = fake.first(since, lambda c: c.method == "chat.update" and c.args.get("ts") == ts)
     assert update.status == 200 and "Accepted" in blocks_text(update.args), blocks_text(update.args)[:200]
-    dm = wait_for(
-        fake,
+    dm = fake.first(
         since,
         lambda c: (
             c.method == "chat.postMessage"

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from tests.support.handoffs import accept_button  # noqa: E402
 from tests.support.harness import Steward, cli, http, process_config_of, sign, view_of  # noqa: E402
 from tests.support.slack_fake import FakeSlack  # noqa: E402
 
@@ -75,37 +76,10 @@ def served_from(tree: Path, database_url: str, api_url: str) -> Steward:
     return Steward(database_url, api_url, process_config_of(tree), tree=tree)
 
 
-class Calls:
-    """Finds the fake's calls by a predicate without rescanning: an index per client."""
-
-    def __init__(self, fake: FakeSlack):
-        self.fake = fake
-
-    def wait(self, since: int, match, timeout: float = 30.0, what: str = "such a call"):
-        deadline, seen = time.monotonic() + timeout, since
-        while time.monotonic() < deadline:
-            calls = self.fake.calls[seen:]
-            for call in calls:
-                if match(call):
-                    return call
-            seen += len(calls)
-            time.sleep(0.002)
-        raise TimeoutError(f"the fake Slack saw no {what} in {timeout:g} s")
-
-
-def accept_value(blocks) -> str | None:
-    blocks = json.loads(blocks) if isinstance(blocks, str) else blocks or []
-    for block in blocks:
-        for element in block.get("elements") or []:
-            if element.get("action_id") == "handoff_accept":
-                return element.get("value")
-    return None
-
-
 class Client(threading.Thread):
-    def __init__(self, n: int, steward: Steward, calls: Calls, stop_at: list[float], record: list):
+    def __init__(self, n: int, steward: Steward, fake: FakeSlack, stop_at: list[float], record: list):
         super().__init__(daemon=True)
-        self.n, self.steward, self.calls, self.stop_at, self.record = n, steward, calls, stop_at, record
+        self.n, self.steward, self.fake, self.stop_at, self.record = n, steward, fake, stop_at, record
         self.errors: list[str] = []
 
     def timed(self, fn, *args, **kwargs):
@@ -154,38 +128,38 @@ class Client(threading.Thread):
                 return c.args.get("trigger_id") == trigger
             return view.get("callback_id") == callback and ours(view)
 
-        return view_of(self.calls.wait(since, match, what=f"views.open {trigger or callback}"))
+        return view_of(self.fake.first(since, match, what=f"views.open {trigger or callback}"))
 
     def round(self, i: int) -> None:
         s = self.steward
         title = f"Load {self.n}-{i}"
-        since = len(self.calls.fake.calls)
+        since = len(self.fake.calls)
         view = self.modal(since, trigger=self.command(SENDER, "eng"))
         values = {"to_team": "eng", "title": title}
         for block in view["blocks"]:
             if block.get("type") == "input" and block.get("block_id", "").startswith("criteria"):
                 values[block["block_id"]] = [o["value"] for o in block["element"].get("options") or []]
-        since = len(self.calls.fake.calls)
+        since = len(self.fake.calls)
         self.timed(s.submit, SENDER, view, values)
-        card = self.calls.wait(
+        card = self.fake.first(
             since,
             lambda c: c.method == "chat.postMessage" and c.status == 200 and title in json.dumps(c.args.get("blocks")),
             what="card",
         )
-        handoff = accept_value(card.args.get("blocks"))
+        handoff = accept_button(card.args.get("blocks"))
         self.command(SENDER, "list")
         if i % 2 == 0:
-            since = len(self.calls.fake.calls)
+            since = len(self.fake.calls)
             self.timed(s.click, REVIEWER, "handoff_rework", handoff, channel=CARD_CHANNEL)
             modal = self.modal(since, callback="handoff_sendback_submit", handoff=handoff)
-            since = len(self.calls.fake.calls)
+            since = len(self.fake.calls)
             self.timed(s.submit, REVIEWER, modal, {"reason": f"Missing error states ({title})"})
-            self.calls.wait(
+            self.fake.first(
                 since,
                 lambda c: c.method == "chat.postMessage" and f"Missing error states ({title})" in json.dumps(c.args),
                 what="sent-back DM",
             )
-            since = len(self.calls.fake.calls)
+            since = len(self.fake.calls)
             self.timed(s.click, SENDER, "handoff_resubmit", handoff, channel="D0ALICE")
             modal = self.modal(since, callback="handoff_resubmit_submit", handoff=handoff)
             criteria = next(b for b in modal["blocks"] if b.get("block_id", "").startswith("criteria"))
@@ -237,7 +211,7 @@ def drill(tree: Path, url: str, clients: int, seconds: float, warmup: float) -> 
     record: list = []
     try:
         stop_at = [time.monotonic() + warmup + seconds]
-        workers = [Client(n, steward, Calls(fake), stop_at, record) for n in range(clients)]
+        workers = [Client(n, steward, fake, stop_at, record) for n in range(clients)]
         begin = time.monotonic()
         for w in workers:
             w.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlmodel import select
 
 from storage.db import Database
@@ -42,3 +44,13 @@ def fresh(fake):
 def steward_db(steward):
 
     return Database(steward.env["DATABASE_URL"])
+
+
+def accept_button(blocks) -> str | None:
+    """The handoff id on a card's Accept button (None: not a card)."""
+    blocks = json.loads(blocks) if isinstance(blocks, str) else blocks or []
+    for block in blocks:
+        for element in block.get("elements") or []:
+            if element.get("action_id") == "handoff_accept":
+                return element.get("value")
+    return None

@@ -62,6 +62,25 @@ def http(
         return Response(e.code, e.read())
 
 
+def command_body(user: str, text: str = "", command: str = "/handoff", channel: str = "C0WORK") -> dict:
+    """A slash command's fields as Slack sends them (a form; Bolt parses it into this dict)."""
+    return {
+        "token": "legacy",
+        "team_id": "T0ACME",
+        "team_domain": "acme",
+        "channel_id": channel,
+        "channel_name": "work",
+        "user_id": user,
+        "user_name": user.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": "A0STEWARD",
+        "is_enterprise_install": "false",
+        "response_url": "https://hooks.slack.invalid/commands/1",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+    }
+
+
 def process_config_of(tree: Path) -> Path:
     """The organisation the tests drive, in another checkout (older trees kept it in tests/)."""
     for candidate in ("tests/data/process.toml", "tests/process.toml"):
@@ -184,22 +203,7 @@ class Steward:
         return http(self.url + "/slack/events", data=body, headers=all_headers, method="POST")
 
     def command(self, user: str, text: str = "", command: str = "/handoff", channel: str = "C0WORK") -> Response:
-        fields = {
-            "token": "legacy",
-            "team_id": "T0ACME",
-            "team_domain": "acme",
-            "channel_id": channel,
-            "channel_name": "work",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": command,
-            "text": text,
-            "api_app_id": "A0STEWARD",
-            "is_enterprise_install": "false",
-            "response_url": "https://hooks.slack.invalid/commands/1",
-            "trigger_id": f"trigger-{time.monotonic_ns()}",
-        }
-        return self.post(urlencode(fields).encode())
+        return self.post(urlencode(command_body(user, text, command, channel)).encode())
 
     def interact(self, payload: dict) -> Response:
         return self.post(urlencode({"payload": json.dumps(payload)}).encode())

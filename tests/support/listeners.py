@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 
 import handlers
 from bot.entry.bootstrap import Deps
-from tests.support.harness import TOKEN, fill
+from tests.support.harness import TOKEN, command_body, fill
 
 
 def client(fake) -> WebClient:
@@ -28,21 +28,7 @@ def context(cfg, db, web: WebClient) -> BoltContext:
 
 def command(user: str, text: str = "", command: str = "/handoff", channel: str = "C0WORK") -> dict:
     """A slash command's body as Bolt parses it from Slack's form."""
-    return {
-        "token": "legacy",
-        "team_id": "T0ACME",
-        "team_domain": "acme",
-        "channel_id": channel,
-        "channel_name": "work",
-        "user_id": user,
-        "user_name": user.lower(),
-        "command": command,
-        "text": text,
-        "api_app_id": "A0STEWARD",
-        "is_enterprise_install": "false",
-        "response_url": "https://hooks.slack.invalid/commands/1",
-        "trigger_id": f"trigger-{time.monotonic_ns()}",
-    }
+    return command_body(user, text, command, channel)
 
 
 def submission(user: str, view: dict, values: dict) -> dict:

@@ -319,6 +319,18 @@ class FakeSlack:
             self._workspace_limits[method] = _Bucket(per_minute / 60, burst)
 
     # -- reading what happened --------------------------------------------------------------------
+    def first(self, since: int, match, timeout: float = 10.0, what: str = "such a call") -> Call:
+        """The first call from index `since` on that `match`es (many clients at once: each its own `since`)."""
+        deadline, seen = time.monotonic() + timeout, since
+        while time.monotonic() < deadline:
+            calls = self.calls[seen:]
+            for call in calls:
+                if match(call):
+                    return call
+            seen += len(calls)
+            time.sleep(0.0005)
+        raise TimeoutError(f"the fake Slack saw no {what} in {timeout:g} s")
+
     def of(self, method: str) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.method == method]
