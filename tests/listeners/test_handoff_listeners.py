@@ -16,8 +16,8 @@ from bot.entry.bootstrap import Deps
 from handlers import handoffs as handoff_listeners
 from storage.models import Handoff
 from tests.support.handoffs import ALL_MET, CRITERIA, fresh
-from tests.support.harness import TOKEN, blocks_text, view_of
-from tests.support.listeners import answer, client, command, context, dms_to, submission
+from tests.support.harness import TOKEN, blocks_text, submission, view_of
+from tests.support.listeners import answer, client, command, context, dms_to
 
 
 def handoff_count(db) -> int:

@@ -253,17 +253,21 @@ class Steward:
 
     def submit(self, user: str, view: dict, values: dict) -> Response:
         """Submit a view as Slack would, with `values` by block id (text, option value, list of values, date)."""
-        payload = {
-            "type": "view_submission",
-            "team": {"id": "T0ACME", "domain": "acme"},
-            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
-            "api_app_id": "A0STEWARD",
-            "token": "legacy",
-            "trigger_id": f"trigger-{time.monotonic_ns()}",
-            "view": dict(view, state={"values": fill(view, values)}),
-            "response_urls": [],
-        }
-        return self.interact(payload)
+        return self.interact(submission(user, view, values))
+
+
+def submission(user: str, view: dict, values: dict) -> dict:
+    """A view_submission's body, the view's state filled with `values` by block id, as Slack sends it."""
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0ACME", "domain": "acme"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
+        "api_app_id": "A0STEWARD",
+        "token": "legacy",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "view": dict(view, state={"values": fill(view, values)}),
+        "response_urls": [],
+    }
 
 
 def fill(view: dict, values: dict) -> dict:

@@ -4,14 +4,13 @@ Bolt's own `Ack` and `BoltContext` holding `deps`, and a real `slack_sdk.WebClie
 from __future__ import annotations
 
 import json
-import time
 
 from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 
 import handlers
 from bot.entry.bootstrap import Deps
-from tests.support.harness import TOKEN, command_body, fill
+from tests.support.harness import TOKEN, command_body
 
 
 def client(fake) -> WebClient:
@@ -29,20 +28,6 @@ def context(cfg, db, web: WebClient) -> BoltContext:
 def command(user: str, text: str = "", command: str = "/handoff", channel: str = "C0WORK") -> dict:
     """A slash command's body as Bolt parses it from Slack's form."""
     return command_body(user, text, command, channel)
-
-
-def submission(user: str, view: dict, values: dict) -> dict:
-    """A view_submission's body, the view's state filled with `values` by block id, as Slack sends it."""
-    return {
-        "type": "view_submission",
-        "team": {"id": "T0ACME", "domain": "acme"},
-        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T0ACME"},
-        "api_app_id": "A0STEWARD",
-        "token": "legacy",
-        "trigger_id": f"trigger-{time.monotonic_ns()}",
-        "view": dict(view, state={"values": fill(view, values)}),
-        "response_urls": [],
-    }
 
 
 def answer(ack: Ack) -> dict | None:
