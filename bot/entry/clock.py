@@ -460,7 +460,12 @@ def serve(
     tz = cfg.organization.tz
     scheduler = BlockingScheduler(
         timezone=tz,
-        executors={"default": {"type": "threadpool", "max_workers": 2}},
+        # the sweep has a thread of its own: a job waiting on a Retry-After (time zones, members) for minutes
+        # never holds back retries, pulse DMs or anything else the outbox holds
+        executors={
+            "default": {"type": "threadpool", "max_workers": 2},
+            OUTBOX: {"type": "threadpool", "max_workers": 1},
+        },
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
     )
     scheduler.add_job(tick, CronTrigger.from_crontab(cfg.schedule.digest, timezone=tz), id="digest")
@@ -480,6 +485,7 @@ def serve(
         sweep,
         IntervalTrigger(seconds=sweep_seconds, timezone=tz),
         id="outbox",
+        executor=OUTBOX,
         next_run_time=datetime.now(tz) + timedelta(seconds=0.2),
     )
     log.info(
