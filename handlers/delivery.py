@@ -101,7 +101,7 @@ class Deliverer:
         self.workers = workers  # conversations a sweep delivers at once
         self.last_retry_after = 0.0
         self._local = threading.local()
-        self._probed = float("-inf")  # when (monotonic) a sweep last asked whether Slack answers
+        self._probed = float("-inf")  # when (monotonic) a sweep last looked whether Slack answers again
         self._out = False  # the last look found Slack out of reach
 
     # -- entry points ------------------------------------------------------------------------------------
@@ -208,10 +208,10 @@ class Deliverer:
         one message Slack keeps refusing with a 5xx still backs off on its own."""
         if time.monotonic() - self._probed < PROBE_EVERY:
             return
+        self._probed = time.monotonic()  # the look at the outbox too: once every few seconds, not every round
         now = self.now()
         if not outbox.backing_off(self.db, now):
             return
-        self._probed = time.monotonic()
         try:
             self.client.auth_test()
         except SlackApiError as exc:
