@@ -1,7 +1,7 @@
 """The Slack Web API client every process uses: base URL and token from settings, and no automatic
 retries. chat.postMessage has no idempotency key, so retrying it after a 5xx or a cut connection can
 post twice: the outbox (`handlers.delivery`) decides what is retried, after looking whether Slack acted, and
-honours Retry-After itself. A `views.open` is worth one attempt only: its trigger expires in 3 s."""
+honours Retry-After itself. A `views.open` is retried only after a 429, within its trigger's 3 s life (`handlers.common.open_view`)."""
 
 from __future__ import annotations
 

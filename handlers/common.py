@@ -172,11 +172,30 @@ def act(client: WebClient, body: dict, noun: str, call, deps=None):
     return None
 
 
+TRIGGER_BUDGET = 2.0  # seconds of a trigger's 3 s life a views.open may still use from its first attempt
+
+
 def open_view(client: WebClient, body: dict, view: dict) -> bool:
-    """Open a modal on the payload's trigger. A trigger lives 3 s and is used once: when Slack will not
-    open it (expired, rate-limited, out of reach), the person is told to try again."""
-    if slack_call(client.views_open, trigger_id=body.get("trigger_id"), view=view):
-        return True
+    """Open a modal on the payload's trigger. A trigger lives 3 s and is used once. A 429 means Slack did
+    not act (the trigger is unused): the call is made again after Retry-After, while that still falls
+    within the trigger's life. When Slack will not open it (expired, rate-limited for longer, out of
+    reach), the person is told to try again."""
+    give_up = time.monotonic() + TRIGGER_BUDGET
+    while True:
+        try:
+            client.views_open(trigger_id=body.get("trigger_id"), view=view)
+            return True
+        except SlackApiError as exc:
+            limited = getattr(exc.response, "status_code", 200) == 429 or exc.response.get("error") == "ratelimited"
+            wait = retry_after(exc.response) if limited else None
+            if wait is not None and time.monotonic() + wait < give_up:
+                log.info("slack views_open: ratelimited, again in %.0f s (within the trigger's life)", wait)
+                time.sleep(wait)
+                continue
+            log.warning("slack views_open refused: %s", exc.response.get("error"))
+        except OSError as exc:
+            log.warning("slack views_open unreachable: %s", type(exc).__name__)
+        break
     tell(client, body, user_of(body) or "", "Slack did not open the form in time. Please try again.")
     return False
 

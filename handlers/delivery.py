@@ -50,6 +50,9 @@ ANCHOR_FAILED = "the message it belongs to was not delivered"
 WAIT_FOR_ANCHOR = timedelta(seconds=1)
 AGAIN = 20  # deliveries of an update asked for again while on its way, before leaving it to the sweep
 LOOK_MARGIN = timedelta(minutes=10)  # clocks differ: ours and Slack's
+RENEW_AFTER = 1.0  # seconds: a lease written longer ago is written again right before a Slack call (`_hold`)
+PROBE_EVERY = 3.0  # seconds between two looks (auth.test) whether Slack answers again, while rows back off
+LOST = "lost"  # what `deliver` says when another deliverer took the row over: nothing was sent
 
 Renderer = Callable[[object, Outbox], dict | None]
 
@@ -105,6 +108,8 @@ class Deliverer:
         self.defer = frozenset(defer)  # row kinds `send_now` leaves to the background thread (the web app: PUBLISH)
         self._background: ThreadPoolExecutor | None = None
         self._background_lock = threading.Lock()
+        self._probed = float("-inf")  # when (monotonic) a sweep last looked whether Slack answers again
+        self._out = False  # the last look found Slack out of reach
 
     # -- entry points ------------------------------------------------------------------------------------
 
@@ -184,6 +189,7 @@ class Deliverer:
         try:
             while time.monotonic() - start < max_seconds:
                 settle(False)
+                self._recover()
                 if give_up_after is not None and failing >= give_up_after:
                     break
                 rows = [r for r in outbox.heads(self.db, self.now()) if r.channel not in inflight]
@@ -231,6 +237,60 @@ class Deliverer:
         outcome = self.send_now([key]).most_common(1)[0][0]
         return outcome, self._local.retry_after, time.monotonic()
 
+    def _recover(self) -> None:
+        """While rows back off after passing failures, ask Slack every few seconds whether it answers
+        (auth.test); when it answers again after a look found it out of reach, those rows are due now: a
+        back-off that grew through an outage does not outlast it. Only a look that failed arms this, so
+        one message Slack keeps refusing with a 5xx still backs off on its own."""
+        if time.monotonic() - self._probed < PROBE_EVERY:
+            return
+        self._probed = time.monotonic()  # the look at the outbox too: once every few seconds, not every round
+        now = self.now()
+        if not outbox.backing_off(self.db, now):
+            return
+        try:
+            self.client.auth_test()
+        except SlackApiError as exc:
+            if (getattr(exc.response, "status_code", 200) or 200) >= 500:
+                self._out = True
+            return
+        except OSError:
+            self._out = True
+            return
+        if self._out:
+            self._out = False
+            revived = outbox.revive(self.db, self.now(), failed_by=now)
+            if revived:
+                log.info("outbox: Slack answers again; %d message(s) backing off are due now", revived)
+
+    def _hold(self, c: Claim) -> bool:
+        """Right before a Slack call: renew the lease, on the claim's token. True when the call may go: the
+        lease is still ours and, by a monotonic clock, the client's time-out ends before the renewed lease
+        does (so nobody takes the row over while the call may still be on its way). A lease lost means
+        another deliverer took the row over: this one sends nothing. A renewal that took too long (the
+        database stalled) gives the row back, due now. A lease written less than RENEW_AFTER ago by both
+        clocks (the claim's, for a message drawn and sent at once) is that renewal: no second write per
+        message in a fan-out, nor on a busy SQLite."""
+        timeout = float(getattr(self.client, "timeout", None) or 30)
+        lease = outbox.LEASE.total_seconds()
+        token, held, held_at = getattr(self._local, "held", (None, float("-inf"), None))
+        if (
+            token == c.token
+            and time.monotonic() - held < RENEW_AFTER
+            and self.now() - held_at < timedelta(seconds=RENEW_AFTER)
+            and time.monotonic() + timeout < held + lease
+        ):
+            return True
+        began, at = time.monotonic(), self.now()
+        if not outbox.renew(self.db, c, at):
+            log.warning("outbox %s: the lease passed and another deliverer took it over; not sent here", c.row.key)
+            return False
+        self._local.held = (c.token, began, at)
+        if time.monotonic() + timeout < began + lease:
+            return True
+        outbox.later(self.db, c, self.now(), "the lease ran short", at=self.now(), unsure=c.must_check, count=False)
+        return False
+
     def _next_due_in(self) -> float | None:
         rows = outbox.listing(self.db, [OutboxStatus.PENDING, OutboxStatus.SENDING], limit=1000)
         moments = [r.next_at if r.status == OutboxStatus.PENDING else r.lease_until for r in rows]
@@ -243,10 +303,12 @@ class Deliverer:
 
     def deliver(self, key: str, again: int = AGAIN) -> str:
         """Claim and deliver one row; returns what happened (sent, found, ratelimited, later, failed,
-        unknown, waiting, busy: not claimable now)."""
-        c = outbox.claim(self.db, key, self.now())
+        unknown, waiting, busy: not claimable now, lost: taken over by another deliverer, nothing sent)."""
+        claimed, claimed_at = time.monotonic(), self.now()
+        c = outbox.claim(self.db, key, claimed_at)
         if c is None:
             return "busy"
+        self._local.held = (c.token, claimed, claimed_at)  # the claim wrote the lease: as a renewal would
         row = c.row
         anchor = outbox.get(self.db, row.anchor) if row.anchor else None
         if row.anchor:
@@ -278,6 +340,8 @@ class Deliverer:
             seen = self._look(c, anchor)
             if seen != "absent":
                 return seen
+        if not self._hold(c):
+            return LOST
         try:
             answer = self._call(row, anchor, message)
         except SlackApiError as exc:
@@ -352,7 +416,9 @@ class Deliverer:
         if status == 429 or error == "ratelimited":
             wait = retry_after(response)
             self.last_retry_after = self._local.retry_after = wait
-            outbox.later(self.db, c, self.now(), "ratelimited", at=self.now() + timedelta(seconds=wait), unsure=False)
+            outbox.later(
+                self.db, c, self.now(), outbox.RATELIMITED, at=self.now() + timedelta(seconds=wait), unsure=False
+            )
             return "ratelimited"
         if status >= 500 or error in UNSURE:
             outbox.later(self.db, c, self.now(), error, unsure=unsure_kind)
@@ -392,11 +458,15 @@ class Deliverer:
             return "unknown"
         channel = anchor.result_channel if anchor else (row.result_channel or row.channel)
         try:
+            if not self._hold(c):
+                return LOST
             if channel[:1] in ("U", "W"):
                 channel = self.client.conversations_open(users=channel)["channel"]["id"]
             # it went out after the attempt began: at most a lease before the attempt was settled (or taken over)
             oldest, cursor = _epoch(min(row.created_at, row.updated_at - outbox.LEASE) - LOOK_MARGIN), None
             for _ in range(LOOK_PAGES):
+                if not self._hold(c):
+                    return LOST
                 if anchor is not None:
                     page = self.client.conversations_replies(
                         channel=channel,
@@ -422,7 +492,6 @@ class Deliverer:
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
                     return "absent"
-                outbox.renew(self.db, c, self.now())
             outbox.unknown(self.db, c, self.now(), f"more than {LOOK_PAGES * 200} messages since it was written")
             return "unknown"
         except SlackApiError as exc:

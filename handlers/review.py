@@ -38,6 +38,7 @@ def open_proposal(ack, body, client, context):
     quarter = _quarter(body)
     try:
         rows = review.check(deps.db, deps.cfg, user, quarter, deps.now())
+        review.may_propose(deps.db, quarter, user)
     except RuleError as exc:
         return tell(client, body, user, exc)
     open_view(

@@ -342,7 +342,8 @@ class MemberTz(SQLModel, table=True):
 class MatrixReviewEvent(SQLModel, table=True):
     """The quarterly decision-rights matrix review, append-only: a person who sets a standard confirmed their
     rows for a quarter (`confirmed`, at most once: `once` is "confirmed" and unique per quarter and person),
-    or proposed a change (`proposed`, any number; `once` empty). `elements`: the rows they reviewed."""
+    or proposed a change (`proposed`, three at most: `once` is "proposed:1" … "proposed:3"; empty before that
+    limit). `elements`: the rows they reviewed."""
 
     __tablename__ = "matrix_review_event"
     __table_args__ = (

@@ -11,6 +11,7 @@ undecided after `[fasttrack].escalate_after_hours` working hours goes to the bac
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 
@@ -33,6 +34,7 @@ from storage.models import (
     HandoffState,
 )
 
+log = logging.getLogger("steward")
 BATCH = 500
 REASON_MAX = 1000
 
@@ -97,17 +99,13 @@ def messages(cfg: ProcessConfig, h: Handoff, ev: HandoffEvent) -> list[Message]:
 # -- the sweep --------------------------------------------------------------------------------------------
 
 
-def due(db: Database, now: datetime, limit: int = BATCH) -> list[int]:
-    """Handoffs the sweep must look at (through the index on `next_escalation_at`)."""
+def due(db: Database, now: datetime, limit: int = BATCH, skip: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """Handoffs the sweep must look at (through the index on `next_escalation_at`), but those in `skip`."""
+    query = select(Handoff.id).where(Handoff.next_escalation_at <= now)
+    if skip:
+        query = query.where(Handoff.id.not_in(list(skip)))
     with db.read() as session:
-        return list(
-            session.exec(
-                select(Handoff.id)
-                .where(Handoff.next_escalation_at <= now)
-                .order_by(Handoff.next_escalation_at)
-                .limit(limit)
-            )
-        )
+        return list(session.exec(query.order_by(Handoff.next_escalation_at, Handoff.id).limit(limit)))
 
 
 def escalate(
@@ -158,10 +156,16 @@ def sweep(db: Database, cfg: ProcessConfig, now: datetime | None = None) -> list
     if not work.is_working(now):
         return []
     keys: list[str] = []
+    broken: set[int] = set()  # one bad row never stops the others: logged, left for the next sweep
     while True:
-        ids = due(db, now)
+        ids = due(db, now, skip=broken)
         for handoff_id in ids:
-            outcome = escalate(db, cfg, handoff_id, now, work)
+            try:
+                outcome = escalate(db, cfg, handoff_id, now, work)
+            except Exception:
+                log.exception("escalations: handoff #%s could not be escalated; the others go on", handoff_id)
+                broken.add(handoff_id)
+                continue
             if outcome is not None:
                 keys += outcome.keys
         if len(ids) < BATCH:
@@ -268,8 +272,11 @@ def escalate_fasttracks(db: Database, cfg: ProcessConfig, now: datetime, work: W
         )
     keys: list[str] = []
     for request_id, created_at in pending:
-        if work.add(created_at, wait) <= now:
-            outcome = fasttrack.escalate(db, cfg, request_id, now, wait)
-            if outcome is not None:
-                keys += outcome.keys
+        try:
+            if work.add(created_at, wait) <= now:
+                outcome = fasttrack.escalate(db, cfg, request_id, now, wait)
+                if outcome is not None:
+                    keys += outcome.keys
+        except Exception:  # one bad row never stops the others: logged, left for the next sweep
+            log.exception("escalations: fast-track request #%s could not be escalated; the others go on", request_id)
     return keys

@@ -12,7 +12,8 @@ One DM per person per quarter, ever: its outbox key is `matrix-review:<quarter>:
 clock that was down on that day sends it when it comes back, within the quarter's first CATCH_UP_DAYS days.
 "Confirm these rows" records who confirmed which rows, when, for which quarter (append-only
 `matrix_review_event`, once per person and quarter); "Propose a change" records the proposal and posts it
-to the digest channel or a team's channel. The DM is redrawn after each.
+to the digest channel or a team's channel, three times per person and quarter at most. The DM is redrawn
+after each.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 CATCH_UP_DAYS = 14  # a review missed while the clock was down is still sent within the quarter's first 14 days
 TOP_REASONS = 3
 PROPOSAL_MAX = 2000
+PROPOSALS = 3  # per person and quarter: each is a message to a channel, posted by Steward
 CONFIRMED, PROPOSED = "confirmed", "proposed"
 
 
@@ -312,12 +314,28 @@ def channels(cfg: ProcessConfig) -> list[tuple[str, str]]:
     return out
 
 
+def may_propose(db: Database, quarter: str, user: str) -> None:
+    """RuleError once `user` made PROPOSALS proposals for `quarter` (each is posted to a channel by Steward)."""
+    if len(proposals(db, quarter, user)) >= PROPOSALS:
+        raise RuleError(_enough(quarter), field="text")
+
+
+def _enough(quarter: str) -> str:
+    return (
+        f"Thank you: you have proposed {PROPOSALS} changes for {label(quarter)}, as many as one person can post in a"
+        " quarter. To add to one, reply in its thread."
+    )
+
+
 def propose(
     db: Database, cfg: ProcessConfig, user: str, quarter: str, words: str | None, channel: str | None, now: datetime
 ) -> list[str]:
     """Record a proposed change to `user`'s rows, post it to `channel` (the digest channel when none is
-    chosen) and redraw the DM. RuleError with `field` for the form."""
+    chosen) and redraw the DM; PROPOSALS per person and quarter at most (the n-th takes `once`
+    "proposed:n", unique per quarter and person, so two submissions at once cannot both be the fourth).
+    RuleError with `field` for the form."""
     rows = check(db, cfg, user, quarter, now)
+    may_propose(db, quarter, user)
     words = (words or "").strip()
     if not words:
         raise RuleError("Say what should change.", field="text")
@@ -327,24 +345,43 @@ def propose(
     if channel not in [c for c, _ in channels(cfg)]:
         raise RuleError("Choose one of the channels offered.", field="channel")
     with db.write() as session:
-        event = MatrixReviewEvent(
-            quarter=quarter,
-            user=user,
-            kind=PROPOSED,
-            at=now,
-            elements=[r.element for r in rows],
-            text=words,
-            channel=channel,
+        made = len(
+            session.exec(
+                select(MatrixReviewEvent.id).where(
+                    MatrixReviewEvent.quarter == quarter,
+                    MatrixReviewEvent.user == user,
+                    MatrixReviewEvent.kind == PROPOSED,
+                )
+            ).all()
         )
-        session.add(event)
-        session.flush()
+        event_id = None
+        for n in range(made + 1, PROPOSALS + 1):  # a place another submission took meanwhile: the next one
+            event_id = session.execute(
+                db.insert(MatrixReviewEvent)
+                .values(
+                    quarter=quarter,
+                    user=user,
+                    kind=PROPOSED,
+                    once=f"{PROPOSED}:{n}",
+                    at=now,
+                    elements=[r.element for r in rows],
+                    text=words,
+                    channel=channel,
+                )
+                .on_conflict_do_nothing(index_elements=["quarter", "user", "once"])
+                .returning(MatrixReviewEvent.id)
+            ).scalar()
+            if event_id is not None:
+                break
+        if event_id is None:
+            raise RuleError(_enough(quarter), field="text")
         post = Message(
-            f"{dm_key(quarter, user)}:proposal:{event.id}",
+            f"{dm_key(quarter, user)}:proposal:{event_id}",
             item_of(quarter),
             POST,
             channel,
             "matrix_review_proposal",
-            {"event": event.id},
+            {"event": event_id},
             actor=user,
         )
         return outbox.add(session, db, [post, _redraw(quarter, user)], now)

@@ -373,15 +373,31 @@ def run_members(run: Run) -> None:
         run.say(f"members: {len(base.teams)} team{'s' if len(base.teams) != 1 else ''} read, no change")
 
 
+def isolated(run: Run, what: str, job: Callable[..., None], *args) -> None:
+    """One part of a run: whatever it raises is logged and said, and the run goes on with the others."""
+    try:
+        job(run, *args)
+    except Exception as exc:
+        log.exception("%s failed; the rest of the run goes on", what)
+        run.failures += 1
+        run.say(f"{what}: failed ({type(exc).__name__}: {str(exc)[:200]}); tried again at the next tick")
+
+
+def _digest_or_refused(run: Run, period: str) -> None:
+    try:
+        run_digest(run, period)
+    except digest.Refused as exc:  # due within the hour after the month's end: the next tick posts it
+        run.say(str(exc))
+
+
 def run_catch_up(run: Run) -> None:
+    """Whatever is due: prompts, digests, escalations, the pulse, the matrix review. Each on its own: one
+    that fails (a bad row, Slack out of reach) never stops the others."""
     prompts, digests = schedule.due_prompts(run.cfg, run.now), schedule.due_digests(run.cfg, run.now)
     for period in prompts:
-        run_prompts(run, period)
+        isolated(run, f"initiative prompts {period}", run_prompts, period)
     for period in digests:
-        try:
-            run_digest(run, period)
-        except digest.Refused as exc:  # due within the hour after the month's end: the next tick posts it
-            run.say(str(exc))
+        isolated(run, f"digest {period}", _digest_or_refused, period)
     if not prompts and not digests:
         tz = run.cfg.organization.tz
         period = schedule.period_of(run.now, tz)
@@ -390,9 +406,13 @@ def run_catch_up(run: Run) -> None:
             f"catch-up: no digest or initiative prompt due; the next digest, for {schedule.label(period)},"
             f" is due {due:%a %d %b %Y %H:%M} {run.cfg.organization.timezone}"
         )
-    run_escalations(run)
+    isolated(run, "escalations", run_escalations)
     if run.cfg.pulse_on:
-        run_pulse(run)
+        isolated(run, "pulse", run_pulse)
+    isolated(run, "matrix review", _matrix_review_if_due)
+
+
+def _matrix_review_if_due(run: Run) -> None:
     if review.due_quarter(run.cfg, run.now) is not None:
         run_matrix_review(run, quiet=True)
 
@@ -460,7 +480,12 @@ def serve(
     tz = cfg.organization.tz
     scheduler = BlockingScheduler(
         timezone=tz,
-        executors={"default": {"type": "threadpool", "max_workers": 2}},
+        # the sweep has a thread of its own: a job waiting on a Retry-After (time zones, members) for minutes
+        # never holds back retries, pulse DMs or anything else the outbox holds
+        executors={
+            "default": {"type": "threadpool", "max_workers": 2},
+            OUTBOX: {"type": "threadpool", "max_workers": 1},
+        },
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
     )
     scheduler.add_job(tick, CronTrigger.from_crontab(cfg.schedule.digest, timezone=tz), id="digest")
@@ -480,6 +505,7 @@ def serve(
         sweep,
         IntervalTrigger(seconds=sweep_seconds, timezone=tz),
         id="outbox",
+        executor=OUTBOX,
         next_run_time=datetime.now(tz) + timedelta(seconds=0.2),
     )
     log.info(

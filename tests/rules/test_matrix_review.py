@@ -174,7 +174,7 @@ def test_a_proposal_is_recorded_posted_where_chosen_and_checked(db, cfg):
         "proposed",
         "Let <!channel> & QA grant",
         "C0SYNC",
-        None,
+        "proposed:1",  # the first of the three a person may make in a quarter
     )
 
 

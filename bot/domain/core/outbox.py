@@ -33,6 +33,8 @@ BACKOFF_MAX = timedelta(minutes=10)
 POST, UPDATE, UPLOAD, PUBLISH = "post", "update", "upload", "publish"
 # kinds whose resending is harmless (they set a state rather than add a message): coalesced, never looked for
 IDEMPOTENT = (UPDATE, PUBLISH)
+RATELIMITED = "ratelimited"  # the error of a row waiting for Slack's Retry-After ("looking: ratelimited" too)
+WAITING = "waiting for"  # the error of a row waiting for the message it belongs to
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,13 @@ def add(session: Session, db: Database, messages: Iterable[Message], now: dateti
                 index_elements=["key"],
                 set_=dict(
                     generation=Outbox.generation + 1,
+                    # a delivered row's next generation starts afresh: its back-off counts its own failures
+                    attempts=case((Outbox.status == OutboxStatus.SENT, 0), else_=Outbox.attempts),
                     params=m.params,
-                    next_at=now,
+                    # a pending Retry-After holds (asking again never shortens it); anything else is due now
+                    next_at=case((_waits_for_retry_after(now), Outbox.next_at), else_=now),
                     updated_at=now,
-                    error=None,
+                    error=case((_waits_for_retry_after(now), Outbox.error), else_=None),
                     # a delivery under way keeps its claim: it sees the new generation when it settles and goes again
                     status=case(
                         (Outbox.status == OutboxStatus.SENDING, OutboxStatus.SENDING), else_=OutboxStatus.PENDING
@@ -104,6 +109,16 @@ def add(session: Session, db: Database, messages: Iterable[Message], now: dateti
     if posts:  # one statement, many parameter sets: a fan-out of thousands stays quick
         session.execute(db.insert(Outbox.__table__).on_conflict_do_nothing(index_elements=["key"]), posts)
     return keys
+
+
+def _waits_for_retry_after(now: datetime):
+    """SQL: the row is pending until a Retry-After Slack gave (which nothing may shorten)."""
+    return and_(
+        Outbox.status == OutboxStatus.PENDING,
+        Outbox.error.is_not(None),
+        Outbox.error.like(f"%{RATELIMITED}"),
+        Outbox.next_at > now,
+    )
 
 
 def put(db: Database, messages: Iterable[Message], now: datetime) -> list[str]:
@@ -186,7 +201,12 @@ def _settle(db: Database, c: Claim, now: datetime, **values) -> bool:
 
 def sent(db: Database, c: Claim, now: datetime, channel: str | None, ts: str | None) -> bool:
     """Record Slack's answer. An update asked for again meanwhile goes back to pending (the latest state
-    is sent next); a post keeps where it went, for the updates and thread replies that follow it."""
+    is sent next); a post keeps where it went, for the updates and thread replies that follow it.
+
+    A success resets `attempts` for the next generation (ten Home publishes, then one time-out: a 2 s
+    back-off, not 10 minutes): here when it was asked for again meanwhile, in `add` when it is asked for
+    again later; a sent row keeps the number its delivery took. The claim's compare-and-set on (status,
+    attempts, generation) still holds: the reset comes with a generation no claimer can have read before."""
     with db.write() as session:
         done = (
             session.execute(
@@ -215,6 +235,7 @@ def sent(db: Database, c: Claim, now: datetime, channel: str | None, ts: str | N
                     token=None,
                     lease_until=None,
                     check=False,
+                    attempts=0,
                     next_at=now,
                     updated_at=now,
                     result_channel=channel,
@@ -291,22 +312,18 @@ def found(db: Database, c: Claim, now: datetime, channel: str, ts: str) -> bool:
 # -- reading ------------------------------------------------------------------------------------------------
 
 
+def _due(now: datetime):
+    """SQL: the row may be claimed at `now` (as `_claimable` says of a loaded row)."""
+    return or_(
+        and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_at <= now),
+        and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until <= now),
+    )
+
+
 def due(db: Database, now: datetime, limit: int = 200) -> list[Outbox]:
     """Rows a sweep should deliver now: pending and due, or held past their lease."""
     with db.read() as session:
-        return list(
-            session.exec(
-                select(Outbox)
-                .where(
-                    or_(
-                        and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_at <= now),
-                        and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until <= now),
-                    )
-                )
-                .order_by(Outbox.next_at, Outbox.id)
-                .limit(limit)
-            )
-        )
+        return list(session.exec(select(Outbox).where(_due(now)).order_by(Outbox.next_at, Outbox.id).limit(limit)))
 
 
 def of_kinds(db: Database, keys: Iterable[str], kinds: Iterable[str]) -> list[str]:
@@ -323,17 +340,12 @@ def heads(db: Database, now: datetime, limit: int = 500) -> list[Outbox]:
     the order they were written (a card before its update, "received" before "accepted"), and a row
     waiting for its Retry-After holds back the ones behind it."""
     unfinished = [OutboxStatus.PENDING, OutboxStatus.SENDING]
+    firsts = select(func.min(Outbox.id)).where(Outbox.status.in_(unfinished)).group_by(Outbox.channel)
     with db.read() as session:
-        firsts = [
-            i
-            for (i,) in session.execute(
-                select(func.min(Outbox.id)).where(Outbox.status.in_(unfinished)).group_by(Outbox.channel).limit(limit)
-            )
-        ]
-        if not firsts:
-            return []
-        rows = session.exec(select(Outbox).where(Outbox.id.in_(firsts)).order_by(Outbox.id))
-        return [r for r in rows if _claimable(r, now)]
+        # due first, then the limit: conversations waiting on a Retry-After never hide one that is due
+        return list(
+            session.exec(select(Outbox).where(Outbox.id.in_(firsts), _due(now)).order_by(Outbox.id).limit(limit))
+        )
 
 
 def get(db: Database, key: str) -> Outbox | None:
@@ -396,8 +408,48 @@ def reopen(db: Database, item: str, now: datetime) -> int:
                 Outbox.item == item,
                 Outbox.status == OutboxStatus.PENDING,
                 Outbox.next_at > now,
-                or_(Outbox.error.is_(None), Outbox.error != "ratelimited"),
+                or_(Outbox.error.is_(None), Outbox.error.not_like(f"%{RATELIMITED}")),
             )
             .values(next_at=now)
         )
         return failed
+
+
+def revive(db: Database, now: datetime, failed_by: datetime) -> int:
+    """Slack answers again after an outage: the rows backing off from a passing failure recorded by
+    `failed_by` (when Slack was last seen out of reach) are due now rather than at the end of a back-off
+    that outgrew the outage. A Retry-After still holds, and a row waiting for its thread's first message
+    keeps its short wait."""
+    now = min(now, utcnow())
+    with db.write() as session:
+        return session.execute(
+            update(Outbox)
+            .where(
+                Outbox.status == OutboxStatus.PENDING,
+                Outbox.next_at > now,
+                Outbox.updated_at <= failed_by,
+                Outbox.error.is_not(None),
+                Outbox.error.not_like(f"%{RATELIMITED}"),
+                Outbox.error.not_like(f"{WAITING}%"),
+            )
+            .values(next_at=now)
+        ).rowcount
+
+
+def backing_off(db: Database, now: datetime) -> bool:
+    """Does a row wait out a back-off after a passing failure (not a Retry-After)?"""
+    with db.read() as session:
+        return (
+            session.exec(
+                select(Outbox.id)
+                .where(
+                    Outbox.status == OutboxStatus.PENDING,
+                    Outbox.next_at > now,
+                    Outbox.error.is_not(None),
+                    Outbox.error.not_like(f"%{RATELIMITED}"),
+                    Outbox.error.not_like(f"{WAITING}%"),
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )

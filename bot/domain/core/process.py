@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.domain.core.worktime import DAYS
+from bot.domain.core.worktime import DAYS, WorkTime
 
 Model = Literal["centralized", "decentralized", "hybrid"]
 
@@ -27,6 +27,7 @@ USERGROUP_ID = r"^S[A-Z0-9]{2,}$"
 CHANNEL_ID = r"^[CG][A-Z0-9]{2,}$"
 TEAM_ID = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 OPTIONAL_CHANNEL_ID = r"^$|" + CHANNEL_ID
+SNOOZES = 2  # a round's snoozes at most (`sla.MAX_SNOOZES`), each putting its levels off by a working day
 
 
 _PATTERN_NAMES = {
@@ -512,10 +513,41 @@ def _cross_check(v: _Valid) -> list[str]:
             problems.append(
                 f"pulse.remind_after_days: {v.pulse.remind_after_days} is not before the week closes (open_days = {v.pulse.open_days})"
             )
+    problems += _waits_fit(v)
     if v.any_rights and v.fasttrack is not None and not v.fasttrack.backup_approvers:
         problems.append(
             "fasttrack.backup_approvers: required with [[rights]]: over-budget requests need someone to decide them"
         )
+    return problems
+
+
+def _waits_fit(v: _Valid) -> list[str]:
+    """Every wait counted in working hours must fit in what the working-time arithmetic can count
+    (`WorkTime.capacity`: about three years of these working days and hours, less the holidays), or
+    creating a handoff and every escalation sweep would fail on it."""
+    if v.organization is None:
+        return []
+    org = v.organization
+    work = WorkTime(org.tz, org.working_days, org.work_start, org.work_end, org.holidays)
+    most = work.capacity()
+    if most <= 0:
+        return ["organization.holidays: they leave no working time in the next three years"]
+    limit = (
+        f"{_number(round(most))} working hours (about three years of these working days and hours, less the holidays)"
+    )
+    problems = []
+    for i, b in v.boundaries:
+        path = b.escalation or [
+            Level(after_sla=n, notify=("team",)) for n in (1, 2, 3 if org.escalation_contact else 2)
+        ]
+        longest = max([lv.hours(b.sla_hours) for lv in path] + [2 * b.sla_hours]) + SNOOZES * work.day_hours
+        if longest > most:
+            problems.append(
+                f"boundaries[{i}]: its longest wait, {_number(round(longest, 1))} working hours (its last escalation"
+                f" level, or twice sla_hours for a send-back, plus {SNOOZES} snoozes), is more than {limit}"
+            )
+    if v.fasttrack is not None and v.fasttrack.escalate_after_hours > most:
+        problems.append(f"fasttrack.escalate_after_hours: {v.fasttrack.escalate_after_hours} is more than {limit}")
     return problems
 
 

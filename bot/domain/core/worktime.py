@@ -31,6 +31,15 @@ class WorkTime:
         """The length of one working day, in hours (a snooze lasts one)."""
         return (datetime.combine(date.min, self.end) - datetime.combine(date.min, self.start)).total_seconds() / 3600
 
+    def capacity(self) -> float:
+        """Working hours that the arithmetic (`add`, which looks `HORIZON_DAYS` ahead) finds from any
+        moment, for certain: the full weeks of the horizon, less every holiday as if each fell on a working
+        day, less an hour a year for a clock change inside working hours. A configured wait longer than
+        this is refused when the configuration is loaded."""
+        weeks = (HORIZON_DAYS - 9) // 7  # the windows begin the day before `moment`, which may fall late in a week
+        hours = weeks * len(self.days) * self.day_hours - len(self.holidays) * self.day_hours - HORIZON_DAYS / 365
+        return max(hours, 0.0)
+
     def _windows(self, moment: datetime) -> Iterator[tuple[datetime, datetime]]:
         """The working windows (naive UTC start, end) from the local day of `moment` onwards."""
         day = moment.replace(tzinfo=UTC).astimezone(self.tz).date()
