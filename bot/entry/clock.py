@@ -38,7 +38,7 @@ from sqlalchemy import or_
 from sqlmodel import select
 
 from bot.domain import digest, escalations, metrics, pulse, review
-from bot.domain.core import outbox, schedule
+from bot.domain.core import events, outbox, schedule
 from bot.domain.core.outbox import POST, UPLOAD, Message
 from bot.domain.core.process import ProcessConfig
 from bot.domain.core.timeutil import utcnow
@@ -452,9 +452,11 @@ def serve(
     `tick_minutes`, and the outbox sweep every few seconds. Jobs of one kind never overlap (max one
     instance), and every side effect goes through the outbox, so a late, doubled or repeated firing, or
     a second clock, is harmless."""
-    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler  # only the clock process runs a scheduler
     from apscheduler.triggers.cron import CronTrigger
     from apscheduler.triggers.interval import IntervalTrigger
+
+    events.bus.require_wired("clock")  # a clock whose decisions would drop their subscribers' messages: not started
 
     def current() -> ProcessConfig:  # the members as they stand now (Slack's user groups and channels)
         return getattr(deliverer.ctx, "cfg", cfg)

@@ -14,6 +14,7 @@ from bot.domain.core import events
 from bot.domain.core.events import Bus, NotWired
 from bot.domain.core.timeutil import utcnow
 from bot.domain.handoffs import Draft
+from bot.entry import app as app_factory, clock, settings
 from bot.entry.bootstrap import wire
 from storage.models import Handoff, Outbox
 from tests.support.handoffs import ALL_MET
@@ -109,3 +110,13 @@ def test_the_home_rows_are_written_in_the_decisions_transaction(db, cfg, monkeyp
     monkeypatch.setattr(events, "bus", wire(Bus()))  # wired as every process is: the same decision goes through
     assert handoffs.accept(db, cfg, h.id, "U0BOB", now + timedelta(minutes=6)).changed
     assert home_rows(db) == ["home:U0BOB"]
+
+
+def test_a_process_that_forgot_to_wire_fails_at_start_not_later(monkeypatch, db, cfg):
+    """The web app's factory and the clock refuse to start on a bus nobody wired: a decision there would
+    silently drop what its subscribers write (the Homes it changes)."""
+    monkeypatch.setattr(events, "bus", Bus())
+    with pytest.raises(NotWired, match="create_app"):
+        app_factory.create_app(settings.Settings(slack_bot_token="xoxb-test", slack_signing_secret="s"), object())
+    with pytest.raises(NotWired, match="clock"):
+        clock.serve(cfg, db, deliverer=None, now=utcnow)
