@@ -79,22 +79,29 @@ def score(ack, body, client, context):
         value = int(rest) if rest in ("1", "2", "3", "4", "5") else None  # ASCII only: "٣".isdigit() too
         if value is None:
             raise RuleError("Choose a score from 1 to 5.")
-        return pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), score=value)
+        outcome = pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), score=value)
+        _confirm(client, body, user, f"{value} · {pulse.SCORES[value]}")
+        return outcome
 
     _act(ack, body, client, context, do)
 
 
+def _confirm(client, body, user: str, choice: str) -> None:
+    """The choice confirmed privately (an ephemeral message: not in the conversation's history, nor in an
+    export); the DM itself is redrawn without it."""
+    tell(
+        client, body, user, f"Recorded, visible only to you: {choice}. A new click changes it until the survey closes."
+    )
+
+
 @guarded
 def feeling(ack, body, client, context):
-    _act(
-        ack,
-        body,
-        client,
-        context,
-        lambda deps, user, week, rest: pulse.answer(
-            deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?"
-        ),
-    )
+    def do(deps, user, week, rest):
+        outcome = pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?")
+        _confirm(client, body, user, f"processes are {pulse.FEELING_LABELS[rest]}")
+        return outcome
+
+    _act(ack, body, client, context, do)
 
 
 def _asked(deps, user: str) -> str:
@@ -206,9 +213,7 @@ def render_dm(deps, row) -> dict | None:
         question=p.question,
         week=week,
         closes=state["recipient"].closes_at,
-        score=state["score"],
-        score_label=pulse.SCORES.get(state["score"]),
-        feeling=state["feeling"],
+        answered=bool(state["score"] or state["feeling"]),
         feelings=pulse.FEELING_LABELS,
         commented=state["commented"],
         paused=paused,

@@ -115,6 +115,12 @@ def dm_text(fake, user: str) -> str:
     return blocks_text(fake.messages(user)[0])
 
 
+def confirmed(fake, user: str) -> str:
+    """The private confirmations (ephemeral messages) the person got, in order: where their choice is said,
+    since the DM, kept in Slack's history, never shows it."""
+    return "\n".join(str(c.args.get("text") or "") for c in fake.of("chat.postEphemeral") if c.args.get("user") == user)
+
+
 def wait_for(predicate, timeout: float = 10.0):
     import time
 
@@ -180,14 +186,18 @@ def test_answer_change_comment_and_one_reminder_only_to_non_responders(app, fake
     week = week_of(day)
     job(db, fake, at(day, 20))  # everyone's 10:00 has come
     click(app, fake, "U0ALICE", "pulse_score_4", f"{week} 4")
-    wait_for(lambda: "Thanks, recorded (4 · Agree)" in dm_text(fake, "U0ALICE"))
-    assert "You can change it until" in dm_text(fake, "U0ALICE")
+    wait_for(lambda: "4 · Agree" in confirmed(fake, "U0ALICE"))
+    wait_for(lambda: "Thanks, your answer is recorded" in dm_text(fake, "U0ALICE"))
+    assert "You can change it until" in dm_text(fake, "U0ALICE") and "4 · Agree" not in confirmed(fake, "U0BOB")
+    assert '"style": "primary"' not in json.dumps(fake.messages("U0ALICE")[0]["blocks"])  # the choice is not styled
     click(app, fake, "U0ALICE", "pulse_score_2", f"{week} 2")
-    wait_for(lambda: "Thanks, recorded (2 · Disagree)" in dm_text(fake, "U0ALICE"))
+    wait_for(lambda: "2 · Disagree" in confirmed(fake, "U0ALICE"))
     click(app, fake, "U0BOB", "pulse_feeling_rigid", f"{week} rigid")
-    wait_for(lambda: '"style": "primary"' in json.dumps(fake.messages("U0BOB")[0]["blocks"]))
+    wait_for(lambda: "processes are too rigid" in confirmed(fake, "U0BOB"))
+    wait_for(lambda: "Thanks, your answer is recorded" in dm_text(fake, "U0BOB"))
+    assert '"style": "primary"' not in json.dumps(fake.messages("U0BOB")[0]["blocks"])  # the choice is not styled
     click(app, fake, "U0AMY", "pulse_score_5", f"{week} 5")
-    wait_for(lambda: "Thanks, recorded (5 · Strongly agree)" in dm_text(fake, "U0AMY"))
+    wait_for(lambda: "5 · Strongly agree" in confirmed(fake, "U0AMY"))
     # the comment form, through views.open and a signed view_submission
     click(app, fake, "U0AMY", "pulse_comment", week)
     view = view_of(fake.wait("views.open")[-1])
@@ -306,11 +316,11 @@ def test_nothing_stored_or_logged_links_a_person_to_a_score_or_comment(app, fake
     job(db, fake, at(day, 20))
     for user, n in (("U0ALICE", 1), ("U0BOB", 5), ("U0AMY", 3)):
         click(app, fake, user, f"pulse_score_{n}", f"{week} {n}")
-        wait_for(lambda: f"Thanks, recorded ({n} ·" in dm_text(fake, user))
+        wait_for(lambda: f"{n} · {pulse.SCORES[n]}" in confirmed(fake, user))
     click(app, fake, "U0TOKYO", "pulse_comment", week)
     r = app.submit("U0TOKYO", view_of(fake.wait("views.open")[-1]), {"comment": "handoffs wait too long"})
     assert r.status == 200
-    wait_for(lambda: "Thanks, recorded (3 · Neutral)" in dm_text(fake, "U0AMY"))
+    wait_for(lambda: "3 · Neutral" in confirmed(fake, "U0AMY"))
     fake.settle(quiet=0.3)
     users = set(ZONES) | {"U0STEW"}
     dump = []

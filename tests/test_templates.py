@@ -294,14 +294,12 @@ def pulse_contexts(text: str) -> dict[str, list[dict]]:
         commented=False,
         paused=False,
         until=None,
-        score=None,
-        score_label=None,
-        feeling=None,
+        answered=False,
     )
     return {
         "pulse_dm": [
             dm,
-            dict(dm, score=4, score_label="Agree", feeling="rigid", commented=True),
+            dict(dm, answered=True, commented=True),
             dict(dm, paused=True, until=closes),
             dict(dm, paused=True),
         ],

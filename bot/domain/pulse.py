@@ -250,9 +250,9 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
             if weeks
             else set()
         )
+    # Everyone asked is in the base, paused or stopped: their row is written (opted out, no DM), so no count
+    # shown ("12 of 20 surveys answered") can be subtracted from the team's size to tell that someone paused.
     todo = [d for d in due if (d[0], d[1]) not in have]
-    out.paused = sum(1 for d in todo if d[1] in off)
-    todo = [d for d in todo if d[1] not in off]
     # a week that began and closed while nothing ran (once the pulse has run before): skipped, and said
     missed = [d for d in passed if first is not None and d[0] > first and (d[0], d[1]) not in have and d[1] not in off]
     # in the order of the unique key, so two runs writing at once wait for each other, never deadlock
@@ -280,7 +280,7 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
                                 state=state,
                                 reminded=False,
                                 answered=False,
-                                opted_out=False,
+                                opted_out=state == ASKED and user in off,
                             )
                             for week, user, teams, tz, (sent, closes, remind) in batch
                         ],
@@ -289,10 +289,11 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
                 messages = [
                     Message(dm_key(week, user), item_of(week), POST, user, "pulse_dm", {"week": week, "user": user})
                     for week, user, *_ in batch
-                    if user in written and state == ASKED
+                    if user in written and state == ASKED and user not in off
                 ]
                 if state == ASKED:
-                    out.asked += len(written)
+                    out.asked += len(written - off)
+                    out.paused += len(written & off)
                 else:
                     out.skipped += len(written)
                 out.keys += outbox.add(session, db, messages, now)
@@ -522,6 +523,7 @@ def _optout(
     stop: bool,
     also: Iterable[Message] = (),
 ) -> Outcome:
+    resent: list[Message] = []
     with db.write() as session:
         row = session.get(PulseOptout, user)
         if stop or until is not None:
@@ -544,12 +546,24 @@ def _optout(
         else:
             if row is not None:
                 session.delete(row)
+            open_weeks = list(
+                session.exec(
+                    select(PulseRecipient.week).where(
+                        PulseRecipient.user == user, PulseRecipient.state == ASKED, PulseRecipient.closes_at > now
+                    )
+                )
+            )
             session.execute(
                 update(PulseRecipient)
                 .where(PulseRecipient.user == user, PulseRecipient.state == ASKED, PulseRecipient.closes_at > now)
                 .values(opted_out=False)
             )
-        messages = list(also)  # e.g. the person's App Home, which shows the setting
+            # a week asked while they were paused had no DM: it goes now (one already posted stays as it is)
+            resent = [
+                Message(dm_key(w, user), item_of(w), POST, user, "pulse_dm", {"week": w, "user": user})
+                for w in open_weeks
+            ]
+        messages = [*resent, *also]  # also: e.g. the person's App Home, which shows the setting
         if week is not None and session.get(PulseRecipient, (week, user)) is not None:
             messages.append(_dm_update(week, user))
         keys = outbox.add(session, db, messages, now)
@@ -643,7 +657,7 @@ class Figure:
     times in the average); `people` distinct."""
 
     group: str
-    asked: int  # person-weeks asked, not counting those who paused or stopped that week
+    asked: int  # person-weeks asked: everyone the week was for, paused or stopped included (`base`)
     opted_out: int | None  # person-weeks paused or stopped before answering; None: held back (fewer than min_group)
     answered: int  # person-weeks answered (a score, a view, or a comment)
     people: int  # distinct people who answered
