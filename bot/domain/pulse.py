@@ -11,7 +11,8 @@ nobody holding only the database can tell whose answer a row is, or read it. Not
 next to a score.
 
 A week is an ISO week ("2026-W48"). Each person's survey goes out at `send_at` in their own time zone and
-stays open `open_days`; the week counts in the month in which it closes (see `weeks_of`).
+stays open `open_days`; the week counts in the month (the organisation's) in which it has closed in every
+time zone (see `weeks_of`), so a month's figures are final when the month ends.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from bot.domain.core import outbox
+from bot.domain.core import outbox, schedule
 from bot.domain.core.items import NotFound, Outcome, RuleError
 from bot.domain.core.outbox import POST, UPDATE, Message
 from bot.domain.core.process import ProcessConfig, Pulse
@@ -131,22 +132,36 @@ def close_day(p: Pulse, week: str) -> date:
     return parse_week(week) + timedelta(days=p.weekday + p.open_days)
 
 
-def weeks_of(p: Pulse, period: str) -> list[str]:
-    """The weeks that count in a month (YYYY-MM): those that close in it (by their calendar date), so a
-    month's figures are final when its digest is written."""
+LAST_ZONE = timedelta(hours=12)  # UTC-12 (Etc/GMT+12) is the last zone of all: its wall clock is 12 h behind
+
+
+def last_close(p: Pulse, week: str) -> datetime:
+    """When a week has closed in every time zone (naive UTC): its close at `send_at` in UTC-12, the last
+    zone on Earth. Each person's own close (`window`) is never later."""
+    return datetime.combine(close_day(p, week), p.at) + LAST_ZONE
+
+
+def weeks_of(p: Pulse, period: str, tz: ZoneInfo | None = None) -> list[str]:
+    """The weeks that count in a month (YYYY-MM): those that have closed everywhere (`last_close`) within
+    the month in the organisation's time zone `tz` (UTC when not given). So when the month has ended, its
+    weeks have all closed, in every zone, whatever the zone of the organisation and whatever `open_days`:
+    the digest (due after the month's end) always has the month's final satisfaction."""
+    tz = tz or ZoneInfo("UTC")
+    start, end = schedule.bounds(period, tz)
     year, month = map(int, period.split("-"))
     day, weeks = date(year, month, 1) - timedelta(days=14), []
-    while day <= date(year, month, 28) + timedelta(days=7):
+    while day <= date(year, month, 28) + timedelta(days=14):  # every Monday that could close in the month
         week = week_id(day)
-        if close_day(p, week).strftime("%Y-%m") == period and week not in weeks:
+        if start <= last_close(p, week) < end and week not in weeks:
             weeks.append(week)
         day += timedelta(days=7)
     return weeks
 
 
-def final_at(p: Pulse, period: str) -> datetime:
-    """When every week that counts in a month has closed, in every time zone (naive UTC)."""
-    return datetime.combine(close_day(p, weeks_of(p, period)[-1]) + timedelta(days=2), datetime.min.time())
+def final_at(p: Pulse, period: str, tz: ZoneInfo | None = None) -> datetime:
+    """When every week that counts in a month has closed, in every time zone (naive UTC): the month's end
+    in the organisation's time zone (see `weeks_of`)."""
+    return schedule.bounds(period, tz or ZoneInfo("UTC"))[1]
 
 
 def members(cfg: ProcessConfig) -> dict[str, list[str]]:
@@ -699,8 +714,9 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
     p = cfg.pulse
     if p is None:
         return None
-    weeks = weeks_of(p, period)
-    if now < final_at(p, period):
+    tz = cfg.organization.tz
+    weeks = weeks_of(p, period, tz)
+    if now < final_at(p, period, tz):
         return None
     rows = recipients(db, weeks)
     if not rows or any(r.closes_at > now for r in rows):
