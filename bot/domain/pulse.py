@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -39,6 +39,7 @@ from storage.models import (
     OutboxStatus,
     PulseAnswer,
     PulseComment,
+    PulseMonth,
     PulseOptout,
     PulseRecipient,
 )
@@ -710,7 +711,16 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
     """A month's satisfaction: per pulse team and for the organisation, with every group that could
     reveal fewer than `min_group` people held back (`protect`). None until every week that counts in the
     month has closed (figures that move with each answer could be subtracted from each other), or when
-    the pulse is off or asked nobody."""
+    the pulse is off or asked nobody.
+
+    A closed month is **frozen** the first time it is read (`pulse_month`: the figures shown and the groups
+    they were protected against) and read from there ever after: the Home, the next digest's comparison,
+    `digest --month` and `--again` show what was published, never a recomputation under another
+    configuration (a team dropped from `pulse.teams` would otherwise turn a + b − org into one person)."""
+    with db.read() as session:
+        frozen = session.get(PulseMonth, period)
+    if frozen is not None:
+        return _thaw(frozen.figures)
     p = cfg.pulse
     if p is None:
         return None
@@ -721,6 +731,50 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
     rows = recipients(db, weeks)
     if not rows or any(r.closes_at > now for r in rows):
         return None
+    result, groups = _compute(db, cfg, sealer, period, weeks, rows)
+    with db.write() as session:  # two readers at once: the first one's stays, and both return it
+        session.execute(
+            db.insert(PulseMonth)
+            .values(period=period, frozen_at=now.replace(tzinfo=None), figures=_freeze(result), groups=groups)
+            .on_conflict_do_nothing(index_elements=["period"])
+        )
+    with db.read() as session:
+        return _thaw(session.get(PulseMonth, period).figures)
+
+
+def _freeze(s: Satisfaction) -> dict:
+    return {
+        "period": s.period,
+        "min_group": s.min_group,
+        "weeks": s.weeks,
+        "org": asdict(s.org) if s.org is not None else None,
+        "teams": {g: asdict(f) if f is not None else None for g, f in s.teams.items()},
+        "why": s.why,
+        "comments": s.comments,
+    }
+
+
+def _thaw(data: dict) -> Satisfaction:
+    def figure(f: dict | None) -> Figure | None:
+        return Figure(**{**f, "change": None}) if f is not None else None
+
+    return Satisfaction(
+        period=data["period"],
+        min_group=data["min_group"],
+        weeks=list(data["weeks"]),
+        org=figure(data["org"]),
+        teams={g: figure(f) for g, f in data["teams"].items()},
+        why=dict(data["why"]),
+        comments=list(data["comments"]),
+    )
+
+
+def _compute(
+    db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, weeks: list[str], rows: list[PulseRecipient]
+) -> tuple[Satisfaction, dict[str, list[str]]]:
+    """The month's figures from its rows, under the configuration of now (called once: at close), and the
+    groups they were protected against (each group's people asked)."""
+    p = cfg.pulse
     team_ids = [t.id for t in cfg.pulse_teams()]
     groups = {g: set() for g in [*team_ids, ORG]}
 
@@ -798,9 +852,10 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
     for c in under_teams:
         if c in rest:
             rest.remove(c)
+    members_of = {g: sorted({r.user for r in rows if g in of(r)}) for g in groups}
     return Satisfaction(
         period=period, min_group=p.min_group, weeks=weeks, org=out.pop(ORG), teams=out, why=why, comments=rest
-    )
+    ), members_of
 
 
 def with_changes(now: Satisfaction, before: Satisfaction | None) -> Satisfaction:
@@ -859,7 +914,7 @@ def signals(
                 Signal(
                     g,
                     "falling",
-                    f"{name[g]}: satisfaction falling two months running ({a2:.1f} → {a1:.1f} → {a0:.1f})",
+                    f"{name.get(g, g)}: satisfaction falling two months running ({a2:.1f} → {a1:.1f} → {a0:.1f})",
                     owners_of(cfg, g),
                 )
             )
@@ -869,7 +924,7 @@ def signals(
                 Signal(
                     g,
                     "falling_while_failing",
-                    f"{name[g]}: satisfaction falls ({a1:.1f} → {a0:.1f}) while its handoff failure rate rises"
+                    f"{name.get(g, g)}: satisfaction falls ({a1:.1f} → {a0:.1f}) while its handoff failure rate rises"
                     f" ({rates[1]:.0%} → {rates[0]:.0%})",
                     owners_of(cfg, g),
                 )
@@ -881,7 +936,7 @@ def signals(
                     Signal(
                         g,
                         feeling,
-                        f"{name[g]}: {share:.0%} of answers find processes {FEELING_LABELS[feeling]}",
+                        f"{name.get(g, g)}: {share:.0%} of answers find processes {FEELING_LABELS[feeling]}",
                         owners_of(cfg, g),
                     )
                 )
