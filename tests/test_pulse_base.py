@@ -61,7 +61,7 @@ def test_resuming_mid_week_sends_the_week_survey_then(db):
     pulse.pause(db, "U0DESIGN1", None, MONDAY - timedelta(days=1))
     pulse.send_due(db, cfg, MONDAY + timedelta(hours=11), {})
     with db.read() as session:
-        assert session.get(Outbox, pulse.dm_key(WEEK, "U0DESIGN1")) is None
+        assert session.exec(select(Outbox).where(Outbox.key == pulse.dm_key(WEEK, "U0DESIGN1"))).first() is None
     outcome = pulse.resume(db, "U0DESIGN1", None, MONDAY + timedelta(days=1))
     assert pulse.dm_key(WEEK, "U0DESIGN1") in outcome.keys
     with db.read() as session:
