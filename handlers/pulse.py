@@ -167,7 +167,12 @@ def open_comment(ack, body, client, context):
     open_view(
         client,
         body,
-        render("pulse_comment_modal", week=week, min_group=deps.cfg.pulse.min_group if deps.cfg.pulse else 5),
+        render(
+            "pulse_comment_modal",
+            week=week,
+            min_group=deps.cfg.pulse.min_group if deps.cfg.pulse else 5,
+            places=pulse.places(deps.db, deps.cfg, user, week),
+        ),
     )
 
 
@@ -177,8 +182,17 @@ def submit_comment(ack, body, view, context):
     user = body["user"]["id"]
     week = str(metadata(view).get("week") or "")[:8]
     try:
+        values = form_values(view)
+        where = state_value(values, "where")
         outcome = pulse.comment(
-            deps.db, _sealer(deps), user, week, state_value(form_values(view), "comment"), deps.now()
+            deps.db,
+            _sealer(deps),
+            user,
+            week,
+            state_value(values, "comment"),
+            deps.now(),
+            where=where if isinstance(where, str) else pulse.ORG,
+            cfg=deps.cfg,
         )
     except ValueError:
         return ack(response_action="errors", errors={"comment": "This form does not name a week of the survey."})
@@ -188,7 +202,8 @@ def submit_comment(ack, body, view, context):
             errors={"comment": "This week's survey has closed; your comment was not recorded."},
         )
     except RuleError as exc:
-        return ack(response_action="errors", errors={"comment": str(exc)})
+        field = "where" if exc.field == "where" and "where" in form_values(view) else "comment"
+        return ack(response_action="errors", errors={field: str(exc)})
     ack()
     deps.deliver(outcome.keys)
 

@@ -281,7 +281,7 @@ def matrix_review_contexts(text: str) -> dict[str, list[dict]]:
 
 
 def pulse_contexts(text: str) -> dict[str, list[dict]]:
-    from bot.domain.pulse import FEELING_LABELS, SCORES
+    from bot.domain.pulse import FEELING_LABELS, ORG, SCORES, Place
 
     closes = datetime(2026, 11, 28, 9)
     dm = dict(
@@ -304,7 +304,14 @@ def pulse_contexts(text: str) -> dict[str, list[dict]]:
             dict(dm, paused=True),
         ],
         "pulse_reminder": [dict(closes=closes)],
-        "pulse_comment_modal": [dict(week="2026-W48", min_group=5)],
+        "pulse_comment_modal": [
+            dict(week="2026-W48", min_group=5, places=[Place(ORG, text or "o")]),
+            dict(
+                week="2026-W48",
+                min_group=5,
+                places=[Place(ORG, text or "o"), *[Place(f"t{i}", text or "t") for i in range(120)]],
+            ),
+        ],
         "pulse_closed": [dict(at=closes)],
         "pulse_digest": [a_satisfaction(text, shown) for shown in (True, False)],
     }

@@ -416,27 +416,27 @@ def answer(
         raise RuleError("Choose a score from 1 to 5.")
     parse_week(week)
 
-    def write(session: Session, scope: str) -> None:
-        key = sealer.key("answer", week, scope, user)
-        old = session.get(PulseAnswer, key)
-        was = sealer.open(key, old.sealed) if old is not None else (0, 0)
-        sealed = sealer.seal(key, score or was[0], FEELINGS.index(feeling) + 1 if feeling else was[1])
-        session.execute(
-            db.insert(PulseAnswer)
-            .values(key=key, week=week, scope=scope, sealed=sealed, mixed=False)
-            .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed, "mixed": False})
-        )
+    def write(session: Session, scopes: list[str]) -> None:
+        for scope in scopes:
+            key = sealer.key("answer", week, scope, user)
+            old = session.get(PulseAnswer, key)
+            was = sealer.open(key, old.sealed) if old is not None else (0, 0)
+            sealed = sealer.seal(key, score or was[0], FEELINGS.index(feeling) + 1 if feeling else was[1])
+            session.execute(
+                db.insert(PulseAnswer)
+                .values(key=key, week=week, scope=scope, sealed=sealed, mixed=False)
+                .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed, "mixed": False})
+            )
 
     return _give(db, user, week, now, write)
 
 
 def _give(db: Database, user: str, week: str, now: datetime, write) -> Outcome:
-    """One transaction: the person was asked this week and it is open; `write(session, scope)` for each
-    group they count in; the recipient row learns only that they answered; their DM is redrawn."""
+    """One transaction: the person was asked this week and it is open; `write(session, scopes)` with the
+    groups they count in; the recipient row learns only that they answered; their DM is redrawn."""
     with db.write() as session:
         row = _asked(session, week, user, now)
-        for scope in [*row.teams, ORG]:
-            write(session, scope)
+        write(session, [*row.teams, ORG])
         if not row.answered or row.opted_out:
             row.answered, row.opted_out = True, False
             session.add(row)
@@ -444,20 +444,64 @@ def _give(db: Database, user: str, week: str, now: datetime, write) -> Outcome:
     return Outcome(row, changed=True, keys=keys)
 
 
-def comment(db: Database, sealer: Sealer, user: str, week: str, text: str | None, now: datetime) -> Outcome:
-    """An anonymous comment for the week (a second one replaces the first)."""
+@dataclass(frozen=True)
+class Place:
+    """Where a comment may be shown: the organisation, or one of its author's teams."""
+
+    id: str
+    name: str
+
+
+def places(db: Database, cfg: ProcessConfig, user: str, week: str) -> list[Place]:
+    """Where the person may have their comment shown: the organisation first, then each of their teams (as
+    asked that week) that at least `min_group` people were asked in, paused or not. A comment is stored
+    once, under that one place: what the database holds about it never narrows its author to fewer than
+    `min_group` people (stored under each of the author's groups, the set of groups named their teams)."""
+    p = cfg.pulse
+    k = p.min_group if p is not None else 5
+    with db.read() as session:
+        row = session.get(PulseRecipient, (week, user))
+        if row is None:
+            return [Place(ORG, cfg.organization.name)]
+        asked = list(
+            session.exec(select(PulseRecipient.teams).where(PulseRecipient.week == week, PulseRecipient.state == ASKED))
+        )
+    size = {t: sum(1 for teams in asked if t in teams) for t in row.teams}
+    names = {t.id: t.name for t in cfg.teams}
+    return [Place(ORG, cfg.organization.name)] + [
+        Place(t, names.get(t, t)) for t in row.teams if size[t] >= k and t in names
+    ]
+
+
+def comment(
+    db: Database,
+    sealer: Sealer,
+    user: str,
+    week: str,
+    text: str | None,
+    now: datetime,
+    *,
+    where: str = ORG,
+    cfg: ProcessConfig | None = None,
+) -> Outcome:
+    """An anonymous comment for the week (a second one replaces the first), stored once: under the
+    organisation, or under the one team of the author's the author chose (`where`) among `places`."""
     text = " ".join((text or "").split())
     if not text:
         raise RuleError("Write a comment, or close the form.", "comment")
     if len(text) > COMMENT_MAX:
         raise RuleError(f"At most {COMMENT_MAX} characters.", "comment")
     parse_week(week)
+    where = where or ORG
+    if where != ORG and (cfg is None or where not in {pl.id for pl in places(db, cfg, user, week)}):
+        raise RuleError("Choose the organisation, or one of your teams of enough people.", "where")
 
-    def write(session: Session, scope: str) -> None:
+    def write(session: Session, scopes: list[str]) -> None:
+        # one row, keyed as the organisation's row always was (rows written before this rule are read alike)
         session.execute(
             db.insert(PulseComment)
-            .values(key=sealer.key("comment", week, scope, user), week=week, scope=scope, text=text, mixed=False)
-            .on_conflict_do_update(index_elements=["key"], set_={"text": text, "mixed": False})
+            .values(key=sealer.key("comment", week, ORG, user), week=week, scope=where, text=text, mixed=False)
+            .on_conflict_do_update(index_elements=["key"], set_={"text": text, "scope": where, "mixed": False})
         )
 
     return _give(db, user, week, now, write)
@@ -816,13 +860,10 @@ def _compute(
         answers = list(
             session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope.in_(list(shown))))
         )
-        notes = list(
-            session.exec(
-                select(PulseComment)
-                .where(PulseComment.week.in_(weeks), PulseComment.scope.in_(list(shown)))
-                .order_by(PulseComment.key)
-            )
-        )
+        notes = list(session.exec(select(PulseComment).where(PulseComment.week.in_(weeks)).order_by(PulseComment.key)))
+    # each comment once, where its author chose: under a team shown, else under the organisation when it is
+    # shown (a team held back says nothing), else nowhere
+    placed = {c.key: c.scope if c.scope in shown else ORG for c in notes if c.scope in shown or ORG in shown}
     # Pausing is a choice too: a group's pause count is shown only when the counts shown cannot be
     # subtracted down to fewer than min_group people (the organisation's minus a team's is the rest's).
     opted_shown, _ = protect({g: opted[g] for g in shown}, p.min_group)
@@ -845,13 +886,9 @@ def _compute(
             average=sum(scores) / len(scores) if scores else None,
             favourable=sum(1 for s in scores if s >= 4) / len(scores) if scores else None,
             feelings={f: sum(1 for _, v in values[g] if v == i) for i, f in enumerate(FEELINGS, 1)},
-            comments=[c.text for c in notes if c.scope == g],
+            comments=[c.text for c in notes if placed.get(c.key) == g or (g == ORG and c.key in placed)],
         )
-    under_teams = [c for g in team_ids if out.get(g) for c in out[g].comments]
-    rest = list(out[ORG].comments) if out.get(ORG) else []
-    for c in under_teams:
-        if c in rest:
-            rest.remove(c)
+    rest = [c.text for c in notes if placed.get(c.key) == ORG] if out.get(ORG) else []
     members_of = {g: sorted({r.user for r in rows if g in of(r)}) for g in groups}
     return Satisfaction(
         period=period, min_group=p.min_group, weeks=weeks, org=out.pop(ORG), teams=out, why=why, comments=rest
