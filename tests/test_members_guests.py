@@ -10,7 +10,7 @@ import time
 
 from bot.domain.core.process import parse_process
 from bot.entry.bootstrap import Deps
-from tests.test_members import joined_event, org, people, refresh
+from tests.anon_support import joined_event, org, people, refresh
 
 ACCOUNTS = {
     "U0AMY": {"team_id": "T0ACME"},  # a full member of our workspace

@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from bot.domain import pulse
 from storage.models import Outbox, PulseRecipient
-from tests.test_pulse_anonymity import SECRET, config
+from tests.anon_support import SECRET, config
 
 MONDAY = datetime(2026, 11, 2)  # the week closes Saturday 7 November: it counts in November
 WEEK = pulse.week_id(MONDAY.date())

@@ -14,10 +14,7 @@ from sqlmodel import select
 from bot.domain import pulse
 from bot.domain.core.items import RuleError
 from storage.models import PulseComment
-from tests import test_pulse_flow as flow
-from tests.harness import view_of
-from tests.test_pulse_anonymity import SECRET, config
-from tests.test_storage import scratch_database
+from tests.anon_support import SECRET, config, flow, scratch_database, view_of
 
 served, app = flow.served, flow.app  # the served Steward of the pulse flow tests (fixtures)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests import test_pulse_flow as flow
+from tests.anon_support import flow
 
 served, app = flow.served, flow.app  # the served Steward of the pulse flow tests (fixtures)
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from bot.domain import pulse
 from storage.models import PulseMonth
-from tests.test_pulse_anonymity import SECRET, config
+from tests.anon_support import SECRET, config
 
 MONDAY = datetime(2026, 6, 1)  # June 2026: weeks of 1, 8, 15 and 22 June close in June
 

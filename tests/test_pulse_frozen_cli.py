@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from bot.domain import pulse
 from bot.domain.core.process import load_process
-from tests.harness import cli
+from tests.anon_support import cli
 
 SECRET = "frozen-cli-secret-0123456789abcd"
 

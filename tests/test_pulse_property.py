@@ -27,7 +27,7 @@ from sqlmodel import select
 from bot.domain import pulse
 from bot.domain.core.process import parse_process
 from storage.models import PulseAnswer, PulseComment
-from tests.test_pulse_anonymity import isolations
+from tests.anon_support import isolations
 
 EXAMPLES = int(os.environ.get("PULSE_PROPERTY_EXAMPLES", "12"))
 SEED = int(os.environ.get("PULSE_PROPERTY_SEED", "20261207"))
