@@ -58,14 +58,35 @@ def channel_members(client, channel: str, patience: Patience) -> set[str]:
 
 @dataclass
 class People:
-    """Which ids are people (not bots, not deactivated), each asked once a run: by users.info (Tier 4) for a
-    few, by one paged users.list (Tier 2, 200 a page) for many (a first read of a big channel). Only those
-    not already known as members are asked: a refresh of a stable channel asks nothing."""
+    """Which ids are people who may be members (not bots, not deactivated; not guests nor people of another
+    workspace unless `organization.include_guests` / `include_external`), each asked once a run: by
+    users.info (Tier 4) for a few, by one paged users.list (Tier 2, 200 a page) for many (a first read of a
+    big channel). Only those not already known as members are asked: a refresh of a stable channel asks
+    nothing."""
 
     client: object
     patience: Patience
     seen: dict[str, bool] = field(default_factory=dict)
     listed: bool = False
+    guests: bool = False  # restricted (multi-channel) and ultra-restricted (single-channel) guests may be members
+    external: bool = False  # Slack Connect users (another workspace's) may be members
+    home: str | None = None  # our workspace's id (auth.test), asked once when a user names a team
+
+    def allowed(self, user: dict) -> bool:
+        if user.get("is_bot") or user.get("deleted") or user.get("id") == "USLACKBOT":
+            return False
+        if not self.guests and (user.get("is_restricted") or user.get("is_ultra_restricted")):
+            return False
+        if not self.external and (user.get("is_stranger") or self._elsewhere(user.get("team_id"))):
+            return False
+        return True
+
+    def _elsewhere(self, team: object) -> bool:
+        if not isinstance(team, str) or not team:
+            return False
+        if self.home is None:
+            self.home = str(self.patience.call(self.client.auth_test).get("team_id") or "")
+        return bool(self.home) and team != self.home
 
     def prefetch(self, ids: set[str]) -> None:
         unknown = {u for u in ids if u not in self.seen}
@@ -76,7 +97,7 @@ class People:
             answer = self.patience.call(self.client.users_list, limit=PAGE, **({"cursor": cursor} if cursor else {}))
             for user in answer.get("members") or []:
                 if isinstance(user.get("id"), str):
-                    self.seen[user["id"]] = not (user.get("is_bot") or user.get("deleted") or user["id"] == "USLACKBOT")
+                    self.seen[user["id"]] = self.allowed(user)
             cursor = (answer.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 break
@@ -88,13 +109,19 @@ class People:
         if user not in self.seen:
             try:
                 info = self.patience.call(self.client.users_info, user=user).get("user") or {}
-                self.seen[user] = not (info.get("is_bot") or info.get("deleted") or user == "USLACKBOT")
+                self.seen[user] = self.allowed({**info, "id": user})
             except Unread as exc:
                 if str(exc) == "user_not_found":
                     self.seen[user] = False
                 else:
                     raise
         return self.seen[user]
+
+
+def of(cfg, client, patience: Patience) -> People:
+    """Who may be a member under the organisation's settings (guests, Slack Connect users: out by default)."""
+    org = cfg.organization
+    return People(client, patience, guests=org.include_guests, external=org.include_external)
 
 
 def _people(n: int) -> str:
@@ -106,7 +133,7 @@ def refresh(db, cfg, client, now, say, patience: Patience | None = None) -> list
     changed or could not be read. Returns the welcome DMs written, and the App Homes of those who joined
     or left, to publish again. `cfg` is the file as written."""
     patience = patience or Patience(REFRESH_PATIENCE)
-    people = People(client, patience)
+    people = of(cfg, client, patience)
     keys = []
     for team in cfg.teams:
         fetched, errors = {}, {}
@@ -155,7 +182,7 @@ def joined(body, event, context, client):
         return
     person = True
     try:
-        if not People(client, Patience(10)).human(user):
+        if not of(cfg, client, Patience(10)).human(user):
             return
     except Unread:  # Slack could not say: welcomed (a bot's welcome DM fails harmlessly), but not made a member on a
         person = False  # guess: a bot would stay one (the refresh asks only about newcomers); the next refresh decides

@@ -79,22 +79,29 @@ def score(ack, body, client, context):
         value = int(rest) if rest in ("1", "2", "3", "4", "5") else None  # ASCII only: "٣".isdigit() too
         if value is None:
             raise RuleError("Choose a score from 1 to 5.")
-        return pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), score=value)
+        outcome = pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), score=value)
+        _confirm(client, body, user, f"{value} · {pulse.SCORES[value]}")
+        return outcome
 
     _act(ack, body, client, context, do)
 
 
+def _confirm(client, body, user: str, choice: str) -> None:
+    """The choice confirmed privately (an ephemeral message: not in the conversation's history, nor in an
+    export); the DM itself is redrawn without it."""
+    tell(
+        client, body, user, f"Recorded, visible only to you: {choice}. A new click changes it until the survey closes."
+    )
+
+
 @guarded
 def feeling(ack, body, client, context):
-    _act(
-        ack,
-        body,
-        client,
-        context,
-        lambda deps, user, week, rest: pulse.answer(
-            deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?"
-        ),
-    )
+    def do(deps, user, week, rest):
+        outcome = pulse.answer(deps.db, _sealer(deps), user, week, deps.now(), feeling=rest or "?")
+        _confirm(client, body, user, f"processes are {pulse.FEELING_LABELS[rest]}")
+        return outcome
+
+    _act(ack, body, client, context, do)
 
 
 def _asked(deps, user: str) -> str:
@@ -160,7 +167,12 @@ def open_comment(ack, body, client, context):
     open_view(
         client,
         body,
-        render("pulse_comment_modal", week=week, min_group=deps.cfg.pulse.min_group if deps.cfg.pulse else 5),
+        render(
+            "pulse_comment_modal",
+            week=week,
+            min_group=deps.cfg.pulse.min_group if deps.cfg.pulse else 5,
+            places=pulse.places(deps.db, deps.cfg, user, week),
+        ),
     )
 
 
@@ -170,8 +182,17 @@ def submit_comment(ack, body, view, context):
     user = body["user"]["id"]
     week = str(metadata(view).get("week") or "")[:8]
     try:
+        values = form_values(view)
+        where = state_value(values, "where")
         outcome = pulse.comment(
-            deps.db, _sealer(deps), user, week, state_value(form_values(view), "comment"), deps.now()
+            deps.db,
+            _sealer(deps),
+            user,
+            week,
+            state_value(values, "comment"),
+            deps.now(),
+            where=where if isinstance(where, str) else pulse.ORG,
+            cfg=deps.cfg,
         )
     except ValueError:
         return ack(response_action="errors", errors={"comment": "This form does not name a week of the survey."})
@@ -181,7 +202,8 @@ def submit_comment(ack, body, view, context):
             errors={"comment": "This week's survey has closed; your comment was not recorded."},
         )
     except RuleError as exc:
-        return ack(response_action="errors", errors={"comment": str(exc)})
+        field = "where" if exc.field == "where" and "where" in form_values(view) else "comment"
+        return ack(response_action="errors", errors={field: str(exc)})
     ack()
     deps.deliver(outcome.keys)
 
@@ -206,9 +228,7 @@ def render_dm(deps, row) -> dict | None:
         question=p.question,
         week=week,
         closes=state["recipient"].closes_at,
-        score=state["score"],
-        score_label=pulse.SCORES.get(state["score"]),
-        feeling=state["feeling"],
+        answered=bool(state["score"] or state["feeling"]),
         feelings=pulse.FEELING_LABELS,
         commented=state["commented"],
         paused=paused,

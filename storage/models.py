@@ -319,6 +319,19 @@ class PulseComment(SQLModel, table=True):
     mixed: bool = False  # rewritten with the whole week since written (bot/pulse.py mix)
 
 
+class PulseMonth(SQLModel, table=True):
+    """A closed month's satisfaction as published, frozen the first time it is read once final: the figures
+    shown (`figures`, with what was held back and why) and the groups they were protected against (`groups`:
+    each group's people asked that month). Never recomputed, whatever the configuration becomes."""
+
+    __tablename__ = "pulse_month"
+
+    period: str = Field(primary_key=True, max_length=7)  # YYYY-MM
+    frozen_at: datetime = Field(sa_type=DateTime())
+    figures: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    groups: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
 class PulseOptout(SQLModel, table=True):
     """Someone who paused (until a date) or stopped (`until` empty) the weekly survey."""
 

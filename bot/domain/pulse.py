@@ -11,7 +11,8 @@ nobody holding only the database can tell whose answer a row is, or read it. Not
 next to a score.
 
 A week is an ISO week ("2026-W48"). Each person's survey goes out at `send_at` in their own time zone and
-stays open `open_days`; the week counts in the month in which it closes (see `weeks_of`).
+stays open `open_days`; the week counts in the month (the organisation's) in which it has closed in every
+time zone (see `weeks_of`), so a month's figures are final when the month ends.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
-from bot.domain.core import outbox
+from bot.domain.core import outbox, schedule
 from bot.domain.core.items import NotFound, Outcome, RuleError
 from bot.domain.core.outbox import POST, UPDATE, Message
 from bot.domain.core.process import ProcessConfig, Pulse
@@ -38,6 +39,7 @@ from storage.models import (
     OutboxStatus,
     PulseAnswer,
     PulseComment,
+    PulseMonth,
     PulseOptout,
     PulseRecipient,
 )
@@ -131,22 +133,36 @@ def close_day(p: Pulse, week: str) -> date:
     return parse_week(week) + timedelta(days=p.weekday + p.open_days)
 
 
-def weeks_of(p: Pulse, period: str) -> list[str]:
-    """The weeks that count in a month (YYYY-MM): those that close in it (by their calendar date), so a
-    month's figures are final when its digest is written."""
+LAST_ZONE = timedelta(hours=12)  # UTC-12 (Etc/GMT+12) is the last zone of all: its wall clock is 12 h behind
+
+
+def last_close(p: Pulse, week: str) -> datetime:
+    """When a week has closed in every time zone (naive UTC): its close at `send_at` in UTC-12, the last
+    zone on Earth. Each person's own close (`window`) is never later."""
+    return datetime.combine(close_day(p, week), p.at) + LAST_ZONE
+
+
+def weeks_of(p: Pulse, period: str, tz: ZoneInfo | None = None) -> list[str]:
+    """The weeks that count in a month (YYYY-MM): those that have closed everywhere (`last_close`) within
+    the month in the organisation's time zone `tz` (UTC when not given). So when the month has ended, its
+    weeks have all closed, in every zone, whatever the zone of the organisation and whatever `open_days`:
+    the digest (due after the month's end) always has the month's final satisfaction."""
+    tz = tz or ZoneInfo("UTC")
+    start, end = schedule.bounds(period, tz)
     year, month = map(int, period.split("-"))
     day, weeks = date(year, month, 1) - timedelta(days=14), []
-    while day <= date(year, month, 28) + timedelta(days=7):
+    while day <= date(year, month, 28) + timedelta(days=14):  # every Monday that could close in the month
         week = week_id(day)
-        if close_day(p, week).strftime("%Y-%m") == period and week not in weeks:
+        if start <= last_close(p, week) < end and week not in weeks:
             weeks.append(week)
         day += timedelta(days=7)
     return weeks
 
 
-def final_at(p: Pulse, period: str) -> datetime:
-    """When every week that counts in a month has closed, in every time zone (naive UTC)."""
-    return datetime.combine(close_day(p, weeks_of(p, period)[-1]) + timedelta(days=2), datetime.min.time())
+def final_at(p: Pulse, period: str, tz: ZoneInfo | None = None) -> datetime:
+    """When every week that counts in a month has closed, in every time zone (naive UTC): the month's end
+    in the organisation's time zone (see `weeks_of`)."""
+    return schedule.bounds(period, tz or ZoneInfo("UTC"))[1]
 
 
 def members(cfg: ProcessConfig) -> dict[str, list[str]]:
@@ -250,9 +266,9 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
             if weeks
             else set()
         )
+    # Everyone asked is in the base, paused or stopped: their row is written (opted out, no DM), so no count
+    # shown ("12 of 20 surveys answered") can be subtracted from the team's size to tell that someone paused.
     todo = [d for d in due if (d[0], d[1]) not in have]
-    out.paused = sum(1 for d in todo if d[1] in off)
-    todo = [d for d in todo if d[1] not in off]
     # a week that began and closed while nothing ran (once the pulse has run before): skipped, and said
     missed = [d for d in passed if first is not None and d[0] > first and (d[0], d[1]) not in have and d[1] not in off]
     # in the order of the unique key, so two runs writing at once wait for each other, never deadlock
@@ -280,7 +296,7 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
                                 state=state,
                                 reminded=False,
                                 answered=False,
-                                opted_out=False,
+                                opted_out=state == ASKED and user in off,
                             )
                             for week, user, teams, tz, (sent, closes, remind) in batch
                         ],
@@ -289,10 +305,11 @@ def send_due(db: Database, cfg: ProcessConfig, now: datetime, zones: dict[str, s
                 messages = [
                     Message(dm_key(week, user), item_of(week), POST, user, "pulse_dm", {"week": week, "user": user})
                     for week, user, *_ in batch
-                    if user in written and state == ASKED
+                    if user in written and state == ASKED and user not in off
                 ]
                 if state == ASKED:
-                    out.asked += len(written)
+                    out.asked += len(written - off)
+                    out.paused += len(written & off)
                 else:
                     out.skipped += len(written)
                 out.keys += outbox.add(session, db, messages, now)
@@ -399,27 +416,27 @@ def answer(
         raise RuleError("Choose a score from 1 to 5.")
     parse_week(week)
 
-    def write(session: Session, scope: str) -> None:
-        key = sealer.key("answer", week, scope, user)
-        old = session.get(PulseAnswer, key)
-        was = sealer.open(key, old.sealed) if old is not None else (0, 0)
-        sealed = sealer.seal(key, score or was[0], FEELINGS.index(feeling) + 1 if feeling else was[1])
-        session.execute(
-            db.insert(PulseAnswer)
-            .values(key=key, week=week, scope=scope, sealed=sealed, mixed=False)
-            .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed, "mixed": False})
-        )
+    def write(session: Session, scopes: list[str]) -> None:
+        for scope in scopes:
+            key = sealer.key("answer", week, scope, user)
+            old = session.get(PulseAnswer, key)
+            was = sealer.open(key, old.sealed) if old is not None else (0, 0)
+            sealed = sealer.seal(key, score or was[0], FEELINGS.index(feeling) + 1 if feeling else was[1])
+            session.execute(
+                db.insert(PulseAnswer)
+                .values(key=key, week=week, scope=scope, sealed=sealed, mixed=False)
+                .on_conflict_do_update(index_elements=["key"], set_={"sealed": sealed, "mixed": False})
+            )
 
     return _give(db, user, week, now, write)
 
 
 def _give(db: Database, user: str, week: str, now: datetime, write) -> Outcome:
-    """One transaction: the person was asked this week and it is open; `write(session, scope)` for each
-    group they count in; the recipient row learns only that they answered; their DM is redrawn."""
+    """One transaction: the person was asked this week and it is open; `write(session, scopes)` with the
+    groups they count in; the recipient row learns only that they answered; their DM is redrawn."""
     with db.write() as session:
         row = _asked(session, week, user, now)
-        for scope in [*row.teams, ORG]:
-            write(session, scope)
+        write(session, [*row.teams, ORG])
         if not row.answered or row.opted_out:
             row.answered, row.opted_out = True, False
             session.add(row)
@@ -427,20 +444,64 @@ def _give(db: Database, user: str, week: str, now: datetime, write) -> Outcome:
     return Outcome(row, changed=True, keys=keys)
 
 
-def comment(db: Database, sealer: Sealer, user: str, week: str, text: str | None, now: datetime) -> Outcome:
-    """An anonymous comment for the week (a second one replaces the first)."""
+@dataclass(frozen=True)
+class Place:
+    """Where a comment may be shown: the organisation, or one of its author's teams."""
+
+    id: str
+    name: str
+
+
+def places(db: Database, cfg: ProcessConfig, user: str, week: str) -> list[Place]:
+    """Where the person may have their comment shown: the organisation first, then each of their teams (as
+    asked that week) that at least `min_group` people were asked in, paused or not. A comment is stored
+    once, under that one place: what the database holds about it never narrows its author to fewer than
+    `min_group` people (stored under each of the author's groups, the set of groups named their teams)."""
+    p = cfg.pulse
+    k = p.min_group if p is not None else 5
+    with db.read() as session:
+        row = session.get(PulseRecipient, (week, user))
+        if row is None:
+            return [Place(ORG, cfg.organization.name)]
+        asked = list(
+            session.exec(select(PulseRecipient.teams).where(PulseRecipient.week == week, PulseRecipient.state == ASKED))
+        )
+    size = {t: sum(1 for teams in asked if t in teams) for t in row.teams}
+    names = {t.id: t.name for t in cfg.teams}
+    return [Place(ORG, cfg.organization.name)] + [
+        Place(t, names.get(t, t)) for t in row.teams if size[t] >= k and t in names
+    ]
+
+
+def comment(
+    db: Database,
+    sealer: Sealer,
+    user: str,
+    week: str,
+    text: str | None,
+    now: datetime,
+    *,
+    where: str = ORG,
+    cfg: ProcessConfig | None = None,
+) -> Outcome:
+    """An anonymous comment for the week (a second one replaces the first), stored once: under the
+    organisation, or under the one team of the author's the author chose (`where`) among `places`."""
     text = " ".join((text or "").split())
     if not text:
         raise RuleError("Write a comment, or close the form.", "comment")
     if len(text) > COMMENT_MAX:
         raise RuleError(f"At most {COMMENT_MAX} characters.", "comment")
     parse_week(week)
+    where = where or ORG
+    if where != ORG and (cfg is None or where not in {pl.id for pl in places(db, cfg, user, week)}):
+        raise RuleError("Choose the organisation, or one of your teams of enough people.", "where")
 
-    def write(session: Session, scope: str) -> None:
+    def write(session: Session, scopes: list[str]) -> None:
+        # one row, keyed as the organisation's row always was (rows written before this rule are read alike)
         session.execute(
             db.insert(PulseComment)
-            .values(key=sealer.key("comment", week, scope, user), week=week, scope=scope, text=text, mixed=False)
-            .on_conflict_do_update(index_elements=["key"], set_={"text": text, "mixed": False})
+            .values(key=sealer.key("comment", week, ORG, user), week=week, scope=where, text=text, mixed=False)
+            .on_conflict_do_update(index_elements=["key"], set_={"text": text, "scope": where, "mixed": False})
         )
 
     return _give(db, user, week, now, write)
@@ -522,6 +583,7 @@ def _optout(
     stop: bool,
     also: Iterable[Message] = (),
 ) -> Outcome:
+    resent: list[Message] = []
     with db.write() as session:
         row = session.get(PulseOptout, user)
         if stop or until is not None:
@@ -544,12 +606,24 @@ def _optout(
         else:
             if row is not None:
                 session.delete(row)
+            open_weeks = list(
+                session.exec(
+                    select(PulseRecipient.week).where(
+                        PulseRecipient.user == user, PulseRecipient.state == ASKED, PulseRecipient.closes_at > now
+                    )
+                )
+            )
             session.execute(
                 update(PulseRecipient)
                 .where(PulseRecipient.user == user, PulseRecipient.state == ASKED, PulseRecipient.closes_at > now)
                 .values(opted_out=False)
             )
-        messages = list(also)  # e.g. the person's App Home, which shows the setting
+            # a week asked while they were paused had no DM: it goes now (one already posted stays as it is)
+            resent = [
+                Message(dm_key(w, user), item_of(w), POST, user, "pulse_dm", {"week": w, "user": user})
+                for w in open_weeks
+            ]
+        messages = [*resent, *also]  # also: e.g. the person's App Home, which shows the setting
         if week is not None and session.get(PulseRecipient, (week, user)) is not None:
             messages.append(_dm_update(week, user))
         keys = outbox.add(session, db, messages, now)
@@ -643,7 +717,7 @@ class Figure:
     times in the average); `people` distinct."""
 
     group: str
-    asked: int  # person-weeks asked, not counting those who paused or stopped that week
+    asked: int  # person-weeks asked: everyone the week was for, paused or stopped included (`base`)
     opted_out: int | None  # person-weeks paused or stopped before answering; None: held back (fewer than min_group)
     answered: int  # person-weeks answered (a score, a view, or a comment)
     people: int  # distinct people who answered
@@ -681,16 +755,70 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
     """A month's satisfaction: per pulse team and for the organisation, with every group that could
     reveal fewer than `min_group` people held back (`protect`). None until every week that counts in the
     month has closed (figures that move with each answer could be subtracted from each other), or when
-    the pulse is off or asked nobody."""
+    the pulse is off or asked nobody.
+
+    A closed month is **frozen** the first time it is read (`pulse_month`: the figures shown and the groups
+    they were protected against) and read from there ever after: the Home, the next digest's comparison,
+    `digest --month` and `--again` show what was published, never a recomputation under another
+    configuration (a team dropped from `pulse.teams` would otherwise turn a + b − org into one person)."""
+    with db.read() as session:
+        frozen = session.get(PulseMonth, period)
+    if frozen is not None:
+        return _thaw(frozen.figures)
     p = cfg.pulse
     if p is None:
         return None
-    weeks = weeks_of(p, period)
-    if now < final_at(p, period):
+    tz = cfg.organization.tz
+    weeks = weeks_of(p, period, tz)
+    if now < final_at(p, period, tz):
         return None
     rows = recipients(db, weeks)
     if not rows or any(r.closes_at > now for r in rows):
         return None
+    result, groups = _compute(db, cfg, sealer, period, weeks, rows)
+    with db.write() as session:  # two readers at once: the first one's stays, and both return it
+        session.execute(
+            db.insert(PulseMonth)
+            .values(period=period, frozen_at=now.replace(tzinfo=None), figures=_freeze(result), groups=groups)
+            .on_conflict_do_nothing(index_elements=["period"])
+        )
+    with db.read() as session:
+        return _thaw(session.get(PulseMonth, period).figures)
+
+
+def _freeze(s: Satisfaction) -> dict:
+    return {
+        "period": s.period,
+        "min_group": s.min_group,
+        "weeks": s.weeks,
+        "org": asdict(s.org) if s.org is not None else None,
+        "teams": {g: asdict(f) if f is not None else None for g, f in s.teams.items()},
+        "why": s.why,
+        "comments": s.comments,
+    }
+
+
+def _thaw(data: dict) -> Satisfaction:
+    def figure(f: dict | None) -> Figure | None:
+        return Figure(**{**f, "change": None}) if f is not None else None
+
+    return Satisfaction(
+        period=data["period"],
+        min_group=data["min_group"],
+        weeks=list(data["weeks"]),
+        org=figure(data["org"]),
+        teams={g: figure(f) for g, f in data["teams"].items()},
+        why=dict(data["why"]),
+        comments=list(data["comments"]),
+    )
+
+
+def _compute(
+    db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, weeks: list[str], rows: list[PulseRecipient]
+) -> tuple[Satisfaction, dict[str, list[str]]]:
+    """The month's figures from its rows, under the configuration of now (called once: at close), and the
+    groups they were protected against (each group's people asked)."""
+    p = cfg.pulse
     team_ids = [t.id for t in cfg.pulse_teams()]
     groups = {g: set() for g in [*team_ids, ORG]}
 
@@ -732,13 +860,10 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
         answers = list(
             session.exec(select(PulseAnswer).where(PulseAnswer.week.in_(weeks), PulseAnswer.scope.in_(list(shown))))
         )
-        notes = list(
-            session.exec(
-                select(PulseComment)
-                .where(PulseComment.week.in_(weeks), PulseComment.scope.in_(list(shown)))
-                .order_by(PulseComment.key)
-            )
-        )
+        notes = list(session.exec(select(PulseComment).where(PulseComment.week.in_(weeks)).order_by(PulseComment.key)))
+    # each comment once, where its author chose: under a team shown, else under the organisation when it is
+    # shown (a team held back says nothing), else nowhere
+    placed = {c.key: c.scope if c.scope in shown else ORG for c in notes if c.scope in shown or ORG in shown}
     # Pausing is a choice too: a group's pause count is shown only when the counts shown cannot be
     # subtracted down to fewer than min_group people (the organisation's minus a team's is the rest's).
     opted_shown, _ = protect({g: opted[g] for g in shown}, p.min_group)
@@ -761,16 +886,13 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
             average=sum(scores) / len(scores) if scores else None,
             favourable=sum(1 for s in scores if s >= 4) / len(scores) if scores else None,
             feelings={f: sum(1 for _, v in values[g] if v == i) for i, f in enumerate(FEELINGS, 1)},
-            comments=[c.text for c in notes if c.scope == g],
+            comments=[c.text for c in notes if placed.get(c.key) == g or (g == ORG and c.key in placed)],
         )
-    under_teams = [c for g in team_ids if out.get(g) for c in out[g].comments]
-    rest = list(out[ORG].comments) if out.get(ORG) else []
-    for c in under_teams:
-        if c in rest:
-            rest.remove(c)
+    rest = [c.text for c in notes if placed.get(c.key) == ORG] if out.get(ORG) else []
+    members_of = {g: sorted({r.user for r in rows if g in of(r)}) for g in groups}
     return Satisfaction(
         period=period, min_group=p.min_group, weeks=weeks, org=out.pop(ORG), teams=out, why=why, comments=rest
-    )
+    ), members_of
 
 
 def with_changes(now: Satisfaction, before: Satisfaction | None) -> Satisfaction:
@@ -829,7 +951,7 @@ def signals(
                 Signal(
                     g,
                     "falling",
-                    f"{name[g]}: satisfaction falling two months running ({a2:.1f} → {a1:.1f} → {a0:.1f})",
+                    f"{name.get(g, g)}: satisfaction falling two months running ({a2:.1f} → {a1:.1f} → {a0:.1f})",
                     owners_of(cfg, g),
                 )
             )
@@ -839,7 +961,7 @@ def signals(
                 Signal(
                     g,
                     "falling_while_failing",
-                    f"{name[g]}: satisfaction falls ({a1:.1f} → {a0:.1f}) while its handoff failure rate rises"
+                    f"{name.get(g, g)}: satisfaction falls ({a1:.1f} → {a0:.1f}) while its handoff failure rate rises"
                     f" ({rates[1]:.0%} → {rates[0]:.0%})",
                     owners_of(cfg, g),
                 )
@@ -851,7 +973,7 @@ def signals(
                     Signal(
                         g,
                         feeling,
-                        f"{name[g]}: {share:.0%} of answers find processes {FEELING_LABELS[feeling]}",
+                        f"{name.get(g, g)}: {share:.0%} of answers find processes {FEELING_LABELS[feeling]}",
                         owners_of(cfg, g),
                     )
                 )

@@ -558,7 +558,7 @@ def test_cancel(steward, fake, db):
 
 def test_a_modal_slack_will_not_open_in_time_tells_the_person_to_try_again(steward, fake):
     # A trigger lives 3 s: waiting out a Retry-After beyond that would meet expired_trigger_id, so there is one
-    # attempt (a Retry-After of 1 s is waited out: tests/test_views_open_429.py)
+    # attempt (a Retry-After of 1 s is waited out: tests/e2e/test_views_open_429.py)
     fake.rate_limit("views.open", retry_after=5)
     steward.command("U0ALICE", "eng")
     (told,) = fake.wait("chat.postEphemeral")

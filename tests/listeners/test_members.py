@@ -16,7 +16,7 @@ from storage.db import Database
 from storage.models import MemberSync
 from tests.support.data import PROCESS
 from tests.support.harness import TOKEN, cli
-from tests.support.members import NOW, events, org, people, refresh, welcomes
+from tests.support.members import NOW, events, joined_event, org, people, refresh, welcomes
 
 
 def test_refresh_baseline_then_joins_and_leaves_with_paging_and_a_429(db, fake):
@@ -129,27 +129,6 @@ def test_headcount_comes_from_the_membership_events(db, fake):
 
 
 # -- through the served app ---------------------------------------------------------------------------------
-
-
-def joined_event(user: str, channel: str, event_id: str) -> bytes:
-    return json.dumps(
-        {
-            "token": "legacy",
-            "team_id": "T0ACME",
-            "api_app_id": "A0STEWARD",
-            "type": "event_callback",
-            "event_id": event_id,
-            "event_time": int(time.time()),
-            "event": {
-                "type": "member_joined_channel",
-                "user": user,
-                "channel": channel,
-                "channel_type": "C",
-                "team": "T0ACME",
-                "event_ts": f"{time.time():.6f}",
-            },
-        }
-    ).encode()
 
 
 def test_a_person_the_refresh_adds_can_act_at_once_without_a_restart(steward, fake, db):

@@ -19,7 +19,7 @@ from bot.domain.digest import Signal
 from bot.domain.fasttrack import Budget
 from bot.domain.home import TeamMonth, Waiting
 from bot.domain.initiatives import METRICS
-from bot.domain.pulse import FEELING_LABELS, ORG, SCORES, Figure, Satisfaction
+from bot.domain.pulse import FEELING_LABELS, ORG, SCORES, Figure, Place, Satisfaction
 from bot.domain.review import History
 from handlers.digest import context, messages
 from storage.models import FastTrack, Handoff, HandoffEvent, Initiative
@@ -179,7 +179,6 @@ def matrix_review_contexts(text: str) -> dict[str, list[dict]]:
 
 
 def pulse_contexts(text: str) -> dict[str, list[dict]]:
-
     closes = datetime(2026, 11, 28, 9)
     dm = dict(
         question=text or "q",
@@ -191,19 +190,24 @@ def pulse_contexts(text: str) -> dict[str, list[dict]]:
         commented=False,
         paused=False,
         until=None,
-        score=None,
-        score_label=None,
-        feeling=None,
+        answered=False,
     )
     return {
         "pulse_dm": [
             dm,
-            dict(dm, score=4, score_label="Agree", feeling="rigid", commented=True),
+            dict(dm, answered=True, commented=True),
             dict(dm, paused=True, until=closes),
             dict(dm, paused=True),
         ],
         "pulse_reminder": [dict(closes=closes)],
-        "pulse_comment_modal": [dict(week="2026-W48", min_group=5)],
+        "pulse_comment_modal": [
+            dict(week="2026-W48", min_group=5, places=[Place(ORG, text or "o")]),
+            dict(
+                week="2026-W48",
+                min_group=5,
+                places=[Place(ORG, text or "o"), *[Place(f"t{i}", text or "t") for i in range(120)]],
+            ),
+        ],
         "pulse_closed": [dict(at=closes)],
         "pulse_digest": [a_satisfaction(text, shown) for shown in (True, False)],
     }

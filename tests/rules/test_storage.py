@@ -3,15 +3,13 @@ takes concurrent writers without "database is locked"."""
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from sqlmodel import select
 
 from bot.domain import handoffs
@@ -21,6 +19,7 @@ from bot.domain.handoffs import Draft
 from storage.db import Database, normalize_url
 from storage.migrate import upgrade
 from storage.models import Handoff, SQLModel
+from tests.support.databases import scratch_database
 
 
 def draft(title="Spec", met=("Specification with acceptance criteria", "Wireframes", "Glossary of terms")):
@@ -108,23 +107,6 @@ def test_url_normalisation():
     assert normalize_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
     assert normalize_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
     assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
-
-
-def scratch_database(backend: str, tmp_path) -> Database:
-    """An empty database of its own (on PostgreSQL, a scratch database beside TEST_DATABASE_URL's)."""
-
-    if backend == "sqlite":
-        return Database(f"sqlite:///{tmp_path / 'old.db'}")
-    if not os.environ.get("TEST_DATABASE_URL"):
-        pytest.skip("TEST_DATABASE_URL is not set")
-    url = make_url(normalize_url(os.environ["TEST_DATABASE_URL"]))
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    scratch = f"{url.database}_upgrade"  # one per worker database, so parallel workers never share it
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}"'))
-        conn.execute(text(f'CREATE DATABASE "{scratch}"'))
-    admin.dispose()
-    return Database(url.set(database=scratch).render_as_string(hide_password=False))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

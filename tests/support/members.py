@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import datetime
 
 from slack_sdk import WebClient
@@ -50,3 +52,24 @@ def welcomes(db) -> list[str]:
 def people(fake, ids) -> None:
     for u in ids:
         fake.users[u] = {"name": u.lower()}
+
+
+def joined_event(user: str, channel: str, event_id: str) -> bytes:
+    return json.dumps(
+        {
+            "token": "legacy",
+            "team_id": "T0ACME",
+            "api_app_id": "A0STEWARD",
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "event": {
+                "type": "member_joined_channel",
+                "user": user,
+                "channel": channel,
+                "channel_type": "C",
+                "team": "T0ACME",
+                "event_ts": f"{time.time():.6f}",
+            },
+        }
+    ).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from bot.domain import pulse
@@ -58,3 +59,25 @@ def job(db, fake, now: str, **extra) -> str:
 
 def week_of(day: date) -> str:
     return pulse.week_id(day)
+
+
+def click(app, fake, user: str, action: str, value: str):
+    dm = fake.messages(user)[0]
+    r = app.click(user, action, value, channel=dm["channel"], message_ts=dm["ts"])
+    assert r.status == 200, r.raw
+    return r
+
+
+def confirmed(fake, user: str) -> str:
+    """The private confirmations (ephemeral messages) the person got, in order: where their choice is said,
+    since the DM, kept in Slack's history, never shows it."""
+    return "\n".join(str(c.args.get("text") or "") for c in fake.of("chat.postEphemeral") if c.args.get("user") == user)
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")

@@ -60,6 +60,11 @@ class Organization(_Strict):
     working_hours: str = "09:00-17:00"
     holidays: tuple[date, ...] = Field(default=(), max_length=1000)
     escalation_contact: str | None = Field(default=None, pattern=USER_ID)  # the last level of every default path
+    # who a channel's members may be: guests (Slack's restricted and ultra-restricted accounts) and people of
+    # another workspace (Slack Connect) are left out unless asked for (they would answer the pulse, accept
+    # handoffs, decide fast-tracks)
+    include_guests: bool = False
+    include_external: bool = False
 
     @field_validator("working_days")
     @classmethod
