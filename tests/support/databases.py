@@ -21,7 +21,7 @@ def scratch_database(backend: str, tmp_path) -> Database:
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     scratch = f"{url.database}_upgrade"  # one per worker database, so parallel workers never share it
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))  # a connection an earlier test left
         conn.execute(text(f'CREATE DATABASE "{scratch}"'))
     admin.dispose()
     return Database(url.set(database=scratch).render_as_string(hide_password=False))
