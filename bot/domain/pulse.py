@@ -786,6 +786,16 @@ def figures(db: Database, cfg: ProcessConfig, sealer: Sealer, period: str, now: 
         return _thaw(session.get(PulseMonth, period).figures)
 
 
+def freeze_closed(db: Database, cfg: ProcessConfig, sealer: Sealer | None, now: datetime) -> str | None:
+    """Freeze the month that ended last as soon as it is final (the clock's pulse job, every tick), so a
+    configuration edited after the month's end but before anything read it cannot change what is frozen.
+    The month frozen, or None (not final yet, the pulse off or no secret, nobody asked)."""
+    if cfg.pulse is None or sealer is None:
+        return None
+    period = schedule.shift(schedule.period_of(now, cfg.organization.tz), -1)
+    return period if figures(db, cfg, sealer, period, now) is not None else None
+
+
 def _freeze(s: Satisfaction) -> dict:
     return {
         "period": s.period,

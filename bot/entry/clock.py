@@ -281,6 +281,7 @@ def run_pulse(run: Run) -> None:
     sent = pulse.send_due(db, cfg, run.now, zones)
     reminders = pulse.remind_due(db, cfg, run.now)
     pulse.mix(db)  # the answers given since the last run lose their link to the click that wrote them
+    pulse.freeze_closed(db, cfg, getattr(run.deliverer.ctx, "sealer", None), run.now)  # last month, once final
     if sent.asked or reminders:
         run.say(
             f"pulse: {sent.asked} survey{'s' if sent.asked != 1 else ''} and {len(reminders)} reminder{'s' if len(reminders) != 1 else ''} written"

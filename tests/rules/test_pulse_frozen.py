@@ -58,3 +58,20 @@ def test_a_month_is_not_frozen_before_it_is_final(db):
     with db.read() as session:
         assert session.get(PulseMonth, "2026-06") is None
     assert pulse.figures(db, cfg, sealer, "2026-06", pulse.final_at(cfg.pulse, "2026-06")) is not None
+
+
+def test_the_clock_freezes_a_month_as_it_ends_before_the_configuration_changes(db):
+    """The pulse job freezes the month that ended as soon as it is final: a configuration edited the next
+    morning, before any digest or Home read June, changes nothing of what June shows."""
+    cfg = config({"design": 15, "eng": 11}, shared={"U0BOB": ["design", "eng"]})
+    sealer = pulse.Sealer(SECRET)
+    month(db, cfg, sealer)
+    end = pulse.final_at(cfg.pulse, "2026-06")
+    assert (
+        pulse.freeze_closed(db, cfg, sealer, end - timedelta(minutes=1)) is None
+    )  # May is "last month"; June not over
+    assert pulse.freeze_closed(db, cfg, sealer, end + timedelta(minutes=5)) == "2026-06"
+    later = only(cfg, ["eng"])  # Design left the pulse after June ended
+    june = pulse.figures(db, later, sealer, "2026-06", end + timedelta(days=1))
+    assert june.teams["design"] is not None and june.teams["eng"] is None
+    assert pulse.freeze_closed(db, cfg, None, end + timedelta(minutes=5)) is None  # no secret: nothing to read
