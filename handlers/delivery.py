@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import OperationalError
 
 from bot.domain.core import outbox
 from bot.domain.core.outbox import (
@@ -49,6 +50,7 @@ LOOK_PAGES = 10
 ANCHOR_FAILED = "the message it belongs to was not delivered"
 WAIT_FOR_ANCHOR = timedelta(seconds=1)
 AGAIN = 20  # deliveries of an update asked for again while on its way, before leaving it to the sweep
+RETRY_BUSY = (0.2, 0.5, None)  # pauses before delivering again after the database was busy; None: give up
 LOOK_MARGIN = timedelta(minutes=10)  # clocks differ: ours and Slack's
 RENEW_AFTER = 1.0  # seconds: a lease written longer ago is written again right before a Slack call (`_hold`)
 PROBE_EVERY = 3.0  # seconds between two looks (auth.test) whether Slack answers again, while rows back off
@@ -124,12 +126,26 @@ class Deliverer:
                 self.after(self.send_now, [key], False)
                 done["deferred"] += 1
                 continue
-            try:
-                done[self.deliver(key)] += 1
-            except Exception:  # a bug or the database gone: the row stays for the sweep
-                log.exception("outbox %s: delivery failed; the clock's sweep retries it", key)
-                done["error"] += 1
+            done[self._deliver_now(key)] += 1
         return done
+
+    def _deliver_now(self, key: str) -> str:
+        """`deliver`, again after a moment when the database was busy (SQLite's write lock held past the
+        web app's wait by a burst of clicks): safe, since a claim that was not written changed nothing, and
+        one that was holds the row ("busy") until its lease. A bug or the database gone: the row stays for
+        the sweep."""
+        for pause in RETRY_BUSY:
+            try:
+                return self.deliver(key)
+            except OperationalError:
+                if pause is not None:
+                    time.sleep(pause)
+                    continue
+                log.exception("outbox %s: delivery failed; the clock's sweep retries it", key)
+            except Exception:
+                log.exception("outbox %s: delivery failed; the clock's sweep retries it", key)
+            return "error"
+        return "error"
 
     def after(self, fn: Callable, *args) -> Future:
         """Run `fn(*args)` after the request, in this process's one background thread, in the order asked.

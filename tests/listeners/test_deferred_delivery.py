@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
+import pytest
 from slack_sdk import WebClient
+from sqlalchemy import text
 
 from bot.domain import home
 from bot.domain.core import outbox
@@ -14,6 +17,7 @@ from bot.domain.core.outbox import POST, PUBLISH, Message
 from bot.domain.core.timeutil import utcnow
 from bot.entry.bootstrap import Deps
 from handlers import deliverer
+from storage.db import Database
 from storage.models import OutboxStatus
 from tests.support.harness import TOKEN
 
@@ -65,3 +69,31 @@ def test_a_deferred_home_left_by_a_dead_process_stays_due_for_the_sweep(db, cfg,
     deliverer(deps, client).sweep(max_seconds=5)
     assert outbox.get(db, home.key("U0BOB")).status == OutboxStatus.SENT
     assert len(fake.of("views.publish")) == 1
+
+
+def test_a_delivery_the_busy_database_refused_is_tried_again_in_the_request(db, cfg, fake):
+    """A burst of clicks holds SQLite's write lock past the web app's wait: the request thread's claim
+    fails. It tries again a moment later instead of leaving the DM for the clock's next sweep."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's one write lock; PostgreSQL locks rows")
+    keys = outbox.put(db, [note("t:busy")], utcnow())
+    impatient = Database(db.url, wait=0.1)  # the web app waits 1.2 s; this, less than the lock is held
+    deps = Deps(cfg=cfg, db=impatient)
+    d = deliverer(deps, WebClient(token=TOKEN, base_url=fake.url, timeout=10, retry_handlers=[]))
+    held = threading.Event()
+
+    def hold_the_lock():
+        with db.write() as s:  # BEGIN IMMEDIATE: the write lock, for 0.4 s
+            s.execute(text("UPDATE outbox SET updated_at = updated_at WHERE key = 'none'"))
+            held.set()
+            time.sleep(0.4)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(5)
+    try:
+        assert d.send_now(keys)["sent"] == 1
+    finally:
+        holder.join()
+        impatient.dispose()
+    assert outbox.get(db, "t:busy").status == OutboxStatus.SENT and len(fake.of("chat.postMessage")) == 1
