@@ -134,10 +134,18 @@ def slack_call(method, **kwargs) -> dict | None:
         return None
 
 
-def tell(client: WebClient, body: dict, user: str, text: str | dict, people: tuple[str, ...] | list[str] = ()) -> None:
+def tell(
+    client: WebClient,
+    body: dict,
+    user: str,
+    text: str | dict,
+    people: tuple[str, ...] | list[str] = (),
+    ephemeral_only: bool = False,
+) -> None:
     """A private answer to the person who acted: ephemeral where they clicked, else a DM. `text` may be a
     rule's exception: the people it names show as mentions; or a message already rendered from its own
-    template. (Not a decision's message: no outbox.)"""
+    template. (Not a decision's message: no outbox.) `ephemeral_only`: never a DM, which stays in Slack's
+    history (a pulse answer must not)."""
     if isinstance(text, dict):
         message = text
     else:
@@ -152,7 +160,8 @@ def tell(client: WebClient, body: dict, user: str, text: str | dict, people: tup
         client.chat_postEphemeral, channel=channel, user=user, text=message["text"], blocks=message["blocks"]
     ):
         return
-    slack_call(client.chat_postMessage, channel=user, text=message["text"], blocks=message["blocks"])
+    if not ephemeral_only:
+        slack_call(client.chat_postMessage, channel=user, text=message["text"], blocks=message["blocks"])
 
 
 def act(client: WebClient, body: dict, noun: str, call, deps=None):

@@ -90,7 +90,11 @@ def _confirm(client, body, user: str, choice: str) -> None:
     """The choice confirmed privately (an ephemeral message: not in the conversation's history, nor in an
     export); the DM itself is redrawn without it."""
     tell(
-        client, body, user, f"Recorded, visible only to you: {choice}. A new click changes it until the survey closes."
+        client,
+        body,
+        user,
+        f"Recorded, visible only to you: {choice}. A new click changes it until the survey closes.",
+        ephemeral_only=True,  # Slack refusing the ephemeral: no DM, which would keep the choice in its history
     )
 
 

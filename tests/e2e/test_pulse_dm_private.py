@@ -43,3 +43,21 @@ def test_what_two_people_chose_is_nowhere_in_their_dms(app, fake, db):
     ephemeral = fake.of("chat.postEphemeral")
     assert {c.args["user"] for c in ephemeral if "Disagree" in str(c.args.get("text"))} == {"U0BOB"}
     assert {c.args["user"] for c in ephemeral if "4 · Agree" in str(c.args.get("text"))} == {"U0ALICE"}
+
+
+def test_when_slack_refuses_the_ephemeral_the_choice_is_not_posted_as_a_dm(app, fake, db):
+    """A private answer falls back to a DM when Slack refuses the ephemeral; the pulse's confirmation must
+    not: a DM stays in Slack's history. The answer is recorded all the same."""
+    day = flow.monday(1)
+    week = flow.week_of(day)
+    flow.job(db, fake, flow.at(day, 20))
+    fake.fail("chat.postEphemeral", "channel_not_found")
+    posts_before = len(fake.of("chat.postMessage"))
+    flow.click(app, fake, "U0ALICE", "pulse_score_5", f"{week} 5")
+    flow.wait_for(lambda: len(fake.of("chat.postEphemeral")) >= 1)
+    fake.settle(quiet=0.5)
+    later = fake.of("chat.postMessage")[posts_before:]
+    assert not [
+        c for c in later if "Strongly agree" in json.dumps(c.args) or "visible only to you" in json.dumps(c.args)
+    ]
+    assert "Thanks, your answer is recorded" in json.dumps(versions(fake, "U0ALICE")[-1])
