@@ -31,8 +31,10 @@ from storage.migrate import current, head
 WEB_DB_WAIT = 1.2  # seconds a request may wait for a database lock: an answer within Slack's 3 s either way
 
 
-def wire(bus: events.Bus = events.bus) -> events.Bus:
-    """Register every domain event's subscribers, once per process (again: nothing changes)."""
+def wire(bus: events.Bus | None = None) -> events.Bus:
+    """Register every domain event's subscribers, once per process (again: nothing changes). Default: the
+    process's bus as it is when called."""
+    bus = bus or events.bus
     bus.subscribe(events.HandoffChanged, home.on_handoff)
     bus.subscribe(events.FastTrackChanged, home.on_fasttrack)
     bus.subscribe(events.MembersChanged, home.on_members)
